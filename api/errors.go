@@ -1,0 +1,88 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
+)
+
+// Error is an API error as the client sees it: a status, a stable code, a
+// message for people and, where one field is at fault, its path (such as
+// "payload.url").
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Error codes and their HTTP statuses: the one table that maps them.
+var statusOf = map[string]int{
+	"invalid_json":       http.StatusBadRequest,
+	"invalid_field":      http.StatusBadRequest,
+	"unknown_field":      http.StatusBadRequest,
+	"missing_field":      http.StatusBadRequest,
+	"unknown_type":       http.StatusBadRequest,
+	"invalid_payload":    http.StatusBadRequest,
+	"invalid_id":         http.StatusBadRequest,
+	"not_found":          http.StatusNotFound,
+	"method_not_allowed": http.StatusMethodNotAllowed,
+	"too_large":          http.StatusRequestEntityTooLarge,
+	"unsupported_media":  http.StatusUnsupportedMediaType,
+	"unavailable":        http.StatusServiceUnavailable,
+	"no_route":           http.StatusServiceUnavailable,
+	"internal":           http.StatusInternalServerError,
+}
+
+func apiErr(code, field, format string, args ...any) *Error {
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	return &Error{Status: status, Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// toAPIError turns an internal error into what the client may see; details
+// of unexpected errors are logged, not returned.
+func toAPIError(log *slog.Logger, err error) *Error {
+	var ae *Error
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, store.ErrUnavailable):
+		log.Warn("redis unavailable", "err", err)
+		return apiErr("unavailable", "", "the job store (Redis) is unavailable; nothing was accepted, try again")
+	case errors.Is(err, queue.ErrUnavailable):
+		log.Warn("broker unavailable", "err", err)
+		return apiErr("unavailable", "", "the broker (RabbitMQ) is unavailable; nothing was accepted, try again")
+	case errors.Is(err, store.ErrNotFound):
+		return apiErr("not_found", "", "no such job")
+	}
+	log.Error("internal error", "err", err)
+	return apiErr("internal", "", "internal error")
+}
+
+type errorBody struct {
+	Error *Error `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	if e.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, e.Status, errorBody{e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}

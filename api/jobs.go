@@ -1,0 +1,433 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/queue"
+)
+
+// Limits on what a submission may carry besides its payload.
+const (
+	maxMetadataEntries = 64
+	maxMetadataKey     = 128
+	maxMetadataValue   = 1024
+	maxIdempotencyKey  = 255
+)
+
+// jobRequest is the body of POST /v1/jobs and each entry of a batch.
+type jobRequest struct {
+	Type           string            `json:"type"`
+	Payload        json.RawMessage   `json:"payload"`
+	MaxAttempts    json.RawMessage   `json:"max_attempts"`
+	Timeout        json.RawMessage   `json:"timeout"`
+	Metadata       map[string]string `json:"metadata"`
+	IdempotencyKey string            `json:"idempotency_key"`
+}
+
+type batchRequest struct {
+	Jobs []json.RawMessage `json:"jobs"`
+}
+
+// readBody reads a JSON request body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, apiErr("unsupported_media", "", "Content-Type %q is not supported; send application/json", ct)
+		}
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, apiErr("too_large", "", "request body is over the limit of %d bytes", s.cfg.MaxBodyBytes)
+	}
+	if err != nil {
+		return nil, apiErr("invalid_json", "", "cannot read request body: %v", err)
+	}
+	return b, nil
+}
+
+// decodeStrict decodes one JSON value into v, refusing unknown fields and
+// trailing data, and names the field at fault.
+func decodeStrict(b []byte, v any, prefix string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		return apiErr("invalid_json", "", "request body holds more than one JSON value")
+	}
+	if err == nil {
+		return nil
+	}
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return apiErr("invalid_json", "", "request body is empty; send a JSON object")
+	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
+		return apiErr("invalid_json", "", "request body is not valid JSON: %v", err)
+	case errors.As(err, &typ):
+		field := join(prefix, typ.Field)
+		if typ.Field == "" {
+			return apiErr("invalid_json", prefix, "want a JSON object, got %s", typ.Value)
+		}
+		return apiErr("invalid_field", field, "%s: want %s, got %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		field := join(prefix, strings.Trim(name, `"`))
+		return apiErr("unknown_field", field, "unknown field %s", field)
+	}
+	return apiErr("invalid_json", "", "request body is not valid JSON: %v", err)
+}
+
+func join(prefix, field string) string {
+	if prefix == "" {
+		return field
+	}
+	if field == "" {
+		return prefix
+	}
+	return prefix + "." + field
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "int", "int64", "float64":
+		return "a number"
+	case "map", "struct":
+		return "an object"
+	case "slice":
+		return "an array"
+	case "bool":
+		return "true or false"
+	}
+	return goKind
+}
+
+// buildJob validates a request and builds the job it asks for. prefix
+// qualifies field names (for batch entries).
+func (s *Server) buildJob(ctx context.Context, req jobRequest, headerKey string) (*jobs.Job, error) {
+	if req.Type == "" {
+		return nil, apiErr("missing_field", "type", "type is required, such as \"sys.echo\"")
+	}
+	if !jobs.ValidTypeName(req.Type) {
+		return nil, apiErr("invalid_field", "type", "type %q is not a valid type name (lower-case words joined by dots)", req.Type)
+	}
+	te, err := s.types.get(ctx, req.Type)
+	if err != nil {
+		return nil, err
+	}
+	t := te.t
+
+	payload := bytes.TrimSpace(req.Payload)
+	if len(payload) == 0 || string(payload) == "null" {
+		payload = []byte("{}")
+	}
+	if payload[0] != '{' {
+		return nil, apiErr("invalid_field", "payload", "payload must be a JSON object")
+	}
+	if err := te.validatePayload(payload); err != nil {
+		return nil, err
+	}
+
+	maxAttempts := t.MaxAttempts
+	if len(req.MaxAttempts) > 0 && string(req.MaxAttempts) != "null" {
+		n, err := strconv.Atoi(string(req.MaxAttempts))
+		if err != nil || n < 1 || n > jobs.MaxMaxAttempts {
+			return nil, apiErr("invalid_field", "max_attempts", "max_attempts must be a whole number from 1 to %d", jobs.MaxMaxAttempts)
+		}
+		maxAttempts = n
+	}
+
+	timeout := t.Timeout
+	if len(req.Timeout) > 0 && string(req.Timeout) != "null" {
+		var d jobs.Duration
+		if err := json.Unmarshal(req.Timeout, &d); err != nil {
+			return nil, apiErr("invalid_field", "timeout", "timeout: %v", err)
+		}
+		if d.Std() < time.Second || d.Std() > jobs.MaxTimeout {
+			return nil, apiErr("invalid_field", "timeout", "timeout must be from 1s to %s", jobs.MaxTimeout)
+		}
+		timeout = d
+	}
+
+	if len(req.Metadata) > maxMetadataEntries {
+		return nil, apiErr("invalid_field", "metadata", "metadata has more than %d entries", maxMetadataEntries)
+	}
+	for k, v := range req.Metadata {
+		if k == "" || len(k) > maxMetadataKey || len(v) > maxMetadataValue {
+			return nil, apiErr("invalid_field", "metadata."+k, "metadata keys must be 1 to %d bytes and values at most %d", maxMetadataKey, maxMetadataValue)
+		}
+	}
+
+	key := req.IdempotencyKey
+	switch {
+	case headerKey != "" && key != "" && headerKey != key:
+		return nil, apiErr("invalid_field", "idempotency_key", "idempotency_key and the Idempotency-Key header differ; send one, or the same in both")
+	case key == "":
+		key = headerKey
+	}
+	if len(key) > maxIdempotencyKey || !utf8.ValidString(key) {
+		return nil, apiErr("invalid_field", "idempotency_key", "idempotency_key must be valid text of at most %d bytes", maxIdempotencyKey)
+	}
+
+	return &jobs.Job{
+		ID:             jobs.NewID(),
+		Type:           t.Name,
+		Status:         jobs.StatusQueued,
+		Payload:        json.RawMessage(payload),
+		MaxAttempts:    maxAttempts,
+		Timeout:        timeout,
+		Metadata:       req.Metadata,
+		IdempotencyKey: key,
+		CreatedAt:      s.cfg.Now().UTC().Truncate(time.Millisecond),
+	}, nil
+}
+
+// accepted is the outcome of accepting one job.
+type accepted struct {
+	job      *jobs.Job
+	existing bool // an earlier job with the same idempotency key
+	err      error
+}
+
+// accept records jobs and publishes them with confirms, as one Redis round
+// trip and one pipelined publish. A job whose publish was not confirmed is
+// removed again, so a failure leaves nothing behind. The error is non-nil
+// when nothing could be accepted (Redis or the broker unavailable).
+func (s *Server) accept(ctx context.Context, js []*jobs.Job, traceparent string) ([]accepted, error) {
+	out := make([]accepted, len(js))
+	if len(js) == 0 {
+		return out, nil
+	}
+	// Check the broker first: when it is down, nothing is written at all.
+	if !s.broker.Connected() {
+		return nil, queue.ErrUnavailable
+	}
+	created, err := s.store.Create(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		fresh []*jobs.Job
+		msgs  []queue.Message
+		index []int
+	)
+	for i, c := range created {
+		switch {
+		case c.Err != nil:
+			out[i].err = c.Err
+		case c.Existing:
+			out[i] = accepted{job: c.Job, existing: true}
+		default:
+			m, err := queue.NewMessage(c.Job, traceparent)
+			if err != nil {
+				out[i].err = err
+				continue
+			}
+			fresh, msgs, index = append(fresh, c.Job), append(msgs, m), append(index, i)
+		}
+	}
+	if len(msgs) == 0 {
+		return out, nil
+	}
+	errs, err := s.broker.Publish(ctx, msgs)
+	cleanup := context.WithoutCancel(ctx)
+	if err != nil {
+		if derr := s.store.Discard(cleanup, fresh); derr != nil {
+			s.log.Error("cannot remove records of unpublished jobs", "err", derr, "jobs", len(fresh))
+		}
+		return nil, err
+	}
+	var failed []*jobs.Job
+	for k, perr := range errs {
+		i := index[k]
+		if perr == nil {
+			out[i].job = fresh[k]
+			continue
+		}
+		failed = append(failed, fresh[k])
+		if errors.Is(perr, queue.ErrUnroutable) {
+			out[i].err = apiErr("no_route", "type", "no queue is bound for type %s: start a worker of its pool", fresh[k].Type)
+		} else {
+			out[i].err = perr
+		}
+	}
+	if err := s.store.Discard(cleanup, failed); err != nil {
+		s.log.Error("cannot remove records of unpublished jobs", "err", err, "jobs", len(failed))
+	}
+	return out, nil
+}
+
+// submit handles POST /v1/jobs.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	var req jobRequest
+	if err := decodeStrict(body, &req, ""); err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	job, err := s.buildJob(r.Context(), req, r.Header.Get("Idempotency-Key"))
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	res, err := s.accept(r.Context(), []*jobs.Job{job}, r.Header.Get("traceparent"))
+	if err == nil {
+		err = res[0].err
+	}
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	w.Header().Set("Location", "/v1/jobs/"+res[0].job.ID)
+	status := http.StatusAccepted
+	if res[0].existing {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, res[0].job)
+}
+
+type batchEntry struct {
+	Job   *jobs.Job `json:"job,omitempty"`
+	Error *Error    `json:"error,omitempty"`
+}
+
+// submitBatch handles POST /v1/jobs/batch: every entry is validated on its
+// own, and the valid ones are recorded and published together.
+func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	var req batchRequest
+	if err := decodeStrict(body, &req, ""); err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	switch {
+	case req.Jobs == nil:
+		writeError(w, apiErr("missing_field", "jobs", "jobs is required: an array of job requests"))
+		return
+	case len(req.Jobs) > s.cfg.MaxBatch:
+		writeError(w, apiErr("invalid_field", "jobs", "a batch holds at most %d jobs, got %d", s.cfg.MaxBatch, len(req.Jobs)))
+		return
+	}
+	entries := make([]batchEntry, len(req.Jobs))
+	var (
+		valid []*jobs.Job
+		index []int
+	)
+	for i, raw := range req.Jobs {
+		var jr jobRequest
+		err := decodeStrict(raw, &jr, "")
+		if err == nil {
+			var job *jobs.Job
+			if job, err = s.buildJob(r.Context(), jr, ""); err == nil {
+				valid, index = append(valid, job), append(index, i)
+				continue
+			}
+		}
+		ae := toAPIError(s.log, err)
+		if ae.Code == "unavailable" || ae.Code == "internal" {
+			writeError(w, ae)
+			return
+		}
+		entries[i].Error = ae
+	}
+	res, err := s.accept(r.Context(), valid, r.Header.Get("traceparent"))
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	for k, a := range res {
+		i := index[k]
+		if a.err != nil {
+			entries[i].Error = toAPIError(s.log, a.err)
+			continue
+		}
+		entries[i].Job = a.job
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Jobs []batchEntry `json:"jobs"`
+	}{entries})
+}
+
+// getJob handles GET /v1/jobs/{id}, with ?wait= for a long-poll until the
+// job is terminal.
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !jobs.ValidID(id) {
+		writeError(w, apiErr("invalid_id", "id", "%q is not a job id (a UUID such as 0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10)", id))
+		return
+	}
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			if n, nerr := strconv.ParseFloat(v, 64); nerr == nil {
+				d, err = time.Duration(n*float64(time.Second)), nil
+			}
+		}
+		if err != nil || d < 0 {
+			writeError(w, apiErr("invalid_field", "wait", "wait must be a duration such as \"30s\" (at most %s)", s.cfg.MaxWait))
+			return
+		}
+		wait = min(d, s.cfg.MaxWait)
+	}
+	job, err := s.waitJob(r.Context(), id, wait)
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, job)
+}
+
+// waitJob returns the job once it is terminal or wait has passed. It waits
+// on the notifier's events, never by polling Redis.
+func (s *Server) waitJob(ctx context.Context, id string, wait time.Duration) (*jobs.Job, error) {
+	if wait <= 0 {
+		return s.store.Get(ctx, id)
+	}
+	changed, cancel := s.notifier.Subscribe(id)
+	defer cancel()
+	job, err := s.store.Get(ctx, id)
+	if err != nil || job.Status.Terminal() {
+		return job, err
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-changed:
+		case <-timer.C:
+			return s.store.Get(ctx, id)
+		case <-ctx.Done():
+			return job, nil
+		}
+		if job, err = s.store.Get(ctx, id); err != nil || job.Status.Terminal() {
+			return job, err
+		}
+	}
+}
+

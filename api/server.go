@@ -1,0 +1,259 @@
+// Package api is warren's producer HTTP API: it validates jobs against the
+// types worker services declared, records them in Redis, publishes them to
+// RabbitMQ with publisher confirms, and answers 202 only once the broker has
+// them. It also serves job records, long-polls for their outcome, and health
+// endpoints.
+package api
+
+import (
+	"cmp"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
+)
+
+// Config configures a Server. Zero fields take the defaults noted.
+type Config struct {
+	// Addr is the listen address; zero means 127.0.0.1:8080. Port 0 picks a
+	// free port; Addr() tells which.
+	Addr string
+	// MaxBodyBytes bounds a request body; zero means 1 MiB.
+	MaxBodyBytes int64
+	// MaxWait bounds a long-poll (?wait=); zero means 60s.
+	MaxWait time.Duration
+	// MaxBatch bounds the jobs of one batch request; zero means 1000.
+	MaxBatch int
+	// Logger receives request and error logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Now tells the time; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	c.Addr = cmp.Or(c.Addr, "127.0.0.1:8080")
+	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, 1<<20)
+	c.MaxWait = cmp.Or(c.MaxWait, 60*time.Second)
+	c.MaxBatch = cmp.Or(c.MaxBatch, 1000)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Broker is what the API needs of RabbitMQ.
+type Broker interface {
+	Publish(ctx context.Context, msgs []queue.Message) ([]error, error)
+	Connected() bool
+}
+
+// Store is what the API needs of Redis.
+type Store interface {
+	Create(ctx context.Context, js []*jobs.Job) ([]store.Created, error)
+	Discard(ctx context.Context, js []*jobs.Job) error
+	Get(ctx context.Context, id string) (*jobs.Job, error)
+	Type(ctx context.Context, name string) (jobs.Type, error)
+	Types(ctx context.Context) ([]jobs.Type, error)
+	Ping(ctx context.Context) error
+	NewNotifier(onType func(name string)) *store.Notifier
+}
+
+var (
+	_ Broker = (*queue.Broker)(nil)
+	_ Store  = (*store.Store)(nil)
+)
+
+// Server is the HTTP API. Start it, Stop it.
+type Server struct {
+	cfg      Config
+	broker   Broker
+	store    Store
+	notifier *store.Notifier
+	types    *types
+	log      *slog.Logger
+	handler  http.Handler
+
+	mu       sync.Mutex
+	srv      *http.Server
+	ln       net.Listener
+	cancel   context.CancelFunc
+	serveErr chan error
+}
+
+// New returns a Server over the given broker and store.
+func New(cfg Config, b Broker, st Store) *Server {
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:    cfg,
+		broker: b,
+		store:  st,
+		types:  newTypes(st),
+		log:    cfg.Logger.With("component", "api"),
+	}
+	s.notifier = st.NewNotifier(s.types.invalidate)
+	s.handler = s.routes()
+	return s
+}
+
+// Handler returns the API's HTTP handler, for embedding in another server.
+// Long-polls need the notifier, which Start starts.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/jobs", s.submit)
+	mux.HandleFunc("POST /v1/jobs/batch", s.submitBatch)
+	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /openapi.json", s.openAPI)
+	// Everything else lands here: a known path asked with the wrong method
+	// gets a 405 naming the methods it takes, the rest a 404, both in JSON.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/" {
+				allowed = append(allowed, m)
+			}
+		}
+		if len(allowed) == 0 {
+			writeError(w, apiErr("not_found", "", "no such endpoint: %s %s", r.Method, r.URL.Path))
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, apiErr("method_not_allowed", "", "%s %s is not allowed; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")))
+	})
+	return s.recoverer(mux)
+}
+
+// recoverer turns a handler panic into a 500 and a log line.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panicked", "panic", v, "path", r.URL.Path)
+				writeError(w, apiErr("internal", "", "internal error"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Start listens and serves in the background. Calling it again does nothing.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("api: listen: %w", err)
+	}
+	if err := s.notifier.Start(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("api: %w", err)
+	}
+	// Requests get a context that Stop cancels, so long-polls end at once.
+	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.ln, s.cancel = ln, cancel
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.serveErr = make(chan error, 1)
+	srv := s.srv
+	go func() {
+		err := srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.serveErr <- err
+	}()
+	s.log.Info("api listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the address the server listens on, once started.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Stop stops accepting requests, ends long-polls, waits for requests in
+// progress until ctx ends, and stops the notifier. Calling it again does
+// nothing.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	srv, cancel, serveErr := s.srv, s.cancel, s.serveErr
+	s.cancel = nil
+	s.mu.Unlock()
+	if srv == nil || cancel == nil {
+		return nil
+	}
+	cancel()
+	err := srv.Shutdown(ctx)
+	if serr := <-serveErr; err == nil {
+		err = serr
+	}
+	if nerr := s.notifier.Stop(ctx); err == nil {
+		err = nerr
+	}
+	if err != nil {
+		return fmt.Errorf("api: stop: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"rabbitmq": "ok", "redis": "ok"}
+	status := http.StatusOK
+	if !s.broker.Connected() {
+		checks["rabbitmq"], status = "unavailable", http.StatusServiceUnavailable
+	}
+	if err := s.store.Ping(ctx); err != nil {
+		checks["redis"], status = "unavailable", http.StatusServiceUnavailable
+	}
+	body := map[string]any{"status": "ready", "checks": checks}
+	if status != http.StatusOK {
+		body["status"] = "unavailable"
+	}
+	writeJSON(w, status, body)
+}
+
+//go:embed openapi.json
+var openAPISpec []byte
+
+func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPISpec)
+}

@@ -1,0 +1,156 @@
+// Package cli builds warren's cobra commands. Commands are made by
+// constructors, flags bind to option structs, and all output goes to the
+// writers handed in, so tests run the real command tree in process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/lmittmann/tint"
+	"github.com/spf13/cobra"
+
+	"github.com/warrenhq/warren/config"
+)
+
+// exitError carries a process exit code out of a command without printing
+// anything more (the command already said what happened).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// Main runs the warren command line with args and returns the exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
+	a := &app{in: stdin, out: stdout, errOut: stderr, environ: environ}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "warren: %v\n", err)
+	return 1
+}
+
+// app holds what every command shares: the I/O streams, the environment
+// and the global flags.
+type app struct {
+	in          io.Reader
+	out, errOut io.Writer
+	environ     []string
+
+	configPath string
+	output     string // "" (auto), "table" or "json"
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "warren",
+		Short: "warren runs jobs: an HTTP API, RabbitMQ queues, worker pools and Redis records",
+		Long: `warren is a job system built on RabbitMQ and Redis.
+
+Run the whole stack on one machine with 'warren dev', then submit and inspect
+jobs with 'warren enqueue' and 'warren job'. Settings come from flags, then
+WARREN_* environment variables, then warren.yaml, then defaults that work with
+RabbitMQ and Redis on loopback.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configPath, "config", "", "config file (default ./warren.yaml if present; env WARREN_CONFIG)")
+	pf.String("amqp-url", "", "RabbitMQ URL (env WARREN_AMQP_URL; default amqp://guest:guest@127.0.0.1:5672/)")
+	pf.String("redis-url", "", "Redis URL (env WARREN_REDIS_URL; default redis://127.0.0.1:6379/0)")
+	pf.String("namespace", "", "prefix of every queue and Redis key (env WARREN_NAMESPACE; default warren)")
+	pf.String("log-level", "", "debug, info, warn or error (env WARREN_LOG_LEVEL; default info)")
+	pf.String("api", "", "API base URL for client commands (env WARREN_API_URL; default http://127.0.0.1:8080)")
+	pf.StringVarP(&a.output, "output", "o", "", "output format of client commands: table or json (default table on a terminal, else json)")
+
+	root.AddCommand(
+		a.devCmd(),
+		a.apiCmd(),
+		a.workerCmd(),
+		a.enqueueCmd(),
+		a.jobCmd(),
+		a.versionCmd(),
+	)
+	return root
+}
+
+// globalFlags maps persistent flags to config keys.
+var globalFlags = map[string]string{
+	"amqp-url":  "amqp_url",
+	"redis-url": "redis_url",
+	"namespace": "namespace",
+	"log-level": "log_level",
+	"api":       "api_url",
+}
+
+// config loads the settings: defaults, warren.yaml, WARREN_* variables, then
+// the flags given on this command line. local maps the command's own flags to
+// config keys.
+func (a *app) config(cmd *cobra.Command, local map[string]string) (config.Config, error) {
+	cfg, err := config.Load(a.configPath, a.environ)
+	if err != nil {
+		return cfg, err
+	}
+	for _, m := range []map[string]string{globalFlags, local} {
+		for flag, key := range m {
+			f := cmd.Flags().Lookup(flag)
+			if f == nil || !f.Changed {
+				continue
+			}
+			if err := cfg.Set(key, f.Value.String()); err != nil {
+				return cfg, fmt.Errorf("--%s: %w", flag, err)
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// logger returns the process logger: tint on a terminal, JSON otherwise.
+func (a *app) logger(cfg config.Config) *slog.Logger {
+	level, _ := config.ParseLevel(cfg.LogLevel) // validated in config
+	if isTerminal(a.errOut) {
+		return slog.New(tint.NewHandler(a.errOut, &tint.Options{Level: level, TimeFormat: "15:04:05.000"}))
+	}
+	return slog.New(slog.NewJSONHandler(a.errOut, &slog.HandlerOptions{Level: level}))
+}
+
+// isTerminal reports whether w is a character device such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print warren's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(a.out, "warren", Version)
+			return nil
+		},
+	}
+}
+
+// Version is set at build time with -ldflags "-X ...cli.Version=v1.2.3".
+var Version = "dev"

@@ -1,0 +1,272 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warrenhq/warren/api"
+	"github.com/warrenhq/warren/config"
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
+	"github.com/warrenhq/warren/workers"
+	"github.com/warrenhq/warren/workers/sys"
+)
+
+// service is a built-in worker service: its pool, its default concurrency
+// and how it registers its types.
+type service struct {
+	pool        string
+	concurrency int
+	register    func(jobs.Registrar) error
+}
+
+// builtinServices lists the worker services compiled into warren.
+var builtinServices = []service{
+	{pool: sys.Pool, concurrency: sys.DefaultConcurrency, register: sys.Register},
+}
+
+func serviceNames() []string {
+	var names []string
+	for _, s := range builtinServices {
+		names = append(names, s.pool)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// stack is the connections a server command shares.
+type stack struct {
+	cfg    config.Config
+	log    *slog.Logger
+	broker *queue.Broker
+	store  *store.Store
+}
+
+func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*stack, error) {
+	log := a.logger(cfg)
+	b, err := queue.New(queue.Config{URL: cfg.AMQPURL, Namespace: cfg.Namespace, Logger: log, Name: "warren-" + name})
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.New(store.Config{
+		URL:               cfg.RedisURL,
+		Namespace:         cfg.Namespace,
+		Retention:         cfg.Store.Retention.Std(),
+		IdempotencyWindow: cfg.Store.IdempotencyWindow.Std(),
+		Logger:            log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Start(ctx); err != nil {
+		return nil, err
+	}
+	return &stack{cfg: cfg, log: log, broker: b, store: st}, nil
+}
+
+func (s *stack) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.broker.Stop(ctx); err != nil {
+		s.log.Warn("stopping broker connection", "err", err)
+	}
+	_ = s.store.Close()
+}
+
+// newWorker builds a worker running the named built-in pools.
+func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
+	pc := map[string]workers.PoolConfig{}
+	w := workers.New(workers.Config{
+		Pools:         pc,
+		ShutdownGrace: s.cfg.Worker.ShutdownGrace.Std(),
+		Logger:        s.log,
+	}, s.broker, s.store)
+	for _, svc := range builtinServices {
+		if !slices.Contains(pools, svc.pool) {
+			continue
+		}
+		c := s.cfg.Pools[svc.pool]
+		pc[svc.pool] = workers.PoolConfig{
+			Concurrency: cmp.Or(c.Concurrency, svc.concurrency),
+			Prefetch:    c.Prefetch,
+		}
+		if err := svc.register(w); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// shutdownTimeout bounds the whole shutdown after the worker's grace.
+const shutdownTimeout = 15 * time.Second
+
+func (a *app) devCmd() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole stack in one process: the API and every built-in worker pool",
+		Long: `Run the API and every built-in worker pool (` + strings.Join(serviceNames(), ", ") + `) in the
+foreground, for development and trying warren out. RabbitMQ and Redis must be
+running ('make services-up' starts them). Ctrl-C stops it: the API stops
+taking jobs, running jobs finish within the shutdown grace period, and
+anything unfinished goes back to its queue.`,
+		Example: `  warren dev
+  warren dev --addr 127.0.0.1:9090 --namespace demo`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.config(cmd, map[string]string{"addr": "api.addr"})
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			s, err := a.openStack(ctx, cfg, "dev")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			w, err := s.newWorker(serviceNames())
+			if err != nil {
+				return err
+			}
+			srv := api.New(api.Config{Addr: cfg.API.Addr, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: s.log}, s.broker, s.store)
+			if err := srv.Start(ctx); err != nil {
+				return err
+			}
+			if err := w.Start(ctx); err != nil {
+				_ = srv.Stop(context.Background())
+				return err
+			}
+			s.log.Info("warren dev running; Ctrl-C stops it",
+				"api", "http://"+srv.Addr(), "pools", w.Pools(), "namespace", string(cfg.Namespace))
+			<-ctx.Done()
+			s.log.Info("shutting down")
+			stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Worker.ShutdownGrace.Std()+shutdownTimeout)
+			defer cancel()
+			return errors.Join(srv.Stop(stopCtx), w.Stop(stopCtx))
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "", "API listen address (env WARREN_HTTP_ADDR; default 127.0.0.1:8080)")
+	return cmd
+}
+
+func (a *app) apiCmd() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "api",
+		Short: "Run the producer HTTP API alone",
+		Example: `  warren api --addr 0.0.0.0:8080`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.config(cmd, map[string]string{"addr": "api.addr"})
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			s, err := a.openStack(ctx, cfg, "api")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			srv := api.New(api.Config{Addr: cfg.API.Addr, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: s.log}, s.broker, s.store)
+			if err := srv.Start(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			return srv.Stop(stopCtx)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "", "listen address (env WARREN_HTTP_ADDR; default 127.0.0.1:8080)")
+	return cmd
+}
+
+func (a *app) workerCmd() *cobra.Command {
+	var (
+		healthAddr            string
+		concurrency, prefetch int
+	)
+	cmd := &cobra.Command{
+		Use:   "worker POOL",
+		Short: "Run one worker pool (" + strings.Join(serviceNames(), ", ") + ")",
+		Long: `Run the worker service of one pool. It consumes the pool's queue, runs the
+handlers of its job types and records outcomes in Redis. SIGTERM or Ctrl-C
+stops it gracefully: it stops taking jobs, lets running ones finish within
+the shutdown grace period (worker.shutdown_grace, WARREN_SHUTDOWN_GRACE),
+returns the rest to the queue, and exits 0.`,
+		Example: `  warren worker sys
+  warren worker sys --concurrency 64 --health-addr 127.0.0.1:9091`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: serviceNames(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pool := args[0]
+			if !slices.Contains(serviceNames(), pool) {
+				return fmt.Errorf("unknown pool %q; built-in pools: %s", pool, strings.Join(serviceNames(), ", "))
+			}
+			if concurrency < 0 || prefetch < 0 {
+				return errors.New("--concurrency and --prefetch must not be negative")
+			}
+			cfg, err := a.config(cmd, map[string]string{"health-addr": "worker.health_addr"})
+			if err != nil {
+				return err
+			}
+			if cfg.Pools == nil {
+				cfg.Pools = map[string]config.Pool{}
+			}
+			p := cfg.Pools[pool]
+			if concurrency > 0 {
+				p.Concurrency = concurrency
+			}
+			if prefetch > 0 {
+				p.Prefetch = prefetch
+			}
+			cfg.Pools[pool] = p
+			ctx := cmd.Context()
+			s, err := a.openStack(ctx, cfg, "worker-"+pool)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			w, err := s.newWorker([]string{pool})
+			if err != nil {
+				return err
+			}
+			var health *http.Server
+			if cfg.Worker.HealthAddr != "" {
+				ln, err := net.Listen("tcp", cfg.Worker.HealthAddr)
+				if err != nil {
+					return fmt.Errorf("health listener: %w", err)
+				}
+				health = &http.Server{Handler: w.HealthHandler(), ReadHeaderTimeout: 5 * time.Second}
+				served := make(chan struct{})
+				go func() { defer close(served); _ = health.Serve(ln) }()
+				defer func() { _ = health.Close(); <-served }()
+				s.log.Info("health endpoints listening", "addr", ln.Addr().String())
+			}
+			if err := w.Start(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			s.log.Info("stopping worker", "grace", cfg.Worker.ShutdownGrace.Std())
+			stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Worker.ShutdownGrace.Std()+shutdownTimeout)
+			defer cancel()
+			return w.Stop(stopCtx)
+		},
+	}
+	cmd.Flags().StringVar(&healthAddr, "health-addr", "", "serve /healthz and /readyz here (env WARREN_HEALTH_ADDR)")
+	cmd.Flags().IntVar(&concurrency, "concurrency", 0, "jobs run at once (env WARREN_POOL_<POOL>_CONCURRENCY; default per pool)")
+	cmd.Flags().IntVar(&prefetch, "prefetch", 0, "unacknowledged messages held (env WARREN_POOL_<POOL>_PREFETCH; default = concurrency)")
+	return cmd
+}

@@ -1,0 +1,286 @@
+// Package config reads warren's settings. Each setting has a default that
+// works on a laptop, may be set in warren.yaml, overridden by a WARREN_*
+// environment variable, and overridden again by a command-line flag. The
+// result is handed to each component as that component's own Config struct.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/warrenhq/warren/jobs"
+)
+
+// Config is every setting of a warren process. Field docs name the YAML key
+// and the environment variable.
+type Config struct {
+	// AMQPURL is the RabbitMQ address (amqp_url, WARREN_AMQP_URL).
+	AMQPURL string `yaml:"amqp_url"`
+	// RedisURL is the Redis address (redis_url, WARREN_REDIS_URL).
+	RedisURL string `yaml:"redis_url"`
+	// Namespace prefixes every exchange, queue and Redis key (namespace,
+	// WARREN_NAMESPACE).
+	Namespace jobs.Namespace `yaml:"namespace"`
+	// LogLevel is debug, info, warn or error (log_level, WARREN_LOG_LEVEL).
+	LogLevel string `yaml:"log_level"`
+	// APIURL is where CLI commands find the API (api_url, WARREN_API_URL).
+	APIURL string `yaml:"api_url"`
+
+	API    API             `yaml:"api"`
+	Store  Store           `yaml:"store"`
+	Worker Worker          `yaml:"worker"`
+	Pools  map[string]Pool `yaml:"pools"`
+}
+
+// API configures the HTTP producer API.
+type API struct {
+	// Addr is the listen address (api.addr, WARREN_HTTP_ADDR).
+	Addr string `yaml:"addr"`
+	// MaxBodyBytes bounds a request body (api.max_body_bytes,
+	// WARREN_MAX_BODY_BYTES).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// Store configures the Redis records.
+type Store struct {
+	// Retention is how long a terminal job's record is kept (store.retention,
+	// WARREN_RETENTION).
+	Retention Duration `yaml:"retention"`
+	// IdempotencyWindow is how long an idempotency key is remembered
+	// (store.idempotency_window, WARREN_IDEMPOTENCY_WINDOW).
+	IdempotencyWindow Duration `yaml:"idempotency_window"`
+}
+
+// Worker configures worker processes.
+type Worker struct {
+	// HealthAddr, when set, serves /healthz and /readyz (worker.health_addr,
+	// WARREN_HEALTH_ADDR).
+	HealthAddr string `yaml:"health_addr"`
+	// ShutdownGrace is how long running jobs may finish after a stop signal
+	// (worker.shutdown_grace, WARREN_SHUTDOWN_GRACE).
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+// Pool configures one worker pool (pools.NAME; env WARREN_POOL_NAME_*).
+type Pool struct {
+	// Concurrency is how many jobs run at once in one process; zero means
+	// the pool's own default.
+	Concurrency int `yaml:"concurrency"`
+	// Prefetch is how many unacknowledged messages the broker hands one
+	// process; zero means equal to Concurrency.
+	Prefetch int `yaml:"prefetch"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalText reads "30s" style text.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: want text such as \"30s\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes d as "30s" style text.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Default returns the settings that work on a laptop with RabbitMQ and Redis
+// on loopback.
+func Default() Config {
+	return Config{
+		AMQPURL:   "amqp://guest:guest@127.0.0.1:5672/",
+		RedisURL:  "redis://127.0.0.1:6379/0",
+		Namespace: jobs.DefaultNamespace,
+		LogLevel:  "info",
+		APIURL:    "http://127.0.0.1:8080",
+		API:       API{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20},
+		Store: Store{
+			Retention:         Duration(7 * 24 * time.Hour),
+			IdempotencyWindow: Duration(24 * time.Hour),
+		},
+		Worker: Worker{ShutdownGrace: Duration(30 * time.Second)},
+	}
+}
+
+// DefaultFile is the file Load reads when no path is given and WARREN_CONFIG
+// is unset; it is optional.
+const DefaultFile = "warren.yaml"
+
+// Load returns the defaults overlaid with the YAML file at path and then the
+// environment (environ, usually os.Environ()). An empty path means
+// WARREN_CONFIG or else ./warren.yaml if it exists; a path that was named must
+// exist.
+func Load(path string, environ []string) (Config, error) {
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && v != "" {
+			env[k] = v
+		}
+	}
+	cfg := Default()
+	named := path != ""
+	if !named {
+		path = env["WARREN_CONFIG"]
+		named = path != ""
+	}
+	if path == "" {
+		path = DefaultFile
+	}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !named:
+	case err != nil:
+		return cfg, fmt.Errorf("read config: %w", err)
+	default:
+		if err := yaml.UnmarshalWithOptions(b, &cfg, yaml.Strict()); err != nil {
+			return cfg, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
+		}
+	}
+	if err := cfg.applyEnv(env); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// applyEnv overrides settings from WARREN_* variables.
+func (c *Config) applyEnv(env map[string]string) error {
+	for _, s := range c.settings() {
+		if v := env[s.env]; v != "" {
+			if err := s.set(v); err != nil {
+				return fmt.Errorf("%s: %w", s.env, err)
+			}
+		}
+	}
+	for name, value := range env {
+		rest, ok := strings.CutPrefix(name, "WARREN_POOL_")
+		if !ok {
+			continue
+		}
+		var pool, field string
+		for _, suffix := range []string{"_CONCURRENCY", "_PREFETCH"} {
+			if p, ok := strings.CutSuffix(rest, suffix); ok {
+				pool, field = strings.ToLower(p), suffix
+			}
+		}
+		if pool == "" {
+			continue
+		}
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return fmt.Errorf("%s: want a whole number, got %q", name, value)
+		}
+		p := c.Pools[pool]
+		if field == "_CONCURRENCY" {
+			p.Concurrency = n
+		} else {
+			p.Prefetch = n
+		}
+		if c.Pools == nil {
+			c.Pools = map[string]Pool{}
+		}
+		c.Pools[pool] = p
+	}
+	return nil
+}
+
+// Set overrides the setting a flag or environment variable names, by its
+// YAML key (such as "api.addr"); the CLI calls it for flags given.
+func (c *Config) Set(key, value string) error {
+	for _, s := range c.settings() {
+		if s.key == key {
+			return s.set(value)
+		}
+	}
+	return fmt.Errorf("unknown setting %q", key)
+}
+
+type setting struct {
+	key, env string
+	set      func(string) error
+}
+
+func (c *Config) settings() []setting {
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	dur := func(p *Duration) func(string) error {
+		return func(v string) error { return p.UnmarshalText([]byte(v)) }
+	}
+	return []setting{
+		{"amqp_url", "WARREN_AMQP_URL", str(&c.AMQPURL)},
+		{"redis_url", "WARREN_REDIS_URL", str(&c.RedisURL)},
+		{"namespace", "WARREN_NAMESPACE", func(v string) error { c.Namespace = jobs.Namespace(v); return nil }},
+		{"log_level", "WARREN_LOG_LEVEL", str(&c.LogLevel)},
+		{"api_url", "WARREN_API_URL", str(&c.APIURL)},
+		{"api.addr", "WARREN_HTTP_ADDR", str(&c.API.Addr)},
+		{"api.max_body_bytes", "WARREN_MAX_BODY_BYTES", func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("want a number of bytes, got %q", v)
+			}
+			c.API.MaxBodyBytes = n
+			return nil
+		}},
+		{"store.retention", "WARREN_RETENTION", dur(&c.Store.Retention)},
+		{"store.idempotency_window", "WARREN_IDEMPOTENCY_WINDOW", dur(&c.Store.IdempotencyWindow)},
+		{"worker.health_addr", "WARREN_HEALTH_ADDR", str(&c.Worker.HealthAddr)},
+		{"worker.shutdown_grace", "WARREN_SHUTDOWN_GRACE", dur(&c.Worker.ShutdownGrace)},
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	if err := c.Namespace.Validate(); err != nil {
+		return err
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	switch {
+	case c.API.MaxBodyBytes <= 0:
+		return fmt.Errorf("api.max_body_bytes must be positive")
+	case c.Store.Retention <= 0:
+		return fmt.Errorf("store.retention must be positive")
+	case c.Store.IdempotencyWindow <= 0:
+		return fmt.Errorf("store.idempotency_window must be positive")
+	case c.Worker.ShutdownGrace < 0:
+		return fmt.Errorf("worker.shutdown_grace must not be negative")
+	}
+	names := make([]string, 0, len(c.Pools))
+	for name := range c.Pools {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := c.Pools[name]
+		if !jobs.ValidPoolName(name) {
+			return fmt.Errorf("pools.%s: not a valid pool name", name)
+		}
+		if p.Concurrency < 0 || p.Prefetch < 0 {
+			return fmt.Errorf("pools.%s: concurrency and prefetch must not be negative", name)
+		}
+	}
+	return nil
+}
+
+// ParseLevel reads a log level name.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,153 @@
+// Package jobs is the ground of warren: the Job, its states, the Handler
+// contract that workers implement, the outcomes a handler can return, and the
+// one place where queue names, routing keys and Redis keys are derived from a
+// job type and a namespace. It imports nothing else of warren.
+package jobs
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Status is where a job stands in its life.
+type Status string
+
+// The states of a job. A job moves forward only: once terminal it never
+// changes again.
+const (
+	// StatusScheduled is a job waiting for its run time (delayed jobs).
+	StatusScheduled Status = "scheduled"
+	// StatusQueued is a job accepted and waiting in its pool's queue.
+	StatusQueued Status = "queued"
+	// StatusRunning is a job a worker is running now.
+	StatusRunning Status = "running"
+	// StatusRetrying is a job whose attempt failed and that will run again.
+	StatusRetrying Status = "retrying"
+	// StatusSucceeded is a job whose handler returned a result. Terminal.
+	StatusSucceeded Status = "succeeded"
+	// StatusFailed is a job that failed for good. Terminal.
+	StatusFailed Status = "failed"
+	// StatusCanceled is a job that was canceled. Terminal.
+	StatusCanceled Status = "canceled"
+)
+
+// Terminal reports whether s is a final state.
+func (s Status) Terminal() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
+}
+
+// Valid reports whether s is one of the known states.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusScheduled, StatusQueued, StatusRunning, StatusRetrying,
+		StatusSucceeded, StatusFailed, StatusCanceled:
+		return true
+	}
+	return false
+}
+
+// Limits on a job's settings.
+const (
+	// DefaultMaxAttempts is how many attempts a job gets when it names none.
+	DefaultMaxAttempts = 3
+	// MaxMaxAttempts is the largest max_attempts a job may ask for.
+	MaxMaxAttempts = 100
+	// DefaultTimeout is the timeout of a job whose type declares none.
+	DefaultTimeout = 5 * time.Minute
+	// MaxTimeout is the longest timeout a job or type may ask for.
+	MaxTimeout = 24 * time.Hour
+)
+
+// Job is one unit of work and everything known about it. It is the same value
+// the API returns, the store records and a handler receives.
+type Job struct {
+	// ID is a UUIDv7: unique, URL-safe and sortable by creation time.
+	ID string `json:"id"`
+	// Type names what to do, such as "webhook.deliver"; see Type.
+	Type string `json:"type"`
+	// Status is where the job stands.
+	Status Status `json:"status"`
+	// Payload is the job's input, a JSON object.
+	Payload json.RawMessage `json:"payload"`
+	// Attempt is the number of the current or last attempt, 1-based; 0
+	// before the first run.
+	Attempt int `json:"attempt"`
+	// MaxAttempts is how many attempts the job may take in all.
+	MaxAttempts int `json:"max_attempts"`
+	// Timeout bounds one attempt; the handler's context ends when it passes.
+	Timeout Duration `json:"timeout"`
+	// Metadata is free-form labels from the submitter, passed through.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Result is what the handler returned, as JSON, once succeeded.
+	Result json.RawMessage `json:"result,omitempty"`
+	// Error describes the last failure, if any.
+	Error *Error `json:"error,omitempty"`
+	// Progress is the last progress the handler reported.
+	Progress *Progress `json:"progress,omitempty"`
+	// Worker identifies the process that ran the last attempt.
+	Worker string `json:"worker,omitempty"`
+	// IdempotencyKey is the submitter's key for deduplicating submissions.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+
+	CreatedAt   time.Time  `json:"created_at"`
+	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+}
+
+// Decode unmarshals the job's payload into v.
+func (j *Job) Decode(v any) error {
+	if err := json.Unmarshal(j.Payload, v); err != nil {
+		return fmt.Errorf("decode payload of %s %s: %w", j.Type, j.ID, err)
+	}
+	return nil
+}
+
+// Error is a failure as recorded on a job.
+type Error struct {
+	// Code is a stable, machine-readable word: "handler", "panic", "timeout",
+	// "canceled", or one a handler chose.
+	Code string `json:"code"`
+	// Message is for people.
+	Message string `json:"message"`
+	// Retryable says whether warren will run the job again.
+	Retryable bool `json:"retryable"`
+}
+
+// Progress is how far a running job says it has come.
+type Progress struct {
+	Percent int    `json:"percent"`
+	Message string `json:"message,omitempty"`
+}
+
+// Duration is a time.Duration that reads and writes JSON as Go duration text
+// ("30s", "1m30s"). It also reads a number, taken as seconds.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as text such as "30s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads "30s" style text or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var secs float64
+		if err := json.Unmarshal(b, &secs); err != nil {
+			return fmt.Errorf("duration must be text such as \"30s\" or a number of seconds")
+		}
+		*d = Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: want text such as \"30s\" or \"5m\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }

@@ -1,0 +1,267 @@
+// Package queue is everything warren says to RabbitMQ: the topology (one
+// topic exchange per namespace, one quorum queue per pool), publishing with
+// publisher confirms, and consuming with manual acks. A Broker keeps one
+// connection open and reopens it with backoff when it drops.
+package queue
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenhq/warren/jobs"
+)
+
+// Errors callers branch on.
+var (
+	// ErrUnavailable means the broker cannot be reached now; the operation
+	// may succeed later.
+	ErrUnavailable = errors.New("broker unavailable")
+	// ErrUnroutable means the broker returned a message because no queue is
+	// bound for its routing key.
+	ErrUnroutable = errors.New("no queue bound for this job type")
+	// ErrNacked means the broker refused responsibility for a message.
+	ErrNacked = errors.New("broker did not confirm the message")
+)
+
+// Config configures a Broker. Zero fields take the defaults noted.
+type Config struct {
+	// URL is the AMQP address; required.
+	URL string
+	// Namespace prefixes exchange and queue names; zero means
+	// jobs.DefaultNamespace.
+	Namespace jobs.Namespace
+	// Logger receives connection events; nil means slog.Default().
+	Logger *slog.Logger
+	// ReconnectMin and ReconnectMax bound the backoff between connection
+	// attempts; zero means 100ms and 5s.
+	ReconnectMin, ReconnectMax time.Duration
+	// Name is shown in RabbitMQ's connection list; zero means "warren".
+	Name string
+}
+
+func (c Config) withDefaults() Config {
+	c.Namespace = cmp.Or(c.Namespace, jobs.DefaultNamespace)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	c.ReconnectMin = cmp.Or(c.ReconnectMin, 100*time.Millisecond)
+	c.ReconnectMax = cmp.Or(c.ReconnectMax, 5*time.Second)
+	c.Name = cmp.Or(c.Name, "warren")
+	return c
+}
+
+// session is one live connection and the publisher on it.
+type session struct {
+	conn *amqp.Connection
+	pub  *publisher
+	// lost is closed when the connection is gone.
+	lost chan struct{}
+}
+
+// Broker owns the AMQP connection of a process. It is safe for concurrent
+// use. Start it, use it, Stop it.
+type Broker struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	cur     *session      // nil while disconnected
+	changed chan struct{} // closed and replaced whenever cur changes
+	started bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// New returns a Broker that is not yet connected; call Start.
+func New(cfg Config) (*Broker, error) {
+	cfg = cfg.withDefaults()
+	if cfg.URL == "" {
+		return nil, errors.New("queue: config: URL is required")
+	}
+	if err := cfg.Namespace.Validate(); err != nil {
+		return nil, fmt.Errorf("queue: config: %w", err)
+	}
+	return &Broker{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "queue"),
+		changed: make(chan struct{}),
+	}, nil
+}
+
+// Namespace returns the namespace the broker's names are derived from.
+func (b *Broker) Namespace() jobs.Namespace { return b.cfg.Namespace }
+
+// Start begins connecting in the background and returns at once; the
+// connection is kept open, and reopened with backoff, until Stop. Calling it
+// again does nothing.
+func (b *Broker) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started {
+		return nil
+	}
+	b.started = true
+	ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	b.done = make(chan struct{})
+	go b.run(ctx)
+	return nil
+}
+
+// Stop closes the connection and waits for the background work to end.
+// Consumers see their deliveries end; unacknowledged messages return to their
+// queues. Calling it again does nothing.
+func (b *Broker) Stop(ctx context.Context) error {
+	b.mu.Lock()
+	cancel, done := b.cancel, b.done
+	b.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop broker: %w", ctx.Err())
+	}
+}
+
+// Connected reports whether a connection is open now.
+func (b *Broker) Connected() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cur != nil
+}
+
+// current returns the live session, waiting for one until ctx ends.
+func (b *Broker) current(ctx context.Context) (*session, error) {
+	for {
+		b.mu.Lock()
+		s, changed := b.cur, b.changed
+		b.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+		}
+	}
+}
+
+// live returns the session if one is open now, without waiting.
+func (b *Broker) live() (*session, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur == nil {
+		return nil, ErrUnavailable
+	}
+	return b.cur, nil
+}
+
+func (b *Broker) setSession(s *session) {
+	b.mu.Lock()
+	b.cur = s
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// run connects, waits for the connection to drop, and connects again, until
+// ctx ends.
+func (b *Broker) run(ctx context.Context) {
+	defer close(b.done)
+	delay := b.cfg.ReconnectMin
+	for attempt := 1; ; attempt++ {
+		s, err := b.connect()
+		if err != nil {
+			if attempt == 1 || attempt%10 == 0 {
+				b.log.Warn("cannot reach RabbitMQ; retrying", "err", err, "attempt", attempt)
+			}
+			// Full jitter keeps a fleet of workers from reconnecting in step.
+			wait := time.Duration(rand.Int64N(int64(delay))) + b.cfg.ReconnectMin
+			delay = min(delay*2, b.cfg.ReconnectMax)
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if attempt > 1 {
+			b.log.Info("connected to RabbitMQ", "attempts", attempt)
+		} else {
+			b.log.Debug("connected to RabbitMQ")
+		}
+		attempt, delay = 0, b.cfg.ReconnectMin
+		b.setSession(s)
+		closed := s.conn.NotifyClose(make(chan *amqp.Error, 1))
+		select {
+		case err := <-closed:
+			b.log.Warn("RabbitMQ connection lost; reconnecting", "err", err)
+		case <-ctx.Done():
+		}
+		b.setSession(nil)
+		close(s.lost)
+		s.pub.close(ErrUnavailable)
+		_ = s.conn.Close()
+		s.pub.wait()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (b *Broker) connect() (*session, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(b.cfg.Name)
+	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
+		Heartbeat:  10 * time.Second,
+		Properties: props,
+		Dial:       amqp.DefaultDial(5 * time.Second),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = declareExchange(ch, b.cfg.Namespace)
+	}
+	var pub *publisher
+	if err == nil {
+		pub, err = newPublisher(ch)
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("set up connection: %w", err)
+	}
+	return &session{conn: conn, pub: pub, lost: make(chan struct{})}, nil
+}
+
+// channel opens a fresh channel on the live connection, waiting for one
+// until ctx ends.
+func (b *Broker) channel(ctx context.Context) (*amqp.Channel, *session, error) {
+	for {
+		s, err := b.current(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		ch, err := s.conn.Channel()
+		if err == nil {
+			return ch, s, nil
+		}
+		// The connection died under us; wait for the next one.
+		select {
+		case <-s.lost:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenhq/warren/jobs"
+)
+
+// Header names of a job message; docs/protocol.md documents them.
+const (
+	HeaderMaxAttempts = "x-warren-max-attempts"
+	HeaderTimeoutMS   = "x-warren-timeout-ms"
+	HeaderTraceParent = "traceparent"
+	// HeaderDeliveryCount is set by quorum queues on redelivered messages.
+	HeaderDeliveryCount = "x-delivery-count"
+)
+
+// ContentType is the content type of every job message.
+const ContentType = "application/json"
+
+// Message is one job as it travels through RabbitMQ.
+type Message struct {
+	ID, Type string
+	Body     []byte
+	Headers  amqp.Table
+	Time     time.Time
+}
+
+// body is the JSON body of a job message: what a worker needs to run the job
+// without reading its record first.
+type body struct {
+	ID          string            `json:"id"`
+	Type        string            `json:"type"`
+	Payload     json.RawMessage   `json:"payload"`
+	MaxAttempts int               `json:"max_attempts"`
+	TimeoutMS   int64             `json:"timeout_ms"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	CreatedAt   time.Time         `json:"created_at"`
+}
+
+// NewMessage encodes a job as a message. traceparent, if not empty, is a W3C
+// trace context passed on to the worker.
+func NewMessage(j *jobs.Job, traceparent string) (Message, error) {
+	b, err := json.Marshal(body{
+		ID:          j.ID,
+		Type:        j.Type,
+		Payload:     j.Payload,
+		MaxAttempts: j.MaxAttempts,
+		TimeoutMS:   j.Timeout.Std().Milliseconds(),
+		Metadata:    j.Metadata,
+		CreatedAt:   j.CreatedAt,
+	})
+	if err != nil {
+		return Message{}, fmt.Errorf("encode job %s: %w", j.ID, err)
+	}
+	h := amqp.Table{
+		HeaderMaxAttempts: int32(j.MaxAttempts),
+		HeaderTimeoutMS:   j.Timeout.Std().Milliseconds(),
+	}
+	if traceparent != "" {
+		h[HeaderTraceParent] = traceparent
+	}
+	return Message{ID: j.ID, Type: j.Type, Body: b, Headers: h, Time: j.CreatedAt}, nil
+}
+
+func (m Message) publishing() amqp.Publishing {
+	return amqp.Publishing{
+		ContentType:  ContentType,
+		DeliveryMode: amqp.Persistent,
+		MessageId:    m.ID,
+		Type:         m.Type,
+		Timestamp:    m.Time,
+		Headers:      m.Headers,
+		Body:         m.Body,
+	}
+}
+
+// ErrMalformed means a message is not a job message warren can read.
+var ErrMalformed = errors.New("malformed job message")
+
+// DecodeJob reads the job a message carries.
+func DecodeJob(data []byte) (*jobs.Job, error) {
+	var b body
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if !jobs.ValidID(b.ID) || b.Type == "" {
+		return nil, fmt.Errorf("%w: missing id or type", ErrMalformed)
+	}
+	return &jobs.Job{
+		ID:          b.ID,
+		Type:        b.Type,
+		Status:      jobs.StatusQueued,
+		Payload:     b.Payload,
+		MaxAttempts: b.MaxAttempts,
+		Timeout:     jobs.Duration(time.Duration(b.TimeoutMS) * time.Millisecond),
+		Metadata:    b.Metadata,
+		CreatedAt:   b.CreatedAt,
+	}, nil
+}

@@ -1,0 +1,192 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Publish sends messages to the namespace's exchange, persistent and
+// mandatory, and waits until the broker has confirmed every one. It returns
+// one error per message (nil where the broker took responsibility for it):
+// ErrUnroutable where no queue is bound for its type, ErrNacked where the
+// broker refused it, ErrUnavailable where the connection dropped before the
+// confirm. The error is non-nil, and the slice nil, when nothing could be
+// sent: the broker is unreachable now (ErrUnavailable) or ctx ended.
+//
+// Messages of one call are pipelined: all are written, then all confirms are
+// awaited together; concurrent calls share one channel.
+func (b *Broker) Publish(ctx context.Context, msgs []Message) ([]error, error) {
+	s, err := b.live()
+	if err != nil {
+		return nil, err
+	}
+	return s.pub.publish(ctx, b.cfg.Namespace.Exchange(), msgs)
+}
+
+// publisher owns a channel in confirm mode and matches the broker's confirms
+// and returns to the calls waiting for them.
+type publisher struct {
+	ch *amqp.Channel
+	mu sync.Mutex // held while publishing, so sequence numbers stay ours
+
+	pmu     sync.Mutex
+	pending map[uint64]pendingConfirm
+	closed  error
+
+	done chan struct{}
+}
+
+type pendingConfirm struct {
+	id    string
+	batch *batch
+	i     int
+}
+
+// batch collects the outcome of one publish call.
+type batch struct {
+	errs []error
+	left atomic.Int64
+	done chan struct{}
+}
+
+func (b *batch) finish(i int, err error) {
+	b.errs[i] = err
+	if b.left.Add(-1) == 0 {
+		close(b.done)
+	}
+}
+
+func newPublisher(ch *amqp.Channel) (*publisher, error) {
+	if err := ch.Confirm(false); err != nil {
+		return nil, fmt.Errorf("confirm mode: %w", err)
+	}
+	p := &publisher{ch: ch, pending: map[uint64]pendingConfirm{}, done: make(chan struct{})}
+	// Both channels are drained by loop at all times: amqp091 blocks its
+	// reader while they are full.
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1024))
+	returns := ch.NotifyReturn(make(chan amqp.Return, 64))
+	go p.loop(confirms, returns)
+	return p, nil
+}
+
+func (p *publisher) publish(ctx context.Context, exchange string, msgs []Message) ([]error, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	bt := &batch{errs: make([]error, len(msgs)), done: make(chan struct{})}
+	bt.left.Store(int64(len(msgs)))
+
+	p.mu.Lock()
+	for i, m := range msgs {
+		seq := p.ch.GetNextPublishSeqNo()
+		p.pmu.Lock()
+		err := p.closed
+		if err == nil {
+			p.pending[seq] = pendingConfirm{id: m.ID, batch: bt, i: i}
+		}
+		p.pmu.Unlock()
+		if err == nil {
+			err = p.ch.PublishWithContext(ctx, exchange, m.Type, true, false, m.publishing())
+			if err != nil {
+				p.pmu.Lock()
+				_, stillPending := p.pending[seq]
+				delete(p.pending, seq)
+				p.pmu.Unlock()
+				if !stillPending { // close() already failed it
+					continue
+				}
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+		}
+		if err != nil {
+			bt.finish(i, err)
+		}
+	}
+	p.mu.Unlock()
+
+	select {
+	case <-bt.done:
+		return bt.errs, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for confirms: %w", context.Cause(ctx))
+	}
+}
+
+// loop resolves confirms until the channel closes.
+func (p *publisher) loop(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return) {
+	defer close(p.done)
+	returned := map[string]bool{}
+	takeReturn := func(r amqp.Return) { returned[r.MessageId] = true }
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			takeReturn(r)
+		case c, ok := <-confirms:
+			if !ok {
+				p.close(ErrUnavailable)
+				return
+			}
+			// The broker sends basic.return before the ack of the same
+			// message, and amqp091 hands both over from one goroutine in
+			// that order, so any return for this message is buffered now.
+		drain:
+			for returns != nil {
+				select {
+				case r, ok := <-returns:
+					if !ok {
+						returns = nil
+						break drain
+					}
+					takeReturn(r)
+				default:
+					break drain
+				}
+			}
+			p.resolve(c, returned)
+		}
+	}
+}
+
+func (p *publisher) resolve(c amqp.Confirmation, returned map[string]bool) {
+	p.pmu.Lock()
+	pc, ok := p.pending[c.DeliveryTag]
+	delete(p.pending, c.DeliveryTag)
+	p.pmu.Unlock()
+	if !ok {
+		return
+	}
+	var err error
+	switch {
+	case returned[pc.id]:
+		delete(returned, pc.id)
+		err = ErrUnroutable
+	case !c.Ack:
+		err = ErrNacked
+	}
+	pc.batch.finish(pc.i, err)
+}
+
+// close fails every message still waiting for a confirm.
+func (p *publisher) close(err error) {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	if p.closed != nil {
+		return
+	}
+	p.closed = err
+	for seq, pc := range p.pending {
+		delete(p.pending, seq)
+		pc.batch.finish(pc.i, err)
+	}
+}
+
+// wait returns once the confirm loop has ended (the channel closed).
+func (p *publisher) wait() { <-p.done }

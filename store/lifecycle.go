@@ -1,0 +1,286 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/warrenhq/warren/jobs"
+)
+
+// terminal is the Lua test for a final state; every script that changes a
+// job starts with it, so no job leaves a terminal state.
+const terminalLua = `
+local function terminal(st)
+  return st == 'succeeded' or st == 'failed' or st == 'canceled'
+end
+`
+
+// createScript writes a new record unless the idempotency key (KEYS[2], when
+// given) already names a job, in which case it returns that job's id.
+// ARGV: id, idempotency window ms, then field/value pairs.
+var createScript = redis.NewScript(`
+if KEYS[2] then
+  local existing = redis.call('GET', KEYS[2])
+  if existing then return {0, existing} end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+return {1, ARGV[1]}
+`)
+
+// discardScript removes a record that was never accepted (its publish
+// failed), and its idempotency key if the key still names it.
+// ARGV: id.
+var discardScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'queued' or st == 'scheduled' then redis.call('DEL', KEYS[1]) end
+if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+`)
+
+// startScript marks a job running for a new attempt. It returns the job's
+// status after the call and its attempt number; a missing or terminal job is
+// left as it is. ARGV: worker, now ms.
+var startScript = redis.NewScript(terminalLua + `
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing', 0} end
+if terminal(st) then
+  return {st, tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0}
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'progress', 'finished_at')
+return {'running', attempt}
+`)
+
+// finishScript records an attempt's outcome. A terminal outcome sets the
+// record's expiry and announces the job on the events channel. It returns
+// the status the job has after the call ('missing' when there is no record).
+// ARGV: status, now ms, retention ms, result (” for none), error JSON (” for
+// none), events channel, id.
+var finishScript = redis.NewScript(terminalLua + `
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if terminal(st) then return st end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'error', ARGV[5])
+else
+  redis.call('HDEL', KEYS[1], 'error')
+end
+if ARGV[1] == 'succeeded' and redis.call('HEXISTS', KEYS[1], 'progress') == 1 then
+  redis.call('HSET', KEYS[1], 'progress', '{"percent":100}')
+end
+if terminal(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PUBLISH', ARGV[6], 'done ' .. ARGV[7])
+end
+return ARGV[1]
+`)
+
+// progressScript records progress of a running job. ARGV: progress JSON.
+var progressScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+return 1
+`)
+
+// Created is the outcome of creating one job.
+type Created struct {
+	// Job is the job as recorded: the new one, or for a known idempotency
+	// key the earlier job (Existing is true then).
+	Job      *jobs.Job
+	Existing bool
+	Err      error
+}
+
+// Create records new jobs, in one round trip for the whole slice. A job whose
+// idempotency key is already taken is not written; its entry names the
+// earlier job instead. The error is non-nil when Redis could not be reached;
+// per-job problems are in the entries.
+func (s *Store) Create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
+	out, err := s.create(ctx, js)
+	if isNoScript(err) {
+		// Pipelined EvalSha cannot load a script Redis has lost (a restart
+		// or SCRIPT FLUSH); load it and try once more.
+		if err := createScript.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, unavailable("load scripts", err)
+		}
+		out, err = s.create(ctx, js)
+	}
+	if err != nil {
+		return nil, unavailable("create jobs", err)
+	}
+	return out, nil
+}
+
+func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
+	out := make([]Created, len(js))
+	cmds := make([]*redis.Cmd, len(js))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, j := range js {
+			f, err := fields(j)
+			if err != nil {
+				out[i].Err = err
+				continue
+			}
+			keys := []string{s.ns.JobKey(j.ID)}
+			if j.IdempotencyKey != "" {
+				keys = append(keys, s.ns.IdempotencyKey(j.IdempotencyKey))
+			}
+			args := append([]any{j.ID, s.cfg.IdempotencyWindow.Milliseconds()}, f...)
+			cmds[i] = createScript.EvalSha(ctx, p, keys, args...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var existing []int
+	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
+		res, err := c.Slice()
+		if err != nil || len(res) != 2 {
+			out[i].Err = fmt.Errorf("create job %s: %w", js[i].ID, err)
+			continue
+		}
+		if n, _ := res[0].(int64); n == 1 {
+			out[i].Job = js[i]
+			continue
+		}
+		out[i].Existing = true
+		out[i].Job = &jobs.Job{ID: fmt.Sprint(res[1])}
+		existing = append(existing, i)
+	}
+	for _, i := range existing {
+		j, err := s.Get(ctx, out[i].Job.ID)
+		if err != nil {
+			out[i].Err = fmt.Errorf("idempotency key %q: earlier job: %w", js[i].IdempotencyKey, err)
+			out[i].Job = nil
+			continue
+		}
+		out[i].Job = j
+	}
+	return out, nil
+}
+
+// Discard removes the records of jobs that were created but never accepted,
+// with their idempotency keys, in one round trip.
+func (s *Store) Discard(ctx context.Context, js []*jobs.Job) error {
+	if len(js) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, j := range js {
+			keys := []string{s.ns.JobKey(j.ID)}
+			if j.IdempotencyKey != "" {
+				keys = append(keys, s.ns.IdempotencyKey(j.IdempotencyKey))
+			}
+			discardScript.Eval(ctx, p, keys, j.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("discard jobs", err)
+	}
+	return nil
+}
+
+// Started is the outcome of Start.
+type Started struct {
+	// Status is the job's status after the call: running when the attempt
+	// may go ahead; a terminal status when the job is already done (the
+	// message is a redelivery and must not run again).
+	Status jobs.Status
+	// Attempt is the attempt number now running (or the last one).
+	Attempt int
+	// Missing is true when no record exists: the API never accepted the job
+	// (its publish was not confirmed) or the record expired.
+	Missing bool
+}
+
+// Start marks the job running for a new attempt by worker.
+func (s *Store) Start(ctx context.Context, id, worker string, now time.Time) (Started, error) {
+	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now)).Slice()
+	if err != nil {
+		return Started{}, unavailable("start job "+id, err)
+	}
+	st, _ := res[0].(string)
+	n, _ := res[1].(int64)
+	if st == "missing" {
+		return Started{Missing: true}, nil
+	}
+	return Started{Status: jobs.Status(st), Attempt: int(n)}, nil
+}
+
+// Outcome is the end of an attempt, as Finish records it.
+type Outcome struct {
+	// Status is succeeded, failed or canceled, or retrying when another
+	// attempt follows.
+	Status jobs.Status
+	// Result is the handler's result as JSON (succeeded only).
+	Result json.RawMessage
+	// Error is the failure (failed, canceled or retrying).
+	Error *jobs.Error
+}
+
+// ErrTerminal means the job had already reached a terminal state, so the
+// outcome was not recorded.
+var ErrTerminal = errors.New("job already finished")
+
+// Finish records the outcome of the job's attempt. It returns ErrTerminal,
+// wrapped, when the job was already terminal, and ErrNotFound when there is
+// no record.
+func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time) error {
+	var errJSON []byte
+	if o.Error != nil {
+		var err error
+		if errJSON, err = json.Marshal(o.Error); err != nil {
+			return fmt.Errorf("finish job %s: encode error: %w", id, err)
+		}
+	}
+	st, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
+		string(o.Status), ms(now), s.cfg.Retention.Milliseconds(),
+		string(o.Result), string(errJSON), s.ns.EventsChannel(), id).Text()
+	if err != nil {
+		return unavailable("finish job "+id, err)
+	}
+	switch {
+	case st == "missing":
+		return fmt.Errorf("finish job %s: %w", id, ErrNotFound)
+	case st != string(o.Status):
+		return fmt.Errorf("finish job %s: %w (%s)", id, ErrTerminal, st)
+	}
+	return nil
+}
+
+// Progress records a running job's progress; it does nothing once the job
+// is no longer running.
+func (s *Store) Progress(ctx context.Context, id string, p jobs.Progress) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("progress of job %s: %w", id, err)
+	}
+	if err := s.run(ctx, progressScript, []string{s.ns.JobKey(id)}, string(b)).Err(); err != nil {
+		return unavailable("progress of job "+id, err)
+	}
+	return nil
+}
+
+// run evaluates a script by its hash, loading it if Redis lost it.
+func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	return sc.Run(ctx, s.rdb, keys, args...)
+}
+
+func isNoScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}

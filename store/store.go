@@ -1,0 +1,214 @@
+// Package store keeps warren's records in Redis: one hash per job, the
+// registry of declared job types, and idempotency keys. Every change of a
+// job's state is one Lua script, so it is atomic and costs one round trip,
+// and no script moves a job out of a terminal state.
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/warrenhq/warren/jobs"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound means no record exists for the id.
+	ErrNotFound = errors.New("job not found")
+	// ErrUnavailable means Redis cannot be reached now.
+	ErrUnavailable = errors.New("redis unavailable")
+)
+
+// Config configures a Store. Zero fields take the defaults noted.
+type Config struct {
+	// URL is the Redis address, such as redis://127.0.0.1:6379/0; required.
+	URL string
+	// Namespace prefixes every key; zero means jobs.DefaultNamespace.
+	Namespace jobs.Namespace
+	// Retention is how long a terminal job's record is kept; zero means 7
+	// days.
+	Retention time.Duration
+	// IdempotencyWindow is how long an idempotency key maps to its job;
+	// zero means 24 hours.
+	IdempotencyWindow time.Duration
+	// Logger receives store events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Store reads and writes job records. It is safe for concurrent use.
+type Store struct {
+	cfg Config
+	rdb *redis.Client
+	ns  jobs.Namespace
+	log *slog.Logger
+}
+
+// New returns a Store for the Redis at cfg.URL. It does not connect until
+// first used.
+func New(cfg Config) (*Store, error) {
+	cfg.Namespace = cmp.Or(cfg.Namespace, jobs.DefaultNamespace)
+	cfg.Retention = cmp.Or(cfg.Retention, 7*24*time.Hour)
+	cfg.IdempotencyWindow = cmp.Or(cfg.IdempotencyWindow, 24*time.Hour)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	if err := cfg.Namespace.Validate(); err != nil {
+		return nil, fmt.Errorf("store: config: %w", err)
+	}
+	opts, err := redis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("store: config: redis url: %w", err)
+	}
+	opts.DialTimeout = cmp.Or(opts.DialTimeout, 2*time.Second)
+	opts.ReadTimeout = cmp.Or(opts.ReadTimeout, 3*time.Second)
+	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, 3*time.Second)
+	// A down Redis should turn into a quick 503, not a slow retry loop.
+	opts.MaxRetries = cmp.Or(opts.MaxRetries, 1)
+	return &Store{
+		cfg: cfg,
+		rdb: redis.NewClient(opts),
+		ns:  cfg.Namespace,
+		log: cfg.Logger.With("component", "store"),
+	}, nil
+}
+
+// Close releases the store's connections.
+func (s *Store) Close() error { return s.rdb.Close() }
+
+// Namespace returns the namespace keys are derived from.
+func (s *Store) Namespace() jobs.Namespace { return s.ns }
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// unavailable wraps a Redis error so callers can tell an outage apart.
+func unavailable(op string, err error) error {
+	var reply redis.Error // Redis answered, with an error: not an outage
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &reply) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+// ms is how times are stored: Unix milliseconds as decimal text.
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func parseMS(s string) *time.Time {
+	if s == "" {
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return nil
+	}
+	t := time.UnixMilli(n).UTC()
+	return &t
+}
+
+// Hash fields of a job record; docs/protocol.md lists them.
+const (
+	fID             = "id"
+	fType           = "type"
+	fStatus         = "status"
+	fPayload        = "payload"
+	fAttempt        = "attempt"
+	fMaxAttempts    = "max_attempts"
+	fTimeoutMS      = "timeout_ms"
+	fMetadata       = "metadata"
+	fResult         = "result"
+	fError          = "error"
+	fProgress       = "progress"
+	fWorker         = "worker"
+	fIdempotencyKey = "idempotency_key"
+	fCreatedAt      = "created_at"
+	fScheduledAt    = "scheduled_at"
+	fStartedAt      = "started_at"
+	fFinishedAt     = "finished_at"
+)
+
+// fields returns the hash fields of a new job record.
+func fields(j *jobs.Job) ([]any, error) {
+	f := []any{
+		fID, j.ID,
+		fType, j.Type,
+		fStatus, string(j.Status),
+		fPayload, string(j.Payload),
+		fAttempt, strconv.Itoa(j.Attempt),
+		fMaxAttempts, strconv.Itoa(j.MaxAttempts),
+		fTimeoutMS, strconv.FormatInt(j.Timeout.Std().Milliseconds(), 10),
+		fCreatedAt, ms(j.CreatedAt),
+	}
+	if len(j.Metadata) > 0 {
+		b, err := json.Marshal(j.Metadata)
+		if err != nil {
+			return nil, fmt.Errorf("encode metadata: %w", err)
+		}
+		f = append(f, fMetadata, string(b))
+	}
+	if j.IdempotencyKey != "" {
+		f = append(f, fIdempotencyKey, j.IdempotencyKey)
+	}
+	if j.ScheduledAt != nil {
+		f = append(f, fScheduledAt, ms(*j.ScheduledAt))
+	}
+	return f, nil
+}
+
+// decode builds a Job from a record's fields.
+func decode(h map[string]string) (*jobs.Job, error) {
+	j := &jobs.Job{
+		ID:             h[fID],
+		Type:           h[fType],
+		Status:         jobs.Status(h[fStatus]),
+		Worker:         h[fWorker],
+		IdempotencyKey: h[fIdempotencyKey],
+		ScheduledAt:    parseMS(h[fScheduledAt]),
+		StartedAt:      parseMS(h[fStartedAt]),
+		FinishedAt:     parseMS(h[fFinishedAt]),
+	}
+	if t := parseMS(h[fCreatedAt]); t != nil {
+		j.CreatedAt = *t
+	}
+	if p := h[fPayload]; p != "" {
+		j.Payload = json.RawMessage(p)
+	}
+	if r := h[fResult]; r != "" {
+		j.Result = json.RawMessage(r)
+	}
+	j.Attempt, _ = strconv.Atoi(h[fAttempt])
+	j.MaxAttempts, _ = strconv.Atoi(h[fMaxAttempts])
+	if n, err := strconv.ParseInt(h[fTimeoutMS], 10, 64); err == nil {
+		j.Timeout = jobs.Duration(time.Duration(n) * time.Millisecond)
+	}
+	for field, dst := range map[string]any{fMetadata: &j.Metadata, fError: &j.Error, fProgress: &j.Progress} {
+		if v := h[field]; v != "" {
+			if err := json.Unmarshal([]byte(v), dst); err != nil {
+				return nil, fmt.Errorf("decode %s of job %s: %w", field, j.ID, err)
+			}
+		}
+	}
+	return j, nil
+}
+
+// Get returns the job's record, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*jobs.Job, error) {
+	h, err := s.rdb.HGetAll(ctx, s.ns.JobKey(id)).Result()
+	if err != nil {
+		return nil, unavailable("get job "+id, err)
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("get job %s: %w", id, ErrNotFound)
+	}
+	return decode(h)
+}

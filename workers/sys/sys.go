@@ -1,0 +1,114 @@
+// Package sys is warren's built-in pool for smoke tests, load tests and
+// checking alerts: sys.echo returns its payload, sys.sleep sleeps while
+// reporting progress, sys.fail fails a chosen number of attempts.
+package sys
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/warrenhq/warren/jobs"
+)
+
+// Pool is the name of the pool that runs the sys types.
+const Pool = "sys"
+
+// DefaultConcurrency suits sys jobs, which mostly wait.
+const DefaultConcurrency = 32
+
+// Types of the sys pool.
+var (
+	Echo = jobs.Type{
+		Name: "sys.echo", Pool: Pool, Timeout: jobs.Duration(30 * time.Second),
+		Description: "Returns its payload as its result.",
+		Schema:      json.RawMessage(`{"type":"object"}`),
+	}
+	Sleep = jobs.Type{
+		Name: "sys.sleep", Pool: Pool, Timeout: jobs.Duration(10 * time.Minute),
+		Description: "Sleeps for ms milliseconds, reporting progress; honours cancellation.",
+		Schema: json.RawMessage(`{
+  "type": "object",
+  "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 3600000}},
+  "required": ["ms"],
+  "additionalProperties": false
+}`),
+	}
+	Fail = jobs.Type{
+		Name: "sys.fail", Pool: Pool, Timeout: jobs.Duration(30 * time.Second),
+		Description: "Fails its first fail_times attempts (permanently if permanent), then succeeds.",
+		Schema: json.RawMessage(`{
+  "type": "object",
+  "properties": {
+    "fail_times": {"type": "integer", "minimum": 0, "maximum": 100},
+    "permanent": {"type": "boolean"}
+  },
+  "additionalProperties": false
+}`),
+	}
+)
+
+// Register registers the sys types with r.
+func Register(r jobs.Registrar) error {
+	for _, h := range []struct {
+		t jobs.Type
+		f jobs.HandlerFunc
+	}{{Echo, echo}, {Sleep, sleep}, {Fail, fail}} {
+		if err := r.Handle(h.t, h.f); err != nil {
+			return fmt.Errorf("sys: %w", err)
+		}
+	}
+	return nil
+}
+
+func echo(_ context.Context, j *jobs.Job) (any, error) {
+	return j.Payload, nil
+}
+
+func sleep(ctx context.Context, j *jobs.Job) (any, error) {
+	var p struct {
+		MS int64 `json:"ms"`
+	}
+	if err := j.Decode(&p); err != nil {
+		return nil, jobs.Permanent(err)
+	}
+	total := time.Duration(p.MS) * time.Millisecond
+	// Report progress in up to ten steps, no more often than every 100ms,
+	// so a long sleep shows movement without flooding Redis.
+	steps := max(1, min(10, int(total/(100*time.Millisecond))))
+	step := total / time.Duration(steps)
+	t := time.NewTimer(step)
+	defer t.Stop()
+	for i := 1; i <= steps; i++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		if i < steps {
+			_ = jobs.ReportProgress(ctx, i*100/steps, fmt.Sprintf("slept %s of %s", step*time.Duration(i), total))
+			t.Reset(step)
+		}
+	}
+	return map[string]int64{"slept_ms": p.MS}, nil
+}
+
+func fail(_ context.Context, j *jobs.Job) (any, error) {
+	var p struct {
+		FailTimes int  `json:"fail_times"`
+		Permanent bool `json:"permanent"`
+	}
+	if err := j.Decode(&p); err != nil {
+		return nil, jobs.Permanent(err)
+	}
+	if j.Attempt <= p.FailTimes {
+		err := fmt.Errorf("sys.fail: failing attempt %d of the first %d as asked", j.Attempt, p.FailTimes)
+		if p.Permanent {
+			return nil, jobs.Permanent(err)
+		}
+		return nil, err
+	}
+	return map[string]int{"attempts": j.Attempt}, nil
+}
+

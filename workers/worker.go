@@ -1,0 +1,351 @@
+// Package workers is the runtime that runs jobs: it consumes each pool's
+// queue with manual acks, runs the registered handler with the job's timeout,
+// records running and the outcome in Redis, and acknowledges a message only
+// once its outcome is stored. Specialised services (workers/sys and others)
+// register their types with a Worker through jobs.Registrar.
+package workers
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
+)
+
+// Config configures a Worker. Zero fields take the defaults noted.
+type Config struct {
+	// ID identifies this process in job records; zero means "HOST-PID".
+	ID string
+	// Pools sets concurrency and prefetch per pool; a pool not listed runs
+	// with DefaultConcurrency.
+	Pools map[string]PoolConfig
+	// ShutdownGrace is how long running jobs may finish after Stop before
+	// their contexts are cancelled; zero means 30s.
+	ShutdownGrace time.Duration
+	// Logger receives job events; nil means slog.Default().
+	Logger *slog.Logger
+	// Now tells the time; nil means time.Now.
+	Now func() time.Time
+}
+
+// PoolConfig sizes one pool in one process.
+type PoolConfig struct {
+	// Concurrency is how many jobs run at once; zero means
+	// DefaultConcurrency.
+	Concurrency int
+	// Prefetch is how many unacknowledged messages the broker may hand this
+	// process; zero means Concurrency.
+	Prefetch int
+}
+
+// DefaultConcurrency is a pool's concurrency when none is configured.
+const DefaultConcurrency = 10
+
+// Broker is what the runtime needs of RabbitMQ.
+type Broker interface {
+	Consume(ctx context.Context, opts queue.ConsumeOptions, handle func(queue.Delivery)) error
+	Connected() bool
+}
+
+// Store is what the runtime needs of Redis.
+type Store interface {
+	Start(ctx context.Context, id, worker string, now time.Time) (store.Started, error)
+	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
+	Progress(ctx context.Context, id string, p jobs.Progress) error
+	DeclareTypes(ctx context.Context, ts []jobs.Type) error
+}
+
+var (
+	_ Broker = (*queue.Broker)(nil)
+	_ Store  = (*store.Store)(nil)
+)
+
+type registration struct {
+	t jobs.Type
+	h jobs.Handler
+}
+
+// Worker runs the handlers registered with it, one consumer per pool.
+type Worker struct {
+	cfg    Config
+	broker Broker
+	store  Store
+	log    *slog.Logger
+
+	mu         sync.Mutex
+	types      map[string]registration
+	middleware []jobs.Middleware
+	ready      map[string]bool
+	started    bool
+	stopTaking context.CancelFunc // phase 1: stop consuming
+	cancelJobs context.CancelFunc // phase 2: cancel running jobs
+	done       chan struct{}
+}
+
+var _ jobs.Registrar = (*Worker)(nil)
+
+// New returns a Worker with no handlers; register some with Handle, then
+// Start it.
+func New(cfg Config, broker Broker, st Store) *Worker {
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s-%d", cmp.Or(host, "worker"), os.Getpid())
+	}
+	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 30*time.Second)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Worker{
+		cfg:    cfg,
+		broker: broker,
+		store:  st,
+		log:    cfg.Logger.With("component", "worker", "worker", cfg.ID),
+		types:  map[string]registration{},
+		ready:  map[string]bool{},
+	}
+}
+
+// ID returns the identity this worker records on the jobs it runs.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Handle registers the handler of a job type. The type is declared (queue
+// bound, schema published to the API) when the worker starts.
+func (w *Worker) Handle(t jobs.Type, h jobs.Handler) error {
+	t = t.WithDefaults()
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("register type: %w", err)
+	}
+	if h == nil {
+		return fmt.Errorf("register type %s: nil handler", t.Name)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return fmt.Errorf("register type %s: worker already started", t.Name)
+	}
+	if _, dup := w.types[t.Name]; dup {
+		return fmt.Errorf("register type %s: registered twice", t.Name)
+	}
+	w.types[t.Name] = registration{t: t, h: h}
+	return nil
+}
+
+// Use adds middleware around every handler; the first added is outermost.
+func (w *Worker) Use(mw ...jobs.Middleware) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.middleware = append(w.middleware, mw...)
+}
+
+// Pools returns the names of the pools with registered types, sorted.
+func (w *Worker) Pools() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.poolsLocked()
+}
+
+func (w *Worker) poolsLocked() []string {
+	var pools []string
+	for _, r := range w.types {
+		if !slices.Contains(pools, r.t.Pool) {
+			pools = append(pools, r.t.Pool)
+		}
+	}
+	sort.Strings(pools)
+	return pools
+}
+
+// Start begins consuming every pool with registered types and returns at
+// once; the worker connects, declares its types and starts taking jobs in
+// the background, and keeps doing so across broker and Redis outages.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return nil
+	}
+	if len(w.types) == 0 {
+		return errors.New("start worker: no handlers registered")
+	}
+	w.started = true
+	for name, r := range w.types {
+		h := r.h
+		for i := len(w.middleware) - 1; i >= 0; i-- {
+			h = w.middleware[i](h)
+		}
+		r.h = h
+		w.types[name] = r
+	}
+	base := context.WithoutCancel(ctx)
+	takeCtx, stopTaking := context.WithCancel(base)
+	jobCtx, cancelJobs := context.WithCancel(base)
+	w.stopTaking, w.cancelJobs = stopTaking, cancelJobs
+	w.done = make(chan struct{})
+
+	var wg sync.WaitGroup
+	for _, pool := range w.poolsLocked() {
+		var types []jobs.Type
+		for _, r := range w.types {
+			if r.t.Pool == pool {
+				types = append(types, r.t)
+			}
+		}
+		sort.Slice(types, func(i, j int) bool { return types[i].Name < types[j].Name })
+		pc := w.cfg.Pools[pool]
+		pc.Concurrency = cmp.Or(pc.Concurrency, DefaultConcurrency)
+		opts := queue.ConsumeOptions{
+			Pool:        pool,
+			Types:       typeNames(types),
+			Concurrency: pc.Concurrency,
+			Prefetch:    pc.Prefetch,
+			Ready:       func() { w.declare(takeCtx, pool, types) },
+		}
+		log := w.log.With("pool", pool)
+		wg.Go(func() {
+			log.Info("pool starting", "types", opts.Types, "concurrency", opts.Concurrency)
+			if err := w.broker.Consume(takeCtx, opts, func(d queue.Delivery) { w.process(jobCtx, log, d) }); err != nil {
+				log.Error("pool stopped", "err", err)
+			}
+			w.setReady(pool, false)
+		})
+	}
+	go func() {
+		wg.Wait()
+		cancelJobs()
+		close(w.done)
+	}()
+	return nil
+}
+
+// declare publishes a pool's type declarations once its queue is bound, so
+// the API never accepts a type whose queue does not exist. Redis being down
+// delays it; consuming waits meanwhile.
+func (w *Worker) declare(ctx context.Context, pool string, types []jobs.Type) {
+	for delay := 100 * time.Millisecond; ; delay = min(delay*2, 5*time.Second) {
+		err := w.store.DeclareTypes(ctx, types)
+		if err == nil {
+			w.setReady(pool, true)
+			w.log.Info("pool consuming", "pool", pool)
+			return
+		}
+		w.log.Warn("cannot declare types; retrying", "pool", pool, "err", err)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (w *Worker) setReady(pool string, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ready[pool] = ok
+}
+
+// Ready reports whether every pool is consuming on a live connection.
+func (w *Worker) Ready() bool {
+	if !w.broker.Connected() {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range w.poolsLocked() {
+		if !w.ready[p] {
+			return false
+		}
+	}
+	return w.started
+}
+
+// Stop shuts down in two phases: it stops taking jobs at once (messages
+// received but not started go back to the queue), lets running jobs finish
+// within the shutdown grace period, then cancels their contexts; a job
+// cancelled that way is requeued for another worker. It returns when every
+// pool has stopped, or with an error when ctx ends first. Calling it again
+// does nothing more.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	stopTaking, cancelJobs, done := w.stopTaking, w.cancelJobs, w.done
+	w.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	stopTaking()
+	grace := time.NewTimer(w.cfg.ShutdownGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-grace.C:
+		w.log.Warn("shutdown grace period over; cancelling running jobs", "grace", w.cfg.ShutdownGrace)
+	case <-ctx.Done():
+	}
+	cancelJobs()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop worker: %w", ctx.Err())
+	}
+}
+
+func typeNames(ts []jobs.Type) []string {
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.Name
+	}
+	return names
+}
+
+// encodeResult turns a handler's result into the JSON stored with the job.
+func encodeResult(v any) (json.RawMessage, error) {
+	switch r := v.(type) {
+	case nil:
+		return json.RawMessage("null"), nil
+	case json.RawMessage:
+		if json.Valid(r) {
+			return r, nil
+		}
+	case []byte:
+		if json.Valid(r) {
+			return r, nil
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	return b, nil
+}
+
+// recovered is the error recorded when a handler panics.
+type recovered struct {
+	value any
+	stack []byte
+}
+
+func (r *recovered) Error() string { return fmt.Sprintf("handler panicked: %v", r.value) }
+
+// safeRun calls the handler, turning a panic into an error.
+func safeRun(ctx context.Context, h jobs.Handler, j *jobs.Job) (result any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &recovered{value: v, stack: debug.Stack()}
+		}
+	}()
+	return h.Run(ctx, j)
+}
