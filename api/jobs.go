@@ -430,4 +430,3 @@ func (s *Server) waitJob(ctx context.Context, id string, wait time.Duration) (*j
 		}
 	}
 }
-

@@ -111,4 +111,3 @@ func fail(_ context.Context, j *jobs.Job) (any, error) {
 	}
 	return map[string]int{"attempts": j.Attempt}, nil
 }
-

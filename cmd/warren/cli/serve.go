@@ -164,8 +164,8 @@ anything unfinished goes back to its queue.`,
 func (a *app) apiCmd() *cobra.Command {
 	var addr string
 	cmd := &cobra.Command{
-		Use:   "api",
-		Short: "Run the producer HTTP API alone",
+		Use:     "api",
+		Short:   "Run the producer HTTP API alone",
 		Example: `  warren api --addr 0.0.0.0:8080`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
