@@ -27,12 +27,12 @@ const (
 
 // jobRequest is the body of POST /v1/jobs and each entry of a batch.
 type jobRequest struct {
-	Type           string            `json:"type"`
-	Payload        json.RawMessage   `json:"payload"`
-	MaxAttempts    json.RawMessage   `json:"max_attempts"`
-	Timeout        json.RawMessage   `json:"timeout"`
-	Metadata       map[string]string `json:"metadata"`
-	IdempotencyKey string            `json:"idempotency_key"`
+	Type           string                     `json:"type"`
+	Payload        json.RawMessage            `json:"payload"`
+	MaxAttempts    json.RawMessage            `json:"max_attempts"`
+	Timeout        json.RawMessage            `json:"timeout"`
+	Metadata       map[string]json.RawMessage `json:"metadata"`
+	IdempotencyKey string                     `json:"idempotency_key"`
 }
 
 type batchRequest struct {
@@ -169,10 +169,19 @@ func (s *Server) buildJob(ctx context.Context, req jobRequest, headerKey string)
 	if len(req.Metadata) > maxMetadataEntries {
 		return nil, apiErr("invalid_field", "metadata", "metadata has more than %d entries", maxMetadataEntries)
 	}
-	for k, v := range req.Metadata {
+	var metadata map[string]string
+	for k, raw := range req.Metadata {
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, apiErr("invalid_field", "metadata."+k, "metadata.%s: want a string", k)
+		}
 		if k == "" || len(k) > maxMetadataKey || len(v) > maxMetadataValue {
 			return nil, apiErr("invalid_field", "metadata."+k, "metadata keys must be 1 to %d bytes and values at most %d", maxMetadataKey, maxMetadataValue)
 		}
+		if metadata == nil {
+			metadata = make(map[string]string, len(req.Metadata))
+		}
+		metadata[k] = v
 	}
 
 	key := req.IdempotencyKey
@@ -193,7 +202,7 @@ func (s *Server) buildJob(ctx context.Context, req jobRequest, headerKey string)
 		Payload:        json.RawMessage(payload),
 		MaxAttempts:    maxAttempts,
 		Timeout:        timeout,
-		Metadata:       req.Metadata,
+		Metadata:       metadata,
 		IdempotencyKey: key,
 		CreatedAt:      s.cfg.Now().UTC().Truncate(time.Millisecond),
 	}, nil

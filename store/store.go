@@ -70,6 +70,7 @@ func New(cfg Config) (*Store, error) {
 	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, 3*time.Second)
 	// A down Redis should turn into a quick 503, not a slow retry loop.
 	opts.MaxRetries = cmp.Or(opts.MaxRetries, 1)
+	opts.DialerRetries = cmp.Or(opts.DialerRetries, 1)
 	return &Store{
 		cfg: cfg,
 		rdb: redis.NewClient(opts),

@@ -74,7 +74,7 @@ RabbitMQ and Redis on loopback.`,
 	pf.String("namespace", "", "prefix of every queue and Redis key (env WARREN_NAMESPACE; default warren)")
 	pf.String("log-level", "", "debug, info, warn or error (env WARREN_LOG_LEVEL; default info)")
 	pf.String("api", "", "API base URL for client commands (env WARREN_API_URL; default http://127.0.0.1:8080)")
-	pf.StringVarP(&a.output, "output", "o", "", "output format of client commands: table or json (default table on a terminal, else json)")
+	pf.StringVarP(&a.output, "output", "o", "", "output of client commands: table (the readable view, default) or json")
 
 	root.AddCommand(
 		a.devCmd(),

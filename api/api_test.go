@@ -1,0 +1,469 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/warrenhq/warren/api"
+	"github.com/warrenhq/warren/internal/testenv"
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
+	"github.com/warrenhq/warren/workers/sys"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// go-redis keeps one background goroutine per process for its
+		// connection-pool clock; it is not tied to any client.
+		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).reaper"),
+	)
+}
+
+type fixture struct {
+	env *testenv.Env
+	url string
+}
+
+// setup starts an API over a fresh namespace in which the sys types are
+// declared and the sys queue bound, but no worker consumes: whatever the API
+// publishes stays in the queue to be counted.
+func setup(t *testing.T, cfg api.Config) *fixture {
+	t.Helper()
+	env := testenv.New(t)
+	ctx := context.Background()
+	types := []jobs.Type{sys.Echo.WithDefaults(), sys.Sleep.WithDefaults(), sys.Fail.WithDefaults()}
+	if err := env.Broker.DeclarePool(ctx, sys.Pool, []string{"sys.echo", "sys.sleep", "sys.fail"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Store.DeclareTypes(ctx, types); err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{env: env, url: start(t, cfg, env.Broker, env.Store)}
+}
+
+// start runs a Server on a free port until the test ends.
+func start(t *testing.T, cfg api.Config, b api.Broker, st api.Store) string {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Logger = testenv.Logger(t)
+	srv := api.New(cfg, b, st)
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return "http://" + srv.Addr()
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) job(t *testing.T) jobs.Job {
+	t.Helper()
+	var j jobs.Job
+	if err := json.Unmarshal(r.body, &j); err != nil {
+		t.Fatalf("decode job from %s: %v", r.body, err)
+	}
+	return j
+}
+
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field"`
+}
+
+func (r response) apiError(t *testing.T) apiError {
+	t.Helper()
+	var e struct{ Error *apiError }
+	if err := json.Unmarshal(r.body, &e); err != nil || e.Error == nil {
+		t.Fatalf("want a JSON error body, got %q (%v)", r.body, err)
+	}
+	return *e.Error
+}
+
+func do(t *testing.T, method, url string, header map[string]string, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func TestRejectedRequestsWriteAndPublishNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{MaxBodyBytes: 2048, MaxBatch: 5})
+	big := `{"type":"sys.echo","payload":{"s":"` + strings.Repeat("x", 3000) + `"}}`
+	six := `{"jobs":[` + strings.TrimSuffix(strings.Repeat(`{"type":"sys.echo"},`, 6), ",") + `]}`
+	tests := []struct {
+		name, method, path, body string
+		header                   map[string]string
+		status                   int
+		code, field              string
+		message                  string // a part the message must hold
+	}{
+		{name: "malformed json", method: "POST", path: "/v1/jobs", body: `{"type":`, status: 400, code: "invalid_json"},
+		{name: "not json", method: "POST", path: "/v1/jobs", body: `hello`, status: 400, code: "invalid_json"},
+		{name: "empty body", method: "POST", path: "/v1/jobs", header: map[string]string{"Content-Type": "application/json"}, status: 400, code: "invalid_json"},
+		{name: "two values", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo"} {}`, status: 400, code: "invalid_json"},
+		{name: "array body", method: "POST", path: "/v1/jobs", body: `[1]`, status: 400, code: "invalid_json"},
+		{name: "unknown field", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","priority":1}`, status: 400, code: "unknown_field", field: "priority"},
+		{name: "missing type", method: "POST", path: "/v1/jobs", body: `{"payload":{}}`, status: 400, code: "missing_field", field: "type"},
+		{name: "malformed type", method: "POST", path: "/v1/jobs", body: `{"type":"Not A Type"}`, status: 400, code: "invalid_field", field: "type"},
+		{name: "type not a string", method: "POST", path: "/v1/jobs", body: `{"type":7}`, status: 400, code: "invalid_field", field: "type"},
+		{name: "unknown type lists known", method: "POST", path: "/v1/jobs", body: `{"type":"image.blur"}`, status: 400, code: "unknown_type", field: "type", message: "sys.echo, sys.fail, sys.sleep"},
+		{name: "payload wrong type", method: "POST", path: "/v1/jobs", body: `{"type":"sys.sleep","payload":{"ms":"soon"}}`, status: 400, code: "invalid_payload", field: "payload.ms"},
+		{name: "payload missing field", method: "POST", path: "/v1/jobs", body: `{"type":"sys.sleep","payload":{}}`, status: 400, code: "invalid_payload", field: "payload.ms"},
+		{name: "payload extra field", method: "POST", path: "/v1/jobs", body: `{"type":"sys.sleep","payload":{"ms":1,"extra":true}}`, status: 400, code: "invalid_payload", field: "payload.extra"},
+		{name: "payload out of range", method: "POST", path: "/v1/jobs", body: `{"type":"sys.sleep","payload":{"ms":-5}}`, status: 400, code: "invalid_payload", field: "payload.ms"},
+		{name: "payload not an object", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","payload":[1,2]}`, status: 400, code: "invalid_field", field: "payload"},
+		{name: "body too large", method: "POST", path: "/v1/jobs", body: big, status: 413, code: "too_large"},
+		{name: "wrong content type", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo"}`, header: map[string]string{"Content-Type": "text/plain"}, status: 415, code: "unsupported_media"},
+		{name: "bad timeout", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","timeout":"soon"}`, status: 400, code: "invalid_field", field: "timeout"},
+		{name: "zero timeout", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","timeout":"0s"}`, status: 400, code: "invalid_field", field: "timeout"},
+		{name: "huge timeout", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","timeout":"48h"}`, status: 400, code: "invalid_field", field: "timeout"},
+		{name: "max_attempts zero", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","max_attempts":0}`, status: 400, code: "invalid_field", field: "max_attempts"},
+		{name: "max_attempts over", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","max_attempts":101}`, status: 400, code: "invalid_field", field: "max_attempts"},
+		{name: "max_attempts fraction", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","max_attempts":1.5}`, status: 400, code: "invalid_field", field: "max_attempts"},
+		{name: "max_attempts text", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","max_attempts":"3"}`, status: 400, code: "invalid_field", field: "max_attempts"},
+		{name: "metadata not strings", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","metadata":{"n":1}}`, status: 400, code: "invalid_field", field: "metadata.n"},
+		{name: "two different keys", method: "POST", path: "/v1/jobs", body: `{"type":"sys.echo","idempotency_key":"a"}`, header: map[string]string{"Idempotency-Key": "b"}, status: 400, code: "invalid_field", field: "idempotency_key"},
+		{name: "batch too big", method: "POST", path: "/v1/jobs/batch", body: six, status: 400, code: "invalid_field", field: "jobs"},
+		{name: "batch without jobs", method: "POST", path: "/v1/jobs/batch", body: `{}`, status: 400, code: "missing_field", field: "jobs"},
+		{name: "batch unknown field", method: "POST", path: "/v1/jobs/batch", body: `{"jobs":[],"x":1}`, status: 400, code: "unknown_field", field: "x"},
+		{name: "malformed id", method: "GET", path: "/v1/jobs/12345", status: 400, code: "invalid_id", field: "id"},
+		{name: "unknown id", method: "GET", path: "/v1/jobs/0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10", status: 404, code: "not_found"},
+		{name: "bad wait", method: "GET", path: "/v1/jobs/0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10?wait=forever", status: 400, code: "invalid_field", field: "wait"},
+		{name: "wrong method", method: "DELETE", path: "/v1/jobs", status: 405, code: "method_not_allowed"},
+		{name: "no such endpoint", method: "GET", path: "/v2/things", status: 404, code: "not_found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, tt.method, f.url+tt.path, tt.header, tt.body)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d; body %s", r.status, tt.status, r.body)
+			}
+			if ct := r.header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q, want application/json", ct)
+			}
+			e := r.apiError(t)
+			if e.Code != tt.code || e.Field != tt.field {
+				t.Errorf("error code %q field %q, want %q %q (message %q)", e.Code, e.Field, tt.code, tt.field, e.Message)
+			}
+			if e.Message == "" || !strings.Contains(e.Message, tt.message) {
+				t.Errorf("message %q, want one containing %q", e.Message, tt.message)
+			}
+		})
+	}
+	if r := do(t, "DELETE", f.url+"/v1/jobs", nil, ""); r.header.Get("Allow") != "POST" {
+		t.Errorf("405 Allow header %q, want POST", r.header.Get("Allow"))
+	}
+	if keys := f.env.JobKeys(t); len(keys) != 0 {
+		t.Errorf("rejected requests wrote records: %v", keys)
+	}
+	if n := f.env.Messages(t, sys.Pool); n != 0 {
+		t.Errorf("rejected requests published %d messages", n)
+	}
+}
+
+func TestSubmitAcceptsAfterConfirm(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	r := do(t, "POST", f.url+"/v1/jobs", map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		`{"type":"sys.echo","payload":{"n":1},"max_attempts":5,"timeout":"45s","metadata":{"team":"search"}}`)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("status %d, want 202: %s", r.status, r.body)
+	}
+	j := r.job(t)
+	if r.header.Get("Location") != "/v1/jobs/"+j.ID {
+		t.Errorf("Location %q", r.header.Get("Location"))
+	}
+	want := jobs.Job{
+		ID: j.ID, Type: "sys.echo", Status: jobs.StatusQueued, Payload: json.RawMessage(`{"n":1}`),
+		MaxAttempts: 5, Timeout: jobs.Duration(45 * time.Second), Metadata: map[string]string{"team": "search"},
+		CreatedAt: j.CreatedAt,
+	}
+	if d := cmp.Diff(want, j); d != "" {
+		t.Errorf("job (-want +got):\n%s", d)
+	}
+	if !jobs.ValidID(j.ID) || time.Since(j.CreatedAt) > time.Minute {
+		t.Errorf("id %q created %s", j.ID, j.CreatedAt)
+	}
+	got := do(t, "GET", f.url+"/v1/jobs/"+j.ID, nil, "")
+	if d := cmp.Diff(want, got.job(t)); got.status != 200 || d != "" {
+		t.Errorf("GET status %d, job (-want +got):\n%s", got.status, d)
+	}
+	if n := f.env.Messages(t, sys.Pool); n != 1 {
+		t.Errorf("%d messages in the queue, want 1", n)
+	}
+	// Defaults come from the type's declaration.
+	d := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.sleep","payload":{"ms":1}}`).job(t)
+	if d.MaxAttempts != jobs.DefaultMaxAttempts || d.Timeout != sys.Sleep.Timeout {
+		t.Errorf("defaults: max_attempts %d timeout %s", d.MaxAttempts, d.Timeout.Std())
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	first := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","idempotency_key":"order-7"}`)
+	second := do(t, "POST", f.url+"/v1/jobs", map[string]string{"Idempotency-Key": "order-7"}, `{"type":"sys.echo"}`)
+	if first.status != 202 || second.status != 200 {
+		t.Fatalf("statuses %d, %d; want 202, 200", first.status, second.status)
+	}
+	if a, b := first.job(t).ID, second.job(t).ID; a != b {
+		t.Errorf("second submission made job %s, want the first, %s", b, a)
+	}
+	// A rejected request does not use up its key.
+	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.sleep","idempotency_key":"order-8"}`); r.status != 400 {
+		t.Fatalf("status %d, want 400", r.status)
+	}
+	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","idempotency_key":"order-8"}`); r.status != 202 {
+		t.Errorf("key of a rejected request: status %d, want 202", r.status)
+	}
+	if n := f.env.Messages(t, sys.Pool); n != 2 {
+		t.Errorf("%d messages published, want 2", n)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	r := do(t, "POST", f.url+"/v1/jobs/batch", nil, `{"jobs":[
+		{"type":"sys.echo","payload":{"i":0}},
+		{"type":"nope.nope"},
+		{"type":"sys.sleep","payload":{"ms":5}},
+		{"type":"sys.sleep","payload":{"ms":"x"}},
+		{"type":"sys.echo","bogus":true},
+		{"type":"sys.echo","payload":{"i":5}}
+	]}`)
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var out struct {
+		Jobs []struct {
+			Job   *jobs.Job
+			Error *apiError
+		}
+	}
+	if err := json.Unmarshal(r.body, &out); err != nil {
+		t.Fatal(err)
+	}
+	type entry struct{ Type, Code, Field string }
+	var got []entry
+	for _, e := range out.Jobs {
+		switch {
+		case e.Job != nil && e.Error == nil:
+			if e.Job.Status != jobs.StatusQueued || !jobs.ValidID(e.Job.ID) {
+				t.Errorf("accepted entry %+v", e.Job)
+			}
+			got = append(got, entry{Type: e.Job.Type})
+		case e.Error != nil && e.Job == nil:
+			got = append(got, entry{Code: e.Error.Code, Field: e.Error.Field})
+		default:
+			t.Errorf("entry is neither a job nor an error: %+v", e)
+		}
+	}
+	want := []entry{
+		{Type: "sys.echo"}, {Code: "unknown_type", Field: "type"}, {Type: "sys.sleep"},
+		{Code: "invalid_payload", Field: "payload.ms"}, {Code: "unknown_field", Field: "bogus"}, {Type: "sys.echo"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("entries (-want +got):\n%s", d)
+	}
+	if n := f.env.Messages(t, sys.Pool); n != 3 {
+		t.Errorf("%d messages published, want 3", n)
+	}
+	if n := len(f.env.JobKeys(t)); n != 3 {
+		t.Errorf("%d records written, want 3", n)
+	}
+}
+
+func TestUnboundTypeIsRefusedAndLeavesNothing(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	ctx := context.Background()
+	// Declared in Redis but no queue bound: the mandatory publish comes back.
+	orphan := jobs.Type{Name: "orphan.job", Pool: "orphan"}.WithDefaults()
+	if err := env.Store.DeclareTypes(ctx, []jobs.Type{orphan}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Broker.DeclarePool(ctx, "orphan", nil); err != nil {
+		t.Fatal(err)
+	}
+	url := start(t, api.Config{}, env.Broker, env.Store)
+	r := do(t, "POST", url+"/v1/jobs", map[string]string{"Idempotency-Key": "k1"}, `{"type":"orphan.job"}`)
+	if r.status != 503 || r.apiError(t).Code != "no_route" {
+		t.Fatalf("status %d body %s, want 503 no_route", r.status, r.body)
+	}
+	if keys := env.JobKeys(t); len(keys) != 0 {
+		t.Errorf("refused job left records: %v", keys)
+	}
+	if n := env.Messages(t, "orphan"); n != 0 {
+		t.Errorf("%d messages in the orphan queue", n)
+	}
+}
+
+func TestRedisDownAnswers503AndPublishesNothing(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	if err := env.Broker.DeclarePool(context.Background(), sys.Pool, []string{"sys.echo"}); err != nil {
+		t.Fatal(err)
+	}
+	down, err := store.New(store.Config{URL: "redis://127.0.0.1:1/0", Namespace: env.NS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { down.Close() })
+	url := start(t, api.Config{}, env.Broker, down)
+	for _, path := range []string{"/v1/jobs", "/v1/jobs/batch"} {
+		body := `{"type":"sys.echo"}`
+		if path == "/v1/jobs/batch" {
+			body = `{"jobs":[` + body + `]}`
+		}
+		r := do(t, "POST", url+path, nil, body)
+		if r.status != 503 || r.apiError(t).Code != "unavailable" || r.header.Get("Retry-After") == "" {
+			t.Errorf("%s: status %d body %s, want 503 unavailable with Retry-After", path, r.status, r.body)
+		}
+	}
+	if r := do(t, "GET", url+"/readyz", nil, ""); r.status != 503 {
+		t.Errorf("readyz %d, want 503", r.status)
+	}
+	if n := env.Messages(t, sys.Pool); n != 0 {
+		t.Errorf("%d messages published while Redis was down", n)
+	}
+}
+
+func TestBrokerDownAnswers503AndWritesNothing(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	if err := env.Store.DeclareTypes(context.Background(), []jobs.Type{sys.Echo.WithDefaults()}); err != nil {
+		t.Fatal(err)
+	}
+	down, err := queue.New(queue.Config{URL: "amqp://guest:guest@127.0.0.1:1/", Namespace: env.NS, Logger: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := down.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = down.Stop(context.Background()) })
+	url := start(t, api.Config{}, down, env.Store)
+	r := do(t, "POST", url+"/v1/jobs", map[string]string{"Idempotency-Key": "kk"}, `{"type":"sys.echo"}`)
+	if r.status != 503 || r.apiError(t).Code != "unavailable" {
+		t.Errorf("status %d body %s, want 503 unavailable", r.status, r.body)
+	}
+	if r := do(t, "GET", url+"/readyz", nil, ""); r.status != 503 {
+		t.Errorf("readyz %d, want 503", r.status)
+	}
+	if keys := env.JobKeys(t); len(keys) != 0 {
+		t.Errorf("records written while the broker was down: %v", keys)
+	}
+}
+
+func TestLongPoll(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	j := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo"}`).job(t)
+
+	// A wait that ends before the job does returns the job as it stands.
+	if r := do(t, "GET", f.url+"/v1/jobs/"+j.ID+"?wait=100ms", nil, ""); r.job(t).Status != jobs.StatusQueued {
+		t.Errorf("status %s after a short wait, want queued", r.job(t).Status)
+	}
+
+	var (
+		wg  sync.WaitGroup
+		got response
+	)
+	wg.Go(func() { got = do(t, "GET", f.url+"/v1/jobs/"+j.ID+"?wait=30s", nil, "") })
+	ctx := context.Background()
+	if _, err := f.env.Store.Start(ctx, j.ID, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.env.Store.Finish(ctx, j.ID, store.Outcome{Status: jobs.StatusSucceeded, Result: json.RawMessage(`{"ok":true}`)}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if g := got.job(t); g.Status != jobs.StatusSucceeded || string(g.Result) != `{"ok":true}` {
+		t.Errorf("long-poll returned %+v, want the succeeded job", g)
+	}
+}
+
+func TestHealthAndOpenAPI(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if r := do(t, "GET", f.url+p, nil, ""); r.status != 200 {
+			t.Errorf("%s: %d %s", p, r.status, r.body)
+		}
+	}
+	r := do(t, "GET", f.url+"/openapi.json", nil, "")
+	var spec struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(r.body, &spec); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	if !strings.HasPrefix(spec.OpenAPI, "3.") {
+		t.Errorf("openapi version %q", spec.OpenAPI)
+	}
+	// Every route the server answers is documented, and nothing more.
+	want := map[string][]string{
+		"/v1/jobs": {"post"}, "/v1/jobs/batch": {"post"}, "/v1/jobs/{id}": {"get"},
+		"/healthz": {"get"}, "/readyz": {"get"}, "/openapi.json": {"get"},
+	}
+	got := map[string][]string{}
+	for p, ops := range spec.Paths {
+		for m := range ops {
+			if m != "parameters" && m != "summary" && m != "description" {
+				got[p] = append(got[p], m)
+			}
+		}
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("documented operations (-served +documented):\n%s", d)
+	}
+	// And each documented route answers something other than 404/405.
+	for p := range want {
+		path := strings.ReplaceAll(p, "{id}", "0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10")
+		method := strings.ToUpper(want[p][0])
+		r := do(t, method, f.url+path, nil, map[string]string{"POST": `{}`}[method])
+		if r.status == 405 || (r.status == 404 && r.apiError(t).Code != "not_found") {
+			t.Errorf("%s %s: %d", method, p, r.status)
+		}
+	}
+	_ = bytes.MinRead
+	_ = fmt.Sprint
+}

@@ -1,0 +1,397 @@
+// Package client is a Go client of warren's HTTP API (v1): submit jobs one at
+// a time or in batches, read a job, and wait for it to finish.
+//
+// The API returns jobs as jobs.Job, so a job read here is the same value a
+// handler received and the store records. Errors the API reports arrive as
+// *APIError; an API that cannot be reached gives *UnreachableError.
+package client
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/warrenhq/warren/jobs"
+)
+
+// DefaultBaseURL is where a Client looks for the API when its Config names no
+// address: the API's default listen address on loopback.
+const DefaultBaseURL = "http://127.0.0.1:8080"
+
+// MaxWait is the longest long poll the API serves by default; Wait asks for
+// no more.
+const MaxWait = 60 * time.Second
+
+// defaultMinPollInterval is the zero value of Config.MinPollInterval.
+const defaultMinPollInterval = time.Second
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the API's address, such as "http://127.0.0.1:8080"; a path
+	// prefix is kept. Empty means DefaultBaseURL.
+	BaseURL string
+	// HTTPClient sends the requests. Nil means a new http.Client with no
+	// overall timeout: bound calls with their context instead, since Wait
+	// holds a request open for up to MaxWait.
+	HTTPClient *http.Client
+	// MinPollInterval is the least time between the starts of two of
+	// WaitDone's long polls, so that a server answering early is not asked
+	// again at once. Zero means one second.
+	MinPollInterval time.Duration
+}
+
+// Client talks to one warren API. It is safe for concurrent use.
+type Client struct {
+	baseURL string // without a trailing slash
+	hc      *http.Client
+	minPoll time.Duration
+}
+
+// New returns a Client for the API cfg names, or an error if its address
+// cannot work.
+func New(cfg Config) (*Client, error) {
+	base := strings.TrimRight(cmp.Or(cfg.BaseURL, DefaultBaseURL), "/")
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("API URL %q: want http:// or https:// and a host, such as %s", cfg.BaseURL, DefaultBaseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("API URL %q: must not have a query or fragment", cfg.BaseURL)
+	}
+	if cfg.MinPollInterval < 0 {
+		return nil, fmt.Errorf("MinPollInterval must not be negative")
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	return &Client{
+		baseURL: base,
+		hc:      hc,
+		minPoll: cmp.Or(cfg.MinPollInterval, defaultMinPollInterval),
+	}, nil
+}
+
+// BaseURL returns the API address the client uses.
+func (c *Client) BaseURL() string { return c.baseURL }
+
+// JobRequest is one job to submit. Only Type is required; a zero field means
+// the API's default (the type's, for MaxAttempts and Timeout).
+type JobRequest struct {
+	// Type names what to do, such as "sys.echo".
+	Type string `json:"type"`
+	// Payload is the job's input, a JSON object. Nil means {}.
+	Payload json.RawMessage `json:"payload,omitempty"`
+	// MaxAttempts is how many attempts the job may take in all.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Timeout bounds one attempt.
+	Timeout jobs.Duration `json:"timeout,omitempty"`
+	// Metadata is free-form labels, stored and passed through.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// IdempotencyKey makes a resubmission within the API's window return
+	// the job the key first created instead of a new one.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// Enqueue submits one job. created is false when the API already knew the
+// request's idempotency key and returned the job that key created.
+func (c *Client) Enqueue(ctx context.Context, req JobRequest) (job *jobs.Job, created bool, err error) {
+	var j jobs.Job
+	status, err := c.do(ctx, http.MethodPost, "/v1/jobs", nil, req, &j)
+	if err != nil {
+		return nil, false, fmt.Errorf("enqueue %s: %w", req.Type, err)
+	}
+	return &j, status != http.StatusOK, nil
+}
+
+// BatchResult is the outcome of one job of a batch: the job accepted, or why
+// it was refused.
+type BatchResult struct {
+	// Job is the accepted (or, for a known idempotency key, existing) job.
+	Job *jobs.Job `json:"job,omitempty"`
+	// Error says why the job was refused; its Status is zero, since the
+	// batch as a whole succeeded.
+	Error *APIError `json:"error,omitempty"`
+}
+
+// EnqueueBatch submits several jobs in one request (at most the API's batch
+// limit, 1000 unless configured otherwise) and returns one result per job,
+// in the order given. Each job is accepted or refused on its own; err
+// reports only a failure of the whole request. An empty batch returns
+// nothing and sends nothing.
+func (c *Client) EnqueueBatch(ctx context.Context, reqs []JobRequest) ([]BatchResult, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	body := struct {
+		Jobs []JobRequest `json:"jobs"`
+	}{reqs}
+	var resp struct {
+		Jobs []BatchResult `json:"jobs"`
+	}
+	if _, err := c.do(ctx, http.MethodPost, "/v1/jobs/batch", nil, body, &resp); err != nil {
+		return nil, fmt.Errorf("enqueue batch of %d: %w", len(reqs), err)
+	}
+	if len(resp.Jobs) != len(reqs) {
+		return nil, fmt.Errorf("enqueue batch of %d: API returned %d results", len(reqs), len(resp.Jobs))
+	}
+	for i, r := range resp.Jobs {
+		if (r.Job == nil) == (r.Error == nil) {
+			return nil, fmt.Errorf("enqueue batch of %d: result %d has neither a job nor an error", len(reqs), i)
+		}
+	}
+	return resp.Jobs, nil
+}
+
+// Get returns the job with the given id as it stands.
+func (c *Client) Get(ctx context.Context, id string) (*jobs.Job, error) {
+	j, err := c.get(ctx, id, 0)
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// Wait long-polls the job: the API answers when the job is terminal or after
+// d (at most MaxWait), with the job as it stands either way. A d of zero or
+// less is the same as Get.
+func (c *Client) Wait(ctx context.Context, id string, d time.Duration) (*jobs.Job, error) {
+	j, err := c.get(ctx, id, min(d, MaxWait))
+	if err != nil {
+		return nil, fmt.Errorf("wait for job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// WaitDone waits until the job is terminal (succeeded, failed or canceled)
+// and returns it, polling with Wait(MaxWait) as often as needed. It returns
+// an error wrapping ctx's error if ctx ends first.
+func (c *Client) WaitDone(ctx context.Context, id string) (*jobs.Job, error) {
+	for {
+		start := time.Now()
+		j, err := c.Wait(ctx, id, MaxWait)
+		if err != nil {
+			return nil, err
+		}
+		if j.Status.Terminal() {
+			return j, nil
+		}
+		// A server answering at once instead of holding the poll would
+		// otherwise be asked again in a tight loop.
+		if rest := c.minPoll - time.Since(start); rest > 0 {
+			t := time.NewTimer(rest)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("wait for job %s: %w", id, ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+}
+
+func (c *Client) get(ctx context.Context, id string, wait time.Duration) (*jobs.Job, error) {
+	if id == "" {
+		return nil, errors.New("job id is empty")
+	}
+	var q url.Values
+	if wait > 0 {
+		q = url.Values{"wait": {wait.String()}}
+	}
+	var j jobs.Job
+	if _, err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), q, nil, &j); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// do sends one request with in (if not nil) as its JSON body and decodes a
+// successful response into out. It returns the response status, an
+// *APIError for an error status, or an *UnreachableError.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	u := c.baseURL + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return 0, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "warren-go-client")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, c.transportError(ctx, err)
+	}
+	defer func() {
+		// Drain what is left so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, readAPIError(resp)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return resp.StatusCode, fmt.Errorf("decode %d response from %s: %w", resp.StatusCode, u, err)
+	}
+	return resp.StatusCode, nil
+}
+
+// transportError turns a failure to reach the API into an *UnreachableError,
+// leaving cancellations and other failures as they are.
+func (c *Client) transportError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	if errors.As(err, &dns) || (errors.As(err, &op) && op.Op == "dial") {
+		return &UnreachableError{URL: c.baseURL, Err: err}
+	}
+	return err
+}
+
+// APIError is an error the API answered with.
+type APIError struct {
+	// Status is the HTTP status; zero for the error of one job in a batch.
+	Status int `json:"-"`
+	// Code is a stable, machine-readable word such as "unknown_type"; empty
+	// when the response was not the API's JSON error (from a proxy, say).
+	Code string `json:"code"`
+	// Message is for people.
+	Message string `json:"message"`
+	// Field names the request field at fault, such as "payload.url", if any.
+	Field string `json:"field,omitempty"`
+}
+
+// Error returns the error as one line, such as
+// `400 unknown_type: unknown job type "x.y" [field type]`.
+func (e *APIError) Error() string {
+	var b strings.Builder
+	if e.Status != 0 {
+		fmt.Fprintf(&b, "%d", e.Status)
+	}
+	code := e.Code
+	if code == "" {
+		code = http.StatusText(e.Status)
+	}
+	if code != "" {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(code)
+	}
+	if e.Message != "" {
+		if b.Len() > 0 {
+			b.WriteString(": ")
+		}
+		b.WriteString(e.Message)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, " [field %s]", e.Field)
+	}
+	if b.Len() == 0 {
+		return "API error"
+	}
+	return b.String()
+}
+
+// maxErrorBody bounds how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// readAPIError reads an error response: the API's JSON error if it is one,
+// else the start of the body as the message.
+func readAPIError(resp *http.Response) *APIError {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var env struct {
+		Error *APIError `json:"error"`
+	}
+	if err := json.Unmarshal(b, &env); err == nil && env.Error != nil && (env.Error.Code != "" || env.Error.Message != "") {
+		env.Error.Status = resp.StatusCode
+		return env.Error
+	}
+	e := &APIError{Status: resp.StatusCode}
+	// An HTML page (a proxy's error page, say) says nothing the status
+	// does not; plain text usually does.
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		e.Message = oneLine(string(b), 200)
+	}
+	return e
+}
+
+// oneLine collapses s's whitespace into single spaces and cuts it to at most
+// n bytes, at a rune boundary.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !isRuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// IsNotFound reports whether err is, or wraps, the API's 404: no job has the
+// id asked for.
+func IsNotFound(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
+// UnreachableError reports that no API answered at the client's address:
+// the connection was refused, the host is unknown, or the dial timed out.
+type UnreachableError struct {
+	// URL is the API address the client used.
+	URL string
+	// Err is the network error.
+	Err error
+}
+
+// Error says which address did not answer, why, and how to start the API.
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("warren API at %s is not reachable (%s); start it with 'make run' or 'warren dev'", e.URL, innermost(e.Err))
+}
+
+// Unwrap returns the network error.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// IsUnreachable reports whether err is, or wraps, an *UnreachableError.
+func IsUnreachable(err error) bool {
+	var e *UnreachableError
+	return errors.As(err, &e)
+}
+
+// innermost returns the message of the last error in err's chain, such as
+// "connection refused" for a refused dial.
+func innermost(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}

@@ -1,0 +1,295 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warrenhq/warren/client"
+	"github.com/warrenhq/warren/jobs"
+)
+
+// Exit codes of the client commands, besides 0 (done; the job succeeded) and
+// 1 (an error, printed by Main).
+const (
+	// exitJobFailed means a job waited for failed or was canceled.
+	exitJobFailed = 2
+	// exitWaitTimeout means --wait-timeout passed before every job waited
+	// for was terminal.
+	exitWaitTimeout = 3
+)
+
+// maxConcurrentWaits bounds how many long polls one command holds open.
+const maxConcurrentWaits = 8
+
+// apiClient returns a client of the API the settings name (--api,
+// WARREN_API_URL, api_url).
+func (a *app) apiClient(cmd *cobra.Command) (*client.Client, error) {
+	cfg, err := a.config(cmd, nil)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(client.Config{BaseURL: cfg.APIURL})
+	if err != nil {
+		return nil, fmt.Errorf("--api: %w", err)
+	}
+	return c, nil
+}
+
+// apiError adds to an error from the client what only the command line can
+// say: how to point it at another API.
+func apiError(err error) error {
+	if client.IsUnreachable(err) {
+		return fmt.Errorf("%w, or point --api (WARREN_API_URL) at it", err)
+	}
+	return err
+}
+
+func (a *app) jobCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "job",
+		Short: "Inspect jobs and wait for them",
+		Long: `Inspect jobs submitted to the warren API and wait for them to finish.
+
+The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
+(default http://127.0.0.1:8080).`,
+		// Runnable, so that an unknown subcommand is an error, not help.
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(a.jobGetCmd(), a.jobWaitCmd())
+	return cmd
+}
+
+// jobGetOptions are the inputs of `warren job get`.
+type jobGetOptions struct {
+	ID string
+}
+
+// Validate reports what is wrong with the options, if anything.
+func (o *jobGetOptions) Validate() error { return checkJobID(o.ID) }
+
+func (a *app) jobGetCmd() *cobra.Command {
+	var o jobGetOptions
+	return &cobra.Command{
+		Use:   "get ID",
+		Short: "Print a job",
+		Long: `Print a job as it stands: its status, attempts, times, error, payload and
+result. The default view is for people; -o json prints the job as the API
+returns it.`,
+		Example: `  id=$(warren enqueue sys.echo '{"message":"hello"}')
+  warren job get "$id"
+  warren job get "$id" -o json`,
+		Args: exactArgs(1, "a job id, such as: warren job get 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.ID = args[0]
+			format, err := a.format()
+			if err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			c, err := a.apiClient(cmd)
+			if err != nil {
+				return err
+			}
+			j, err := c.Get(cmd.Context(), o.ID)
+			if err != nil {
+				return apiError(err)
+			}
+			if format == formatJSON {
+				return writeJSON(a.out, j)
+			}
+			return writeJobView(a.out, j)
+		},
+	}
+}
+
+// jobWaitOptions are the inputs of `warren job wait`.
+type jobWaitOptions struct {
+	IDs         []string
+	WaitTimeout time.Duration
+}
+
+// Validate reports what is wrong with the options, if anything.
+func (o *jobWaitOptions) Validate() error {
+	for _, id := range o.IDs {
+		if err := checkJobID(id); err != nil {
+			return err
+		}
+	}
+	if o.WaitTimeout < 0 {
+		return fmt.Errorf("--wait-timeout %s: must not be negative (0 means no limit)", o.WaitTimeout)
+	}
+	return nil
+}
+
+func (a *app) jobWaitCmd() *cobra.Command {
+	var o jobWaitOptions
+	cmd := &cobra.Command{
+		Use:   "wait ID...",
+		Short: "Wait for jobs to finish and print them",
+		Long: `Wait until every job named has finished (succeeded, failed or was canceled),
+then print them: a table by default, a JSON array with -o json.
+
+Exit status: 0 if every job succeeded, 2 if any failed or was canceled, 3 if
+--wait-timeout passed first (the jobs are printed as they stand), 1 on any
+other error.`,
+		Example: `  id1=$(warren enqueue sys.echo '{"message":"one"}')
+  id2=$(warren enqueue sys.echo '{"message":"two"}')
+  warren job wait "$id1" "$id2"
+  warren job wait "$id1" "$id2" --wait-timeout 2m -o json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("wait needs at least one job id, such as: warren job wait 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.IDs = uniq(args)
+			format, err := a.format()
+			if err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			c, err := a.apiClient(cmd)
+			if err != nil {
+				return err
+			}
+			js, err := waitAll(cmd.Context(), c, o.IDs, o.WaitTimeout)
+			if err != nil {
+				return apiError(err)
+			}
+			if format == formatJSON {
+				err = writeJSON(a.out, js)
+			} else {
+				err = writeJobTable(a.out, js)
+			}
+			if err != nil {
+				return err
+			}
+			code := exitCode(js)
+			if code == exitWaitTimeout {
+				n := 0
+				for _, j := range js {
+					if !j.Status.Terminal() {
+						n++
+					}
+				}
+				fmt.Fprintf(a.errOut, "%d of %d jobs not finished after %s\n", n, len(js), o.WaitTimeout)
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&o.WaitTimeout, "wait-timeout", 0, "give up waiting after this long, such as 30s or 5m (0 means no limit)")
+	return cmd
+}
+
+// waitAll waits, a few at a time, until every job named is terminal, and
+// returns them in the order of ids. If timeout (when positive) passes first,
+// the jobs that are not done are returned as they stand. The first error
+// (an unknown id, an unreachable API) stops every wait.
+func waitAll(ctx context.Context, c *client.Client, ids []string, timeout time.Duration) ([]*jobs.Job, error) {
+	budget, cancelBudget := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		budget, cancelBudget = context.WithTimeout(ctx, timeout)
+	}
+	defer cancelBudget()
+	waitCtx, stop := context.WithCancel(budget)
+	defer stop()
+
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, maxConcurrentWaits)
+		out      = make([]*jobs.Job, len(ids))
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+			stop()
+		}
+	}
+	for i, id := range ids {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			j, err := c.WaitDone(waitCtx, id)
+			if err != nil && errors.Is(err, context.DeadlineExceeded) && budget.Err() != nil && ctx.Err() == nil {
+				// The budget ran out, not the caller's patience: report
+				// the job as it stands.
+				j, err = c.Get(ctx, id)
+			}
+			if err != nil {
+				fail(err)
+				return
+			}
+			out[i] = j
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// exitCode is the exit status that reports the jobs waited for:
+// exitJobFailed if any failed or was canceled, else exitWaitTimeout if any
+// is not terminal, else 0.
+func exitCode(js []*jobs.Job) int {
+	code := 0
+	for _, j := range js {
+		switch {
+		case j.Status == jobs.StatusFailed || j.Status == jobs.StatusCanceled:
+			return exitJobFailed
+		case !j.Status.Terminal():
+			code = exitWaitTimeout
+		}
+	}
+	return code
+}
+
+// checkJobID refuses what cannot be a job id before it is sent.
+func checkJobID(id string) error {
+	if !jobs.ValidID(id) {
+		return fmt.Errorf("%q is not a job id: want a UUID such as 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d", id)
+	}
+	return nil
+}
+
+// exactArgs is cobra.ExactArgs with a message that says what is wanted.
+func exactArgs(n int, want string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("%s needs %s (got %d arguments)", cmd.Name(), want, len(args))
+		}
+		return nil
+	}
+}
+
+// uniq returns ss without repeats, in first-seen order.
+func uniq(ss []string) []string {
+	seen := make(map[string]bool, len(ss))
+	out := make([]string, 0, len(ss))
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
