@@ -1,0 +1,403 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/client"
+	"github.com/warrenhq/warren/internal/testenv"
+	"github.com/warrenhq/warren/jobs"
+)
+
+// binary is the warren program built once for these tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "warren-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "warren")
+	build := exec.Command("go", "build", "-race", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build warren:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running warren process whose JSON logs are read for the
+// addresses it listens on.
+type proc struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	addrs  map[string]string // log message → addr
+	found  chan struct{}
+	exited chan struct{}
+	err    error
+}
+
+// startProc runs `warren args…` in the env's namespace until the test ends;
+// at the end it must exit 0 on SIGTERM.
+func startProc(t *testing.T, env *testenv.Env, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(),
+		"WARREN_NAMESPACE="+string(env.NS),
+		"WARREN_AMQP_URL="+testenv.AMQPURL(),
+		"WARREN_REDIS_URL="+testenv.RedisURL(),
+		"WARREN_LOG_LEVEL=debug",
+		"WARREN_SHUTDOWN_GRACE=5s",
+	)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, addrs: map[string]string{}, found: make(chan struct{}, 100), exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	name := strings.Join(args, " ")
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			t.Logf("[%s] %s", name, sc.Text())
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Addr != "" {
+				p.mu.Lock()
+				p.addrs[line.Msg] = line.Addr
+				p.mu.Unlock()
+				p.found <- struct{}{}
+			}
+		}
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// addr waits for the process to log that it listens (msg) and returns where.
+func (p *proc) addr(t *testing.T, msg string) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		p.mu.Lock()
+		a := p.addrs[msg]
+		p.mu.Unlock()
+		if a != "" {
+			return a
+		}
+		select {
+		case <-p.found:
+		case <-p.exited:
+			t.Fatalf("warren exited before logging %q: %v", msg, p.err)
+		case <-deadline:
+			t.Fatalf("warren did not log %q within 30s", msg)
+		}
+	}
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			t.Errorf("warren %v exited with %v after SIGTERM, want status 0", p.cmd.Args[1:], p.err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		t.Errorf("warren %v did not stop within 30s of SIGTERM", p.cmd.Args[1:])
+	}
+}
+
+// warren runs a CLI command against apiURL and returns its output and exit
+// status.
+func warren(t *testing.T, apiURL string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), "WARREN_API_URL="+apiURL)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), 0
+}
+
+func devStack(t *testing.T) (*testenv.Env, string) {
+	t.Helper()
+	env := testenv.New(t)
+	p := startProc(t, env, "dev", "--addr", "127.0.0.1:0")
+	url := "http://" + p.addr(t, "api listening")
+	// The API is up at once; the pool declares its types a moment later.
+	testenv.Eventually(t, 30*time.Second, "sys types declared", func() bool {
+		_, err := env.Store.Type(context.Background(), "sys.echo")
+		return err == nil
+	})
+	return env, url
+}
+
+func TestCLIAgainstRunningStack(t *testing.T) {
+	t.Parallel()
+	_, url := devStack(t)
+
+	out, errOut, code := warren(t, url, "", "enqueue", "sys.echo", `{"hello":"world"}`)
+	id := strings.TrimSpace(out)
+	if code != 0 || !jobs.ValidID(id) {
+		t.Fatalf("enqueue: exit %d, stdout %q, stderr %q; want a job id alone", code, out, errOut)
+	}
+	out, _, code = warren(t, url, "", "job", "wait", id, "-o", "json")
+	var waited []jobs.Job
+	if err := json.Unmarshal([]byte(out), &waited); code != 0 || err != nil || len(waited) != 1 ||
+		waited[0].Status != jobs.StatusSucceeded || compact(t, string(waited[0].Result)) != `{"hello":"world"}` {
+		t.Errorf("job wait: exit %d, output %s", code, out)
+	}
+	out, _, code = warren(t, url, "", "job", "get", id)
+	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "succeeded") {
+		t.Errorf("job get: exit %d, output %s", code, out)
+	}
+
+	// --wait prints the result; the payload may come from stdin.
+	out, _, code = warren(t, url, `{"n":42}`, "enqueue", "sys.echo", "-", "--wait")
+	if code != 0 || compact(t, out) != `{"n":42}` {
+		t.Errorf("enqueue --wait: exit %d, output %q", code, out)
+	}
+
+	// A failed job: exit status 2 and the error on stderr.
+	out, errOut, code = warren(t, url, "", "enqueue", "sys.fail", `{"fail_times":1}`, "--wait", "--max-attempts", "1")
+	if code != 2 || !strings.Contains(errOut, "failed") || out != "" {
+		t.Errorf("failing job: exit %d, stdout %q, stderr %q; want exit 2 and the error", code, out, errOut)
+	}
+
+	// API errors are one clear line and a non-zero exit.
+	_, errOut, code = warren(t, url, "", "enqueue", "nope.nope")
+	if code != 1 || !strings.Contains(errOut, "unknown job type") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("unknown type: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = warren(t, url, "", "enqueue", "sys.sleep", `{"ms":"soon"}`)
+	if code != 1 || !strings.Contains(errOut, "payload.ms") {
+		t.Errorf("bad payload: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = warren(t, "http://127.0.0.1:1", "", "job", "get", id)
+	if code != 1 || !strings.Contains(errOut, "not reachable") {
+		t.Errorf("API down: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestBatchAndProgressOverHTTP(t *testing.T) {
+	t.Parallel()
+	_, url := devStack(t)
+	c, err := client.New(client.Config{BaseURL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var reqs []client.JobRequest
+	for i := range 50 {
+		reqs = append(reqs, client.JobRequest{Type: "sys.echo", Payload: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))})
+	}
+	res, err := c.EnqueueBatch(ctx, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Error != nil {
+			t.Fatalf("entry %d: %v", i, r.Error)
+		}
+		j, err := c.WaitDone(ctx, r.Job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Status != jobs.StatusSucceeded || string(j.Result) != fmt.Sprintf(`{"i":%d}`, i) {
+			t.Errorf("job %d: %s %s", i, j.Status, j.Result)
+		}
+	}
+
+	j, _, err := c.Enqueue(ctx, client.JobRequest{Type: "sys.sleep", Payload: json.RawMessage(`{"ms":3000}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "progress reported", func() bool {
+		g, err := c.Get(ctx, j.ID)
+		return err == nil && g.Status == jobs.StatusRunning && g.Progress != nil && g.Progress.Percent > 0
+	})
+	if g, err := c.WaitDone(ctx, j.ID); err != nil || g.Status != jobs.StatusSucceeded {
+		t.Errorf("sleep job: %v %+v", err, g)
+	}
+}
+
+// A declared type stays accepted while no worker runs; its jobs wait in the
+// durable queue and a worker process started later runs every one, once.
+func TestJobsWaitForAWorkerProcess(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	first := startProc(t, env, "worker", "sys", "--health-addr", "127.0.0.1:0")
+	health := "http://" + first.addr(t, "health endpoints listening")
+	testenv.Eventually(t, 30*time.Second, "worker ready", func() bool {
+		resp, err := http.Get(health + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	first.stop(t) // SIGTERM: must exit 0
+
+	api := startProc(t, env, "api", "--addr", "127.0.0.1:0")
+	c, err := client.New(client.Config{BaseURL: "http://" + api.addr(t, "api listening")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var ids []string
+	for i := range 40 {
+		j, _, err := c.Enqueue(ctx, client.JobRequest{Type: "sys.echo", Payload: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))})
+		if err != nil {
+			t.Fatalf("enqueue with no worker running: %v", err)
+		}
+		ids = append(ids, j.ID)
+	}
+	if n := env.Messages(t, "sys"); n != len(ids) {
+		t.Fatalf("%d messages wait in the queue, want %d", n, len(ids))
+	}
+
+	startProc(t, env, "worker", "sys")
+	succeeded, duplicated := 0, 0
+	for _, id := range ids {
+		j, err := c.WaitDone(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Status == jobs.StatusSucceeded {
+			succeeded++
+		}
+		if j.Attempt != 1 {
+			duplicated++
+		}
+	}
+	t.Logf("submitted=%d succeeded=%d lost=%d duplicated=%d", len(ids), succeeded, len(ids)-succeeded, duplicated)
+	if succeeded != len(ids) || duplicated != 0 {
+		t.Errorf("succeeded %d of %d, %d ran more than once", succeeded, len(ids), duplicated)
+	}
+}
+
+func compact(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		t.Fatalf("not JSON: %q", s)
+	}
+	return b.String()
+}
+
+// readmeBlock returns the first fenced block of the given language after the
+// heading.
+func readmeBlock(t *testing.T, heading, lang string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "\n"+heading+"\n")
+	if i < 0 {
+		t.Fatalf("README has no %q section", heading)
+	}
+	s = s[i:]
+	start := strings.Index(s, "```"+lang+"\n")
+	if start < 0 {
+		t.Fatalf("README section %q has no %s block", heading, lang)
+	}
+	s = s[start+len("```"+lang+"\n"):]
+	return s[:strings.Index(s, "```")]
+}
+
+// The README's commands, run as written against a running stack. The only
+// change is the API address: the test's stack listens on a free port, which
+// the CLI learns from WARREN_API_URL and curl from the rewritten URLs.
+func TestREADMETryIt(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("the README uses curl; install it")
+	}
+	_, url := devStack(t)
+	script := strings.ReplaceAll(readmeBlock(t, "## Try it", "sh"), "http://127.0.0.1:8080", url)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(binary, filepath.Join(dir, "bin", "warren")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "WARREN_API_URL="+url)
+	out, err := cmd.CombinedOutput()
+	t.Logf("README commands:\n%s", out)
+	if err != nil {
+		t.Fatalf("README commands failed: %v", err)
+	}
+	for _, want := range []string{
+		`"hello": "world"`,                    // --wait prints the result
+		"succeeded",                           // job wait
+		`"type":"sys.echo","status":"queued"`, // curl POST
+		`"status":"succeeded"`,                // curl long-poll
+		`"field":"payload.ms"`,                // refused input
+		"exit status 2",                       // failed job
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("README output lacks %q", want)
+		}
+	}
+}
+
+// The README's handler snippet is the checked example in workers.
+func TestREADMEHandlerSnippet(t *testing.T) {
+	t.Parallel()
+	readme := readmeBlock(t, "## Write a handler", "go")
+	src, err := os.ReadFile("../../workers/example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)// readme:begin\n(.*?)\t// readme:end`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("workers/example_test.go has no readme:begin/end markers")
+	}
+	example := regexp.MustCompile(`(?m)^\t`).ReplaceAllString(string(m[1]), "")
+	if strings.TrimSpace(example) != strings.TrimSpace(readme) {
+		t.Errorf("README handler snippet differs from workers/example_test.go:\nREADME:\n%s\nexample:\n%s", readme, example)
+	}
+}
