@@ -467,3 +467,34 @@ func TestHealthAndOpenAPI(t *testing.T) {
 	_ = bytes.MinRead
 	_ = fmt.Sprint
 }
+
+// Types are learned from the workers' declarations while the API runs: a
+// new type is accepted without a restart, and a changed schema applies.
+func TestTypesAreLearnedWithoutRestart(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	ctx := context.Background()
+	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.sleep","payload":{}}`); r.status != 400 {
+		t.Fatalf("status %d, want 400 under the first schema (it caches it)", r.status)
+	}
+	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"report.build"}`); r.status != 400 {
+		t.Fatalf("status %d for an undeclared type, want 400", r.status)
+	}
+
+	relaxed := sys.Sleep.WithDefaults()
+	relaxed.Schema = json.RawMessage(`{"type":"object"}`)
+	report := jobs.Type{Name: "report.build", Pool: "reports"}.WithDefaults()
+	if err := f.env.Broker.DeclarePool(ctx, "reports", []string{report.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.env.Store.DeclareTypes(ctx, []jobs.Type{relaxed, report}); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"report.build"}`); r.status != 202 {
+		t.Errorf("new type: status %d %s, want 202", r.status, r.body)
+	}
+	// The change reaches the cache through the events channel.
+	testenv.Eventually(t, 10*time.Second, "the relaxed schema to apply", func() bool {
+		return do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.sleep","payload":{}}`).status == 202
+	})
+}

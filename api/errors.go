@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +60,8 @@ func toAPIError(log *slog.Logger, err error) *Error {
 	case errors.Is(err, store.ErrUnavailable):
 		log.Warn("redis unavailable", "err", err)
 		return apiErr("unavailable", "", "the job store (Redis) is unavailable; nothing was accepted, try again")
-	case errors.Is(err, queue.ErrUnavailable):
+	case errors.Is(err, queue.ErrUnavailable), errors.Is(err, queue.ErrNacked),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		log.Warn("broker unavailable", "err", err)
 		return apiErr("unavailable", "", "the broker (RabbitMQ) is unavailable; nothing was accepted, try again")
 	case errors.Is(err, store.ErrNotFound):

@@ -1,26 +1,20 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
-
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/schema"
 	"github.com/warrenhq/warren/store"
 )
 
 // typeEntry is a declared type with its compiled payload schema.
 type typeEntry struct {
 	t      jobs.Type
-	schema *jsonschema.Schema // nil: any JSON object
+	schema *schema.Schema // nil: any JSON object
 }
 
 // types caches declarations from the store. Workers announce declarations
@@ -65,7 +59,7 @@ func (c *types) get(ctx context.Context, name string) (*typeEntry, error) {
 	}
 	e = &typeEntry{t: t.WithDefaults()}
 	if len(t.Schema) > 0 {
-		if e.schema, err = compileSchema(t); err != nil {
+		if e.schema, err = schema.Compile(t.Name, t.Schema); err != nil {
 			return nil, err
 		}
 	}
@@ -94,58 +88,16 @@ func (c *types) unknown(ctx context.Context, name string) error {
 	return apiErr("unknown_type", "type", "unknown job type %q; %s", name, known)
 }
 
-func compileSchema(t jobs.Type) (*jsonschema.Schema, error) {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(t.Schema))
-	if err != nil {
-		return nil, fmt.Errorf("schema of type %s: %w", t.Name, err)
-	}
-	c := jsonschema.NewCompiler()
-	// Declarations come from workers; never let one make the API fetch
-	// URLs or read files.
-	c.UseLoader(jsonschema.SchemeURLLoader{})
-	url := "warren:///types/" + t.Name + ".json"
-	if err := c.AddResource(url, doc); err != nil {
-		return nil, fmt.Errorf("schema of type %s: %w", t.Name, err)
-	}
-	s, err := c.Compile(url)
-	if err != nil {
-		return nil, fmt.Errorf("schema of type %s: %w", t.Name, err)
-	}
-	return s, nil
-}
-
-var printer = message.NewPrinter(language.English)
-
 // validatePayload checks a payload against the type's schema and names the
 // first field at fault.
 func (e *typeEntry) validatePayload(payload []byte) error {
 	if e.schema == nil {
 		return nil
 	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
-	if err != nil {
-		return apiErr("invalid_json", "payload", "payload: %v", err)
+	err := e.schema.Validate(payload)
+	var fe *schema.FieldError
+	if errors.As(err, &fe) {
+		return apiErr("invalid_payload", fe.Field, "%s", fe.Message)
 	}
-	err = e.schema.Validate(inst)
-	var ve *jsonschema.ValidationError
-	if err == nil || !errors.As(err, &ve) {
-		return err
-	}
-	leaf := ve
-	for len(leaf.Causes) > 0 {
-		leaf = leaf.Causes[0]
-	}
-	path := append([]string{"payload"}, leaf.InstanceLocation...)
-	switch k := leaf.ErrorKind.(type) {
-	case *kind.Required:
-		if len(k.Missing) == 1 {
-			path = append(path, k.Missing[0])
-		}
-	case *kind.AdditionalProperties:
-		if len(k.Properties) == 1 {
-			path = append(path, k.Properties[0])
-		}
-	}
-	field := strings.Join(path, ".")
-	return apiErr("invalid_payload", field, "%s: %s", field, leaf.ErrorKind.LocalizedString(printer))
+	return err
 }

@@ -256,8 +256,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("store.retention must be positive")
 	case c.Store.IdempotencyWindow <= 0:
 		return fmt.Errorf("store.idempotency_window must be positive")
-	case c.Worker.ShutdownGrace < 0:
-		return fmt.Errorf("worker.shutdown_grace must not be negative")
+	case c.Worker.ShutdownGrace <= 0:
+		return fmt.Errorf("worker.shutdown_grace must be positive")
 	}
 	names := make([]string, 0, len(c.Pools))
 	for name := range c.Pools {

@@ -21,32 +21,44 @@ end
 `
 
 // createScript writes a new record unless the idempotency key (KEYS[2], when
-// given) already names a job, in which case it returns that job's id.
-// ARGV: id, idempotency window ms, then field/value pairs.
-var createScript = redis.NewScript(`
+// given) already names a job that still has a record, in which case it
+// returns that job's id. ARGV: id, idempotency window ms, job key prefix,
+// then field/value pairs.
+const createLua = `
 if KEYS[2] then
   local existing = redis.call('GET', KEYS[2])
-  if existing then return {0, existing} end
+  if existing and redis.call('EXISTS', ARGV[3] .. existing) == 1 then
+    return {0, existing}
+  end
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 return {1, ARGV[1]}
-`)
+`
+
+var createScript = redis.NewScript(createLua)
 
 // discardScript removes a record that was never accepted (its publish
 // failed), and its idempotency key if the key still names it.
 // ARGV: id.
-var discardScript = redis.NewScript(`
+const discardLua = `
 local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'queued' or st == 'scheduled' then redis.call('DEL', KEYS[1]) end
+if st and st ~= 'queued' and st ~= 'scheduled' then
+  -- A worker took the message although its confirm never arrived: the
+  -- job is real, so it and its key stay.
+  return 0
+end
+redis.call('DEL', KEYS[1])
 if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
-`)
+`
+
+var discardScript = redis.NewScript(discardLua)
 
 // startScript marks a job running for a new attempt. It returns the job's
 // status after the call and its attempt number; a missing or terminal job is
 // left as it is. ARGV: worker, now ms.
-var startScript = redis.NewScript(terminalLua + `
+const startLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing', 0} end
 if terminal(st) then
@@ -56,14 +68,16 @@ local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at')
 return {'running', attempt}
-`)
+`
+
+var startScript = redis.NewScript(startLua)
 
 // finishScript records an attempt's outcome. A terminal outcome sets the
 // record's expiry and announces the job on the events channel. It returns
 // the status the job has after the call ('missing' when there is no record).
 // ARGV: status, now ms, retention ms, result (” for none), error JSON (” for
 // none), events channel, id.
-var finishScript = redis.NewScript(terminalLua + `
+const finishLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if terminal(st) then return st end
@@ -83,14 +97,18 @@ if terminal(ARGV[1]) then
   redis.call('PUBLISH', ARGV[6], 'done ' .. ARGV[7])
 end
 return ARGV[1]
-`)
+`
+
+var finishScript = redis.NewScript(finishLua)
 
 // progressScript records progress of a running job. ARGV: progress JSON.
-var progressScript = redis.NewScript(`
+const progressLua = `
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[1])
 return 1
-`)
+`
+
+var progressScript = redis.NewScript(progressLua)
 
 // Created is the outcome of creating one job.
 type Created struct {
@@ -135,7 +153,7 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 			if j.IdempotencyKey != "" {
 				keys = append(keys, s.ns.IdempotencyKey(j.IdempotencyKey))
 			}
-			args := append([]any{j.ID, s.cfg.IdempotencyWindow.Milliseconds()}, f...)
+			args := append([]any{j.ID, s.cfg.IdempotencyWindow.Milliseconds(), s.ns.JobKey("")}, f...)
 			cmds[i] = createScript.EvalSha(ctx, p, keys, args...)
 		}
 		return nil

@@ -81,9 +81,10 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, d queue.Delivery
 	timedOut := errors.Is(runCtx.Err(), context.DeadlineExceeded)
 	cancel()
 
-	if ctx.Err() != nil && !timedOut {
+	if runErr != nil && ctx.Err() != nil && !timedOut {
 		// Shutdown cancelled the job: it did not fail, so it goes back to
-		// the queue for another worker.
+		// the queue for another worker. (A handler that finished anyway is
+		// recorded below like any other.)
 		log.Warn("job interrupted by shutdown; requeueing")
 		w.settle(context.WithoutCancel(ctx), log, d, job.ID, store.Outcome{
 			Status: jobs.StatusQueued,

@@ -21,6 +21,7 @@ import (
 
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/schema"
 	"github.com/warrenhq/warren/store"
 )
 
@@ -130,6 +131,11 @@ func (w *Worker) Handle(t jobs.Type, h jobs.Handler) error {
 	}
 	if h == nil {
 		return fmt.Errorf("register type %s: nil handler", t.Name)
+	}
+	if len(t.Schema) > 0 {
+		if _, err := schema.Compile(t.Name, t.Schema); err != nil {
+			return fmt.Errorf("register type: %w", err)
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

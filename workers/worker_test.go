@@ -412,7 +412,9 @@ func TestRegistrationErrors(t *testing.T) {
 		{"bad name", jobs.Type{Name: "Bad", Pool: "p"}, h},
 		{"bad pool", jobs.Type{Name: "a.b", Pool: "P Q"}, h},
 		{"nil handler", jobs.Type{Name: "a.b", Pool: "p"}, nil},
-		{"bad schema", jobs.Type{Name: "a.c", Pool: "p", Schema: json.RawMessage(`{`)}, h},
+		{"schema not JSON", jobs.Type{Name: "a.c", Pool: "p", Schema: json.RawMessage(`{`)}, h},
+		{"schema does not compile", jobs.Type{Name: "a.d", Pool: "p", Schema: json.RawMessage(`{"type":"nonsense"}`)}, h},
+		{"schema refers elsewhere", jobs.Type{Name: "a.e", Pool: "p", Schema: json.RawMessage(`{"$ref":"https://example.com/s.json"}`)}, h},
 	} {
 		if err := w.Handle(tt.t, tt.h); err == nil {
 			t.Errorf("%s: registered", tt.name)
@@ -426,5 +428,40 @@ func TestRegistrationErrors(t *testing.T) {
 	}
 	if err := workers.New(workers.Config{}, nil, nil).Start(context.Background()); err == nil {
 		t.Error("started with no handlers")
+	}
+}
+
+// A handler that finishes its work even though shutdown cancelled it is
+// recorded as succeeded, not requeued to run again.
+func TestSuccessDuringShutdownIsKept(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	declarePool(t, env, "t.stubborn")
+	id := submit(t, env, "t.stubborn", `{}`, 1)[0]
+	started := make(chan struct{})
+	w := workers.New(workers.Config{Logger: env.Log, ShutdownGrace: 50 * time.Millisecond}, env.Broker, env.Store)
+	if err := w.Handle(typ("t.stubborn", time.Hour), jobs.HandlerFunc(func(ctx context.Context, _ *jobs.Job) (any, error) {
+		close(started)
+		<-ctx.Done()
+		return "finished anyway", nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := w.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	j, err := env.Store.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != jobs.StatusSucceeded || string(j.Result) != `"finished anyway"` {
+		t.Errorf("job %s result %s, want succeeded", j.Status, j.Result)
+	}
+	if n := env.Messages(t, pool); n != 0 {
+		t.Errorf("%d messages in the queue, want none", n)
 	}
 }
