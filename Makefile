@@ -1,0 +1,59 @@
+# warren — common developer tasks. `make` (or `make help`) lists them.
+
+GO ?= go
+GOFMT ?= gofmt
+SERVICES := scripts/services.sh
+
+# Extra flags for `go test` in `make test`, e.g. make test TESTFLAGS='-run TestX -v'.
+# ARGS is accepted as well: make test ARGS=-short
+TESTFLAGS ?=
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help build run test test-short lint clean services-up services-down services-status
+
+help:
+	@echo 'Targets:'
+	@echo '  build            build bin/warren'
+	@echo '  run              start RabbitMQ and Redis, build, run `bin/warren dev` (Ctrl-C stops it)'
+	@echo '  test             start RabbitMQ and Redis, then go test -race ./... (extra flags: TESTFLAGS=... or ARGS=...)'
+	@echo '  test-short       go test -short ./... (no services needed)'
+	@echo '  lint             gofmt -l (fails on unformatted files) and go vet'
+	@echo '  services-up      start RabbitMQ and Redis on loopback, or reuse running ones (scripts/services.sh)'
+	@echo '  services-down    stop the RabbitMQ and Redis that services-up started'
+	@echo '  services-status  report whether RabbitMQ and Redis answer'
+	@echo '  clean            remove bin/'
+	@echo 'Servers: WARREN_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/),'
+	@echo '         WARREN_REDIS_URL (default redis://127.0.0.1:6379/0).'
+
+build:
+	$(GO) build -o bin/warren ./cmd/warren
+
+services-up:
+	$(SERVICES) up
+
+services-down:
+	$(SERVICES) down
+
+services-status:
+	$(SERVICES) status
+
+# build does not need the services; it is ordered after services-up only when
+# make runs serially.
+run: services-up build
+	exec ./bin/warren dev
+
+test: services-up
+	$(GO) test -race -count=1 -timeout 12m $(TESTFLAGS) $(ARGS) ./...
+
+test-short:
+	$(GO) test -short $(TESTFLAGS) $(ARGS) ./...
+
+lint:
+	@out=$$($(GOFMT) -l .) || exit 1; \
+	if [ -n "$$out" ]; then echo 'gofmt: these files need formatting (run gofmt -w):'; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin/

@@ -1,0 +1,783 @@
+#!/usr/bin/env bash
+# scripts/services.sh up|down|status
+#
+# Brings up the backing services warren needs (RabbitMQ and Redis) on loopback
+# for `make run` and `make test`. For each service, in this order:
+#   1. reuse a server already answering at WARREN_AMQP_URL / WARREN_REDIS_URL
+#      (a real protocol check: AMQP login + vhost open, Redis PING);
+#   2. else, if a Docker engine answers, `docker compose up -d` it from
+#      docker-compose.yml;
+#   3. else, as root on Debian/Ubuntu, install it with apt-get if needed and
+#      start it locally, bound to loopback only;
+#   4. else fail, saying what to install or start.
+# Local servers: redis-server as user redis, without persistence; the Debian
+# RabbitMQ node (data in /var/lib/rabbitmq, log in /var/log/rabbitmq) with the
+# management UI on 127.0.0.1:15672; epmd and Erlang distribution on loopback.
+# `down` stops only what this script started (recorded in $STATE_DIR).
+# `status` reports whether each service answers; exit 0 if both do.
+#
+# Environment:
+#   WARREN_AMQP_URL          default amqp://guest:guest@127.0.0.1:5672/
+#   WARREN_REDIS_URL         default redis://127.0.0.1:6379/0
+#   WARREN_SERVICES_TIMEOUT  seconds to wait for a service to answer (default 120)
+set -euo pipefail
+
+SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+ROOT=$(cd "$(dirname "$SELF")/.." && pwd)
+COMPOSE_FILE=$ROOT/docker-compose.yml
+STATE_DIR=${XDG_RUNTIME_DIR:-/tmp}/warren-services
+AMQP_URL=${WARREN_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}
+REDIS_URL=${WARREN_REDIS_URL:-redis://127.0.0.1:6379/0}
+TIMEOUT=${WARREN_SERVICES_TIMEOUT:-120}
+MGMT_PORT=15672
+PROBE_TIMEOUT=5
+
+say() { printf 'services: %s\n' "$*" >&2; }
+die() {
+	say "error: $*"
+	exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Protocol probes. They run in a child bash under timeout(1) (see the __probe-*
+# entry points at the bottom), taking their arguments from PROBE_* variables
+# so that passwords do not show up in ps.
+
+# Bytes of $1 as \xHH escapes (4 characters per byte).
+esc() {
+	local h
+	h=$(printf '%s' "$1" | od -An -v -tx1 | tr -d '\n')
+	printf '%s' "${h// /\\x}"
+}
+
+# AMQP frame builder: BUF holds \xHH escapes, LEN the number of bytes.
+put_u8() {
+	BUF+=$(printf '\\x%02x' "$(($1 & 255))")
+	LEN=$((LEN + 1))
+}
+put_u16() {
+	put_u8 $(($1 >> 8))
+	put_u8 "$1"
+}
+put_u32() {
+	put_u16 $((($1 >> 16) & 65535))
+	put_u16 $(($1 & 65535))
+}
+put_esc() {
+	BUF+=$1
+	LEN=$((LEN + ${#1} / 4))
+}
+put_shortstr() {
+	local e
+	e=$(esc "$1")
+	put_u8 $((${#e} / 4))
+	put_esc "$e"
+}
+# send_method CLASS METHOD: send BUF/LEN as the arguments of a method frame on
+# channel 0.
+send_method() {
+	local args=$BUF n=$LEN
+	BUF='' LEN=0
+	put_u8 1
+	put_u16 0
+	put_u32 $((n + 4))
+	put_u16 "$1"
+	put_u16 "$2"
+	BUF+=$args
+	put_u8 206
+	printf '%b' "$BUF" >&3
+}
+# read_bytes N: read exactly N bytes from fd 3 into BYTES (decimal values).
+read_bytes() {
+	local out
+	out=$(head -c "$1" <&3 | od -An -v -tu1 | tr '\n' ' ')
+	read -r -a BYTES <<<"$out"
+	((${#BYTES[@]} == $1))
+}
+# read_method: read frames until a method frame; sets METHOD=class.method and
+# ARGS (its argument bytes).
+read_method() {
+	local i size
+	for i in 1 2 3 4 5; do
+		read_bytes 7 || return 1
+		# 'A': the server answered with its own protocol header (version mismatch).
+		((BYTES[0] != 65)) || return 1
+		size=$(((BYTES[3] << 24) | (BYTES[4] << 16) | (BYTES[5] << 8) | BYTES[6]))
+		((size >= 4 && size < 1048576)) || return 1
+		if ((BYTES[0] != 1)); then
+			read_bytes $((size + 1)) || return 1
+			continue
+		fi
+		read_bytes $((size + 1)) || return 1
+		((BYTES[size] == 206)) || return 1
+		METHOD=$(((BYTES[0] << 8) | BYTES[1])).$(((BYTES[2] << 8) | BYTES[3]))
+		ARGS=("${BYTES[@]:4:size-4}")
+		return 0
+	done
+	return 1
+}
+
+# Exit 0: logged in and opened the vhost; 2: AMQP server refused the login or
+# the vhost; 1: no AMQP 0-9-1 server answering.
+probe_amqp_child() {
+	local ub pb
+	exec 3<>"/dev/tcp/$PROBE_HOST/$PROBE_PORT" || exit 1
+	printf 'AMQP\x00\x00\x09\x01' >&3
+	read_method || exit 1
+	[[ $METHOD == 10.10 ]] || exit 1 # connection.start
+	# connection.start-ok: empty client properties, PLAIN "\0user\0pass", en_US
+	BUF='' LEN=0
+	put_u32 0
+	put_shortstr PLAIN
+	ub=$(esc "$PROBE_USER")
+	pb=$(esc "$PROBE_PASS")
+	put_u32 $((2 + ${#ub} / 4 + ${#pb} / 4))
+	put_u8 0
+	put_esc "$ub"
+	put_u8 0
+	put_esc "$pb"
+	put_shortstr en_US
+	send_method 10 11
+	# A refused login makes the server close the socket.
+	read_method || exit 2
+	[[ $METHOD == 10.30 ]] || exit 2 # connection.tune
+	# connection.tune-ok: echo the server's channel-max and frame-max, no heartbeat.
+	BUF='' LEN=0
+	put_u8 "${ARGS[0]}"
+	put_u8 "${ARGS[1]}"
+	put_u8 "${ARGS[2]}"
+	put_u8 "${ARGS[3]}"
+	put_u8 "${ARGS[4]}"
+	put_u8 "${ARGS[5]}"
+	put_u16 0
+	send_method 10 31
+	BUF='' LEN=0 # connection.open
+	put_shortstr "$PROBE_VHOST"
+	put_shortstr ''
+	put_u8 0
+	send_method 10 40
+	read_method || exit 2
+	[[ $METHOD == 10.41 ]] || exit 2 # connection.open-ok
+	BUF='' LEN=0                      # connection.close, to keep the server log quiet
+	put_u16 200
+	put_shortstr ''
+	put_u16 0
+	put_u16 0
+	send_method 10 50
+	read_method || true # connection.close-ok
+	exit 0
+}
+
+# send_resp WORD...: send a Redis command on fd 3.
+send_resp() {
+	local out a
+	out="*$#"$'\r\n'
+	for a in "$@"; do
+		out+="\$$(printf '%s' "$a" | wc -c)"$'\r\n'"$a"$'\r\n'
+	done
+	printf '%s' "$out" >&3
+}
+read_line() {
+	IFS= read -r LINE <&3 || return 1
+	LINE=${LINE%$'\r'}
+}
+
+# Exit 0: PING answered +PONG; 2: Redis answered with an error (auth); 1: no
+# Redis answering.
+probe_redis_child() {
+	exec 3<>"/dev/tcp/$PROBE_HOST/$PROBE_PORT" || exit 1
+	if [[ -n $PROBE_PASS ]]; then
+		if [[ -n $PROBE_USER ]]; then
+			send_resp AUTH "$PROBE_USER" "$PROBE_PASS"
+		else
+			send_resp AUTH "$PROBE_PASS"
+		fi
+		read_line || exit 1
+		case $LINE in
+		+OK) ;;
+		-LOADING*) exit 1 ;;
+		-*) exit 2 ;;
+		*) exit 1 ;;
+		esac
+	fi
+	send_resp PING
+	read_line || exit 1
+	case $LINE in
+	+PONG) ;;
+	-LOADING*) exit 1 ;;
+	-*) exit 2 ;;
+	*) exit 1 ;;
+	esac
+	send_resp QUIT
+	exit 0
+}
+
+tcp_open() {
+	# shellcheck disable=SC2016 # expanded by the child bash
+	PROBE_HOST=$1 PROBE_PORT=$2 timeout "$PROBE_TIMEOUT" bash -c \
+		'exec 3<>"/dev/tcp/$PROBE_HOST/$PROBE_PORT"' 2>/dev/null
+}
+
+# probe_amqp / probe_redis: 0 answers (and credentials work), 2 answers but
+# refuses the credentials, 1 does not answer. TLS URLs get a TCP check only.
+probe_amqp() {
+	local rc=0
+	if [[ $AMQP_TLS == 1 ]]; then
+		tcp_open "$AMQP_HOST" "$AMQP_PORT" || return 1
+		return 0
+	fi
+	PROBE_HOST=$AMQP_HOST PROBE_PORT=$AMQP_PORT PROBE_USER=$AMQP_USER \
+		PROBE_PASS=$AMQP_PASS PROBE_VHOST=$AMQP_VHOST \
+		timeout "$PROBE_TIMEOUT" bash "$SELF" __probe-amqp 2>/dev/null || rc=$?
+	case $rc in 0 | 2) return "$rc" ;; *) return 1 ;; esac
+}
+probe_redis() {
+	local rc=0
+	if [[ $REDIS_TLS == 1 ]]; then
+		tcp_open "$REDIS_HOST" "$REDIS_PORT" || return 1
+		return 0
+	fi
+	PROBE_HOST=$REDIS_HOST PROBE_PORT=$REDIS_PORT PROBE_USER=$REDIS_USER \
+		PROBE_PASS=$REDIS_PASS \
+		timeout "$PROBE_TIMEOUT" bash "$SELF" __probe-redis 2>/dev/null || rc=$?
+	case $rc in 0 | 2) return "$rc" ;; *) return 1 ;; esac
+}
+
+# ---------------------------------------------------------------------------
+# URLs
+
+urldecode() { printf '%b' "${1//%/\\x}"; }
+
+# parse_url URL DEFAULT_PORT: sets U_SCHEME U_USER U_PASS U_HOST U_PORT U_PATH.
+parse_url() {
+	local re='^([a-zA-Z][a-zA-Z0-9+.-]*)://(([^:@/]*)(:([^@/]*))?@)?(\[[^]/]*\]|[^:/?#]*)(:([0-9]*))?(/[^?#]*)?([?#].*)?$'
+	[[ $1 =~ $re ]] || return 1
+	U_SCHEME=${BASH_REMATCH[1],,}
+	U_USER=$(urldecode "${BASH_REMATCH[3]}")
+	U_PASS=$(urldecode "${BASH_REMATCH[5]}")
+	U_HOST=${BASH_REMATCH[6]}
+	U_HOST=${U_HOST#[}
+	U_HOST=${U_HOST%]}
+	U_PORT=${BASH_REMATCH[8]:-$2}
+	U_PATH=${BASH_REMATCH[9]}
+	U_HOST=${U_HOST:-127.0.0.1}
+}
+
+parse_urls() {
+	parse_url "$AMQP_URL" 5672 || die "cannot parse WARREN_AMQP_URL=$AMQP_URL"
+	case $U_SCHEME in
+	amqp) AMQP_TLS=0 ;;
+	amqps)
+		AMQP_TLS=1
+		[[ -n ${BASH_REMATCH[8]} ]] || U_PORT=5671
+		;;
+	*) die "WARREN_AMQP_URL must be amqp:// or amqps://, got $AMQP_URL" ;;
+	esac
+	AMQP_HOST=$U_HOST AMQP_PORT=$U_PORT
+	AMQP_USER=${U_USER:-guest} AMQP_PASS=${U_PASS:-guest}
+	AMQP_VHOST=/
+	if [[ -n ${U_PATH#/} ]]; then AMQP_VHOST=$(urldecode "${U_PATH#/}"); fi
+
+	parse_url "$REDIS_URL" 6379 || die "cannot parse WARREN_REDIS_URL=$REDIS_URL"
+	case $U_SCHEME in
+	redis) REDIS_TLS=0 ;;
+	rediss) REDIS_TLS=1 ;;
+	*) die "WARREN_REDIS_URL must be redis:// or rediss://, got $REDIS_URL" ;;
+	esac
+	REDIS_HOST=$U_HOST REDIS_PORT=$U_PORT REDIS_USER=$U_USER REDIS_PASS=$U_PASS
+}
+
+is_loopback() {
+	case $1 in
+	localhost | 127.* | ::1) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# Address a locally started server binds to.
+bind_addr() { if [[ $1 == ::1 ]]; then echo ::1; else echo 127.0.0.1; fi; }
+
+# ---------------------------------------------------------------------------
+# State: $STATE_DIR/<service> records how this script started it.
+
+init_state() {
+	[[ -d $STATE_DIR ]] || mkdir -m 700 "$STATE_DIR"
+	[[ -O $STATE_DIR ]] || die "$STATE_DIR is not owned by $(id -un); remove it or set XDG_RUNTIME_DIR"
+}
+record() { printf '%s\n' "${*:2}" >"$STATE_DIR/$1"; }
+recorded() { cat "$STATE_DIR/$1" 2>/dev/null || true; }
+forget() { rm -f "$STATE_DIR/$1"; }
+# Serialize up/down. Every command that may leave a daemon behind (apt-get's
+# postinst, redis-server, rabbitmq-*, compose) runs with 9>&-, or the daemon
+# would inherit the lock and hold it forever.
+lock() {
+	exec 9>"$STATE_DIR/lock"
+	if command -v flock >/dev/null; then
+		flock -w 900 9 || die "another services.sh is still running (lock $STATE_DIR/lock)"
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# Docker compose
+
+COMPOSE=()
+DOCKER_OK=
+docker_ok() {
+	if [[ -z $DOCKER_OK ]]; then
+		DOCKER_OK=no
+		if command -v docker >/dev/null && timeout 10 docker info >/dev/null 2>&1; then
+			if docker compose version >/dev/null 2>&1; then
+				COMPOSE=(docker compose -f "$COMPOSE_FILE") DOCKER_OK=yes
+			elif command -v docker-compose >/dev/null; then
+				COMPOSE=(docker-compose -f "$COMPOSE_FILE") DOCKER_OK=yes
+			else
+				say "a Docker engine answers, but neither 'docker compose' nor docker-compose is installed"
+			fi
+		fi
+	fi
+	[[ $DOCKER_OK == yes ]]
+}
+
+compose() {
+	WARREN_AMQP_PORT=$AMQP_PORT WARREN_REDIS_PORT=$REDIS_PORT "${COMPOSE[@]}" "$@"
+}
+
+# ---------------------------------------------------------------------------
+# Local servers (Debian/Ubuntu, root)
+
+local_ok() {
+	[[ $EUID -eq 0 && -f /etc/debian_version ]] && command -v apt-get >/dev/null && command -v dpkg-query >/dev/null
+}
+
+# ensure_pkgs PKG...: apt-get install the ones that are not installed; they
+# are added to INSTALLED_NOW.
+INSTALLED_NOW=()
+ensure_pkgs() {
+	local p missing=() log=$STATE_DIR/apt.log
+	for p in "$@"; do
+		[[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) == "install ok installed" ]] || missing+=("$p")
+	done
+	((${#missing[@]})) || return 0
+	say "installing ${missing[*]} with apt-get (log: $log)"
+	if ! {
+		DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 update &&
+			DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 install "${missing[@]}"
+	} </dev/null >"$log" 2>&1 9>&-; then
+		tail -n 20 "$log" >&2
+		die "apt-get install ${missing[*]} failed (full log: $log)"
+	fi
+	INSTALLED_NOW+=("${missing[@]}")
+}
+
+# Without systemd (a container), a package's postinst may start its server
+# through the init script, with the package defaults: RabbitMQ then listens on
+# all interfaces, without the management plugin. Stop the servers started that
+# way by the install we just did, so that we start our own, as everywhere else.
+# (Under systemd they are system services: we leave them to systemd.)
+stop_postinst_servers() {
+	local pkg
+	[[ ! -d /run/systemd/system ]] || return 0
+	# The init script runs rabbitmqctl, which starts epmd if it is not running.
+	if [[ " ${INSTALLED_NOW[*]} " == *" rabbitmq-server "* ]]; then rabbit_dist_env; fi
+	for pkg in "${INSTALLED_NOW[@]}"; do
+		[[ -x /etc/init.d/$pkg ]] || continue
+		"/etc/init.d/$pkg" status >/dev/null 2>&1 9>&- || continue
+		say "the $pkg package started $pkg with its defaults; stopping it to start it on loopback"
+		"/etc/init.d/$pkg" stop >/dev/null 2>&1 9>&- || say "warning: /etc/init.d/$pkg stop failed"
+		if [[ $pkg == rabbitmq-server ]] && command -v epmd >/dev/null &&
+			! epmd -names 2>/dev/null | grep -q '^name '; then
+			# That node started epmd on all interfaces; ours restarts it on loopback.
+			epmd -kill >/dev/null 2>&1 || true
+		fi
+	done
+}
+
+# Warn when a server we reuse on this machine also listens beyond loopback.
+warn_exposed() {
+	local name=$1 port=$2 addrs
+	command -v ss >/dev/null || return 0
+	addrs=$(ss -Hltn "sport = :$port" 2>/dev/null | awk '{ print $4 }' |
+		grep -Ev '^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]):' || true)
+	if [[ -n $addrs ]]; then
+		say "warning: $name also listens beyond loopback: $(paste -sd ' ' <<<"$addrs")"
+	fi
+	return 0
+}
+
+# Wait up to TIMEOUT seconds for probe FN to return 0. CHECK_ALIVE, if set, is
+# a function that fails when the server process is gone.
+wait_for() {
+	local name=$1 fn=$2 alive=${3:-} deadline=$((SECONDS + TIMEOUT)) rc
+	while :; do
+		rc=0
+		"$fn" || rc=$?
+		((rc != 0)) || return 0
+		if ((rc == 2)); then
+			say "$name answers but refuses the login (user/password or vhost) in the URL"
+			return 2
+		fi
+		if [[ -n $alive ]] && ! "$alive"; then
+			say "$name stopped while starting"
+			return 1
+		fi
+		if ((SECONDS >= deadline)); then
+			say "$name did not answer within ${TIMEOUT}s"
+			return 1
+		fi
+		sleep 1
+	done
+}
+
+redis_pid_file() { echo "/run/redis/warren-redis-$REDIS_PORT.pid"; }
+redis_log_file() { echo "/var/log/redis/warren-redis-$REDIS_PORT.log"; }
+
+pid_is() { [[ -n $1 && -r /proc/$1/comm && $(cat "/proc/$1/comm" 2>/dev/null) == "$2"* ]]; }
+
+start_redis_local() {
+	local pid args
+	ensure_pkgs redis-server
+	command -v redis-server >/dev/null || die "redis-server is not on PATH after installing redis-server"
+	mkdir -p /run/redis
+	chown redis:redis /run/redis
+	args=(--bind "$(bind_addr "$REDIS_HOST")" --port "$REDIS_PORT" --protected-mode yes
+		--daemonize yes --pidfile "$(redis_pid_file)" --logfile "$(redis_log_file)"
+		--dir /var/lib/redis --save '' --appendonly no)
+	# Give the local server the URL's password so warren can log in.
+	if [[ -n $REDIS_PASS ]]; then args+=(--requirepass "$REDIS_PASS"); fi
+	say "starting redis-server on $(bind_addr "$REDIS_HOST"):$REDIS_PORT"
+	runuser -u redis -- redis-server "${args[@]}" </dev/null >/dev/null 9>&-
+	if ! wait_for redis probe_redis; then
+		tail -n 20 "$(redis_log_file)" >&2 || true
+		die "redis-server did not come up (log: $(redis_log_file))"
+	fi
+	pid=$(cat "$(redis_pid_file)" 2>/dev/null || true)
+	record redis local "$REDIS_PORT" "$pid"
+}
+
+stop_redis_local() {
+	local port=$1 pid=$2 i
+	if pid_is "$pid" redis-server; then
+		say "stopping redis-server (pid $pid, port $port)"
+		kill -TERM "$pid" 2>/dev/null || true
+		for i in $(seq 1 100); do
+			pid_is "$pid" redis-server || break
+			sleep 0.1
+		done
+		if pid_is "$pid" redis-server; then
+			say "redis-server pid $pid did not stop; killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	else
+		say "redis-server started earlier (pid ${pid:-?}) is no longer running"
+	fi
+}
+
+# RabbitMQ node name, host and where the Debian package keeps its log.
+rabbit_host() { hostname -s 2>/dev/null || hostname; }
+rabbit_log() {
+	local f
+	f=/var/log/rabbitmq/${RABBITMQ_NODENAME:-rabbit@$(rabbit_host)}.log
+	[[ -f $f ]] || f=$(find /var/log/rabbitmq -maxdepth 1 -name '*.log' -printf '%T@ %p\n' 2>/dev/null |
+		sort -rn | awk 'NR == 1 { print $2 }' || true)
+	echo "$f"
+}
+# PID of the running RabbitMQ server VM (not CLI tools), if any.
+rabbit_pid() { pgrep -u rabbitmq -f -- '-s rabbit boot' | head -n 1 || true; }
+rabbit_alive() { [[ -n $(rabbit_pid) ]]; }
+
+# Keep epmd and the Erlang distribution listener on loopback. The CLI tools
+# reach the node through the address its host name resolves to; if that is a
+# loopback address (127.0.0.1, or 127.0.1.1 in a stock Debian /etc/hosts) bind
+# to it, otherwise leave distribution alone (it is protected by the cookie).
+RABBIT_DIST_ARGS='' DIST_ENV_DONE=0
+rabbit_dist_env() {
+	local ip tuple
+	((DIST_ENV_DONE == 0)) || return 0
+	DIST_ENV_DONE=1
+	ip=$(getent ahostsv4 "$(rabbit_host)" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
+	case $ip in
+	127.*)
+		tuple="{${ip//./,}}"
+		export ERL_EPMD_ADDRESS=$ip
+		RABBIT_DIST_ARGS="-kernel inet_dist_use_interface $tuple"
+		export RABBITMQ_CTL_ERL_ARGS=${RABBITMQ_CTL_ERL_ARGS:-$RABBIT_DIST_ARGS}
+		;;
+	*)
+		RABBIT_DIST_ARGS=
+		say "warning: host name $(rabbit_host) resolves to '${ip:-nothing}', not loopback;" \
+			"Erlang distribution (epmd 4369, 25672) will listen on all interfaces"
+		;;
+	esac
+}
+
+rabbit_fail() {
+	local log
+	log=$(rabbit_log)
+	if [[ -n $log ]]; then
+		say "last lines of $log:"
+		tail -n 30 "$log" >&2 || true
+	fi
+	if [[ -s $STATE_DIR/rabbitmq-start.log ]]; then
+		say "output of rabbitmq-server -detached:"
+		tail -n 20 "$STATE_DIR/rabbitmq-start.log" >&2
+	fi
+	die "$*"
+}
+
+start_rabbit_local() {
+	local bind plugins=/etc/rabbitmq/enabled_plugins
+	ensure_pkgs rabbitmq-server
+	command -v rabbitmq-server >/dev/null || die "rabbitmq-server is not on PATH after installing rabbitmq-server"
+	rabbit_dist_env
+	if rabbit_alive; then
+		# E.g. the package's postinst started it, or an earlier `up` is still
+		# booting it: wait for that node rather than starting a second one.
+		say "a RabbitMQ node is already running (pid $(rabbit_pid)); waiting for it to answer"
+	else
+		refuse_taken_port rabbitmq
+		if ! grep -qs 'rabbitmq_management[],. ]' "$plugins"; then
+			say "enabling rabbitmq_management"
+			rabbitmq-plugins --offline enable rabbitmq_management >/dev/null 9>&- ||
+				die "rabbitmq-plugins --offline enable rabbitmq_management failed"
+		fi
+		bind=$(bind_addr "$AMQP_HOST")
+		say "starting rabbitmq-server on $bind:$AMQP_PORT"
+		# The Debian wrapper drops to the rabbitmq user; the environment goes with it.
+		if ! RABBITMQ_NODE_IP_ADDRESS=$bind RABBITMQ_NODE_PORT=$AMQP_PORT \
+			RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-rabbitmq_management tcp_config [{ip,\"$bind\"},{port,$MGMT_PORT}] $RABBIT_DIST_ARGS" \
+			rabbitmq-server -detached </dev/null >"$STATE_DIR/rabbitmq-start.log" 2>&1 9>&-; then
+			rabbit_fail "rabbitmq-server -detached failed"
+		fi
+		record rabbitmq local "$EPMD_WAS_RUNNING"
+	fi
+	# -detached returns before the VM shows up; give it a moment.
+	local i rc
+	for i in $(seq 1 50); do
+		rabbit_alive && break
+		sleep 0.2
+	done
+	rabbit_alive || rabbit_fail "the RabbitMQ node exited right after starting"
+	say "waiting for RabbitMQ to boot (up to ${TIMEOUT}s)"
+	rc=0
+	wait_for rabbitmq probe_amqp rabbit_alive || rc=$?
+	if ((rc == 2)); then
+		die "RabbitMQ is up, but refuses user '$AMQP_USER' on vhost '$AMQP_VHOST'. Create them, e.g.:" \
+			"rabbitmqctl add_vhost '$AMQP_VHOST'; rabbitmqctl add_user '$AMQP_USER' PASSWORD;" \
+			"rabbitmqctl set_permissions -p '$AMQP_VHOST' '$AMQP_USER' '.*' '.*' '.*'"
+	fi
+	((rc == 0)) || rabbit_fail "RabbitMQ did not come up"
+	# The AMQP listener is up; make sure the boot (plugins included) finished.
+	timeout "$TIMEOUT" rabbitmqctl -q await_startup --timeout "$TIMEOUT" >/dev/null 2>&1 9>&- ||
+		say "warning: rabbitmqctl await_startup failed, but AMQP answers"
+	# Remember which VM is ours, so `down` does not stop a different one.
+	if [[ -n $(recorded rabbitmq) ]]; then
+		record rabbitmq local "$(recorded rabbitmq | awk '{ print $2 }')" "$(rabbit_pid)"
+	fi
+}
+
+stop_rabbit_local() {
+	local epmd_was_running=$1 pid=$2 cur i
+	rabbit_dist_env >/dev/null 2>&1
+	cur=$(rabbit_pid)
+	if [[ -z $cur ]]; then
+		say "the RabbitMQ node started earlier is no longer running"
+	elif [[ -n $pid && $cur != "$pid" ]]; then
+		say "the running RabbitMQ node (pid $cur) is not the one services.sh started (pid $pid); leaving it"
+		return 0
+	else
+		say "stopping RabbitMQ (pid $cur)"
+		timeout 120 rabbitmqctl -q stop >/dev/null 2>&1 9>&- || say "rabbitmqctl stop failed; sending SIGTERM"
+		for i in $(seq 1 600); do
+			pid_is "$cur" beam || break
+			((i != 300)) || kill -TERM "$cur" 2>/dev/null || true
+			sleep 0.1
+		done
+		pid_is "$cur" beam && die "RabbitMQ (pid $cur) did not stop"
+	fi
+	# epmd was started by the node we started; stop it once nothing uses it.
+	if [[ $epmd_was_running == 0 ]] && command -v epmd >/dev/null &&
+		! epmd -names 2>/dev/null | grep -q '^name '; then
+		epmd -kill >/dev/null 2>&1 || true
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# Commands
+
+where_amqp() { echo "$AMQP_HOST:$AMQP_PORT (vhost $AMQP_VHOST, user $AMQP_USER)"; }
+where_redis() { echo "$REDIS_HOST:$REDIS_PORT"; }
+
+help_and_die() {
+	local why="not root"
+	[[ $EUID -ne 0 ]] || why="not Debian/Ubuntu (no apt-get)"
+	say "cannot start $1: no Docker engine answers, and services.sh installs servers only as root on Debian/Ubuntu ($why)."
+	say "Do one of:"
+	say "  - start a Docker engine with the compose plugin, then: $0 up"
+	say "  - on Debian/Ubuntu: sudo $0 up   (installs rabbitmq-server and redis-server with apt-get)"
+	say "  - install and start RabbitMQ >= 3.10 (with rabbitmq-plugins enable rabbitmq_management) and"
+	say "    Redis >= 7 yourself; if they do not listen on the defaults, point warren at them:"
+	say "      export WARREN_AMQP_URL=amqp://USER:PASS@HOST:5672/   (now $AMQP_HOST:$AMQP_PORT)"
+	say "      export WARREN_REDIS_URL=redis://[:PASS@]HOST:6379/0  (now $REDIS_HOST:$REDIS_PORT)"
+	exit 1
+}
+
+# refuse_taken_port NAME: fail if something else already listens on the port
+# the service should answer on.
+refuse_taken_port() {
+	if [[ $1 == rabbitmq ]] && tcp_open "$AMQP_HOST" "$AMQP_PORT"; then
+		die "something that is not RabbitMQ listens on $AMQP_HOST:$AMQP_PORT; stop it or change WARREN_AMQP_URL"
+	fi
+	if [[ $1 == redis ]] && tcp_open "$REDIS_HOST" "$REDIS_PORT"; then
+		die "something that is not Redis listens on $REDIS_HOST:$REDIS_PORT; stop it or change WARREN_REDIS_URL"
+	fi
+	return 0
+}
+
+# up_one NAME: make one service answer.
+up_one() {
+	local name=$1 probe where host rc=0
+	if [[ $name == rabbitmq ]]; then
+		probe=probe_amqp where=$(where_amqp) host=$AMQP_HOST
+	else
+		probe=probe_redis where=$(where_redis) host=$REDIS_HOST
+	fi
+	"$probe" || rc=$?
+	case $rc in
+	0)
+		say "$name: answering at $where"
+		if is_loopback "$host"; then
+			if [[ $name == rabbitmq ]]; then warn_exposed "$name" "$AMQP_PORT"; else warn_exposed "$name" "$REDIS_PORT"; fi
+		fi
+		return 0
+		;;
+	2) die "$name at $where answers but refuses the login (user/password or vhost) in the URL; fix the URL or the server" ;;
+	esac
+	if ! is_loopback "$host"; then
+		die "$name does not answer at $where; it is not on this machine, so start it there or fix the URL"
+	fi
+	if [[ $name == rabbitmq && $AMQP_TLS == 1 ]] || [[ $name == redis && $REDIS_TLS == 1 ]]; then
+		die "$name does not answer at $where, and services.sh only starts plain-text servers; use an amqp:// / redis:// URL"
+	fi
+	if docker_ok; then
+		if [[ -n $(compose ps -q "$name" 2>/dev/null) ]]; then
+			say "$name: its compose container is already running; waiting for it to answer"
+		else
+			refuse_taken_port "$name"
+			say "$name: starting it with ${COMPOSE[*]}"
+			compose up -d "$name" >&2 9>&- || die "${COMPOSE[*]} up -d $name failed"
+			record "$name" compose "$COMPOSE_FILE"
+		fi
+		wait_for "$name" "$probe" || die "$name (compose) did not answer; see: ${COMPOSE[*]} logs $name"
+	elif local_ok; then
+		if [[ $name == rabbitmq ]]; then
+			start_rabbit_local
+		else
+			refuse_taken_port redis
+			start_redis_local
+		fi
+	else
+		help_and_die "$name"
+	fi
+	say "$name: answering at $where"
+}
+
+cmd_up() {
+	init_state
+	lock
+	local t0=$SECONDS rc pkgs=()
+	# Whether epmd runs before we touch anything (rabbitmqctl starts it).
+	EPMD_WAS_RUNNING=0
+	if command -v epmd >/dev/null && epmd -names >/dev/null 2>&1; then EPMD_WAS_RUNNING=1; fi
+	# On the local path, install whatever is missing in one apt-get run.
+	if local_ok; then
+		rc=0
+		probe_redis || rc=$?
+		if ((rc == 1 && REDIS_TLS == 0)) && is_loopback "$REDIS_HOST"; then pkgs+=(redis-server); fi
+		rc=0
+		probe_amqp || rc=$?
+		if ((rc == 1 && AMQP_TLS == 0)) && is_loopback "$AMQP_HOST"; then pkgs+=(rabbitmq-server); fi
+		if ((${#pkgs[@]})) && ! docker_ok; then
+			ensure_pkgs "${pkgs[@]}"
+			stop_postinst_servers
+		fi
+	fi
+	up_one redis
+	up_one rabbitmq
+	say "up in $((SECONDS - t0))s"
+	if is_loopback "$AMQP_HOST" && tcp_open "$AMQP_HOST" "$MGMT_PORT"; then
+		say "RabbitMQ management UI: http://$AMQP_HOST:$MGMT_PORT/"
+	fi
+}
+
+cmd_down() {
+	init_state
+	lock
+	local svc rec kind epmd port pid did=0 compose_done=0
+	for svc in rabbitmq redis; do
+		rec=$(recorded "$svc")
+		[[ -n $rec ]] || continue
+		did=1
+		read -r kind _ <<<"$rec"
+		case $kind in
+		compose)
+			if ((compose_done == 0)); then
+				if docker_ok; then
+					say "docker compose down"
+					compose down >&2 9>&- || die "${COMPOSE[*]} down failed"
+				else
+					say "the Docker engine does not answer; cannot run docker compose down"
+				fi
+				compose_done=1
+			fi
+			;;
+		local)
+			if [[ $svc == rabbitmq ]]; then
+				read -r _ epmd pid <<<"$rec"
+				stop_rabbit_local "${epmd:-1}" "${pid:-}"
+			else
+				read -r _ port pid <<<"$rec"
+				stop_redis_local "$port" "${pid:-}"
+			fi
+			;;
+		esac
+		forget "$svc"
+	done
+	((did)) || say "nothing to stop: services.sh did not start RabbitMQ or Redis"
+	return 0
+}
+
+cmd_status() {
+	local svc rc ok=0 how where
+	for svc in rabbitmq redis; do
+		rc=0
+		if [[ $svc == rabbitmq ]]; then
+			where=$(where_amqp)
+			probe_amqp || rc=$?
+		else
+			where=$(where_redis)
+			probe_redis || rc=$?
+		fi
+		how=$(recorded "$svc" | awk '{ print $1 }')
+		how=${how:+ [started by services.sh: $how]}
+		case $rc in
+		0) say "$svc: up, answering at $where$how" ;;
+		2) say "$svc: answers at $where but refuses the login (user/password or vhost) in the URL$how" ;;
+		*) say "$svc: down, nothing answers at $where$how" ;;
+		esac
+		((rc == 0)) || ok=1
+	done
+	return "$ok"
+}
+
+case ${1:-} in
+__probe-amqp) probe_amqp_child ;;
+__probe-redis) probe_redis_child ;;
+up | down | status)
+	parse_urls
+	"cmd_$1"
+	;;
+*)
+	echo "usage: $0 up|down|status" >&2
+	exit 2
+	;;
+esac
