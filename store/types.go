@@ -11,26 +11,34 @@ import (
 	"github.com/warrenhq/warren/jobs"
 )
 
+// declareLua records one declaration unless the registry already holds
+// exactly it, and announces a change on the events channel. KEYS[1]: the
+// registry. ARGV: name, declaration JSON, events channel. Returns 1 when it
+// changed the registry.
+const declareLua = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'types ' .. ARGV[1])
+return 1
+`
+
+var declareScript = redis.NewScript(declareLua)
+
 // DeclareTypes records job type declarations, replacing earlier ones of the
-// same names, and announces each on the events channel so running APIs pick
-// them up at once.
+// same names, and announces each change on the events channel so running
+// APIs pick it up at once. Declaring what is already recorded changes
+// nothing and announces nothing, so workers may repeat it to restore a
+// registry that Redis lost.
 func (s *Store) DeclareTypes(ctx context.Context, ts []jobs.Type) error {
-	if len(ts) == 0 {
-		return nil
-	}
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, t := range ts {
-			b, err := json.Marshal(t)
-			if err != nil {
-				return fmt.Errorf("encode type %s: %w", t.Name, err)
-			}
-			p.HSet(ctx, s.ns.TypesKey(), t.Name, b)
-			p.Publish(ctx, s.ns.EventsChannel(), "types "+t.Name)
+	for _, t := range ts {
+		b, err := json.Marshal(t)
+		if err != nil {
+			return fmt.Errorf("encode type %s: %w", t.Name, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return unavailable("declare types", err)
+		err = s.run(ctx, declareScript, []string{s.ns.TypesKey()}, t.Name, string(b), s.ns.EventsChannel()).Err()
+		if err != nil {
+			return unavailable("declare type "+t.Name, err)
+		}
 	}
 	return nil
 }

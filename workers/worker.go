@@ -39,6 +39,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now tells the time; nil means time.Now.
 	Now func() time.Time
+	// RedeclareEvery is how often type declarations are re-asserted,
+	// restoring them if Redis lost its data; zero means 15s.
+	RedeclareEvery time.Duration
 }
 
 // PoolConfig sizes one pool in one process.
@@ -105,6 +108,7 @@ func New(cfg Config, broker Broker, st Store) *Worker {
 		cfg.ID = fmt.Sprintf("%s-%d", cmp.Or(host, "worker"), os.Getpid())
 	}
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 30*time.Second)
+	cfg.RedeclareEvery = cmp.Or(cfg.RedeclareEvery, 15*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -228,12 +232,37 @@ func (w *Worker) Start(ctx context.Context) error {
 			w.setReady(pool, false)
 		})
 	}
+	var all []jobs.Type
+	for _, r := range w.types {
+		all = append(all, r.t)
+	}
+	wg.Go(func() { w.redeclare(takeCtx, all) })
 	go func() {
 		wg.Wait()
 		cancelJobs()
 		close(w.done)
 	}()
 	return nil
+}
+
+// redeclare re-asserts the declarations until ctx ends. The store announces
+// only real changes, so this is one cheap round trip when nothing was lost.
+func (w *Worker) redeclare(ctx context.Context, types []jobs.Type) {
+	t := time.NewTicker(w.cfg.RedeclareEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !w.Ready() {
+			continue // a pool is between connections; its Ready hook declares
+		}
+		if err := w.store.DeclareTypes(ctx, types); err != nil {
+			w.log.Debug("cannot re-declare types", "err", err)
+		}
+	}
 }
 
 // declare publishes a pool's type declarations once its queue is bound, so

@@ -465,3 +465,26 @@ func TestSuccessDuringShutdownIsKept(t *testing.T) {
 		t.Errorf("%d messages in the queue, want none", n)
 	}
 }
+
+// If Redis loses the type registry, a running worker restores it, so the
+// API does not refuse the pool's types until the worker restarts.
+func TestLostTypeDeclarationsAreRestored(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	w := workers.New(workers.Config{Logger: env.Log, RedeclareEvery: 50 * time.Millisecond}, env.Broker, env.Store)
+	if err := sys.Register(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	testenv.Eventually(t, 20*time.Second, "worker ready", w.Ready)
+	if err := env.Store.DeleteNamespace(context.Background()); err != nil { // as a flushed Redis would be
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "sys types declared again", func() bool {
+		ts, err := env.Store.Types(context.Background())
+		return err == nil && len(ts) == 3
+	})
+}

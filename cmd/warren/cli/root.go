@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/lmittmann/tint"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/warrenhq/warren/config"
@@ -122,12 +123,26 @@ func (a *app) config(cmd *cobra.Command, local map[string]string) (config.Config
 }
 
 // logger returns the process logger: tint on a terminal, JSON otherwise.
+// go-redis logs through a process-wide hook; server commands point it here
+// so that its lines (dial failures while Redis is away) join the same
+// stream at debug level instead of going unformatted to stderr.
 func (a *app) logger(cfg config.Config) *slog.Logger {
 	level, _ := config.ParseLevel(cfg.LogLevel) // validated in config
+	var log *slog.Logger
 	if isTerminal(a.errOut) {
-		return slog.New(tint.NewHandler(a.errOut, &tint.Options{Level: level, TimeFormat: "15:04:05.000"}))
+		log = slog.New(tint.NewHandler(a.errOut, &tint.Options{Level: level, TimeFormat: "15:04:05.000"}))
+	} else {
+		log = slog.New(slog.NewJSONHandler(a.errOut, &slog.HandlerOptions{Level: level}))
 	}
-	return slog.New(slog.NewJSONHandler(a.errOut, &slog.HandlerOptions{Level: level}))
+	redis.SetLogger(redisLogger{log.With("component", "redis")})
+	return log
+}
+
+// redisLogger adapts go-redis's internal logging to slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
 }
 
 // isTerminal reports whether w is a character device such as a terminal.
