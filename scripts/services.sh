@@ -439,9 +439,12 @@ start_redis_local() {
 	command -v redis-server >/dev/null || die "redis-server is not on PATH after installing redis-server"
 	mkdir -p /run/redis
 	chown redis:redis /run/redis
+	# Job records must outlive a Redis restart, as the messages in RabbitMQ
+	# do: keep an append-only file, flushed every second.
 	args=(--bind "$(bind_addr "$REDIS_HOST")" --port "$REDIS_PORT" --protected-mode yes
 		--daemonize yes --pidfile "$(redis_pid_file)" --logfile "$(redis_log_file)"
-		--dir /var/lib/redis --save '' --appendonly no)
+		--dir /var/lib/redis --save '' --appendonly yes --appendfsync everysec
+		--appendfilename "warren-$REDIS_PORT.aof")
 	# Give the local server the URL's password so warren can log in.
 	if [[ -n $REDIS_PASS ]]; then args+=(--requirepass "$REDIS_PASS"); fi
 	say "starting redis-server on $(bind_addr "$REDIS_HOST"):$REDIS_PORT"
