@@ -29,23 +29,7 @@ func TestJobGet(t *testing.T) {
 	f := newFakeAPI(t, fixedJob())
 
 	stdout, stderr, code := f.run(t, "", "job", "get", testID)
-	want := `id:              0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d
-type:            sys.echo
-status:          succeeded
-attempt:         2/3
-timeout:         5m
-worker:          host-1/4242
-created:         2025-03-14T09:26:53.589Z
-started:         2025-03-14T09:26:53.709Z
-finished:        2025-03-14T09:26:54.943Z
-duration:        1.23s
-progress:        100% done
-error:           timeout: attempt 1 took longer than 5m (will retry)
-metadata:        team=ops, ticket=42
-idempotency key: order-42
-payload:         {"message":"hello"}
-result:          {"message":"hello","n":[1,2]}
-`
+	want := fixedJobView
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}

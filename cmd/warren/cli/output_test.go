@@ -18,6 +18,25 @@ const (
 )
 
 // fixedJob is a finished job with every field set.
+// fixedJobView is the readable view of fixedJob().
+const fixedJobView = `id:              0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d
+type:            sys.echo
+status:          succeeded
+attempt:         2/3
+timeout:         5m
+worker:          host-1/4242
+created:         2025-03-14T09:26:53.589Z
+started:         2025-03-14T09:26:53.709Z
+finished:        2025-03-14T09:26:54.943Z
+duration:        1.23s
+progress:        100% done
+error:           timeout: attempt 1 took longer than 5m (will retry)
+metadata:        team=ops, ticket=42
+idempotency key: order-42
+payload:         {"message":"hello"}
+result:          {"message":"hello","n":[1,2]}
+`
+
 func fixedJob() *jobs.Job {
 	created := time.Date(2025, 3, 14, 9, 26, 53, 589_000_000, time.UTC)
 	started := created.Add(120 * time.Millisecond)
@@ -48,23 +67,7 @@ func TestWriteJobView(t *testing.T) {
 	if err := writeJobView(&b, fixedJob()); err != nil {
 		t.Fatal(err)
 	}
-	want := `id:              0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d
-type:            sys.echo
-status:          succeeded
-attempt:         2/3
-timeout:         5m
-worker:          host-1/4242
-created:         2025-03-14T09:26:53.589Z
-started:         2025-03-14T09:26:53.709Z
-finished:        2025-03-14T09:26:54.943Z
-duration:        1.23s
-progress:        100% done
-error:           timeout: attempt 1 took longer than 5m (will retry)
-metadata:        team=ops, ticket=42
-idempotency key: order-42
-payload:         {"message":"hello"}
-result:          {"message":"hello","n":[1,2]}
-`
+	want := fixedJobView
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("view (-want +got):\n%s", diff)
 	}
