@@ -385,7 +385,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 // getJob handles GET /v1/jobs/{id}, with ?wait= for a long-poll until the
 // job is terminal.
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id := strings.ToLower(r.PathValue("id")) // UUIDs are case-insensitive
 	if !jobs.ValidID(id) {
 		writeError(w, apiErr("invalid_id", "id", "%q is not a job id (a UUID such as 0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10)", id))
 		return

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -18,10 +19,11 @@ func NewID() string {
 	return id.String()
 }
 
-// ValidID reports whether s has the form of a job id (a canonical UUID), so
-// malformed ids can be refused before they reach the store.
+// ValidID reports whether s has the form of a job id (a canonical UUID in
+// lower case, as ids are made and stored), so malformed ids can be refused
+// before they reach the store.
 func ValidID(s string) bool {
-	if len(s) != 36 {
+	if len(s) != 36 || strings.ToLower(s) != s {
 		return false
 	}
 	_, err := uuid.Parse(s)

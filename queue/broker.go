@@ -59,9 +59,17 @@ func (c Config) withDefaults() Config {
 // session is one live connection and the publisher on it.
 type session struct {
 	conn *amqp.Connection
-	pub  *publisher
 	// lost is closed when the connection is gone.
 	lost chan struct{}
+
+	mu  sync.Mutex
+	pub *publisher // replaced when the broker closes its channel
+}
+
+func (s *session) publisher() *publisher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pub
 }
 
 // Broker owns the AMQP connection of a process. It is safe for concurrent
@@ -202,21 +210,58 @@ func (b *Broker) run(ctx context.Context) {
 		}
 		attempt, delay = 0, b.cfg.ReconnectMin
 		b.setSession(s)
-		closed := s.conn.NotifyClose(make(chan *amqp.Error, 1))
-		select {
-		case err := <-closed:
-			b.log.Warn("RabbitMQ connection lost; reconnecting", "err", err)
-		case <-ctx.Done():
-		}
+		b.hold(ctx, s)
 		b.setSession(nil)
 		close(s.lost)
-		s.pub.close(ErrUnavailable)
+		pub := s.publisher()
+		pub.close(ErrUnavailable)
 		_ = s.conn.Close()
-		s.pub.wait()
+		pub.wait()
 		if ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// hold keeps a session until its connection drops or ctx ends. The broker
+// may close the publishing channel alone (a publish to a deleted exchange,
+// say); the connection lives on, so hold opens a new publisher on it, or
+// closes the connection to reconnect when that fails.
+func (b *Broker) hold(ctx context.Context, s *session) {
+	closed := s.conn.NotifyClose(make(chan *amqp.Error, 1))
+	for {
+		pub := s.publisher()
+		select {
+		case err := <-closed:
+			b.log.Warn("RabbitMQ connection lost; reconnecting", "err", err)
+			return
+		case <-ctx.Done():
+			return
+		case <-pub.done:
+		}
+		next, err := b.openPublisher(s.conn)
+		if err != nil {
+			b.log.Warn("cannot reopen the publishing channel; reconnecting", "err", err)
+			return
+		}
+		b.log.Info("publishing channel was closed by the broker; reopened it")
+		s.mu.Lock()
+		s.pub = next
+		s.mu.Unlock()
+	}
+}
+
+// openPublisher opens a channel, declares the exchange (which may be what
+// went missing) and puts the channel in confirm mode.
+func (b *Broker) openPublisher(conn *amqp.Connection) (*publisher, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := declareExchange(ch, b.cfg.Namespace); err != nil {
+		return nil, err
+	}
+	return newPublisher(ch)
 }
 
 func (b *Broker) connect() (*session, error) {
@@ -230,14 +275,7 @@ func (b *Broker) connect() (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	ch, err := conn.Channel()
-	if err == nil {
-		err = declareExchange(ch, b.cfg.Namespace)
-	}
-	var pub *publisher
-	if err == nil {
-		pub, err = newPublisher(ch)
-	}
+	pub, err := b.openPublisher(conn)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("set up connection: %w", err)

@@ -108,6 +108,8 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 		}
 		if err != nil {
 			b.log.Warn("consumer stopped; starting again", "pool", opts.Pool, "err", err)
+		} else {
+			delay = b.cfg.ReconnectMin // it consumed; only repeated failures back off
 		}
 		// Wait for a new connection, or back off if the connection survived
 		// and only the channel failed.

@@ -24,7 +24,7 @@ func (b *Broker) Publish(ctx context.Context, msgs []Message) ([]error, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.pub.publish(ctx, b.cfg.Namespace.Exchange(), msgs)
+	return s.publisher().publish(ctx, b.cfg.Namespace.Exchange(), msgs)
 }
 
 // publisher owns a channel in confirm mode and matches the broker's confirms

@@ -74,13 +74,14 @@ var startScript = redis.NewScript(startLua)
 
 // finishScript records an attempt's outcome. A terminal outcome sets the
 // record's expiry and announces the job on the events channel. It returns
-// the status the job has after the call ('missing' when there is no record).
-// ARGV: status, now ms, retention ms, result (” for none), error JSON (” for
+// {'ok', status} when it recorded the outcome, {'terminal', status} when the
+// job had already ended (nothing changed), {'missing', ""} without a record.
+// ARGV: status, now ms, retention ms, result (empty for none), error JSON (empty for
 // none), events channel, id.
 const finishLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return 'missing' end
-if terminal(st) then return st end
+if not st then return {'missing', ''} end
+if terminal(st) then return {'terminal', st} end
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
 if ARGV[5] ~= '' then
@@ -96,7 +97,7 @@ if terminal(ARGV[1]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PUBLISH', ARGV[6], 'done ' .. ARGV[7])
 end
-return ARGV[1]
+return {'ok', ARGV[1]}
 `
 
 var finishScript = redis.NewScript(finishLua)
@@ -266,17 +267,17 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 			return fmt.Errorf("finish job %s: encode error: %w", id, err)
 		}
 	}
-	st, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
+	res, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
 		string(o.Status), ms(now), s.cfg.Retention.Milliseconds(),
-		string(o.Result), string(errJSON), s.ns.EventsChannel(), id).Text()
+		string(o.Result), string(errJSON), s.ns.EventsChannel(), id).StringSlice()
 	if err != nil {
 		return unavailable("finish job "+id, err)
 	}
-	switch {
-	case st == "missing":
+	switch res[0] {
+	case "missing":
 		return fmt.Errorf("finish job %s: %w", id, ErrNotFound)
-	case st != string(o.Status):
-		return fmt.Errorf("finish job %s: %w (%s)", id, ErrTerminal, st)
+	case "terminal":
+		return fmt.Errorf("finish job %s: %w (%s)", id, ErrTerminal, res[1])
 	}
 	return nil
 }

@@ -1,0 +1,442 @@
+package config_test
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/warrenhq/warren/config"
+	"github.com/warrenhq/warren/jobs"
+)
+
+// writeFile writes a config file in a fresh directory and returns its path.
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDefault(t *testing.T) {
+	t.Parallel()
+	want := config.Config{
+		AMQPURL:   "amqp://guest:guest@127.0.0.1:5672/",
+		RedisURL:  "redis://127.0.0.1:6379/0",
+		Namespace: "warren",
+		LogLevel:  "info",
+		APIURL:    "http://127.0.0.1:8080",
+		API:       config.API{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20},
+		Store: config.Store{
+			Retention:         config.Duration(168 * time.Hour),
+			IdempotencyWindow: config.Duration(24 * time.Hour),
+		},
+		Worker: config.Worker{ShutdownGrace: config.Duration(30 * time.Second)},
+	}
+	got := config.Default()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Default() (-want +got):\n%s", diff)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+}
+
+const fullYAML = `
+amqp_url: amqp://u:p@mq.example:5673/vh
+redis_url: redis://cache.example:6380/2
+namespace: staging
+log_level: debug
+api_url: http://api.example:9000
+api:
+  addr: 0.0.0.0:9000
+  max_body_bytes: 2048
+store:
+  retention: 1h
+  idempotency_window: 90m
+worker:
+  health_addr: 127.0.0.1:9091
+  shutdown_grace: 45s
+pools:
+  sys:
+    concurrency: 8
+    prefetch: 16
+  image:
+    concurrency: 2
+`
+
+func fullConfig() config.Config {
+	return config.Config{
+		AMQPURL:   "amqp://u:p@mq.example:5673/vh",
+		RedisURL:  "redis://cache.example:6380/2",
+		Namespace: "staging",
+		LogLevel:  "debug",
+		APIURL:    "http://api.example:9000",
+		API:       config.API{Addr: "0.0.0.0:9000", MaxBodyBytes: 2048},
+		Store: config.Store{
+			Retention:         config.Duration(time.Hour),
+			IdempotencyWindow: config.Duration(90 * time.Minute),
+		},
+		Worker: config.Worker{HealthAddr: "127.0.0.1:9091", ShutdownGrace: config.Duration(45 * time.Second)},
+		Pools: map[string]config.Pool{
+			"sys":   {Concurrency: 8, Prefetch: 16},
+			"image": {Concurrency: 2},
+		},
+	}
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "warren.yaml", fullYAML)
+	tests := []struct {
+		name    string
+		path    string
+		environ []string
+		want    func(*config.Config)
+	}{
+		{
+			name: "yaml only",
+			path: path,
+			want: func(*config.Config) {},
+		},
+		{
+			name:    "yaml named by WARREN_CONFIG",
+			environ: []string{"WARREN_CONFIG=" + path},
+			want:    func(*config.Config) {},
+		},
+		{
+			name: "env overrides yaml",
+			path: path,
+			environ: []string{
+				"WARREN_AMQP_URL=amqp://env/",
+				"WARREN_REDIS_URL=redis://env:6379/1",
+				"WARREN_NAMESPACE=fromenv",
+				"WARREN_LOG_LEVEL=warn",
+				"WARREN_API_URL=http://env:1",
+				"WARREN_HTTP_ADDR=127.0.0.1:1",
+				"WARREN_MAX_BODY_BYTES=99",
+				"WARREN_RETENTION=2h",
+				"WARREN_IDEMPOTENCY_WINDOW=3h",
+				"WARREN_HEALTH_ADDR=127.0.0.1:2",
+				"WARREN_SHUTDOWN_GRACE=5s",
+				"UNRELATED=1",
+			},
+			want: func(c *config.Config) {
+				c.AMQPURL = "amqp://env/"
+				c.RedisURL = "redis://env:6379/1"
+				c.Namespace = "fromenv"
+				c.LogLevel = "warn"
+				c.APIURL = "http://env:1"
+				c.API = config.API{Addr: "127.0.0.1:1", MaxBodyBytes: 99}
+				c.Store = config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)}
+				c.Worker = config.Worker{HealthAddr: "127.0.0.1:2", ShutdownGrace: config.Duration(5 * time.Second)}
+			},
+		},
+		{
+			name:    "empty env value counts as unset",
+			path:    path,
+			environ: []string{"WARREN_NAMESPACE=", "WARREN_HTTP_ADDR=", "WARREN_POOL_SYS_CONCURRENCY="},
+			want:    func(*config.Config) {},
+		},
+		{
+			name: "pool env overrides one field of a yaml pool",
+			path: path,
+			environ: []string{
+				"WARREN_POOL_SYS_CONCURRENCY=64",
+				"WARREN_POOL_IMAGE_PREFETCH=5",
+			},
+			want: func(c *config.Config) {
+				c.Pools["sys"] = config.Pool{Concurrency: 64, Prefetch: 16}
+				c.Pools["image"] = config.Pool{Concurrency: 2, Prefetch: 5}
+			},
+		},
+		{
+			name: "pool env adds a pool",
+			path: path,
+			environ: []string{
+				"WARREN_POOL_WEB_HOOKS_CONCURRENCY=3",
+				"WARREN_POOL_WEB_HOOKS_PREFETCH=6",
+			},
+			want: func(c *config.Config) {
+				c.Pools["web_hooks"] = config.Pool{Concurrency: 3, Prefetch: 6}
+			},
+		},
+		{
+			name:    "pool env with neither suffix is ignored",
+			path:    path,
+			environ: []string{"WARREN_POOL_SYS_SIZE=3", "WARREN_POOL__CONCURRENCY=3"},
+			want:    func(*config.Config) {},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := config.Load(tt.path, tt.environ)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			want := fullConfig()
+			tt.want(&want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Load (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLoadEnvWithoutFile(t *testing.T) {
+	// t.Chdir: no t.Parallel.
+	t.Chdir(t.TempDir())
+	got, err := config.Load("", []string{
+		"WARREN_POOL_SYS_CONCURRENCY=64",
+		"WARREN_POOL_SYS_PREFETCH=128",
+		"WARREN_RETENTION=10m",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Default()
+	want.Pools = map[string]config.Pool{"sys": {Concurrency: 64, Prefetch: 128}}
+	want.Store.Retention = config.Duration(10 * time.Minute)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadDefaultFile(t *testing.T) {
+	// t.Chdir: no t.Parallel.
+	dir := t.TempDir()
+	t.Chdir(dir)
+
+	// A missing default file is fine: the defaults stand.
+	got, err := config.Load("", nil)
+	if err != nil {
+		t.Fatalf("Load without ./warren.yaml: %v", err)
+	}
+	if diff := cmp.Diff(config.Default(), got); diff != "" {
+		t.Errorf("Load without a file (-want +got):\n%s", diff)
+	}
+
+	// ./warren.yaml is read when it exists.
+	if err := os.WriteFile(filepath.Join(dir, config.DefaultFile), []byte("namespace: fromfile\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err = config.Load("", nil)
+	if err != nil {
+		t.Fatalf("Load with ./warren.yaml: %v", err)
+	}
+	if got.Namespace != "fromfile" {
+		t.Errorf("namespace = %q, want fromfile from ./warren.yaml", got.Namespace)
+	}
+}
+
+func TestLoadNamedMissingFile(t *testing.T) {
+	// t.Chdir: no t.Parallel.
+	dir := t.TempDir()
+	t.Chdir(dir)
+	missing := filepath.Join(dir, "nope.yaml")
+	for name, load := range map[string]func() (config.Config, error){
+		"path":          func() (config.Config, error) { return config.Load(missing, nil) },
+		"WARREN_CONFIG": func() (config.Config, error) { return config.Load("", []string{"WARREN_CONFIG=" + missing}) },
+		// A named file must exist even when it is the default name.
+		"path warren.yaml": func() (config.Config, error) { return config.Load(config.DefaultFile, nil) },
+	} {
+		_, err := load()
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: Load of a missing named file = %v, want an error wrapping fs.ErrNotExist", name, err)
+		}
+	}
+}
+
+func TestLoadBadYAML(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml, wantErr string
+	}{
+		{"unknown top-level key", "namespace: x\nnamesapce: y\n", "namesapce"},
+		{"unknown nested key", "api:\n  adr: 1.2.3.4:80\n", "adr"},
+		{"unknown pool field", "pools:\n  sys:\n    concurency: 3\n", "concurency"},
+		{"bad duration", "store:\n  retention: 7d\n", "7d"},
+		{"wrong type", "api:\n  max_body_bytes: lots\n", "max_body_bytes"},
+		{"not yaml", "namespace: [unclosed\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeFile(t, "warren.yaml", tt.yaml)
+			_, err := config.Load(path, nil)
+			if err == nil {
+				t.Fatalf("Load of %q: no error", tt.yaml)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Load of %q = %v, want it to mention %q", tt.yaml, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLoadBadEnv(t *testing.T) {
+	t.Parallel()
+	for _, kv := range []string{
+		"WARREN_RETENTION=7d",
+		"WARREN_SHUTDOWN_GRACE=soon",
+		"WARREN_MAX_BODY_BYTES=1MB",
+		"WARREN_POOL_SYS_CONCURRENCY=many",
+		"WARREN_POOL_SYS_PREFETCH=1.5",
+	} {
+		name, _, _ := strings.Cut(kv, "=")
+		_, err := config.Load(writeFile(t, "warren.yaml", "{}\n"), []string{kv})
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Load with %s = %v, want an error naming %s", kv, err, name)
+		}
+	}
+}
+
+func TestSet(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(writeFile(t, "warren.yaml", "api:\n  addr: 127.0.0.1:7000\n"),
+		[]string{"WARREN_HTTP_ADDR=127.0.0.1:8000", "WARREN_SHUTDOWN_GRACE=5s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.Addr != "127.0.0.1:8000" {
+		t.Fatalf("api.addr from env = %q, want 127.0.0.1:8000", cfg.API.Addr)
+	}
+	// A flag (Set) overrides the environment.
+	for key, value := range map[string]string{
+		"api.addr":                 "127.0.0.1:9000",
+		"worker.shutdown_grace":    "1m",
+		"api.max_body_bytes":       "10",
+		"namespace":                "flagged",
+		"store.retention":          "2h",
+		"store.idempotency_window": "3h",
+		"amqp_url":                 "amqp://flag/",
+		"redis_url":                "redis://flag/0",
+		"log_level":                "error",
+		"api_url":                  "http://flag",
+		"worker.health_addr":       ":1",
+	} {
+		if err := cfg.Set(key, value); err != nil {
+			t.Errorf("Set(%q, %q) = %v", key, value, err)
+		}
+	}
+	want := config.Config{
+		AMQPURL:   "amqp://flag/",
+		RedisURL:  "redis://flag/0",
+		Namespace: "flagged",
+		LogLevel:  "error",
+		APIURL:    "http://flag",
+		API:       config.API{Addr: "127.0.0.1:9000", MaxBodyBytes: 10},
+		Store:     config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)},
+		Worker:    config.Worker{HealthAddr: ":1", ShutdownGrace: config.Duration(time.Minute)},
+	}
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Errorf("after Set (-want +got):\n%s", diff)
+	}
+
+	for _, tt := range []struct{ key, value string }{
+		{"api.adr", "x"},
+		{"pools.sys.concurrency", "3"},
+		{"store.retention", "7d"},
+		{"api.max_body_bytes", "big"},
+	} {
+		before := cfg
+		if err := cfg.Set(tt.key, tt.value); err == nil {
+			t.Errorf("Set(%q, %q) = nil, want an error", tt.key, tt.value)
+		}
+		if diff := cmp.Diff(before, cfg); diff != "" {
+			t.Errorf("failed Set(%q, %q) changed the config (-before +after):\n%s", tt.key, tt.value, diff)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		edit    func(*config.Config)
+		wantErr string // substring; "" means valid
+	}{
+		{name: "default", edit: func(*config.Config) {}},
+		{name: "full", edit: func(c *config.Config) { *c = fullConfig() }},
+		{name: "zero pool settings", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {}} }},
+		{name: "empty namespace", edit: func(c *config.Config) { c.Namespace = "" }, wantErr: "namespace"},
+		{name: "bad namespace", edit: func(c *config.Config) { c.Namespace = "a:b" }, wantErr: "namespace"},
+		{name: "long namespace", edit: func(c *config.Config) { c.Namespace = jobs.Namespace(strings.Repeat("n", 64)) }, wantErr: "namespace"},
+		{name: "bad log level", edit: func(c *config.Config) { c.LogLevel = "loud" }, wantErr: "log level"},
+		{name: "empty log level", edit: func(c *config.Config) { c.LogLevel = "" }, wantErr: "log level"},
+		{name: "zero body", edit: func(c *config.Config) { c.API.MaxBodyBytes = 0 }, wantErr: "max_body_bytes"},
+		{name: "negative body", edit: func(c *config.Config) { c.API.MaxBodyBytes = -1 }, wantErr: "max_body_bytes"},
+		{name: "zero retention", edit: func(c *config.Config) { c.Store.Retention = 0 }, wantErr: "retention"},
+		{name: "negative retention", edit: func(c *config.Config) { c.Store.Retention = config.Duration(-time.Hour) }, wantErr: "retention"},
+		{name: "negative idempotency window", edit: func(c *config.Config) { c.Store.IdempotencyWindow = config.Duration(-time.Hour) }, wantErr: "idempotency_window"},
+		{name: "zero idempotency window", edit: func(c *config.Config) { c.Store.IdempotencyWindow = 0 }, wantErr: "idempotency_window"},
+		{name: "negative grace", edit: func(c *config.Config) { c.Worker.ShutdownGrace = config.Duration(-time.Second) }, wantErr: "shutdown_grace"},
+		{name: "zero grace", edit: func(c *config.Config) { c.Worker.ShutdownGrace = 0 }, wantErr: "shutdown_grace"},
+		{name: "bad pool name", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"Sys": {Concurrency: 1}} }, wantErr: "pools.Sys"},
+		{name: "negative concurrency", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {Concurrency: -1}} }, wantErr: "pools.sys"},
+		{name: "negative prefetch", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {Prefetch: -1}} }, wantErr: "pools.sys"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := config.Default()
+			tt.edit(&c)
+			err := c.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.wantErr != "" && err == nil:
+				t.Errorf("Validate() = nil, want an error about %s", tt.wantErr)
+			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
+				t.Errorf("Validate() = %v, want it to mention %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	t.Parallel()
+	tests := map[string]slog.Level{
+		"debug": slog.LevelDebug,
+		"info":  slog.LevelInfo,
+		"warn":  slog.LevelWarn,
+		"error": slog.LevelError,
+		"INFO":  slog.LevelInfo,
+	}
+	for s, want := range tests {
+		got, err := config.ParseLevel(s)
+		if err != nil || got != want {
+			t.Errorf("ParseLevel(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "loud", "verbose"} {
+		if _, err := config.ParseLevel(s); err == nil {
+			t.Errorf("ParseLevel(%q): no error", s)
+		}
+	}
+}
+
+func TestDurationText(t *testing.T) {
+	t.Parallel()
+	d := config.Duration(90 * time.Minute)
+	b, err := d.MarshalText()
+	if err != nil || string(b) != "1h30m0s" {
+		t.Fatalf("MarshalText = %q, %v; want 1h30m0s", b, err)
+	}
+	var back config.Duration
+	if err := back.UnmarshalText(b); err != nil || back != d {
+		t.Errorf("UnmarshalText(%q) = %v, %v; want %v", b, back.Std(), err, d.Std())
+	}
+	if err := back.UnmarshalText([]byte("7d")); err == nil {
+		t.Error("UnmarshalText(7d): no error")
+	}
+}
