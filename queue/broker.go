@@ -147,6 +147,13 @@ func (b *Broker) Connected() bool {
 	return b.cur != nil
 }
 
+// WaitConnected waits until a connection is open, or returns an error
+// wrapping ErrUnavailable when ctx ends first.
+func (b *Broker) WaitConnected(ctx context.Context) error {
+	_, err := b.current(ctx)
+	return err
+}
+
 // current returns the live session, waiting for one until ctx ends.
 func (b *Broker) current(ctx context.Context) (*session, error) {
 	for {

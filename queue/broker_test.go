@@ -33,7 +33,7 @@ func TestReconnect(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		if err := testenv.WaitConnected(ctx, b); err == nil {
+		if err := b.WaitConnected(ctx); err == nil {
 			if err := b.DeleteNamespace(ctx, []string{pool}); err != nil {
 				t.Errorf("cleanup: %v", err)
 			}
@@ -47,7 +47,7 @@ func TestReconnect(t *testing.T) {
 	if err := b.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := testenv.WaitConnected(ctx, b); err != nil {
+	if err := b.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.DeclarePool(ctx, pool, []string{"phoenix.job"}); err != nil {
@@ -100,7 +100,7 @@ func TestReconnect(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if err := testenv.WaitConnected(ctx, b); err != nil {
+	if err := b.WaitConnected(ctx); err != nil {
 		t.Fatalf("no reconnection: %v", err)
 	}
 	// The consumer comes back on the new connection.
@@ -133,7 +133,7 @@ func TestStartStopTwice(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := testenv.WaitConnected(ctx, b); err != nil {
+	if err := b.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {

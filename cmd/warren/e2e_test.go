@@ -162,6 +162,7 @@ func devStack(t *testing.T) (*testenv.Env, string) {
 	env := testenv.New(t)
 	p := startProc(t, env, "dev", "--addr", "127.0.0.1:0")
 	url := "http://" + p.addr(t, "api listening")
+	waitReady(t, url)
 	// The API is up at once; the pool declares its types a moment later.
 	testenv.Eventually(t, 30*time.Second, "sys types declared", func() bool {
 		_, err := env.Store.Type(context.Background(), "sys.echo")
@@ -265,19 +266,13 @@ func TestJobsWaitForAWorkerProcess(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	first := startProc(t, env, "worker", "sys", "--health-addr", "127.0.0.1:0")
-	health := "http://" + first.addr(t, "health endpoints listening")
-	testenv.Eventually(t, 30*time.Second, "worker ready", func() bool {
-		resp, err := http.Get(health + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, "http://"+first.addr(t, "health endpoints listening"))
 	first.stop(t) // SIGTERM: must exit 0
 
 	api := startProc(t, env, "api", "--addr", "127.0.0.1:0")
-	c, err := client.New(client.Config{BaseURL: "http://" + api.addr(t, "api listening")})
+	apiURL := "http://" + api.addr(t, "api listening")
+	waitReady(t, apiURL)
+	c, err := client.New(client.Config{BaseURL: apiURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,6 +307,19 @@ func TestJobsWaitForAWorkerProcess(t *testing.T) {
 	if succeeded != len(ids) || duplicated != 0 {
 		t.Errorf("succeeded %d of %d, %d ran more than once", succeeded, len(ids), duplicated)
 	}
+}
+
+// waitReady waits until a warren process's /readyz answers 200.
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, base+"/readyz to answer 200", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 func compact(t *testing.T, s string) string {

@@ -129,23 +129,11 @@ func New(t testing.TB) *Env {
 	if err := b.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := WaitConnected(ctx, b); err != nil {
+	if err := b.WaitConnected(ctx); err != nil {
 		t.Fatalf("connect to RabbitMQ at %s: %v", AMQPURL(), err)
 	}
 	t.Cleanup(func() { Cleanup(t, ns, b, st) })
 	return &Env{NS: ns, Broker: b, Store: st, Log: log}
-}
-
-// WaitConnected waits until the broker has a connection.
-func WaitConnected(ctx context.Context, b *queue.Broker) error {
-	for !b.Connected() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 // Cleanup deletes what the namespace left: the queues of every pool whose

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -73,7 +74,28 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	if err := b.Start(ctx); err != nil {
 		return nil, err
 	}
+	// Give the first connection a moment, so a process that is up is also
+	// ready in the common case; past that it serves and keeps trying (the
+	// API answers 503 and /readyz says why meanwhile).
+	wait, cancel := context.WithTimeout(ctx, firstConnectWait)
+	defer cancel()
+	if err := b.WaitConnected(wait); err != nil {
+		log.Warn("RabbitMQ is not reachable yet; starting anyway and retrying", "url", redactURL(cfg.AMQPURL))
+	}
 	return &stack{cfg: cfg, log: log, broker: b, store: st}, nil
+}
+
+// firstConnectWait bounds how long a server command waits for RabbitMQ
+// before it starts serving.
+const firstConnectWait = 5 * time.Second
+
+// redactURL hides the password of a URL for logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
 }
 
 func (s *stack) close() {
