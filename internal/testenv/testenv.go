@@ -9,9 +9,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -77,7 +80,8 @@ func RequireServices(t testing.TB) {
 
 var nameRE = regexp.MustCompile(`[^a-zA-Z0-9]+`)
 
-// Namespace returns a namespace unique to this test run of t.
+// Namespace returns a namespace unique to this test run of t. When the test
+// ends, everything in it is deleted (see Sweep), whatever declared it.
 func Namespace(t testing.TB) jobs.Namespace {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -85,7 +89,120 @@ func Namespace(t testing.TB) jobs.Namespace {
 	if len(name) > 40 {
 		name = name[len(name)-40:]
 	}
-	return jobs.Namespace("t-" + strings.Trim(name, "-") + "-" + hex.EncodeToString(b))
+	ns := jobs.Namespace("t-" + strings.Trim(name, "-") + "-" + hex.EncodeToString(b))
+	// Registered first, so it runs last: after the test's brokers, workers
+	// and processes have stopped and can declare nothing more.
+	t.Cleanup(func() { Sweep(t, ns) })
+	return ns
+}
+
+// ManagementURL is the RabbitMQ management API the tests use to find what a
+// namespace left: WARREN_MANAGEMENT_URL, else port 15672 on the AMQP host
+// with the AMQP URL's credentials.
+func ManagementURL() string {
+	if v := os.Getenv("WARREN_MANAGEMENT_URL"); v != "" {
+		return v
+	}
+	u, err := url.Parse(AMQPURL())
+	if err != nil {
+		return "http://guest:guest@127.0.0.1:15672"
+	}
+	return (&url.URL{Scheme: "http", User: u.User, Host: u.Hostname() + ":15672"}).String()
+}
+
+// Sweep deletes every queue and exchange named "{ns}.…" on the broker and
+// every key "{ns}:…" in Redis. Tests do not need to call it: Namespace
+// arranges it.
+func Sweep(t testing.TB, ns jobs.Namespace) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sweepBroker(ctx, ns); err != nil {
+		t.Errorf("cleanup of namespace %s: %v", ns, err)
+	}
+	opts, err := redis.ParseURL(RedisURL())
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	iter := rdb.Scan(ctx, 0, string(ns)+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := rdb.Unlink(ctx, iter.Val()).Err(); err != nil {
+			t.Errorf("cleanup of namespace %s: %v", ns, err)
+			return
+		}
+	}
+	if err := iter.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		// Redis being down is the test's own business (some stop it);
+		// report anything else.
+		var ne net.Error
+		if !errors.As(err, &ne) {
+			t.Errorf("cleanup of namespace %s: %v", ns, err)
+		}
+	}
+}
+
+// sweepClient keeps no idle connections, which goleak would see as leaked
+// goroutines.
+var sweepClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// sweepBroker deletes the namespace's queues and exchanges through the
+// management API, which can list them by name.
+func sweepBroker(ctx context.Context, ns jobs.Namespace) error {
+	base, err := url.Parse(ManagementURL())
+	if err != nil {
+		return fmt.Errorf("management URL: %w", err)
+	}
+	amqpURL, err := url.Parse(AMQPURL())
+	if err != nil {
+		return err
+	}
+	vhost := strings.TrimPrefix(amqpURL.Path, "/")
+	if vhost == "" {
+		vhost = "/"
+	}
+	call := func(method, path string, out any) error {
+		u := *base
+		u.User = nil
+		u.Path = ""
+		req, err := http.NewRequestWithContext(ctx, method, u.String()+path, nil)
+		if err != nil {
+			return err
+		}
+		if base.User != nil {
+			pw, _ := base.User.Password()
+			req.SetBasicAuth(base.User.Username(), pw)
+		}
+		resp, err := sweepClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("management API at %s (enable rabbitmq_management or set WARREN_MANAGEMENT_URL): %w", base.Host, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
+			return fmt.Errorf("management API %s %s: %s", method, path, resp.Status)
+		}
+		if out != nil {
+			return json.NewDecoder(resp.Body).Decode(out)
+		}
+		return nil
+	}
+	prefix := string(ns) + "."
+	for _, kind := range []string{"queues", "exchanges"} {
+		var items []struct{ Name string }
+		if err := call("GET", "/api/"+kind+"/"+url.PathEscape(vhost)+"?columns=name", &items); err != nil {
+			return err
+		}
+		for _, it := range items {
+			if strings.HasPrefix(it.Name, prefix) {
+				if err := call("DELETE", "/api/"+kind+"/"+url.PathEscape(vhost)+"/"+url.PathEscape(it.Name), nil); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Logger returns a logger that writes to the test's log.
@@ -132,35 +249,21 @@ func New(t testing.TB) *Env {
 	if err := b.WaitConnected(ctx); err != nil {
 		t.Fatalf("connect to RabbitMQ at %s: %v", AMQPURL(), err)
 	}
-	t.Cleanup(func() { Cleanup(t, ns, b, st) })
-	return &Env{NS: ns, Broker: b, Store: st, Log: log}
+	env := &Env{NS: ns, Broker: b, Store: st, Log: log}
+	t.Cleanup(func() { env.close(t) })
+	return env
 }
 
-// Cleanup deletes what the namespace left: the queues of every pool whose
-// types were declared (plus any named in extraPools), the exchange and all
-// keys; then it stops the broker and closes the store.
-func Cleanup(t testing.TB, ns jobs.Namespace, b *queue.Broker, st *store.Store, extraPools ...string) {
+// close stops the broker and closes the store; Namespace's sweep then
+// removes what they left.
+func (e *Env) close(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	pools := append([]string{}, extraPools...)
-	if types, err := st.Types(ctx); err == nil {
-		for _, ty := range types {
-			pools = append(pools, ty.Pool)
-		}
-	}
-	if b.Connected() {
-		if err := b.DeleteNamespace(ctx, pools); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	}
-	if err := st.DeleteNamespace(ctx); err != nil {
+	if err := e.Broker.Stop(ctx); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
-	if err := b.Stop(ctx); err != nil {
-		t.Errorf("cleanup: %v", err)
-	}
-	_ = st.Close()
+	_ = e.Store.Close()
 }
 
 // JobKeys returns the job records of the namespace, read straight from
