@@ -47,6 +47,8 @@ type Type struct {
 	// MaxAttempts is the default attempt count; zero means
 	// DefaultMaxAttempts.
 	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Backoff is the default retry policy; zero fields take the defaults.
+	Backoff Backoff `json:"backoff,omitzero"`
 	// Description says what the type does, for people listing types.
 	Description string `json:"description,omitempty"`
 }
@@ -56,9 +58,13 @@ var (
 	poolNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 )
 
+// MaxTypeName is the longest type name: a delayed message's routing key
+// holds the type after DelayLevels bits and must stay within AMQP's 255.
+const MaxTypeName = 128
+
 // ValidTypeName reports whether s is a well-formed type name: at least two
 // lower-case words joined by dots, such as "webhook.deliver".
-func ValidTypeName(s string) bool { return len(s) <= 200 && typeNameRE.MatchString(s) }
+func ValidTypeName(s string) bool { return len(s) <= MaxTypeName && typeNameRE.MatchString(s) }
 
 // ValidPoolName reports whether s is a well-formed pool name.
 func ValidPoolName(s string) bool { return poolNameRE.MatchString(s) }
@@ -85,6 +91,9 @@ func (t Type) Validate() error {
 		return fmt.Errorf("type %s: timeout %s out of range (0 to %s)", t.Name, t.Timeout.Std(), MaxTimeout)
 	case t.MaxAttempts < 0 || t.MaxAttempts > MaxMaxAttempts:
 		return fmt.Errorf("type %s: max_attempts %d out of range (1 to %d)", t.Name, t.MaxAttempts, MaxMaxAttempts)
+	}
+	if err := t.Backoff.Validate(); err != nil {
+		return fmt.Errorf("type %s: %w", t.Name, err)
 	}
 	if len(t.Schema) > 0 && !json.Valid(t.Schema) {
 		return fmt.Errorf("type %s: schema is not valid JSON", t.Name)

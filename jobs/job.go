@@ -77,6 +77,8 @@ type Job struct {
 	MaxAttempts int `json:"max_attempts"`
 	// Timeout bounds one attempt; the handler's context ends when it passes.
 	Timeout Duration `json:"timeout"`
+	// Backoff overrides fields of the type's retry policy for this job.
+	Backoff *Backoff `json:"backoff,omitempty"`
 	// Metadata is free-form labels from the submitter, passed through.
 	Metadata map[string]string `json:"metadata,omitempty"`
 	// Result is what the handler returned, as JSON, once succeeded.

@@ -3,6 +3,9 @@ package jobs
 import (
 	"fmt"
 	"regexp"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // Namespace prefixes every exchange, queue and Redis key of one warren
@@ -50,3 +53,79 @@ func (ns Namespace) IdempotencyKey(key string) string { return string(ns) + ":id
 // EventsChannel is the Redis pub/sub channel on which job completions
 // ("done <id>") and type declarations ("types <name>") are announced.
 func (ns Namespace) EventsChannel() string { return string(ns) + ":events" }
+
+// Delays are made of RabbitMQ queues whose messages all wait the same time
+// (a fixed TTL per queue), so no message blocks one behind it that is due
+// earlier. Level n waits DelayUnit·2ⁿ; a delay of k units passes through the
+// levels of the bits set in k, from the highest down, steered by its routing
+// key, then reaches the pools through DelayDeliverExchange.
+const (
+	// DelayUnit is the resolution of delays.
+	DelayUnit = 100 * time.Millisecond
+	// DelayLevels is the number of levels: the longest delay is
+	// (2^DelayLevels − 1) units, about 13.6 years.
+	DelayLevels = 32
+)
+
+// MaxDelay is the longest delay the levels can express.
+const MaxDelay = time.Duration(1<<DelayLevels-1) * DelayUnit
+
+// DelayExchange is the topic exchange of delay level n; a delayed message
+// enters at level DelayLevels-1.
+func (ns Namespace) DelayExchange(level int) string {
+	return string(ns) + ".delay." + strconv.Itoa(level)
+}
+
+// DelayQueue is the queue of delay level n (TTL DelayUnit·2ⁿ).
+func (ns Namespace) DelayQueue(level int) string { return ns.DelayExchange(level) }
+
+// DelayDeliverExchange receives messages whose delay has passed and routes
+// them to pool queues by the type at the end of their routing key.
+func (ns Namespace) DelayDeliverExchange() string { return string(ns) + ".delay.deliver" }
+
+// DelayRoutingKey is the routing key of a job of type jobType delayed by d:
+// DelayLevels words "0" or "1" (the bits of d in units, highest first)
+// followed by the type. d is rounded to the nearest unit and capped at
+// MaxDelay.
+func (ns Namespace) DelayRoutingKey(d time.Duration, jobType string) string {
+	units := uint64(min(max(d, 0), MaxDelay)+DelayUnit/2) / uint64(DelayUnit)
+	units = min(units, 1<<DelayLevels-1)
+	var b strings.Builder
+	for level := DelayLevels - 1; level >= 0; level-- {
+		b.WriteByte('0' + byte(units>>level&1))
+		b.WriteByte('.')
+	}
+	b.WriteString(jobType)
+	return b.String()
+}
+
+// DelayBitPattern is the binding pattern at level n that matches keys whose
+// bit n is bit ('0' or '1').
+func DelayBitPattern(level int, bit byte) string {
+	return strings.Repeat("*.", DelayLevels-1-level) + string(bit) + ".#"
+}
+
+// DelayDeliverPattern binds a pool queue to DelayDeliverExchange for one
+// type: any bits, then exactly the type.
+func DelayDeliverPattern(jobType string) string {
+	return strings.Repeat("*.", DelayLevels) + jobType
+}
+
+// DeadExchange is the topic exchange of dead letters. Messages a worker gave
+// up on are published with routing key "failed.POOL"; those the broker
+// dead-letters (delivery limit reached) arrive with "limit.POOL".
+func (ns Namespace) DeadExchange() string { return string(ns) + ".dead" }
+
+// DeadQueue is a pool's dead-letter queue, bound to DeadExchange with
+// "*.POOL": every dead letter of the pool waits there for replay or purge.
+func (ns Namespace) DeadQueue(pool string) string { return string(ns) + ".dead." + pool }
+
+// DeadIntakeQueue is bound with "limit.POOL" only: the pool's workers
+// consume it to mark jobs failed whose messages the broker dead-lettered.
+func (ns Namespace) DeadIntakeQueue(pool string) string {
+	return string(ns) + ".dead-intake." + pool
+}
+
+// DeadRoutingKey is the routing key of a dead letter: reason is "failed" or
+// "limit".
+func DeadRoutingKey(reason, pool string) string { return reason + "." + pool }

@@ -258,6 +258,16 @@ func (b *Broker) hold(ctx context.Context, s *session) {
 	}
 }
 
+// declareDelays declares the delay levels on a channel of its own.
+func (b *Broker) declareDelays(conn *amqp.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	return declareDelays(ch, b.cfg.Namespace)
+}
+
 // openPublisher opens a channel, declares the exchange (which may be what
 // went missing) and puts the channel in confirm mode.
 func (b *Broker) openPublisher(conn *amqp.Connection) (*publisher, error) {
@@ -283,6 +293,9 @@ func (b *Broker) connect() (*session, error) {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	pub, err := b.openPublisher(conn)
+	if err == nil {
+		err = b.declareDelays(conn)
+	}
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("set up connection: %w", err)

@@ -57,6 +57,23 @@ func (d Delivery) DeliveryCount() int {
 	return 0
 }
 
+// Attempts is the x-warren-attempts header: attempts made before this
+// message was published, or -1 when the header is missing (a message from
+// a producer that does not set it).
+func (d Delivery) Attempts() int {
+	switch v := d.d.Headers[HeaderAttempts].(type) {
+	case int32:
+		return int(v)
+	case int64:
+		return int(v)
+	case int16:
+		return int(v)
+	case int8:
+		return int(v)
+	}
+	return -1
+}
+
 // Header returns a message header as text, or "".
 func (d Delivery) Header(name string) string {
 	switch v := d.d.Headers[name].(type) {
@@ -126,16 +143,8 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts ConsumeOptions, handle func(Delivery)) error {
 	ns := b.cfg.Namespace
 	q := ns.Queue(opts.Pool)
-	if err := declareExchange(ch, ns); err != nil {
+	if err := declarePool(ch, ns, opts.Pool, opts.Types); err != nil {
 		return err
-	}
-	if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
-		return fmt.Errorf("declare queue %s: %w", q, err)
-	}
-	for _, t := range opts.Types {
-		if err := ch.QueueBind(q, ns.RoutingKey(t), ns.Exchange(), false, nil); err != nil {
-			return fmt.Errorf("bind %s to %s: %w", t, q, err)
-		}
 	}
 	if err := ch.Qos(opts.Prefetch, 0, false); err != nil {
 		return fmt.Errorf("set prefetch on %s: %w", q, err)

@@ -16,6 +16,14 @@ const (
 	HeaderMaxAttempts = "x-warren-max-attempts"
 	HeaderTimeoutMS   = "x-warren-timeout-ms"
 	HeaderTraceParent = "traceparent"
+	// HeaderAttempts is how many attempts were made before this message
+	// was published (0 for a new job). A worker runs a message only while
+	// the record agrees, so a stale copy never runs an attempt twice.
+	HeaderAttempts = "x-warren-attempts"
+	// Headers of a dead letter: why the job failed, and when.
+	HeaderErrorCode = "x-warren-error-code"
+	HeaderError     = "x-warren-error"
+	HeaderFailedAt  = "x-warren-failed-at"
 	// HeaderDeliveryCount is set by quorum queues on redelivered messages.
 	HeaderDeliveryCount = "x-delivery-count"
 )
@@ -29,6 +37,12 @@ type Message struct {
 	Body     []byte
 	Headers  amqp.Table
 	Time     time.Time
+	// Delay, when at least jobs.DelayUnit, sends the message through the
+	// delay levels: it reaches its pool that much later.
+	Delay time.Duration
+	// DeadPool, when set, sends the message to that pool's dead-letter
+	// queue instead of to its pool.
+	DeadPool string
 }
 
 // body is the JSON body of a job message: what a worker needs to run the job
@@ -39,12 +53,14 @@ type body struct {
 	Payload     json.RawMessage   `json:"payload"`
 	MaxAttempts int               `json:"max_attempts"`
 	TimeoutMS   int64             `json:"timeout_ms"`
+	Backoff     *jobs.Backoff     `json:"backoff,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
 	CreatedAt   time.Time         `json:"created_at"`
 }
 
-// NewMessage encodes a job as a message. traceparent, if not empty, is a W3C
-// trace context passed on to the worker.
+// NewMessage encodes a job as a message; j.Attempt is the number of
+// attempts made so far. traceparent, if not empty, is a W3C trace context
+// passed on to the worker.
 func NewMessage(j *jobs.Job, traceparent string) (Message, error) {
 	b, err := json.Marshal(body{
 		ID:          j.ID,
@@ -52,6 +68,7 @@ func NewMessage(j *jobs.Job, traceparent string) (Message, error) {
 		Payload:     j.Payload,
 		MaxAttempts: j.MaxAttempts,
 		TimeoutMS:   j.Timeout.Std().Milliseconds(),
+		Backoff:     j.Backoff,
 		Metadata:    j.Metadata,
 		CreatedAt:   j.CreatedAt,
 	})
@@ -61,11 +78,24 @@ func NewMessage(j *jobs.Job, traceparent string) (Message, error) {
 	h := amqp.Table{
 		HeaderMaxAttempts: int32(j.MaxAttempts),
 		HeaderTimeoutMS:   j.Timeout.Std().Milliseconds(),
+		HeaderAttempts:    int32(j.Attempt),
 	}
 	if traceparent != "" {
 		h[HeaderTraceParent] = traceparent
 	}
 	return Message{ID: j.ID, Type: j.Type, Body: b, Headers: h, Time: j.CreatedAt}, nil
+}
+
+// route returns where a message goes: its pool by type, the first delay
+// level, or a pool's dead letters.
+func (m Message) route(ns jobs.Namespace) (exchange, key string) {
+	switch {
+	case m.DeadPool != "":
+		return ns.DeadExchange(), jobs.DeadRoutingKey("failed", m.DeadPool)
+	case m.Delay >= jobs.DelayUnit:
+		return ns.DelayExchange(jobs.DelayLevels - 1), ns.DelayRoutingKey(m.Delay, m.Type)
+	}
+	return ns.Exchange(), ns.RoutingKey(m.Type)
 }
 
 func (m Message) publishing() amqp.Publishing {
@@ -99,6 +129,7 @@ func DecodeJob(data []byte) (*jobs.Job, error) {
 		Payload:     b.Payload,
 		MaxAttempts: b.MaxAttempts,
 		Timeout:     jobs.Duration(time.Duration(b.TimeoutMS) * time.Millisecond),
+		Backoff:     b.Backoff,
 		Metadata:    b.Metadata,
 		CreatedAt:   b.CreatedAt,
 	}, nil

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenhq/warren/jobs"
 )
 
 // Publish sends messages to the namespace's exchange, persistent and
@@ -24,7 +26,7 @@ func (b *Broker) Publish(ctx context.Context, msgs []Message) ([]error, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.publisher().publish(ctx, b.cfg.Namespace.Exchange(), msgs)
+	return s.publisher().publish(ctx, b.cfg.Namespace, msgs)
 }
 
 // publisher owns a channel in confirm mode and matches the broker's confirms
@@ -73,7 +75,7 @@ func newPublisher(ch *amqp.Channel) (*publisher, error) {
 	return p, nil
 }
 
-func (p *publisher) publish(ctx context.Context, exchange string, msgs []Message) ([]error, error) {
+func (p *publisher) publish(ctx context.Context, ns jobs.Namespace, msgs []Message) ([]error, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
@@ -90,7 +92,8 @@ func (p *publisher) publish(ctx context.Context, exchange string, msgs []Message
 		}
 		p.pmu.Unlock()
 		if err == nil {
-			err = p.ch.PublishWithContext(ctx, exchange, m.Type, true, false, m.publishing())
+			exchange, key := m.route(ns)
+			err = p.ch.PublishWithContext(ctx, exchange, key, true, false, m.publishing())
 			if err != nil {
 				p.pmu.Lock()
 				_, stillPending := p.pending[seq]

@@ -3,11 +3,17 @@ package queue
 import (
 	"context"
 	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenhq/warren/jobs"
 )
+
+// DeliveryLimit is how many times a quorum queue delivers a message before
+// dead-lettering it: the backstop for a message that kills its worker every
+// time. Returns on shutdown count too, so it is generous.
+const DeliveryLimit = 20
 
 // declareExchange declares the namespace's durable topic exchange.
 func declareExchange(ch *amqp.Channel, ns jobs.Namespace) error {
@@ -17,31 +23,102 @@ func declareExchange(ch *amqp.Channel, ns jobs.Namespace) error {
 	return nil
 }
 
-// DeclarePool declares a pool's durable quorum queue and binds it to the
-// exchange for each job type, so that jobs of those types wait in the queue
-// even while no worker runs. Declaring what exists already is harmless.
-func (b *Broker) DeclarePool(ctx context.Context, pool string, types []string) error {
-	ch, _, err := b.channel(ctx)
-	if err != nil {
-		return fmt.Errorf("declare pool %s: %w", pool, err)
+// declareDelays declares the delay levels. Level n is a queue whose every
+// message waits DelayUnit·2ⁿ (one TTL for the whole queue, so the head is
+// always the first due) and then dead-letters to level n-1's exchange; each
+// level's exchange passes a message to its queue if bit n of the routing key
+// is 1, else straight on to the next level. Level 0 ends at the deliver
+// exchange, where pool queues are bound by type.
+func declareDelays(ch *amqp.Channel, ns jobs.Namespace) error {
+	deliver := ns.DelayDeliverExchange()
+	if err := ch.ExchangeDeclare(deliver, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", deliver, err)
 	}
-	defer ch.Close()
-	ns := b.cfg.Namespace
-	q := ns.Queue(pool)
+	next := deliver
+	for level := 0; level < jobs.DelayLevels; level++ {
+		ex, q := ns.DelayExchange(level), ns.DelayQueue(level)
+		if err := ch.ExchangeDeclare(ex, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("declare exchange %s: %w", ex, err)
+		}
+		ttl := int64(jobs.DelayUnit/time.Millisecond) << level
+		if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{
+			"x-message-ttl":          ttl,
+			"x-dead-letter-exchange": next,
+		}); err != nil {
+			return fmt.Errorf("declare queue %s: %w", q, err)
+		}
+		if err := ch.QueueBind(q, jobs.DelayBitPattern(level, '1'), ex, false, nil); err != nil {
+			return fmt.Errorf("bind %s: %w", q, err)
+		}
+		if err := ch.ExchangeBind(next, jobs.DelayBitPattern(level, '0'), ex, false, nil); err != nil {
+			return fmt.Errorf("bind %s to %s: %w", next, ex, err)
+		}
+		next = ex
+	}
+	return nil
+}
+
+// poolQueueArgs are the arguments of a pool's quorum queue: a delivery limit,
+// past which the broker dead-letters the message (at least once) to the
+// pool's dead-letter and intake queues.
+func poolQueueArgs(ns jobs.Namespace, pool string) amqp.Table {
+	return amqp.Table{
+		amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
+		"x-delivery-limit":          int64(DeliveryLimit),
+		"x-dead-letter-exchange":    ns.DeadExchange(),
+		"x-dead-letter-routing-key": jobs.DeadRoutingKey("limit", pool),
+		"x-dead-letter-strategy":    "at-least-once",
+		"x-overflow":                "reject-publish", // required by at-least-once dead-lettering
+	}
+}
+
+// declarePool declares everything of one pool and binds its queue for each
+// type, both for immediate jobs and for delayed ones. Declaring what exists
+// already is harmless.
+func declarePool(ch *amqp.Channel, ns jobs.Namespace, pool string, types []string) error {
 	if err := declareExchange(ch, ns); err != nil {
 		return err
 	}
-	if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{
-		amqp.QueueTypeArg: amqp.QueueTypeQuorum,
-	}); err != nil {
+	dead := ns.DeadExchange()
+	if err := ch.ExchangeDeclare(dead, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", dead, err)
+	}
+	quorum := amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
+	for q, key := range map[string]string{
+		ns.DeadQueue(pool):       "*." + pool,
+		ns.DeadIntakeQueue(pool): jobs.DeadRoutingKey("limit", pool),
+	} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum); err != nil {
+			return fmt.Errorf("declare queue %s: %w", q, err)
+		}
+		if err := ch.QueueBind(q, key, dead, false, nil); err != nil {
+			return fmt.Errorf("bind %s: %w", q, err)
+		}
+	}
+	q := ns.Queue(pool)
+	if _, err := ch.QueueDeclare(q, true, false, false, false, poolQueueArgs(ns, pool)); err != nil {
 		return fmt.Errorf("declare queue %s: %w", q, err)
 	}
 	for _, t := range types {
 		if err := ch.QueueBind(q, ns.RoutingKey(t), ns.Exchange(), false, nil); err != nil {
 			return fmt.Errorf("bind %s to %s: %w", t, q, err)
 		}
+		if err := ch.QueueBind(q, jobs.DelayDeliverPattern(t), ns.DelayDeliverExchange(), false, nil); err != nil {
+			return fmt.Errorf("bind delayed %s to %s: %w", t, q, err)
+		}
 	}
 	return nil
+}
+
+// DeclarePool declares a pool's queues and binds them for each job type, so
+// that jobs of those types wait in the queue even while no worker runs.
+func (b *Broker) DeclarePool(ctx context.Context, pool string, types []string) error {
+	ch, _, err := b.channel(ctx)
+	if err != nil {
+		return fmt.Errorf("declare pool %s: %w", pool, err)
+	}
+	defer ch.Close()
+	return declarePool(ch, b.cfg.Namespace, pool, types)
 }
 
 // QueueInfo is what the broker says of a queue.
@@ -54,22 +131,29 @@ type QueueInfo struct {
 // InspectPool reports a pool's queue; the error wraps amqp's 404 when the
 // queue does not exist.
 func (b *Broker) InspectPool(ctx context.Context, pool string) (QueueInfo, error) {
+	return b.inspect(ctx, b.cfg.Namespace.Queue(pool))
+}
+
+// InspectDead reports a pool's dead-letter queue.
+func (b *Broker) InspectDead(ctx context.Context, pool string) (QueueInfo, error) {
+	return b.inspect(ctx, b.cfg.Namespace.DeadQueue(pool))
+}
+
+func (b *Broker) inspect(ctx context.Context, name string) (QueueInfo, error) {
 	ch, _, err := b.channel(ctx)
 	if err != nil {
-		return QueueInfo{}, fmt.Errorf("inspect pool %s: %w", pool, err)
+		return QueueInfo{}, fmt.Errorf("inspect %s: %w", name, err)
 	}
 	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(b.cfg.Namespace.Queue(pool), true, false, false, false, amqp.Table{
-		amqp.QueueTypeArg: amqp.QueueTypeQuorum,
-	})
+	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
 	if err != nil {
-		return QueueInfo{}, fmt.Errorf("inspect pool %s: %w", pool, err)
+		return QueueInfo{}, fmt.Errorf("inspect %s: %w", name, err)
 	}
 	return QueueInfo{Name: q.Name, Messages: q.Messages, Consumers: q.Consumers}, nil
 }
 
 // DeleteNamespace deletes the exchange and the given pools' queues, for
-// tests and for tearing a stack down.
+// tearing a stack down.
 func (b *Broker) DeleteNamespace(ctx context.Context, pools []string) error {
 	ch, _, err := b.channel(ctx)
 	if err != nil {
@@ -77,13 +161,26 @@ func (b *Broker) DeleteNamespace(ctx context.Context, pools []string) error {
 	}
 	defer ch.Close()
 	ns := b.cfg.Namespace
+	var queues []string
 	for _, p := range pools {
-		if _, err := ch.QueueDelete(ns.Queue(p), false, false, false); err != nil {
-			return fmt.Errorf("delete queue %s: %w", ns.Queue(p), err)
+		queues = append(queues, ns.Queue(p), ns.DeadQueue(p), ns.DeadIntakeQueue(p))
+	}
+	for level := 0; level < jobs.DelayLevels; level++ {
+		queues = append(queues, ns.DelayQueue(level))
+	}
+	for _, q := range queues {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			return fmt.Errorf("delete queue %s: %w", q, err)
 		}
 	}
-	if err := ch.ExchangeDelete(ns.Exchange(), false, false); err != nil {
-		return fmt.Errorf("delete exchange %s: %w", ns.Exchange(), err)
+	exchanges := []string{ns.Exchange(), ns.DeadExchange(), ns.DelayDeliverExchange()}
+	for level := 0; level < jobs.DelayLevels; level++ {
+		exchanges = append(exchanges, ns.DelayExchange(level))
+	}
+	for _, ex := range exchanges {
+		if err := ch.ExchangeDelete(ex, false, false); err != nil {
+			return fmt.Errorf("delete exchange %s: %w", ex, err)
+		}
 	}
 	return nil
 }
