@@ -130,6 +130,7 @@ func TestPublishedMessageProperties(t *testing.T) {
 		Type:         "props.check",
 		Timestamp:    time.Date(2026, 11, 25, 20, 57, 43, 0, time.UTC),
 		Headers: amqp.Table{
+			"x-warren-attempts":     int32(0),
 			"x-warren-max-attempts": int32(j.MaxAttempts),
 			"x-warren-timeout-ms":   int64(7500),
 			"traceparent":           tp,
