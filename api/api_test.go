@@ -408,7 +408,7 @@ func TestLongPoll(t *testing.T) {
 	)
 	wg.Go(func() { got = do(t, "GET", f.url+"/v1/jobs/"+j.ID+"?wait=30s", nil, "") })
 	ctx := context.Background()
-	if _, err := f.env.Store.Start(ctx, j.ID, "test", time.Now()); err != nil {
+	if _, err := f.env.Store.Start(ctx, j.ID, "test", -1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.env.Store.Finish(ctx, j.ID, store.Outcome{Status: jobs.StatusSucceeded, Result: json.RawMessage(`{"ok":true}`)}, time.Now()); err != nil {

@@ -66,7 +66,7 @@ type Store interface {
 	Type(ctx context.Context, name string) (jobs.Type, error)
 	Types(ctx context.Context) ([]jobs.Type, error)
 	Ping(ctx context.Context) error
-	NewNotifier(onType func(name string)) *store.Notifier
+	NewNotifier(on store.Handlers) *store.Notifier
 }
 
 var (
@@ -101,7 +101,7 @@ func New(cfg Config, b Broker, st Store) *Server {
 		types:  newTypes(st),
 		log:    cfg.Logger.With("component", "api"),
 	}
-	s.notifier = st.NewNotifier(s.types.invalidate)
+	s.notifier = st.NewNotifier(store.Handlers{Type: s.types.invalidate})
 	s.handler = s.routes()
 	return s
 }

@@ -56,28 +56,37 @@ return 1
 var discardScript = redis.NewScript(discardLua)
 
 // startScript marks a job running for a new attempt. It returns the job's
-// status after the call and its attempt number; a missing or terminal job is
-// left as it is. ARGV: worker, now ms.
+// status after the call and its attempt number; a missing, terminal or
+// stale job is left as it is. ARGV: worker, now ms, and the attempts the
+// message says were made before it was published (-1: unknown, no check).
+// A message whose count disagrees with the record is a stale copy ("stale")
+// and must not run, except when the record shows that very attempt still
+// running: its worker was lost, and the broker redelivered the message.
 const startLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing', 0} end
-if terminal(st) then
-  return {st, tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0}
+local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0
+if terminal(st) then return {st, attempt} end
+local made = tonumber(ARGV[3])
+if made >= 0 and attempt ~= made and not (st == 'running' and attempt == made + 1) then
+  return {'stale', attempt}
 end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2])
-redis.call('HDEL', KEYS[1], 'progress', 'finished_at')
+redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
 return {'running', attempt}
 `
 
 var startScript = redis.NewScript(startLua)
 
 // finishScript records an attempt's outcome. A terminal outcome sets the
-// record's expiry and announces the job on the events channel. It returns
+// record's expiry and announces the job on the events channel; "retrying"
+// records when the next attempt is due; "queued" (an attempt interrupted by
+// shutdown) takes the attempt back, since it did not count. It returns
 // {'ok', status} when it recorded the outcome, {'terminal', status} when the
 // job had already ended (nothing changed), {'missing', ""} without a record.
-// ARGV: status, now ms, retention ms, result (empty for none), error JSON (empty for
-// none), events channel, id.
+// ARGV: status, now ms, retention ms, result (empty for none), error JSON
+// (empty for none), events channel, id, next attempt due ms (empty for none).
 const finishLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing', ''} end
@@ -89,6 +98,8 @@ if ARGV[5] ~= '' then
 else
   redis.call('HDEL', KEYS[1], 'error')
 end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'scheduled_at', ARGV[8]) end
+if ARGV[1] == 'queued' then redis.call('HINCRBY', KEYS[1], 'attempt', -1) end
 if ARGV[1] == 'succeeded' and redis.call('HEXISTS', KEYS[1], 'progress') == 1 then
   redis.call('HSET', KEYS[1], 'progress', '{"percent":100}')
 end
@@ -99,6 +110,24 @@ if terminal(ARGV[1]) then
 end
 return {'ok', ARGV[1]}
 `
+
+// cancelLua cancels a job that has not ended: it becomes canceled at once,
+// and workers hear "cancel <id>" on the events channel, so one running it
+// cancels its context. Returns {'ok', previous status}, {'terminal', status}
+// or {'missing', ""}. ARGV: now ms, retention ms, error JSON, events channel,
+// id.
+const cancelLua = terminalLua + `
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing', ''} end
+if terminal(st) then return {'terminal', st} end
+redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', ARGV[1], 'error', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[4], 'cancel ' .. ARGV[5])
+redis.call('PUBLISH', ARGV[4], 'done ' .. ARGV[5])
+return {'ok', st}
+`
+
+var cancelScript = redis.NewScript(cancelLua)
 
 var finishScript = redis.NewScript(finishLua)
 
@@ -225,18 +254,26 @@ type Started struct {
 	// Missing is true when no record exists: the API never accepted the job
 	// (its publish was not confirmed) or the record expired.
 	Missing bool
+	// Stale is true when the record has moved past the message: another
+	// copy of the job (a retry) is on its way, so this one must not run.
+	Stale bool
 }
 
-// Start marks the job running for a new attempt by worker.
-func (s *Store) Start(ctx context.Context, id, worker string, now time.Time) (Started, error) {
-	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now)).Slice()
+// Start marks the job running for a new attempt by worker. made is the
+// number of attempts the message says were made before it (-1 if it does
+// not say); see Started.Stale.
+func (s *Store) Start(ctx context.Context, id, worker string, made int, now time.Time) (Started, error) {
+	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now), made).Slice()
 	if err != nil {
 		return Started{}, unavailable("start job "+id, err)
 	}
 	st, _ := res[0].(string)
 	n, _ := res[1].(int64)
-	if st == "missing" {
+	switch st {
+	case "missing":
 		return Started{Missing: true}, nil
+	case "stale":
+		return Started{Stale: true, Attempt: int(n)}, nil
 	}
 	return Started{Status: jobs.Status(st), Attempt: int(n)}, nil
 }
@@ -250,6 +287,8 @@ type Outcome struct {
 	Result json.RawMessage
 	// Error is the failure (failed, canceled or retrying).
 	Error *jobs.Error
+	// Next is when the next attempt is due (retrying only).
+	Next time.Time
 }
 
 // ErrTerminal means the job had already reached a terminal state, so the
@@ -267,9 +306,13 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 			return fmt.Errorf("finish job %s: encode error: %w", id, err)
 		}
 	}
+	next := ""
+	if !o.Next.IsZero() {
+		next = ms(o.Next)
+	}
 	res, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
 		string(o.Status), ms(now), s.cfg.Retention.Milliseconds(),
-		string(o.Result), string(errJSON), s.ns.EventsChannel(), id).StringSlice()
+		string(o.Result), string(errJSON), s.ns.EventsChannel(), id, next).StringSlice()
 	if err != nil {
 		return unavailable("finish job "+id, err)
 	}
@@ -302,4 +345,26 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args .
 
 func isNoScript(err error) bool {
 	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// canceledError is the error recorded on a job canceled by request.
+var canceledError = &jobs.Error{Code: "canceled", Message: "canceled by request"}
+
+// Cancel ends a job that has not ended yet as canceled and tells the worker
+// running it, if any. It returns the status the job had, ErrTerminal
+// (wrapped) when it had already ended, or ErrNotFound.
+func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error) {
+	errJSON, _ := json.Marshal(canceledError)
+	res, err := s.run(ctx, cancelScript, []string{s.ns.JobKey(id)},
+		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id).StringSlice()
+	if err != nil {
+		return "", unavailable("cancel job "+id, err)
+	}
+	switch res[0] {
+	case "missing":
+		return "", fmt.Errorf("cancel job %s: %w", id, ErrNotFound)
+	case "terminal":
+		return jobs.Status(res[1]), fmt.Errorf("cancel job %s: %w (%s)", id, ErrTerminal, res[1])
+	}
+	return jobs.Status(res[1]), nil
 }

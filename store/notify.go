@@ -18,9 +18,9 @@ import (
 // (long-polls) and to a callback for type declarations. One subscription
 // serves every waiter, so waiting costs Redis nothing per request.
 type Notifier struct {
-	s      *Store
-	onType func(name string)
-	log    *slog.Logger
+	s   *Store
+	on  Handlers
+	log *slog.Logger
 
 	mu      sync.Mutex
 	waiters map[string]map[chan struct{}]struct{}
@@ -29,11 +29,20 @@ type Notifier struct {
 	done    chan struct{}
 }
 
-// NewNotifier returns a Notifier; onType, if not nil, is called with the
-// name of each type declared (and with "" after a reconnect, when
-// declarations may have been missed).
-func (s *Store) NewNotifier(onType func(name string)) *Notifier {
-	return &Notifier{s: s, onType: onType, log: s.log, waiters: map[string]map[chan struct{}]struct{}{}}
+// Handlers are called by a Notifier's dispatcher, one event at a time; a
+// nil one is skipped. They must not block.
+type Handlers struct {
+	// Type is called with the name of each type declared, and with "" after
+	// a reconnect, when declarations may have been missed.
+	Type func(name string)
+	// Cancel is called with the id of each job canceled by request.
+	Cancel func(id string)
+}
+
+// NewNotifier returns a Notifier calling on's handlers for the events they
+// take; waiters for finished jobs are served in any case.
+func (s *Store) NewNotifier(on Handlers) *Notifier {
+	return &Notifier{s: s, on: on, log: s.log, waiters: map[string]map[chan struct{}]struct{}{}}
 }
 
 // Start subscribes and begins dispatching in the background. The
@@ -106,8 +115,8 @@ func (n *Notifier) run(ps *redis.PubSub, stop, done chan struct{}) {
 			// (Re)subscribed: events may have been missed while away, so
 			// every waiter looks again.
 			n.wakeAll()
-			if n.onType != nil {
-				n.onType("")
+			if n.on.Type != nil {
+				n.on.Type("")
 			}
 		case *redis.Message:
 			kind, arg, _ := strings.Cut(m.Payload, " ")
@@ -115,8 +124,12 @@ func (n *Notifier) run(ps *redis.PubSub, stop, done chan struct{}) {
 			case "done":
 				n.wake(arg)
 			case "types":
-				if n.onType != nil {
-					n.onType(arg)
+				if n.on.Type != nil {
+					n.on.Type(arg)
+				}
+			case "cancel":
+				if n.on.Cancel != nil {
+					n.on.Cancel(arg)
 				}
 			}
 		}

@@ -13,7 +13,7 @@ func TestNotifier(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	seen := make(chan string, 16)
-	n := f.st.NewNotifier(func(name string) { seen <- name })
+	n := f.st.NewNotifier(store.Handlers{Type: func(name string) { seen <- name }})
 	startNotifier(t, n, seen)
 
 	a, b, c := newJob(1), newJob(2), newJob(3)
@@ -71,13 +71,13 @@ func TestNotifierStop(t *testing.T) {
 	f := setup(t)
 
 	// Stop before Start does nothing.
-	idle := f.st.NewNotifier(nil)
+	idle := f.st.NewNotifier(store.Handlers{})
 	if err := idle.Stop(context.Background()); err != nil {
 		t.Errorf("Stop before Start = %v", err)
 	}
 
 	seen := make(chan string, 4)
-	n := f.st.NewNotifier(func(name string) { seen <- name })
+	n := f.st.NewNotifier(store.Handlers{Type: func(name string) { seen <- name }})
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

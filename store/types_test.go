@@ -26,7 +26,7 @@ func TestTypes(t *testing.T) {
 	}
 
 	seen := make(chan string, 16)
-	n := f.st.NewNotifier(func(name string) { seen <- name })
+	n := f.st.NewNotifier(store.Handlers{Type: func(name string) { seen <- name }})
 	startNotifier(t, n, seen)
 
 	zeta := jobs.Type{Name: "zeta.last", Pool: "z", Timeout: jobs.Duration(time.Minute), MaxAttempts: 2}

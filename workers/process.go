@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/warrenhq/warren/jobs"
@@ -12,48 +13,47 @@ import (
 	"github.com/warrenhq/warren/store"
 )
 
-// storeTimeout bounds one Redis write of an outcome, which must happen even
-// when the job's own context has ended.
+// storeTimeout bounds one Redis write of an outcome.
 const storeTimeout = 5 * time.Second
 
 // process runs one delivery from start to acknowledgement. ctx is cancelled
 // only in the second phase of shutdown.
-func (w *Worker) process(ctx context.Context, log *slog.Logger, d queue.Delivery) {
+//
+// The order of writes is what makes outcomes safe: a retry's delayed copy or
+// a dead letter is published (confirmed) before the record says so, and the
+// message is acknowledged only after the record is written. A crash between
+// any two steps leaves the message unacknowledged, and its redelivery finds
+// the record where the crash left it.
+func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d queue.Delivery) {
 	job, err := queue.DecodeJob(d.Body())
 	if err != nil {
-		// No retry can make it readable; keeping it would block nothing but
-		// would be redelivered forever.
+		// No retry can make it readable; keeping it would only cycle.
 		log.Error("dropping unreadable message", "message_id", d.MessageID(), "err", err)
 		_ = d.Drop()
 		return
 	}
 	log = log.With("job", job.ID, "type", job.Type)
+	a := attempt{w: w, log: log, pool: pool, d: d, job: job, traceparent: d.Header(queue.HeaderTraceParent)}
 
-	w.mu.Lock()
-	reg, known := w.types[job.Type]
-	w.mu.Unlock()
-	if !known {
-		// The queue is bound to a type this process does not handle (an
-		// older build of the service); fail it visibly rather than loop.
-		log.Error("no handler for job type")
-		w.settle(ctx, log, d, job.ID, store.Outcome{
-			Status: jobs.StatusFailed,
-			Error:  &jobs.Error{Code: "unknown_type", Message: fmt.Sprintf("worker %s has no handler for type %s", w.cfg.ID, job.Type)},
-		})
+	var started store.Started
+	if !a.hold(ctx, "record the start", func(ctx context.Context) (err error) {
+		started, err = w.store.Start(ctx, job.ID, w.cfg.ID, d.Attempts(), w.cfg.Now())
+		return err
+	}) {
 		return
 	}
-
-	started, err := w.store.Start(ctx, job.ID, w.cfg.ID, w.cfg.Now())
 	switch {
-	case err != nil:
-		log.Warn("cannot record start; returning job to the queue", "err", err)
-		w.requeueLater(ctx, d)
-		return
 	case started.Missing:
 		// The API never confirmed this job (its publish failed after the
 		// broker took the message) or its record expired: nobody was told
 		// it was accepted, so it must not run.
 		log.Warn("no record for job; dropping message")
+		_ = d.Ack()
+		return
+	case started.Stale:
+		// A retry of this job is already on its way; this copy was left
+		// behind by a worker that stopped before acknowledging it.
+		log.Info("stale copy of a job; dropping it", "attempt", started.Attempt)
 		_ = d.Ack()
 		return
 	case started.Status.Terminal():
@@ -62,16 +62,33 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, d queue.Delivery
 		_ = d.Ack()
 		return
 	}
-	job.Status = jobs.StatusRunning
-	job.Attempt = started.Attempt
-	job.Worker = w.cfg.ID
+	job.Status, job.Attempt, job.Worker = jobs.StatusRunning, started.Attempt, w.cfg.ID
 	now := w.cfg.Now()
 	job.StartedAt = &now
+
+	w.mu.Lock()
+	reg, known := w.types[job.Type]
+	w.mu.Unlock()
+	switch {
+	case !known:
+		// The queue is bound to a type this process does not handle (an
+		// older build of the service): fail it visibly rather than loop.
+		a.fail(ctx, &jobs.Error{Code: "unknown_type", Message: fmt.Sprintf("worker %s has no handler for type %s", w.cfg.ID, job.Type)})
+		return
+	case job.MaxAttempts > 0 && job.Attempt > job.MaxAttempts:
+		// Only a lost attempt gets here: the worker running the last one
+		// died, and the broker redelivered the message.
+		a.fail(ctx, &jobs.Error{Code: "attempts_exhausted", Message: fmt.Sprintf(
+			"attempt %d of %d was lost with its worker; no attempts remain", job.Attempt-1, job.MaxAttempts)})
+		return
+	}
 	if job.Timeout <= 0 {
 		job.Timeout = reg.t.Timeout
 	}
 
 	runCtx, cancel := context.WithTimeout(ctx, job.Timeout.Std())
+	runCtx, cancelByRequest := context.WithCancelCause(runCtx)
+	unregister := w.running.add(job.ID, cancelByRequest)
 	runCtx = jobs.WithProgress(runCtx, func(_ context.Context, percent int, msg string) error {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
@@ -79,81 +96,169 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, d queue.Delivery
 	})
 	result, runErr := safeRun(runCtx, reg.h, job)
 	timedOut := errors.Is(runCtx.Err(), context.DeadlineExceeded)
+	canceled := errors.Is(context.Cause(runCtx), errCanceledByRequest)
+	unregister()
 	cancel()
 
-	if runErr != nil && ctx.Err() != nil && !timedOut {
+	switch {
+	case canceled:
+		// The API already recorded the job canceled; settle only the message.
+		log.Info("job canceled while running")
+		_ = d.Ack()
+	case runErr != nil && ctx.Err() != nil && !timedOut:
 		// Shutdown cancelled the job: it did not fail, so it goes back to
-		// the queue for another worker. (A handler that finished anyway is
-		// recorded below like any other.)
+		// the queue for another worker, and the attempt does not count.
 		log.Warn("job interrupted by shutdown; requeueing")
-		w.settle(context.WithoutCancel(ctx), log, d, job.ID, store.Outcome{
+		a.settle(context.WithoutCancel(ctx), store.Outcome{
 			Status: jobs.StatusQueued,
 			Error:  &jobs.Error{Code: "interrupted", Message: "worker shut down during the attempt", Retryable: true},
 		})
-		return
-	}
-
-	var o store.Outcome
-	switch {
 	case timedOut:
-		o = failure("timeout", fmt.Sprintf("attempt timed out after %s", job.Timeout.Std()))
+		a.failed(ctx, reg.t, &jobs.Error{Code: "timeout", Message: fmt.Sprintf("attempt timed out after %s", job.Timeout.Std())}, runErr)
 	case runErr != nil:
+		code := jobs.ErrorCode(runErr)
 		var p *recovered
 		if errors.As(runErr, &p) {
 			log.Error("handler panicked", "panic", p.value, "stack", string(p.stack))
-			o = failure("panic", runErr.Error())
-		} else {
-			o = failure(jobs.ErrorCode(runErr), runErr.Error())
+			code = "panic"
 		}
+		a.failed(ctx, reg.t, &jobs.Error{Code: code, Message: runErr.Error()}, runErr)
 	default:
 		b, err := encodeResult(result)
 		if err != nil {
-			o = failure("result", err.Error())
-		} else {
-			o = store.Outcome{Status: jobs.StatusSucceeded, Result: b}
+			a.fail(ctx, &jobs.Error{Code: "result", Message: err.Error()})
+			return
 		}
+		log.Debug("attempt succeeded", "attempt", job.Attempt, "took", time.Since(now))
+		a.settle(ctx, store.Outcome{Status: jobs.StatusSucceeded, Result: b})
 	}
-	log.Debug("attempt finished", "status", o.Status, "attempt", job.Attempt, "took", time.Since(now))
-	w.settle(ctx, log, d, job.ID, o)
 }
 
-// failure is a failed attempt's outcome. Retries arrive with the delivery
-// guarantees work; until then a failed attempt is final.
-func failure(code, msg string) store.Outcome {
-	return store.Outcome{Status: jobs.StatusFailed, Error: &jobs.Error{Code: code, Message: msg}}
+// attempt carries what settling one delivery needs.
+type attempt struct {
+	w           *Worker
+	log         *slog.Logger
+	pool        string
+	d           queue.Delivery
+	job         *jobs.Job
+	traceparent string
+}
+
+// failed decides between a retry and the end: a retryable error with
+// attempts left is retried after the backoff (or the delay the handler asked
+// for); anything else fails the job for good.
+func (a attempt) failed(ctx context.Context, t jobs.Type, e *jobs.Error, runErr error) {
+	if jobs.IsPermanent(runErr) || a.job.Attempt >= a.job.MaxAttempts {
+		a.fail(ctx, e)
+		return
+	}
+	policy := t.Backoff
+	if a.job.Backoff != nil {
+		policy = a.job.Backoff.Over(t.Backoff)
+	}
+	delay := policy.Delay(a.job.Attempt, a.w.cfg.Rand)
+	var ra *jobs.RetryAfterError
+	if errors.As(runErr, &ra) {
+		delay = min(max(ra.After, 0), jobs.MaxDelay)
+	}
+	e.Retryable = true
+	a.log.Info("attempt failed; retrying", "attempt", a.job.Attempt, "code", e.Code, "err", e.Message, "delay", delay)
+
+	retry := *a.job
+	retry.Attempt = a.job.Attempt // attempts made: the next run must see the record agree
+	m, err := queue.NewMessage(&retry, a.traceparent)
+	if err != nil {
+		a.fail(ctx, &jobs.Error{Code: "internal", Message: err.Error()})
+		return
+	}
+	m.Delay = delay
+	if !a.publish(ctx, m, "schedule the retry") {
+		return
+	}
+	a.settle(ctx, store.Outcome{Status: jobs.StatusRetrying, Error: e, Next: a.w.cfg.Now().Add(delay)})
+}
+
+// fail ends the job as failed: a copy of its message goes to the pool's
+// dead-letter queue with the error in its headers, then the record says
+// failed, then the message is acknowledged.
+func (a attempt) fail(ctx context.Context, e *jobs.Error) {
+	e.Retryable = false
+	a.log.Warn("job failed", "attempt", a.job.Attempt, "code", e.Code, "err", e.Message)
+	dead := *a.job
+	m, err := queue.NewMessage(&dead, a.traceparent)
+	if err == nil {
+		m.DeadPool = a.pool
+		m.Headers[queue.HeaderErrorCode] = e.Code
+		m.Headers[queue.HeaderError] = e.Message
+		m.Headers[queue.HeaderFailedAt] = strconv.FormatInt(a.w.cfg.Now().UnixMilli(), 10)
+		if !a.publish(ctx, m, "dead-letter the job") {
+			return
+		}
+	} else {
+		a.log.Error("cannot encode dead letter", "err", err)
+	}
+	a.settle(ctx, store.Outcome{Status: jobs.StatusFailed, Error: e})
+}
+
+// publish sends a message with confirms, retrying while the broker is away
+// and the worker is not shutting down. On false the delivery was returned to
+// the queue and the caller stops.
+func (a attempt) publish(ctx context.Context, m queue.Message, what string) bool {
+	return a.hold(ctx, what, func(ctx context.Context) error {
+		errs, err := a.w.broker.Publish(ctx, []queue.Message{m})
+		if err == nil {
+			err = errs[0]
+		}
+		return err
+	})
 }
 
 // settle stores the outcome and then settles the message: acknowledged once
-// the outcome is stored, requeued when it could not be, so no outcome is lost.
-func (w *Worker) settle(ctx context.Context, log *slog.Logger, d queue.Delivery, id string, o store.Outcome) {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
-	err := w.store.Finish(sctx, id, o, w.cfg.Now())
-	cancel()
-	switch {
-	case err == nil, errors.Is(err, store.ErrTerminal), errors.Is(err, store.ErrNotFound):
-		if o.Status == jobs.StatusQueued {
-			if err := d.Requeue(); err != nil {
-				log.Warn("requeue failed; the broker redelivers the job", "err", err)
-			}
-			return
+// the outcome is stored (requeued for an interrupted attempt), so no outcome
+// is lost.
+func (a attempt) settle(ctx context.Context, o store.Outcome) {
+	var err error
+	if !a.hold(ctx, "record the outcome", func(ctx context.Context) error {
+		err = a.w.store.Finish(ctx, a.job.ID, o, a.w.cfg.Now())
+		if errors.Is(err, store.ErrTerminal) || errors.Is(err, store.ErrNotFound) {
+			return nil // settled already (canceled, say): nothing to record
 		}
-		if err := d.Ack(); err != nil {
-			// The channel died after the outcome was stored: the broker will
-			// redeliver, and Start sees a terminal job and acks it then.
-			log.Warn("ack failed; the redelivery will be acknowledged unrun", "err", err)
+		return err
+	}) {
+		return
+	}
+	if o.Status == jobs.StatusQueued {
+		if err := a.d.Requeue(); err != nil {
+			a.log.Warn("requeue failed; the broker redelivers the job", "err", err)
 		}
-	default:
-		log.Warn("cannot record outcome; returning job to the queue", "err", err)
-		w.requeueLater(ctx, d)
+		return
+	}
+	if err := a.d.Ack(); err != nil {
+		// The channel died after the outcome was stored: the broker will
+		// redeliver, and Start sees a terminal job and acks it then.
+		a.log.Warn("ack failed; the redelivery will be acknowledged unrun", "err", err)
 	}
 }
 
-// requeueLater returns a message to its queue after a pause, so that an
-// outage of Redis does not turn into a hot redelivery loop.
-func (w *Worker) requeueLater(ctx context.Context, d queue.Delivery) {
-	select {
-	case <-time.After(time.Second):
-	case <-ctx.Done():
+// hold runs f until it succeeds, backing off while Redis or the broker is
+// away. The message stays unacknowledged meanwhile rather than being
+// requeued, which a quorum queue would count towards its delivery limit.
+// When ctx ends first (shutdown's second phase) the message goes back to the
+// queue and hold reports false.
+func (a attempt) hold(ctx context.Context, what string, f func(context.Context) error) bool {
+	for delay := 100 * time.Millisecond; ; delay = min(delay*2, 5*time.Second) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		err := f(sctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		a.log.Warn("cannot "+what+"; holding the job and trying again", "err", err, "in", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			_ = a.d.Requeue()
+			return false
+		}
 	}
-	_ = d.Requeue()
 }

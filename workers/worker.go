@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -42,6 +43,9 @@ type Config struct {
 	// RedeclareEvery is how often type declarations are re-asserted,
 	// restoring them if Redis lost its data; zero means 15s.
 	RedeclareEvery time.Duration
+	// Rand returns numbers in [0, 1) to jitter retry delays; nil means
+	// math/rand/v2's Float64.
+	Rand func() float64
 }
 
 // PoolConfig sizes one pool in one process.
@@ -60,15 +64,17 @@ const DefaultConcurrency = 10
 // Broker is what the runtime needs of RabbitMQ.
 type Broker interface {
 	Consume(ctx context.Context, opts queue.ConsumeOptions, handle func(queue.Delivery)) error
+	Publish(ctx context.Context, msgs []queue.Message) ([]error, error)
 	Connected() bool
 }
 
 // Store is what the runtime needs of Redis.
 type Store interface {
-	Start(ctx context.Context, id, worker string, now time.Time) (store.Started, error)
+	Start(ctx context.Context, id, worker string, made int, now time.Time) (store.Started, error)
 	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
 	Progress(ctx context.Context, id string, p jobs.Progress) error
 	DeclareTypes(ctx context.Context, ts []jobs.Type) error
+	NewNotifier(on store.Handlers) *store.Notifier
 }
 
 var (
@@ -92,6 +98,8 @@ type Worker struct {
 	types      map[string]registration
 	middleware []jobs.Middleware
 	ready      map[string]bool
+	running    *running
+	notifier   *store.Notifier
 	started    bool
 	stopTaking context.CancelFunc // phase 1: stop consuming
 	cancelJobs context.CancelFunc // phase 2: cancel running jobs
@@ -113,13 +121,17 @@ func New(cfg Config, broker Broker, st Store) *Worker {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
 	return &Worker{
-		cfg:    cfg,
-		broker: broker,
-		store:  st,
-		log:    cfg.Logger.With("component", "worker", "worker", cfg.ID),
-		types:  map[string]registration{},
-		ready:  map[string]bool{},
+		cfg:     cfg,
+		broker:  broker,
+		store:   st,
+		log:     cfg.Logger.With("component", "worker", "worker", cfg.ID),
+		types:   map[string]registration{},
+		ready:   map[string]bool{},
+		running: newRunning(),
 	}
 }
 
@@ -226,7 +238,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		log := w.log.With("pool", pool)
 		wg.Go(func() {
 			log.Info("pool starting", "types", opts.Types, "concurrency", opts.Concurrency)
-			if err := w.broker.Consume(takeCtx, opts, func(d queue.Delivery) { w.process(jobCtx, log, d) }); err != nil {
+			if err := w.broker.Consume(takeCtx, opts, func(d queue.Delivery) { w.process(jobCtx, log, pool, d) }); err != nil {
 				log.Error("pool stopped", "err", err)
 			}
 			w.setReady(pool, false)
@@ -237,9 +249,19 @@ func (w *Worker) Start(ctx context.Context) error {
 		all = append(all, r.t)
 	}
 	wg.Go(func() { w.redeclare(takeCtx, all) })
+	// Cancel requests arrive on the events channel; one subscription serves
+	// every pool of the process.
+	w.notifier = w.store.NewNotifier(store.Handlers{Cancel: w.running.cancel})
+	if err := w.notifier.Start(ctx); err != nil {
+		stopTaking()
+		cancelJobs()
+		return fmt.Errorf("start worker: %w", err)
+	}
+	notifier := w.notifier
 	go func() {
 		wg.Wait()
 		cancelJobs()
+		_ = notifier.Stop(context.Background())
 		close(w.done)
 	}()
 	return nil

@@ -384,7 +384,8 @@ func TestREADMETryIt(t *testing.T) {
 		`"type":"sys.echo","status":"queued"`, // curl POST
 		`"status":"succeeded"`,                // curl long-poll
 		`"field":"payload.ms"`,                // refused input
-		"exit status 2",                       // failed job
+		`"attempts": 2`,                       // retried, then succeeded
+		"exit status 2",                       // permanent failure
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("README output lacks %q", want)
