@@ -28,6 +28,9 @@ type ConsumeOptions struct {
 	// Ready, if set, is called each time consuming has begun on a fresh
 	// connection.
 	Ready func()
+	// Intake consumes the pool's dead-letter intake queue instead of the
+	// pool's queue: the messages the broker dead-lettered.
+	Intake bool
 }
 
 // Delivery is one message handed to a consumer. The handler must settle it
@@ -143,13 +146,16 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts ConsumeOptions, handle func(Delivery)) error {
 	ns := b.cfg.Namespace
 	q := ns.Queue(opts.Pool)
+	if opts.Intake {
+		q = ns.DeadIntakeQueue(opts.Pool)
+	}
 	if err := declarePool(ch, ns, opts.Pool, opts.Types); err != nil {
 		return err
 	}
 	if err := ch.Qos(opts.Prefetch, 0, false); err != nil {
 		return fmt.Errorf("set prefetch on %s: %w", q, err)
 	}
-	tag := b.cfg.Name + "-" + opts.Pool + "-" + strconv.FormatUint(consumerSeq.Add(1), 10)
+	tag := b.cfg.Name + "-" + q + "-" + strconv.FormatUint(consumerSeq.Add(1), 10)
 	deliveries, err := ch.Consume(q, tag, false, false, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", q, err)

@@ -262,3 +262,22 @@ func (a attempt) hold(ctx context.Context, what string, f func(context.Context) 
 		}
 	}
 }
+
+// deadLettered handles a message the broker dead-lettered because it reached
+// the delivery limit (it kept losing its worker, or kept being returned):
+// the message itself already waits in the pool's dead-letter queue; the job
+// must not look queued or running for ever, so it is marked failed.
+func (w *Worker) deadLettered(ctx context.Context, log *slog.Logger, d queue.Delivery) {
+	job, err := queue.DecodeJob(d.Body())
+	if err != nil {
+		log.Error("dropping unreadable dead letter", "message_id", d.MessageID(), "err", err)
+		_ = d.Ack()
+		return
+	}
+	a := attempt{w: w, log: log.With("job", job.ID, "type", job.Type), d: d, job: job}
+	a.log.Warn("the broker dead-lettered a job after too many deliveries")
+	a.settle(ctx, store.Outcome{Status: jobs.StatusFailed, Error: &jobs.Error{
+		Code:    "delivery_limit",
+		Message: fmt.Sprintf("the message was delivered %d times without an outcome (its worker was lost each time); see the dead-letter queue", queue.DeliveryLimit),
+	}})
+}

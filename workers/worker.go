@@ -243,6 +243,12 @@ func (w *Worker) Start(ctx context.Context) error {
 			}
 			w.setReady(pool, false)
 		})
+		intake := queue.ConsumeOptions{Pool: pool, Types: opts.Types, Concurrency: 1, Intake: true}
+		wg.Go(func() {
+			if err := w.broker.Consume(takeCtx, intake, func(d queue.Delivery) { w.deadLettered(jobCtx, log, d) }); err != nil {
+				log.Error("dead-letter intake stopped", "err", err)
+			}
+		})
 	}
 	var all []jobs.Type
 	for _, r := range w.types {

@@ -34,6 +34,12 @@ const pool = "test"
 // submit records and publishes jobs as the API does.
 func submit(t *testing.T, env *testenv.Env, typ string, payload string, n int) []string {
 	t.Helper()
+	return submitWith(t, env, typ, payload, n, 3)
+}
+
+// submitWith is submit with a max_attempts.
+func submitWith(t *testing.T, env *testenv.Env, typ string, payload string, n, maxAttempts int) []string {
+	t.Helper()
 	ctx := context.Background()
 	var (
 		js   []*jobs.Job
@@ -43,7 +49,7 @@ func submit(t *testing.T, env *testenv.Env, typ string, payload string, n int) [
 	for range n {
 		j := &jobs.Job{
 			ID: jobs.NewID(), Type: typ, Status: jobs.StatusQueued, Payload: json.RawMessage(payload),
-			MaxAttempts: 3, CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
+			MaxAttempts: maxAttempts, CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		}
 		m, err := queue.NewMessage(j, "")
 		if err != nil {
