@@ -35,6 +35,7 @@ var statusOf = map[string]int{
 	"invalid_id":         http.StatusBadRequest,
 	"not_found":          http.StatusNotFound,
 	"method_not_allowed": http.StatusMethodNotAllowed,
+	"conflict":           http.StatusConflict,
 	"too_large":          http.StatusRequestEntityTooLarge,
 	"unsupported_media":  http.StatusUnsupportedMediaType,
 	"unavailable":        http.StatusServiceUnavailable,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
 )
 
 // Limits on what a submission may carry besides its payload.
@@ -33,6 +34,9 @@ type jobRequest struct {
 	Timeout        json.RawMessage            `json:"timeout"`
 	Metadata       map[string]json.RawMessage `json:"metadata"`
 	IdempotencyKey string                     `json:"idempotency_key"`
+	Delay          json.RawMessage            `json:"delay"`
+	RunAt          json.RawMessage            `json:"run_at"`
+	Backoff        json.RawMessage            `json:"backoff"`
 }
 
 type batchRequest struct {
@@ -195,17 +199,77 @@ func (s *Server) buildJob(ctx context.Context, req jobRequest, headerKey string)
 		return nil, apiErr("invalid_field", "idempotency_key", "idempotency_key must be valid text of at most %d bytes", maxIdempotencyKey)
 	}
 
-	return &jobs.Job{
+	var backoff *jobs.Backoff
+	if len(req.Backoff) > 0 && string(req.Backoff) != "null" {
+		backoff = new(jobs.Backoff)
+		if err := decodeStrict(req.Backoff, backoff, "backoff"); err != nil {
+			var ae *Error
+			if errors.As(err, &ae) && ae.Code == "invalid_json" {
+				return nil, apiErr("invalid_field", "backoff", "backoff: want {\"base\":\"1s\",\"factor\":2,\"max\":\"10m\"} (any of them): %s", ae.Message)
+			}
+			return nil, err
+		}
+		if err := backoff.Validate(); err != nil {
+			return nil, apiErr("invalid_field", "backoff", "%v", err)
+		}
+	}
+
+	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+	delay, err := requestDelay(req, now)
+	if err != nil {
+		return nil, err
+	}
+	job := &jobs.Job{
 		ID:             jobs.NewID(),
 		Type:           t.Name,
 		Status:         jobs.StatusQueued,
 		Payload:        json.RawMessage(payload),
 		MaxAttempts:    maxAttempts,
 		Timeout:        timeout,
+		Backoff:        backoff,
 		Metadata:       metadata,
 		IdempotencyKey: key,
-		CreatedAt:      s.cfg.Now().UTC().Truncate(time.Millisecond),
-	}, nil
+		CreatedAt:      now,
+	}
+	if delay >= jobs.DelayUnit {
+		at := now.Add(delay)
+		job.Status, job.ScheduledAt = jobs.StatusScheduled, &at
+	}
+	return job, nil
+}
+
+// requestDelay reads delay or run_at: how long from now the job waits.
+func requestDelay(req jobRequest, now time.Time) (time.Duration, error) {
+	hasDelay := len(req.Delay) > 0 && string(req.Delay) != "null"
+	hasRunAt := len(req.RunAt) > 0 && string(req.RunAt) != "null"
+	switch {
+	case hasDelay && hasRunAt:
+		return 0, apiErr("invalid_field", "run_at", "send delay or run_at, not both")
+	case hasDelay:
+		var d jobs.Duration
+		if err := json.Unmarshal(req.Delay, &d); err != nil {
+			return 0, apiErr("invalid_field", "delay", "delay: %v", err)
+		}
+		if d < 0 || d.Std() > jobs.MaxDelay {
+			return 0, apiErr("invalid_field", "delay", "delay must be from 0s to %s", jobs.MaxDelay)
+		}
+		return d.Std(), nil
+	case hasRunAt:
+		var text string
+		if err := json.Unmarshal(req.RunAt, &text); err != nil {
+			return 0, apiErr("invalid_field", "run_at", "run_at must be RFC 3339 text, such as \"2030-01-02T15:04:05Z\"")
+		}
+		at, err := time.Parse(time.RFC3339Nano, text)
+		if err != nil {
+			return 0, apiErr("invalid_field", "run_at", "run_at %q is not RFC 3339 text, such as \"2030-01-02T15:04:05Z\"", text)
+		}
+		d := at.Sub(now)
+		if d > jobs.MaxDelay {
+			return 0, apiErr("invalid_field", "run_at", "run_at is more than %s away", jobs.MaxDelay)
+		}
+		return max(d, 0), nil // a time past runs now
+	}
+	return 0, nil
 }
 
 // accepted is the outcome of accepting one job.
@@ -248,6 +312,9 @@ func (s *Server) accept(ctx context.Context, js []*jobs.Job, traceparent string)
 			if err != nil {
 				out[i].err = err
 				continue
+			}
+			if at := c.Job.ScheduledAt; at != nil {
+				m.Delay = at.Sub(c.Job.CreatedAt)
 			}
 			fresh, msgs, index = append(fresh, c.Job), append(msgs, m), append(index, i)
 		}
@@ -313,7 +380,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	if res[0].existing {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, res[0].job)
+	writeJSON(w, status, s.present(res[0].job))
 }
 
 type batchEntry struct {
@@ -405,6 +472,40 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		wait = min(d, s.cfg.MaxWait)
 	}
 	job, err := s.waitJob(r.Context(), id, wait)
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.present(job))
+}
+
+// present shows a scheduled job whose time has come as queued: its message
+// has left the delay levels and waits in its pool's queue.
+func (s *Server) present(j *jobs.Job) *jobs.Job {
+	if j.Status == jobs.StatusScheduled && j.ScheduledAt != nil && !j.ScheduledAt.After(s.cfg.Now()) {
+		j.Status = jobs.StatusQueued
+	}
+	return j
+}
+
+// cancelJob handles POST /v1/jobs/{id}/cancel.
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
+	id := strings.ToLower(r.PathValue("id"))
+	if !jobs.ValidID(id) {
+		writeError(w, apiErr("invalid_id", "id", "%q is not a job id", id))
+		return
+	}
+	prev, err := s.store.Cancel(r.Context(), id, s.cfg.Now())
+	if errors.Is(err, store.ErrTerminal) {
+		writeError(w, apiErr("conflict", "", "job %s already %s; only a job that has not ended can be canceled", id, prev))
+		return
+	}
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	s.log.Info("job canceled", "job", id, "was", prev)
+	job, err := s.store.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return

@@ -56,6 +56,10 @@ func (c Config) withDefaults() Config {
 type Broker interface {
 	Publish(ctx context.Context, msgs []queue.Message) ([]error, error)
 	Connected() bool
+	DeadLetters(ctx context.Context, pool string, limit int) (int, []queue.DeadLetter, error)
+	ReplayDead(ctx context.Context, pool string, want func(id string) bool,
+		revive func(context.Context, *jobs.Job) (bool, error), undo func(context.Context, queue.DeadLetter) error) ([]string, error)
+	PurgeDead(ctx context.Context, pool string) (int, error)
 }
 
 // Store is what the API needs of Redis.
@@ -67,6 +71,9 @@ type Store interface {
 	Types(ctx context.Context) ([]jobs.Type, error)
 	Ping(ctx context.Context) error
 	NewNotifier(on store.Handlers) *store.Notifier
+	Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error)
+	Revive(ctx context.Context, j *jobs.Job) (bool, error)
+	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
 }
 
 var (
@@ -115,6 +122,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/jobs", s.submit)
 	mux.HandleFunc("POST /v1/jobs/batch", s.submitBatch)
 	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("POST /v1/jobs/{id}/cancel", s.cancelJob)
+	mux.HandleFunc("GET /v1/dead", s.listDead)
+	mux.HandleFunc("POST /v1/dead/replay", s.replayDead)
+	mux.HandleFunc("DELETE /v1/dead", s.purgeDead)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /openapi.json", s.openAPI)
@@ -122,7 +133,7 @@ func (s *Server) routes() http.Handler {
 	// gets a 405 naming the methods it takes, the rest a 404, both in JSON.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		var allowed []string
-		for _, m := range []string{http.MethodGet, http.MethodPost} {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 			probe := r.Clone(r.Context())
 			probe.Method = m
 			if _, pattern := mux.Handler(probe); pattern != "/" {

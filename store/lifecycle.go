@@ -368,3 +368,44 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Stat
 	}
 	return jobs.Status(res[1]), nil
 }
+
+// reviveLua makes a failed job queued again for a replay from its pool's
+// dead letters: attempts reset, outcome cleared, no expiry. A record that
+// expired is written anew from the dead letter (ARGV from 3: field/value
+// pairs). Any other status means the job lives already (replayed before),
+// and nothing changes. Returns 1 when the job should be published again.
+// ARGV: events channel, id, then the fields of a new record.
+const reviveLua = `
+local st = redis.call('HGET', KEYS[1], 'status')
+if st and st ~= 'failed' then return 0 end
+if st then
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0)
+  redis.call('HDEL', KEYS[1], 'error', 'result', 'progress', 'worker', 'started_at', 'finished_at', 'scheduled_at')
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+end
+return 1
+`
+
+var reviveScript = redis.NewScript(reviveLua)
+
+// Revive makes a failed job queued again, with its attempts reset, so its
+// dead letter can be replayed; j is the job as the dead letter carries it,
+// used when the record has expired. It reports false when the job is not
+// failed (already replayed): its dead letter is then a leftover.
+func (s *Store) Revive(ctx context.Context, j *jobs.Job) (bool, error) {
+	fresh := *j
+	fresh.Status, fresh.Attempt = jobs.StatusQueued, 0
+	fresh.ScheduledAt = nil
+	f, err := fields(&fresh)
+	if err != nil {
+		return false, fmt.Errorf("revive job %s: %w", j.ID, err)
+	}
+	args := append([]any{s.ns.EventsChannel(), j.ID}, f...)
+	n, err := s.run(ctx, reviveScript, []string{s.ns.JobKey(j.ID)}, args...).Int()
+	if err != nil {
+		return false, unavailable("revive job "+j.ID, err)
+	}
+	return n == 1, nil
+}

@@ -24,7 +24,7 @@ func TestProtocolDocHoldsTheScripts(t *testing.T) {
 	}
 	for name, src := range map[string]string{
 		"create": createLua, "discard": discardLua, "start": startLua,
-		"finish": finishLua, "progress": progressLua, "declare": declareLua, "cancel": cancelLua,
+		"finish": finishLua, "progress": progressLua, "declare": declareLua, "cancel": cancelLua, "revive": reviveLua,
 	} {
 		if !strings.Contains(flat(string(doc)), flat(src)) {
 			t.Errorf("docs/protocol.md lacks the %s script as the store has it", name)

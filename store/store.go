@@ -136,6 +136,7 @@ const (
 	fScheduledAt    = "scheduled_at"
 	fStartedAt      = "started_at"
 	fFinishedAt     = "finished_at"
+	fBackoff        = "backoff"
 )
 
 // fields returns the hash fields of a new job record.
@@ -162,6 +163,13 @@ func fields(j *jobs.Job) ([]any, error) {
 	}
 	if j.ScheduledAt != nil {
 		f = append(f, fScheduledAt, ms(*j.ScheduledAt))
+	}
+	if j.Backoff != nil {
+		b, err := json.Marshal(j.Backoff)
+		if err != nil {
+			return nil, fmt.Errorf("encode backoff: %w", err)
+		}
+		f = append(f, fBackoff, string(b))
 	}
 	return f, nil
 }
@@ -192,7 +200,7 @@ func decode(h map[string]string) (*jobs.Job, error) {
 	if n, err := strconv.ParseInt(h[fTimeoutMS], 10, 64); err == nil {
 		j.Timeout = jobs.Duration(time.Duration(n) * time.Millisecond)
 	}
-	for field, dst := range map[string]any{fMetadata: &j.Metadata, fError: &j.Error, fProgress: &j.Progress} {
+	for field, dst := range map[string]any{fMetadata: &j.Metadata, fError: &j.Error, fProgress: &j.Progress, fBackoff: &j.Backoff} {
 		if v := h[field]; v != "" {
 			if err := json.Unmarshal([]byte(v), dst); err != nil {
 				return nil, fmt.Errorf("decode %s of job %s: %w", field, j.ID, err)

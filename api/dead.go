@@ -1,0 +1,165 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
+)
+
+// maxDeadList bounds one listing of dead letters.
+const maxDeadList = 1000
+
+// deadEntry is one dead letter as the API shows it.
+type deadEntry struct {
+	ID       string          `json:"id"`
+	Type     string          `json:"type"`
+	Error    *jobs.Error     `json:"error"`
+	Attempts int             `json:"attempts"`
+	FailedAt *time.Time      `json:"failed_at,omitempty"`
+	Reason   string          `json:"reason"`
+	Payload  json.RawMessage `json:"payload"`
+}
+
+func poolParam(pool string) error {
+	if pool == "" {
+		return apiErr("missing_field", "pool", "pool is required, such as pool=sys")
+	}
+	if !jobs.ValidPoolName(pool) {
+		return apiErr("invalid_field", "pool", "%q is not a pool name", pool)
+	}
+	return nil
+}
+
+// deadError maps a missing dead-letter queue to a 404 naming the pool.
+func (s *Server) deadError(w http.ResponseWriter, pool string, err error) {
+	var ae *amqp.Error
+	if errors.Is(err, queue.ErrNoPool) || errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		writeError(w, apiErr("not_found", "pool", "pool %s has no dead-letter queue: no worker of that pool has run", pool))
+		return
+	}
+	writeError(w, toAPIError(s.log, err))
+}
+
+// listDead handles GET /v1/dead?pool=P&limit=N.
+func (s *Server) listDead(w http.ResponseWriter, r *http.Request) {
+	pool := r.URL.Query().Get("pool")
+	if err := poolParam(pool); err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxDeadList {
+			writeError(w, apiErr("invalid_field", "limit", "limit must be from 1 to %d", maxDeadList))
+			return
+		}
+		limit = n
+	}
+	total, dead, err := s.broker.DeadLetters(r.Context(), pool, limit)
+	if err != nil {
+		s.deadError(w, pool, err)
+		return
+	}
+	out := make([]deadEntry, len(dead))
+	for i, d := range dead {
+		out[i] = deadEntry{
+			ID: d.Job.ID, Type: d.Job.Type, Attempts: d.Job.Attempt, Reason: d.Reason, Payload: d.Job.Payload,
+			Error: &jobs.Error{Code: d.ErrorCode, Message: d.Error},
+		}
+		if !d.FailedAt.IsZero() {
+			out[i].FailedAt = &d.FailedAt
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pool": pool, "total": total, "dead": out})
+}
+
+type replayRequest struct {
+	Pool string   `json:"pool"`
+	IDs  []string `json:"ids"`
+	All  bool     `json:"all"`
+}
+
+// replayDead handles POST /v1/dead/replay: the jobs chosen go back to their
+// pool's queue with their attempts reset and status queued.
+func (s *Server) replayDead(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r)
+	if err == nil {
+		var req replayRequest
+		if err = decodeStrict(body, &req, ""); err == nil {
+			err = s.replay(w, r.Context(), req)
+		}
+	}
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+	}
+}
+
+func (s *Server) replay(w http.ResponseWriter, ctx context.Context, req replayRequest) error {
+	if err := poolParam(req.Pool); err != nil {
+		return err
+	}
+	switch {
+	case req.All && len(req.IDs) > 0:
+		return apiErr("invalid_field", "ids", "send ids or all, not both")
+	case !req.All && len(req.IDs) == 0:
+		return apiErr("missing_field", "ids", "send the ids to replay, or \"all\": true")
+	}
+	var want func(string) bool
+	missing := map[string]bool{}
+	if !req.All {
+		for _, id := range req.IDs {
+			if !jobs.ValidID(id) {
+				return apiErr("invalid_field", "ids", "%q is not a job id", id)
+			}
+			missing[id] = true
+		}
+		want = func(id string) bool { return missing[id] }
+	}
+	undo := func(ctx context.Context, dl queue.DeadLetter) error {
+		return s.store.Finish(ctx, dl.Job.ID, store.Outcome{Status: jobs.StatusFailed,
+			Error: &jobs.Error{Code: dl.ErrorCode, Message: dl.Error}}, s.cfg.Now())
+	}
+	replayed, err := s.broker.ReplayDead(ctx, req.Pool, want, s.store.Revive, undo)
+	if err != nil {
+		s.deadError(w, req.Pool, err)
+		return nil
+	}
+	notFound := []string{}
+	for _, id := range replayed {
+		delete(missing, id)
+	}
+	for _, id := range req.IDs {
+		if missing[id] {
+			notFound = append(notFound, id)
+		}
+	}
+	s.log.Info("dead letters replayed", "pool", req.Pool, "replayed", len(replayed), "missing", len(notFound))
+	writeJSON(w, http.StatusOK, map[string]any{"replayed": len(replayed), "missing": notFound})
+	return nil
+}
+
+// purgeDead handles DELETE /v1/dead?pool=P.
+func (s *Server) purgeDead(w http.ResponseWriter, r *http.Request) {
+	pool := r.URL.Query().Get("pool")
+	if err := poolParam(pool); err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	n, err := s.broker.PurgeDead(r.Context(), pool)
+	if err != nil {
+		s.deadError(w, pool, err)
+		return
+	}
+	s.log.Info("dead letters purged", "pool", pool, "purged", n)
+	writeJSON(w, http.StatusOK, map[string]int{"purged": n})
+}

@@ -1,0 +1,216 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/api"
+	"github.com/warrenhq/warren/internal/testenv"
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/workers"
+	"github.com/warrenhq/warren/workers/sys"
+)
+
+func TestScheduledSubmissions(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	for _, tt := range []struct {
+		name, body string
+		wantAt     time.Time
+	}{
+		{"delay", `{"type":"sys.echo","delay":"90s"}`, time.Now().Add(90 * time.Second)},
+		{"run_at", `{"type":"sys.echo","run_at":"` + at.Format(time.RFC3339) + `"}`, at},
+	} {
+		r := do(t, "POST", f.url+"/v1/jobs", nil, tt.body)
+		j := r.job(t)
+		if r.status != 202 || j.Status != jobs.StatusScheduled || j.ScheduledAt == nil ||
+			j.ScheduledAt.Sub(tt.wantAt).Abs() > 5*time.Second {
+			t.Errorf("%s: status %d, job %s scheduled at %v, want scheduled at about %v", tt.name, r.status, j.Status, j.ScheduledAt, tt.wantAt)
+		}
+		got := do(t, "GET", f.url+"/v1/jobs/"+j.ID, nil, "").job(t)
+		if got.Status != jobs.StatusScheduled {
+			t.Errorf("%s: GET shows %s, want scheduled", tt.name, got.Status)
+		}
+	}
+	// A time already past runs at once.
+	if j := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","run_at":"2001-01-01T00:00:00Z"}`).job(t); j.Status != jobs.StatusQueued {
+		t.Errorf("run_at in the past: %s, want queued", j.Status)
+	}
+	// The scheduled messages wait in the delay levels, not in the pool queue.
+	if n := f.env.Messages(t, sys.Pool); n != 1 {
+		t.Errorf("%d messages in the pool queue, want only the immediate one", n)
+	}
+	for _, tt := range []struct{ body, field string }{
+		{`{"type":"sys.echo","delay":"soon"}`, "delay"},
+		{`{"type":"sys.echo","delay":"-5s"}`, "delay"},
+		{`{"type":"sys.echo","run_at":"tomorrow"}`, "run_at"},
+		{`{"type":"sys.echo","delay":"1s","run_at":"2030-01-01T00:00:00Z"}`, "run_at"},
+		{`{"type":"sys.echo","backoff":{"factor":0.5}}`, "backoff"},
+		{`{"type":"sys.echo","backoff":{"base":"x"}}`, "backoff"},
+		{`{"type":"sys.echo","backoff":{"jitter":true}}`, "backoff.jitter"},
+	} {
+		r := do(t, "POST", f.url+"/v1/jobs", nil, tt.body)
+		if r.status != 400 || r.apiError(t).Field != tt.field {
+			t.Errorf("%s: %d %s, want 400 naming %s", tt.body, r.status, r.body, tt.field)
+		}
+	}
+	if j := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","backoff":{"base":"2s","max":"1m"}}`).job(t); j.Backoff == nil ||
+		j.Backoff.Base.Std() != 2*time.Second || j.Backoff.Max.Std() != time.Minute {
+		t.Errorf("backoff not kept: %+v", j.Backoff)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	queued := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo"}`).job(t)
+	scheduled := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","delay":"1s"}`).job(t)
+	for _, j := range []jobs.Job{queued, scheduled} {
+		r := do(t, "POST", f.url+"/v1/jobs/"+j.ID+"/cancel", nil, "")
+		if g := r.job(t); r.status != 200 || g.Status != jobs.StatusCanceled || g.FinishedAt == nil || g.Error == nil || g.Error.Code != "canceled" {
+			t.Errorf("cancel %s job: %d %s", j.Status, r.status, r.body)
+		}
+		r = do(t, "POST", f.url+"/v1/jobs/"+j.ID+"/cancel", nil, "")
+		if r.status != 409 || r.apiError(t).Code != "conflict" {
+			t.Errorf("cancel a canceled job: %d %s, want 409", r.status, r.body)
+		}
+	}
+	if r := do(t, "POST", f.url+"/v1/jobs/0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10/cancel", nil, ""); r.status != 404 {
+		t.Errorf("cancel unknown: %d", r.status)
+	}
+	if r := do(t, "POST", f.url+"/v1/jobs/nope/cancel", nil, ""); r.status != 400 {
+		t.Errorf("cancel malformed id: %d", r.status)
+	}
+
+	// A worker never runs the canceled jobs, even the one whose delay ends
+	// after the cancel.
+	var ran atomic.Int32
+	w := workers.New(workers.Config{Logger: f.env.Log}, f.env.Broker, f.env.Store)
+	w.Use(func(next jobs.Handler) jobs.Handler {
+		return jobs.HandlerFunc(func(ctx context.Context, j *jobs.Job) (any, error) {
+			ran.Add(1)
+			return next.Run(ctx, j)
+		})
+	})
+	if err := sys.Register(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	canary := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","delay":"1500ms"}`).job(t)
+	do(t, "GET", f.url+"/v1/jobs/"+canary.ID+"?wait=30s", nil, "")
+	if n := ran.Load(); n != 1 {
+		t.Errorf("%d jobs ran, want only the canary", n)
+	}
+}
+
+func TestDeadLetters(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	var healed atomic.Bool
+	w := workers.New(workers.Config{Logger: f.env.Log}, f.env.Broker, f.env.Store)
+	flaky := jobs.Type{Name: "dl.flaky", Pool: "dl", Backoff: jobs.Backoff{Base: jobs.Duration(100 * time.Millisecond)}}
+	if err := w.Handle(flaky, jobs.HandlerFunc(func(context.Context, *jobs.Job) (any, error) {
+		if !healed.Load() {
+			return nil, errors.New("downstream is down")
+		}
+		return "ok", nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	testenv.Eventually(t, 20*time.Second, "worker ready", w.Ready)
+
+	var ids []string
+	for range 3 {
+		j := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"dl.flaky","max_attempts":2}`).job(t)
+		ids = append(ids, j.ID)
+	}
+	for _, id := range ids {
+		if j := do(t, "GET", f.url+"/v1/jobs/"+id+"?wait=30s", nil, "").job(t); j.Status != jobs.StatusFailed || j.Attempt != 2 {
+			t.Fatalf("job %s: %s attempt %d, want failed after 2", id, j.Status, j.Attempt)
+		}
+	}
+	var list struct {
+		Pool  string
+		Total int
+		Dead  []struct {
+			ID       string
+			Type     string
+			Error    jobs.Error
+			Attempts int
+			FailedAt *time.Time `json:"failed_at"`
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "three dead letters", func() bool {
+		r := do(t, "GET", f.url+"/v1/dead?pool=dl", nil, "")
+		return json.Unmarshal(r.body, &list) == nil && list.Total == 3 && len(list.Dead) == 3
+	})
+	for i, d := range list.Dead {
+		if d.ID != ids[i] || d.Type != "dl.flaky" || d.Attempts != 2 || d.Error.Message != "downstream is down" || d.FailedAt == nil {
+			t.Errorf("dead letter %d: %+v", i, d)
+		}
+	}
+	// Listing does not consume.
+	if r := do(t, "GET", f.url+"/v1/dead?pool=dl&limit=1", nil, ""); !strings.Contains(string(r.body), `"total":3`) {
+		t.Errorf("second listing: %s", r.body)
+	}
+
+	healed.Store(true)
+	r := do(t, "POST", f.url+"/v1/dead/replay", nil, `{"pool":"dl","ids":["`+ids[0]+`","0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10"]}`)
+	if r.status != 200 || !strings.Contains(string(r.body), `"replayed":1`) || !strings.Contains(string(r.body), "0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10") {
+		t.Fatalf("replay one: %d %s", r.status, r.body)
+	}
+	if j := do(t, "GET", f.url+"/v1/jobs/"+ids[0]+"?wait=30s", nil, "").job(t); j.Status != jobs.StatusSucceeded || j.Attempt != 1 {
+		t.Errorf("replayed job: %s attempt %d, want succeeded on a fresh attempt 1", j.Status, j.Attempt)
+	}
+	if r := do(t, "POST", f.url+"/v1/dead/replay", nil, `{"pool":"dl","all":true}`); !strings.Contains(string(r.body), `"replayed":2`) {
+		t.Errorf("replay all: %s", r.body)
+	}
+	for _, id := range ids[1:] {
+		if j := do(t, "GET", f.url+"/v1/jobs/"+id+"?wait=30s", nil, "").job(t); j.Status != jobs.StatusSucceeded {
+			t.Errorf("job %s after replay all: %s", id, j.Status)
+		}
+	}
+
+	// Purge answers how many it removed.
+	healed.Store(false)
+	doomed := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"dl.flaky","max_attempts":1}`).job(t)
+	do(t, "GET", f.url+"/v1/jobs/"+doomed.ID+"?wait=30s", nil, "")
+	testenv.Eventually(t, 10*time.Second, "one dead letter", func() bool {
+		return strings.Contains(string(do(t, "GET", f.url+"/v1/dead?pool=dl", nil, "").body), `"total":1`)
+	})
+	if r := do(t, "DELETE", f.url+"/v1/dead?pool=dl", nil, ""); r.status != 200 || strings.TrimSpace(string(r.body)) != `{"purged":1}` {
+		t.Errorf("purge: %d %s", r.status, r.body)
+	}
+
+	for _, tt := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"GET", "/v1/dead", "", 400},
+		{"GET", "/v1/dead?pool=Bad!", "", 400},
+		{"GET", "/v1/dead?pool=dl&limit=0", "", 400},
+		{"GET", "/v1/dead?pool=nosuchpool", "", 404},
+		{"DELETE", "/v1/dead?pool=nosuchpool", "", 404},
+		{"POST", "/v1/dead/replay", `{"pool":"dl"}`, 400},
+		{"POST", "/v1/dead/replay", `{"pool":"dl","all":true,"ids":["` + ids[0] + `"]}`, 400},
+		{"POST", "/v1/dead/replay", `{"pool":"dl","ids":["x"]}`, 400},
+		{"POST", "/v1/dead/replay", `{"pool":"nosuchpool","all":true}`, 404},
+	} {
+		if r := do(t, tt.method, f.url+tt.path, nil, tt.body); r.status != tt.status {
+			t.Errorf("%s %s %s: %d %s, want %d", tt.method, tt.path, tt.body, r.status, r.body, tt.status)
+		}
+	}
+}

@@ -1,0 +1,182 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenhq/warren/jobs"
+)
+
+// DeadLetter is a message in a pool's dead-letter queue: the job as it was
+// published, and why it failed.
+type DeadLetter struct {
+	Job       *jobs.Job
+	ErrorCode string
+	Error     string
+	// FailedAt is when the worker gave up on the job; zero for a message
+	// the broker dead-lettered itself (see Reason).
+	FailedAt time.Time
+	// Reason is "failed" (a worker gave up) or "limit" (the broker's
+	// delivery limit).
+	Reason string
+}
+
+func deadLetter(d amqp.Delivery) (DeadLetter, error) {
+	j, err := DecodeJob(d.Body)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	dl := DeadLetter{Job: j, Reason: "failed"}
+	dl.ErrorCode, _ = d.Headers[HeaderErrorCode].(string)
+	dl.Error, _ = d.Headers[HeaderError].(string)
+	if ms, err := strconv.ParseInt(fmt.Sprint(d.Headers[HeaderFailedAt]), 10, 64); err == nil {
+		dl.FailedAt = time.UnixMilli(ms).UTC()
+	}
+	if n, ok := d.Headers[HeaderAttempts].(int32); ok {
+		j.Attempt = int(n)
+	}
+	if d.RoutingKey == jobs.DeadRoutingKey("limit", "") || len(d.RoutingKey) > 6 && d.RoutingKey[:6] == "limit." {
+		dl.Reason = "limit"
+		dl.ErrorCode = "delivery_limit"
+		dl.Error = fmt.Sprintf("the broker dead-lettered the message after %d deliveries", DeliveryLimit)
+		dl.FailedAt = deathTime(d.Headers)
+	}
+	return dl, nil
+}
+
+// deathTime reads when the broker dead-lettered a message, from x-death.
+func deathTime(h amqp.Table) time.Time {
+	deaths, _ := h["x-death"].([]any)
+	if len(deaths) == 0 {
+		return time.Time{}
+	}
+	first, _ := deaths[0].(amqp.Table)
+	t, _ := first["time"].(time.Time)
+	return t.UTC()
+}
+
+// DeadLetters lists up to limit dead letters of a pool, oldest first, and
+// how many there are in all. It reads them without removing them: they are
+// taken and returned within one channel.
+func (b *Broker) DeadLetters(ctx context.Context, pool string, limit int) (total int, dead []DeadLetter, err error) {
+	ch, _, err := b.channel(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("list dead letters of %s: %w", pool, err)
+	}
+	// Closing the channel returns every message taken, in order.
+	defer ch.Close()
+	q := b.cfg.Namespace.DeadQueue(pool)
+	info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("list dead letters of %s: %w", pool, err)
+	}
+	for len(dead) < limit {
+		d, ok, err := ch.Get(q, false)
+		if err != nil {
+			return 0, nil, fmt.Errorf("list dead letters of %s: %w", pool, err)
+		}
+		if !ok {
+			break
+		}
+		dl, err := deadLetter(d)
+		if err != nil {
+			b.log.Warn("unreadable dead letter", "queue", q, "message_id", d.MessageId, "err", err)
+			continue
+		}
+		dead = append(dead, dl)
+	}
+	return max(info.Messages, len(dead)), dead, nil
+}
+
+// ErrNoPool means the pool has no dead-letter queue: no worker of that pool
+// ever ran.
+var ErrNoPool = errors.New("no such pool")
+
+// ReplayDead takes a pool's dead letters that want accepts (all of them
+// when want is nil), and for each calls revive — which resets the job's
+// record — and publishes the job again with its attempts reset. A dead
+// letter is removed only once its job is published again (or revive says
+// it lives already). It returns the ids replayed.
+//
+// If publishing fails after revive, undo is called with the dead letter so
+// the record says failed again; the dead letter stays for a later replay.
+func (b *Broker) ReplayDead(ctx context.Context, pool string, want func(id string) bool,
+	revive func(ctx context.Context, j *jobs.Job) (bool, error),
+	undo func(ctx context.Context, dl DeadLetter) error) ([]string, error) {
+	ch, _, err := b.channel(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("replay dead letters of %s: %w", pool, err)
+	}
+	defer ch.Close() // returns the dead letters left alone
+	q := b.cfg.Namespace.DeadQueue(pool)
+	if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return nil, fmt.Errorf("replay dead letters of %s: %w", pool, ErrNoPool)
+		}
+		return nil, fmt.Errorf("replay dead letters of %s: %w", pool, err)
+	}
+	var replayed []string
+	for {
+		d, ok, err := ch.Get(q, false)
+		if err != nil {
+			return replayed, fmt.Errorf("replay dead letters of %s: %w", pool, err)
+		}
+		if !ok {
+			return replayed, nil
+		}
+		dl, err := deadLetter(d)
+		if err != nil || (want != nil && !want(dl.Job.ID)) {
+			continue // left unacknowledged: back in the queue when the channel closes
+		}
+		j := *dl.Job
+		j.Attempt = 0
+		alive, err := revive(ctx, &j)
+		if err != nil {
+			return replayed, err
+		}
+		if alive {
+			traceparent, _ := d.Headers[HeaderTraceParent].(string)
+			m, err := NewMessage(&j, traceparent)
+			if err == nil {
+				var errs []error
+				if errs, err = b.Publish(ctx, []Message{m}); err == nil {
+					err = errs[0]
+				}
+			}
+			if err != nil {
+				if uerr := undo(context.WithoutCancel(ctx), dl); uerr != nil {
+					b.log.Error("replay failed and the job's record could not be set back to failed", "job", j.ID, "err", uerr)
+				}
+				return replayed, fmt.Errorf("replay job %s: %w", j.ID, err)
+			}
+			replayed = append(replayed, j.ID)
+		}
+		if err := d.Ack(false); err != nil {
+			return replayed, fmt.Errorf("replay job %s: remove dead letter: %w", j.ID, err)
+		}
+	}
+}
+
+// PurgeDead deletes every dead letter of a pool and says how many.
+func (b *Broker) PurgeDead(ctx context.Context, pool string) (int, error) {
+	ch, _, err := b.channel(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("purge dead letters of %s: %w", pool, err)
+	}
+	defer ch.Close()
+	n, err := ch.QueuePurge(b.cfg.Namespace.DeadQueue(pool), false)
+	if err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return 0, fmt.Errorf("purge dead letters of %s: %w", pool, ErrNoPool)
+		}
+		return 0, fmt.Errorf("purge dead letters of %s: %w", pool, err)
+	}
+	return n, nil
+}
