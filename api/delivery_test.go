@@ -157,9 +157,17 @@ func TestDeadLetters(t *testing.T) {
 		r := do(t, "GET", f.url+"/v1/dead?pool=dl", nil, "")
 		return json.Unmarshal(r.body, &list) == nil && list.Total == 3 && len(list.Dead) == 3
 	})
+	// They fail in the order their jittered retries come due.
+	listed := map[string]bool{}
 	for i, d := range list.Dead {
-		if d.ID != ids[i] || d.Type != "dl.flaky" || d.Attempts != 2 || d.Error.Message != "downstream is down" || d.FailedAt == nil {
+		listed[d.ID] = true
+		if d.Type != "dl.flaky" || d.Attempts != 2 || d.Error.Message != "downstream is down" || d.FailedAt == nil {
 			t.Errorf("dead letter %d: %+v", i, d)
+		}
+	}
+	for _, id := range ids {
+		if !listed[id] {
+			t.Errorf("job %s is not among the dead letters", id)
 		}
 	}
 	// Listing does not consume.
@@ -212,5 +220,29 @@ func TestDeadLetters(t *testing.T) {
 		if r := do(t, tt.method, f.url+tt.path, nil, tt.body); r.status != tt.status {
 			t.Errorf("%s %s %s: %d %s, want %d", tt.method, tt.path, tt.body, r.status, r.body, tt.status)
 		}
+	}
+}
+
+// A running job whose worker is gone shows as queued: the broker has put
+// its message back, and the next worker to take it records the new attempt.
+func TestLostWorkersJobShowsQueued(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	ctx := context.Background()
+	live := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo"}`).job(t)
+	lost := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo"}`).job(t)
+	if err := f.env.Store.Lease(ctx, "w-live", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for id, worker := range map[string]string{live.ID: "w-live", lost.ID: "w-gone"} {
+		if _, err := f.env.Store.Start(ctx, id, worker, 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if j := do(t, "GET", f.url+"/v1/jobs/"+live.ID, nil, "").job(t); j.Status != jobs.StatusRunning {
+		t.Errorf("job of a live worker: %s, want running", j.Status)
+	}
+	if j := do(t, "GET", f.url+"/v1/jobs/"+lost.ID, nil, "").job(t); j.Status != jobs.StatusQueued || j.Worker != "w-gone" {
+		t.Errorf("job of a lost worker: %s (worker %s), want queued", j.Status, j.Worker)
 	}
 }

@@ -380,7 +380,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	if res[0].existing {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, s.present(res[0].job))
+	writeJSON(w, status, s.present(r.Context(), res[0].job))
 }
 
 type batchEntry struct {
@@ -476,14 +476,21 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.present(job))
+	writeJSON(w, http.StatusOK, s.present(r.Context(), job))
 }
 
-// present shows a scheduled job whose time has come as queued: its message
-// has left the delay levels and waits in its pool's queue.
-func (s *Server) present(j *jobs.Job) *jobs.Job {
-	if j.Status == jobs.StatusScheduled && j.ScheduledAt != nil && !j.ScheduledAt.After(s.cfg.Now()) {
+// present shows a job as it stands rather than as last written: a
+// scheduled job whose time has come is queued (its message has left the
+// delay levels), and a running job whose worker's lease has lapsed is
+// queued (the broker put its message back when the worker was lost).
+func (s *Server) present(ctx context.Context, j *jobs.Job) *jobs.Job {
+	switch {
+	case j.Status == jobs.StatusScheduled && j.ScheduledAt != nil && !j.ScheduledAt.After(s.cfg.Now()):
 		j.Status = jobs.StatusQueued
+	case j.Status == jobs.StatusRunning && j.Worker != "":
+		if alive, err := s.store.Alive(ctx, j.Worker); err == nil && !alive {
+			j.Status = jobs.StatusQueued
+		}
 	}
 	return j
 }

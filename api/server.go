@@ -73,6 +73,7 @@ type Store interface {
 	NewNotifier(on store.Handlers) *store.Notifier
 	Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error)
 	Revive(ctx context.Context, j *jobs.Job) (bool, error)
+	Alive(ctx context.Context, worker string) (bool, error)
 	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
 }
 

@@ -50,6 +50,10 @@ func (ns Namespace) TypesKey() string { return string(ns) + ":types" }
 // IdempotencyKey is the Redis string mapping a submitter's key to a job id.
 func (ns Namespace) IdempotencyKey(key string) string { return string(ns) + ":idem:" + key }
 
+// WorkerKey is the Redis string a live worker process keeps with a short
+// expiry (its lease); a running job whose worker's key is gone was lost.
+func (ns Namespace) WorkerKey(worker string) string { return string(ns) + ":worker:" + worker }
+
 // EventsChannel is the Redis pub/sub channel on which job completions
 // ("done <id>") and type declarations ("types <name>") are announced.
 func (ns Namespace) EventsChannel() string { return string(ns) + ":events" }

@@ -75,7 +75,14 @@ type Store interface {
 	Progress(ctx context.Context, id string, p jobs.Progress) error
 	DeclareTypes(ctx context.Context, ts []jobs.Type) error
 	NewNotifier(on store.Handlers) *store.Notifier
+	Lease(ctx context.Context, worker string, ttl time.Duration) error
+	Release(ctx context.Context, worker string) error
 }
+
+// LeaseTTL is how long a worker's lease lasts without renewal; it renews
+// every third of it. When a worker dies, its running jobs show as queued
+// again within this time (their messages are back in the queue at once).
+const LeaseTTL = 10 * time.Second
 
 var (
 	_ Broker = (*queue.Broker)(nil)
@@ -255,6 +262,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		all = append(all, r.t)
 	}
 	wg.Go(func() { w.redeclare(takeCtx, all) })
+	wg.Go(func() { w.lease(takeCtx) })
 	// Cancel requests arrive on the events channel; one subscription serves
 	// every pool of the process.
 	w.notifier = w.store.NewNotifier(store.Handlers{Cancel: w.running.cancel})
@@ -271,6 +279,26 @@ func (w *Worker) Start(ctx context.Context) error {
 		close(w.done)
 	}()
 	return nil
+}
+
+// lease keeps this process's lease in Redis until ctx ends, then releases
+// it, so the API can tell a job whose worker is gone.
+func (w *Worker) lease(ctx context.Context) {
+	t := time.NewTicker(LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		if err := w.store.Lease(ctx, w.cfg.ID, LeaseTTL); err != nil && ctx.Err() == nil {
+			w.log.Debug("cannot renew the worker lease", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			defer cancel()
+			_ = w.store.Release(rctx, w.cfg.ID)
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // redeclare re-asserts the declarations until ctx ends. The store announces
