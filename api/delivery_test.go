@@ -246,3 +246,43 @@ func TestLostWorkersJobShowsQueued(t *testing.T) {
 		t.Errorf("job of a lost worker: %s (worker %s), want queued", j.Status, j.Worker)
 	}
 }
+
+func TestIdempotencyUnderRace(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	const n = 20
+	type result struct {
+		status int
+		id     string
+	}
+	results := make(chan result, n)
+	start := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			r := do(t, "POST", f.url+"/v1/jobs", map[string]string{"Idempotency-Key": "race-1"}, `{"type":"sys.echo"}`)
+			results <- result{r.status, r.job(t).ID}
+		}()
+	}
+	close(start)
+	accepted, replayed := 0, 0
+	ids := map[string]bool{}
+	for range n {
+		r := <-results
+		ids[r.id] = true
+		switch r.status {
+		case 202:
+			accepted++
+		case 200:
+			replayed++
+		default:
+			t.Errorf("status %d", r.status)
+		}
+	}
+	if accepted != 1 || replayed != n-1 || len(ids) != 1 {
+		t.Errorf("%d accepted, %d answered with the first job, %d distinct ids; want 1, %d, 1", accepted, replayed, len(ids), n-1)
+	}
+	if m := f.env.Messages(t, sys.Pool); m != 1 {
+		t.Errorf("%d messages published, want 1", m)
+	}
+}
