@@ -1,5 +1,6 @@
 // Package client is a Go client of warren's HTTP API (v1): submit jobs one at
-// a time or in batches, read a job, and wait for it to finish.
+// a time or in batches, now or later, read a job, wait for it to finish or
+// cancel it, and list, replay or purge a pool's dead letters.
 //
 // The API returns jobs as jobs.Job, so a job read here is the same value a
 // handler received and the store records. Errors the API reports arrive as
@@ -17,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,6 +97,16 @@ type JobRequest struct {
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// Timeout bounds one attempt.
 	Timeout jobs.Duration `json:"timeout,omitempty"`
+	// Delay holds the job back for this long: it is scheduled (status
+	// scheduled, with scheduled_at) until then, and queued after. Zero
+	// means at once. Set Delay or RunAt, not both.
+	Delay jobs.Duration `json:"delay,omitempty"`
+	// RunAt holds the job back until this time, like Delay; a time past
+	// means at once. Nil means at once.
+	RunAt *time.Time `json:"run_at,omitempty"`
+	// Backoff overrides the type's retry policy for this job; a zero field
+	// keeps the type's. Nil keeps the type's policy as it is.
+	Backoff *jobs.Backoff `json:"backoff,omitempty"`
 	// Metadata is free-form labels, stored and passed through.
 	Metadata map[string]string `json:"metadata,omitempty"`
 	// IdempotencyKey makes a resubmission within the API's window return
@@ -197,6 +209,144 @@ func (c *Client) WaitDone(ctx context.Context, id string) (*jobs.Job, error) {
 			}
 		}
 	}
+}
+
+// Cancel cancels the job with the given id and returns it as it stands
+// after, with status canceled. A job that has already ended cannot be
+// canceled: the API answers 409, for which IsConflict reports true. An
+// unknown id gives an error for which IsNotFound reports true.
+func (c *Client) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
+	if id == "" {
+		return nil, errors.New("cancel job: job id is empty")
+	}
+	var j jobs.Job
+	if _, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, nil, &j); err != nil {
+		return nil, fmt.Errorf("cancel job %s: %w", id, err)
+	}
+	return &j, nil
+}
+
+// DeadLetter is a job in its pool's dead-letter queue: one that failed for
+// good and can be replayed (run again from its first attempt) or purged.
+type DeadLetter struct {
+	// ID is the job's id.
+	ID string `json:"id"`
+	// Type is the job's type.
+	Type string `json:"type"`
+	// Error is the failure that ended the job, if the API knows it.
+	Error *jobs.Error `json:"error,omitempty"`
+	// Attempts is how many attempts the job took.
+	Attempts int `json:"attempts"`
+	// Reason is "failed" when a worker gave up on the job, "limit" when the
+	// broker dead-lettered it after too many deliveries.
+	Reason string `json:"reason,omitempty"`
+	// FailedAt is when the job was dead-lettered; zero if the API does not
+	// say.
+	FailedAt time.Time `json:"failed_at,omitzero"`
+	// Payload is the job's input.
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// DeadList is a look at one pool's dead-letter queue.
+type DeadList struct {
+	// Pool is the pool whose queue this is.
+	Pool string `json:"pool"`
+	// Total is how many messages the dead-letter queue holds; it may be
+	// more than len(Dead).
+	Total int `json:"total"`
+	// Dead is the oldest dead letters, up to the limit asked for.
+	Dead []DeadLetter `json:"dead"`
+}
+
+// Dead lists the oldest dead letters of a pool, at most limit of them (the
+// API allows up to 1000); a limit of zero or less means the API's default,
+// 100. Listing leaves the dead letters where they are. A pool that has no
+// dead-letter queue yet (no worker of it has run) gives an error for which
+// IsNotFound reports true.
+func (c *Client) Dead(ctx context.Context, pool string, limit int) (*DeadList, error) {
+	if pool == "" {
+		return nil, errors.New("list dead letters: pool is empty")
+	}
+	q := url.Values{"pool": {pool}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var l DeadList
+	if _, err := c.do(ctx, http.MethodGet, "/v1/dead", q, nil, &l); err != nil {
+		return nil, fmt.Errorf("list dead letters of pool %s: %w", pool, err)
+	}
+	return &l, nil
+}
+
+// replayRequest is the body of POST /v1/dead/replay.
+type replayRequest struct {
+	Pool string   `json:"pool"`
+	IDs  []string `json:"ids,omitempty"`
+	All  bool     `json:"all,omitempty"`
+}
+
+// replayResponse is the answer of POST /v1/dead/replay.
+type replayResponse struct {
+	Replayed int      `json:"replayed"`
+	Missing  []string `json:"missing"`
+}
+
+// ReplayDead takes the jobs with the given ids out of a pool's dead-letter
+// queue and queues them again, status queued, with their attempts reset.
+// replayed is how many were; missing lists the ids that were not in the
+// dead-letter queue (nil if none). No ids replays nothing and sends
+// nothing; ReplayAllDead replays them all.
+func (c *Client) ReplayDead(ctx context.Context, pool string, ids []string) (replayed int, missing []string, err error) {
+	if len(ids) == 0 {
+		return 0, nil, nil
+	}
+	if pool == "" {
+		return 0, nil, errors.New("replay dead letters: pool is empty")
+	}
+	r, err := c.replay(ctx, replayRequest{Pool: pool, IDs: ids})
+	if err != nil {
+		return 0, nil, fmt.Errorf("replay %d dead letters of pool %s: %w", len(ids), pool, err)
+	}
+	if len(r.Missing) == 0 {
+		r.Missing = nil
+	}
+	return r.Replayed, r.Missing, nil
+}
+
+// ReplayAllDead queues every job in a pool's dead-letter queue again, as
+// ReplayDead does, and returns how many it replayed.
+func (c *Client) ReplayAllDead(ctx context.Context, pool string) (int, error) {
+	if pool == "" {
+		return 0, errors.New("replay dead letters: pool is empty")
+	}
+	r, err := c.replay(ctx, replayRequest{Pool: pool, All: true})
+	if err != nil {
+		return 0, fmt.Errorf("replay all dead letters of pool %s: %w", pool, err)
+	}
+	return r.Replayed, nil
+}
+
+func (c *Client) replay(ctx context.Context, req replayRequest) (*replayResponse, error) {
+	var r replayResponse
+	if _, err := c.do(ctx, http.MethodPost, "/v1/dead/replay", nil, req, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// PurgeDead deletes every dead letter of a pool, for good, and returns how
+// many it deleted.
+func (c *Client) PurgeDead(ctx context.Context, pool string) (int, error) {
+	if pool == "" {
+		return 0, errors.New("purge dead letters: pool is empty")
+	}
+	var r struct {
+		Purged int `json:"purged"`
+	}
+	if _, err := c.do(ctx, http.MethodDelete, "/v1/dead", url.Values{"pool": {pool}}, nil, &r); err != nil {
+		return 0, fmt.Errorf("purge dead letters of pool %s: %w", pool, err)
+	}
+	return r.Purged, nil
 }
 
 func (c *Client) get(ctx context.Context, id string, wait time.Duration) (*jobs.Job, error) {
@@ -355,10 +505,17 @@ func oneLine(s string, n int) string {
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // IsNotFound reports whether err is, or wraps, the API's 404: no job has the
-// id asked for.
+// id asked for, or the pool asked for has no dead-letter queue.
 func IsNotFound(err error) bool {
 	var e *APIError
 	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
+// IsConflict reports whether err is, or wraps, the API's 409: the request
+// does not fit the job's state, such as canceling a job that has ended.
+func IsConflict(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == http.StatusConflict
 }
 
 // UnreachableError reports that no API answered at the client's address:

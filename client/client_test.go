@@ -444,3 +444,283 @@ func ExampleClient_Enqueue() {
 	fmt.Println(job.Type, job.Status, created)
 	// Output: sys.echo queued true
 }
+
+func TestEnqueueScheduleAndBackoff(t *testing.T) {
+	t.Parallel()
+	bodies := make(chan string, 4)
+	c := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies <- string(b)
+		reply(w, http.StatusAccepted, testJob(jobs.StatusScheduled))
+	})
+	runAt := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		req  client.JobRequest
+		want string
+	}{
+		{
+			req:  client.JobRequest{Type: "sys.echo", Delay: jobs.Duration(90 * time.Second)},
+			want: `{"type":"sys.echo","delay":"1m30s"}`,
+		},
+		{
+			req:  client.JobRequest{Type: "sys.echo", RunAt: &runAt},
+			want: `{"type":"sys.echo","run_at":"2026-12-01T10:00:00Z"}`,
+		},
+		{
+			req: client.JobRequest{Type: "sys.echo", Backoff: &jobs.Backoff{
+				Base: jobs.Duration(time.Second), Factor: 2, Max: jobs.Duration(10 * time.Minute),
+			}},
+			want: `{"type":"sys.echo","backoff":{"base":"1s","factor":2,"max":"10m0s"}}`,
+		},
+		{
+			req:  client.JobRequest{Type: "sys.echo", Backoff: &jobs.Backoff{Factor: 1.5}},
+			want: `{"type":"sys.echo","backoff":{"factor":1.5}}`,
+		},
+	} {
+		if _, _, err := c.Enqueue(t.Context(), tc.req); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-bodies; got != tc.want {
+			t.Errorf("request body\n got %s\nwant %s", got, tc.want)
+		}
+	}
+}
+
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	const (
+		doneID    = "0190c5f2-6d1e-7b3a-9c4d-000000000001"
+		unknownID = "0190c5f2-6d1e-7b3a-9c4d-000000000002"
+	)
+	var (
+		mu       sync.Mutex
+		requests []string
+	)
+	c := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		requests = append(requests, fmt.Sprintf("%s %s body=%q content-type=%q", r.Method, r.URL, b, r.Header.Get("Content-Type")))
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/v1/jobs/" + testID + "/cancel":
+			reply(w, http.StatusOK, testJob(jobs.StatusCanceled))
+		case "/v1/jobs/" + doneID + "/cancel":
+			reply(w, http.StatusConflict, map[string]any{"error": map[string]string{
+				"code": "conflict", "message": "job " + doneID + " already succeeded",
+			}})
+		default:
+			reply(w, http.StatusNotFound, map[string]any{"error": map[string]string{"code": "not_found", "message": "no such job"}})
+		}
+	})
+	ctx := t.Context()
+
+	j, err := c.Cancel(ctx, testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(testJob(jobs.StatusCanceled), j); diff != "" {
+		t.Errorf("job (-want +got):\n%s", diff)
+	}
+
+	_, err = c.Cancel(ctx, doneID)
+	if !client.IsConflict(err) || client.IsNotFound(err) {
+		t.Errorf("terminal job: IsConflict(%v) = %v, IsNotFound = %v; want true, false", err, client.IsConflict(err), client.IsNotFound(err))
+	}
+	if want := "cancel job " + doneID + ": 409 conflict: job " + doneID + " already succeeded"; err == nil || err.Error() != want {
+		t.Errorf("terminal job: error %v, want %s", err, want)
+	}
+
+	_, err = c.Cancel(ctx, unknownID)
+	if !client.IsNotFound(err) || client.IsConflict(err) {
+		t.Errorf("unknown job: IsNotFound(%v) = %v, IsConflict = %v; want true, false", err, client.IsNotFound(err), client.IsConflict(err))
+	}
+
+	if _, err := c.Cancel(ctx, ""); err == nil {
+		t.Error("Cancel of an empty id: no error")
+	}
+	if client.IsConflict(errors.New("409")) {
+		t.Error("IsConflict of a plain error = true")
+	}
+
+	want := []string{
+		"POST /v1/jobs/" + testID + `/cancel body="" content-type=""`,
+		"POST /v1/jobs/" + doneID + `/cancel body="" content-type=""`,
+		"POST /v1/jobs/" + unknownID + `/cancel body="" content-type=""`,
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(want, requests); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestDead(t *testing.T) {
+	t.Parallel()
+	urls := make(chan string, 2)
+	c := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		urls <- r.Method + " " + r.URL.String()
+		io.WriteString(w, `{"pool":"sys","total":7,"dead":[
+			{"id":"`+testID+`","type":"sys.fail","error":{"code":"handler","message":"told to fail"},"attempts":3,
+			 "failed_at":"2025-03-14T09:27:01.5Z","reason":"failed","payload":{"n":1}},
+			{"id":"0190c5f2-6d1e-7b3a-9c4d-000000000001","type":"sys.fail","error":{"code":"","message":""},"attempts":1,"payload":{}}
+		]}`)
+	})
+	got, err := c.Dead(t.Context(), "sys", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &client.DeadList{Pool: "sys", Total: 7, Dead: []client.DeadLetter{
+		{
+			ID: testID, Type: "sys.fail", Error: &jobs.Error{Code: "handler", Message: "told to fail"}, Attempts: 3,
+			FailedAt: time.Date(2025, 3, 14, 9, 27, 1, 500_000_000, time.UTC), Payload: json.RawMessage(`{"n":1}`),
+		},
+		{
+			ID: "0190c5f2-6d1e-7b3a-9c4d-000000000001", Type: "sys.fail", Error: &jobs.Error{}, Attempts: 1,
+			Payload: json.RawMessage(`{}`),
+		},
+	}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dead list (-want +got):\n%s", diff)
+	}
+	if _, err := c.Dead(t.Context(), "sys", 0); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"GET /v1/dead?limit=2&pool=sys", "GET /v1/dead?pool=sys"}, []string{<-urls, <-urls}); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+	if _, err := c.Dead(t.Context(), "", 0); err == nil {
+		t.Error("Dead of an empty pool: no error")
+	}
+
+	// Written back as JSON, a dead letter without a time leaves it out.
+	b, err := json.Marshal(want.Dead[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wantJSON := `{"id":"0190c5f2-6d1e-7b3a-9c4d-000000000001","type":"sys.fail","error":{"code":"","message":"","retryable":false},"attempts":1,"payload":{}}`; string(b) != wantJSON {
+		t.Errorf("JSON\n got %s\nwant %s", b, wantJSON)
+	}
+}
+
+func TestDeadErrors(t *testing.T) {
+	t.Parallel()
+	c := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("pool") == "nopool" {
+			reply(w, http.StatusNotFound, map[string]any{"error": map[string]string{
+				"code": "not_found", "message": "pool nopool has no dead-letter queue", "field": "pool",
+			}})
+			return
+		}
+		reply(w, http.StatusBadRequest, map[string]any{"error": map[string]string{
+			"code": "invalid_field", "message": `"Bad" is not a pool name`, "field": "pool",
+		}})
+	})
+	_, err := c.Dead(t.Context(), "nopool", 0)
+	if want := "list dead letters of pool nopool: 404 not_found: pool nopool has no dead-letter queue [field pool]"; err == nil || err.Error() != want || !client.IsNotFound(err) {
+		t.Errorf("error %v, want %s (IsNotFound)", err, want)
+	}
+	_, err = c.PurgeDead(t.Context(), "Bad")
+	if want := `purge dead letters of pool Bad: 400 invalid_field: "Bad" is not a pool name [field pool]`; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+	_, _, err = c.ReplayDead(t.Context(), "Bad", []string{testID})
+	if want := `replay 1 dead letters of pool Bad: 400 invalid_field: "Bad" is not a pool name [field pool]`; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+	_, err = c.ReplayAllDead(t.Context(), "Bad")
+	if want := `replay all dead letters of pool Bad: 400 invalid_field: "Bad" is not a pool name [field pool]`; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+}
+
+func TestReplayAndPurgeDead(t *testing.T) {
+	t.Parallel()
+	const otherID = "0190c5f2-6d1e-7b3a-9c4d-000000000001"
+	var (
+		mu       sync.Mutex
+		requests []string
+	)
+	c := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		requests = append(requests, strings.TrimSpace(r.Method+" "+r.URL.String()+" "+string(b)))
+		mu.Unlock()
+		switch {
+		case r.Method == http.MethodDelete:
+			io.WriteString(w, `{"purged":5}`)
+		case strings.Contains(string(b), `"all":true`):
+			io.WriteString(w, `{"replayed":4,"missing":[]}`)
+		case strings.Contains(string(b), otherID):
+			io.WriteString(w, `{"replayed":1,"missing":["`+otherID+`"]}`)
+		default:
+			io.WriteString(w, `{"replayed":1,"missing":[]}`)
+		}
+	})
+	ctx := t.Context()
+
+	n, missing, err := c.ReplayDead(ctx, "sys", []string{testID, otherID})
+	if err != nil || n != 1 || !cmp.Equal(missing, []string{otherID}) {
+		t.Errorf("ReplayDead = %d, %q, %v; want 1, [%s], nil", n, missing, err, otherID)
+	}
+	n, missing, err = c.ReplayDead(ctx, "sys", []string{testID})
+	if err != nil || n != 1 || missing != nil {
+		t.Errorf("ReplayDead = %d, %#v, %v; want 1, nil, nil", n, missing, err)
+	}
+	n, missing, err = c.ReplayDead(ctx, "sys", nil)
+	if err != nil || n != 0 || missing != nil {
+		t.Errorf("ReplayDead of no ids = %d, %q, %v; want 0, nil, nil", n, missing, err)
+	}
+	if n, err := c.ReplayAllDead(ctx, "sys"); err != nil || n != 4 {
+		t.Errorf("ReplayAllDead = %d, %v; want 4, nil", n, err)
+	}
+	if n, err := c.PurgeDead(ctx, "sys"); err != nil || n != 5 {
+		t.Errorf("PurgeDead = %d, %v; want 5, nil", n, err)
+	}
+	for _, err := range []error{
+		func() error { _, _, err := c.ReplayDead(ctx, "", []string{testID}); return err }(),
+		func() error { _, err := c.ReplayAllDead(ctx, ""); return err }(),
+		func() error { _, err := c.PurgeDead(ctx, ""); return err }(),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "pool is empty") {
+			t.Errorf("empty pool: error %v, want one saying the pool is empty", err)
+		}
+	}
+
+	want := []string{
+		`POST /v1/dead/replay {"pool":"sys","ids":["` + testID + `","` + otherID + `"]}`,
+		`POST /v1/dead/replay {"pool":"sys","ids":["` + testID + `"]}`,
+		`POST /v1/dead/replay {"pool":"sys","all":true}`,
+		`DELETE /v1/dead?pool=sys`,
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(want, requests); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+func ExampleClient_Cancel() {
+	// An imitation of the API in which every job has already succeeded.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusConflict, map[string]any{"error": map[string]string{
+			"code": "conflict", "message": "job already succeeded",
+		}})
+	}))
+	defer srv.Close()
+
+	c, err := client.New(client.Config{BaseURL: srv.URL})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = c.Cancel(context.Background(), testID)
+	switch {
+	case client.IsConflict(err):
+		fmt.Println("too late: the job has ended")
+	case err != nil:
+		fmt.Println(err)
+	default:
+		fmt.Println("canceled")
+	}
+	// Output: too late: the job has ended
+}

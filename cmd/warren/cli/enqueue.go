@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +26,15 @@ type enqueueOptions struct {
 	Meta        []string // k=v pairs
 	Wait        bool
 	WaitTimeout time.Duration
+	// Delay holds the job back for this long; nil means at once.
+	Delay *time.Duration
+	// At holds the job back until this RFC 3339 time; "" means at once.
+	At string
+	// BackoffBase, BackoffFactor and BackoffMax override the type's retry
+	// policy; nil keeps the type's.
+	BackoffBase   *time.Duration
+	BackoffFactor *float64
+	BackoffMax    *time.Duration
 }
 
 // Validate reports what is wrong with the options, if anything, without
@@ -50,7 +60,74 @@ func (o *enqueueOptions) Validate() error {
 	if o.WaitTimeout < 0 {
 		return fmt.Errorf("--wait-timeout %s: must not be negative (0 means no limit)", o.WaitTimeout)
 	}
+	if o.Delay != nil && o.At != "" {
+		return errors.New("--delay and --at both say when to run the job: give one of them")
+	}
+	if o.Delay != nil {
+		if err := checkPositive("--delay", *o.Delay, "90s or 2h"); err != nil {
+			return err
+		}
+	}
+	if _, err := o.runAt(); err != nil {
+		return err
+	}
+	if o.BackoffBase != nil {
+		if err := checkPositive("--backoff-base", *o.BackoffBase, "1s or 500ms"); err != nil {
+			return err
+		}
+	}
+	if f := o.BackoffFactor; f != nil && !(*f >= 1 && *f <= 100) { // refuses NaN too
+		return fmt.Errorf("--backoff-factor %v: want 1 to 100, such as 2 (1 waits the same each time)", *f)
+	}
+	if o.BackoffMax != nil {
+		if err := checkPositive("--backoff-max", *o.BackoffMax, "10m or 1h"); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// checkPositive refuses a duration flag that is not positive, or is longer
+// than the delays warren can express.
+func checkPositive(flag string, d time.Duration, examples string) error {
+	switch {
+	case d <= 0:
+		return fmt.Errorf("%s %s: want a positive duration, such as %s", flag, d, examples)
+	case d > jobs.MaxDelay:
+		return fmt.Errorf("%s %s: want at most %s", flag, d, jobs.MaxDelay.Truncate(time.Second))
+	}
+	return nil
+}
+
+// runAt returns the time --at names; nil without --at.
+func (o *enqueueOptions) runAt() (*time.Time, error) {
+	if o.At == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339, o.At)
+	if err != nil {
+		return nil, fmt.Errorf("--at %q: want an RFC 3339 time, such as 2026-12-01T10:00:00Z or 2026-12-01T11:00:00+01:00", o.At)
+	}
+	return &t, nil
+}
+
+// backoff returns the retry policy the --backoff-* flags ask for; nil if
+// none was given.
+func (o *enqueueOptions) backoff() *jobs.Backoff {
+	if o.BackoffBase == nil && o.BackoffFactor == nil && o.BackoffMax == nil {
+		return nil
+	}
+	var b jobs.Backoff
+	if o.BackoffBase != nil {
+		b.Base = jobs.Duration(*o.BackoffBase)
+	}
+	if o.BackoffFactor != nil {
+		b.Factor = *o.BackoffFactor
+	}
+	if o.BackoffMax != nil {
+		b.Max = jobs.Duration(*o.BackoffMax)
+	}
+	return &b
 }
 
 // request returns the job request the options describe, with payload.
@@ -59,14 +136,67 @@ func (o *enqueueOptions) request(payload []byte) (client.JobRequest, error) {
 	if err != nil {
 		return client.JobRequest{}, err
 	}
-	return client.JobRequest{
+	at, err := o.runAt()
+	if err != nil {
+		return client.JobRequest{}, err
+	}
+	req := client.JobRequest{
 		Type:           o.Type,
 		Payload:        payload,
 		MaxAttempts:    o.MaxAttempts,
 		Timeout:        jobs.Duration(o.Timeout),
+		RunAt:          at,
+		Backoff:        o.backoff(),
 		Metadata:       meta,
 		IdempotencyKey: o.Key,
-	}, nil
+	}
+	if o.Delay != nil {
+		req.Delay = jobs.Duration(*o.Delay)
+	}
+	return req, nil
+}
+
+// optionalFlag is a flag value that leaves *p nil until the flag is given,
+// so that options can tell a flag left out from one given as zero.
+type optionalFlag[T any] struct {
+	p     **T
+	parse func(string) (T, error)
+	typ   string // what help calls the value, such as "duration"
+}
+
+func (f optionalFlag[T]) Set(s string) error {
+	v, err := f.parse(s)
+	if err != nil {
+		return err
+	}
+	*f.p = &v
+	return nil
+}
+
+func (f optionalFlag[T]) String() string {
+	if *f.p == nil {
+		return ""
+	}
+	return fmt.Sprint(**f.p)
+}
+
+func (f optionalFlag[T]) Type() string { return f.typ }
+
+// optionalDuration binds a flag such as "90s" to *p.
+func optionalDuration(p **time.Duration) optionalFlag[time.Duration] {
+	return optionalFlag[time.Duration]{p: p, parse: time.ParseDuration, typ: "duration"}
+}
+
+// optionalFloat binds a flag such as "1.5" to *p.
+func optionalFloat(p **float64) optionalFlag[float64] {
+	parse := func(s string) (float64, error) {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return 0, errors.New("want a number, such as 2")
+		}
+		return v, nil
+	}
+	return optionalFlag[float64]{p: p, parse: parse, typ: "float"}
 }
 
 // parseMeta reads --meta k=v pairs; nil for none.
@@ -100,6 +230,12 @@ PAYLOAD is the job's input, a JSON object: JSON text, @FILE to read a file,
 or - to read standard input. Without it the payload is {}. A payload that is
 not a JSON object is refused before anything is sent.
 
+--delay or --at holds the job back: it stays scheduled until then, and is
+queued after. --backoff-base, --backoff-factor and --backoff-max set how long
+the job waits after a failed attempt before the next one, in place of its
+type's policy: base after the first failure, multiplied by factor after each
+further one, never more than max (jittered). Those left out keep the type's.
+
 With --wait, warren waits for the job to finish and prints its result (with
 -o json, the whole job). Exit status: 0 if the job was submitted (and, with
 --wait, succeeded), 2 if it failed or was canceled, 3 if --wait-timeout
@@ -120,7 +256,16 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 
   # Attempts, timeout, labels, and a key that makes resubmitting safe
   warren enqueue sys.echo '{"message":"hello"}' --max-attempts 5 --timeout 30s \
-    --meta team=ops --meta ticket=42 --key order-42`,
+    --meta team=ops --meta ticket=42 --key order-42
+
+  # Run in 90 seconds, or at a given time (RFC 3339)
+  warren enqueue sys.echo '{"message":"later"}' --delay 90s
+  warren enqueue sys.echo '{"message":"later"}' --at 2026-12-01T10:00:00Z
+
+  # Wait up to 2s before the second attempt, 6s before the third, 18s, ...
+  # but never more than 5 minutes
+  warren enqueue sys.echo '{"message":"hello"}' --max-attempts 5 \
+    --backoff-base 2s --backoff-factor 3 --backoff-max 5m`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case len(args) == 0:
@@ -209,5 +354,10 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 	f.StringArrayVar(&o.Meta, "meta", nil, "label the job with key=value (repeatable)")
 	f.BoolVar(&o.Wait, "wait", false, "wait for the job to finish and print its result")
 	f.DurationVar(&o.WaitTimeout, "wait-timeout", 0, "with --wait, give up after this long, such as 2m (0 means no limit; implies --wait)")
+	f.Var(optionalDuration(&o.Delay), "delay", "run the job this long from now, such as 90s or 2h (default: at once)")
+	f.StringVar(&o.At, "at", "", "run the job at this RFC 3339 time, such as 2026-12-01T10:00:00Z (default: at once)")
+	f.Var(optionalDuration(&o.BackoffBase), "backoff-base", "wait after the first failed attempt, such as 1s (default: the type's)")
+	f.Var(optionalFloat(&o.BackoffFactor), "backoff-factor", "multiply the wait by this after each further failure, 1 to 100 (default: the type's)")
+	f.Var(optionalDuration(&o.BackoffMax), "backoff-max", "longest wait between attempts, such as 10m (default: the type's)")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,15 +23,19 @@ import (
 // fakeAPI imitates the documented v1 job endpoints in memory. A job finishes
 // when it is first waited for, in the way its type says: sys.echo succeeds
 // with its payload as result, sys.fail fails, sys.cancel is canceled, and
-// sys.sleep never finishes. The type nope.nope is unknown.
+// sys.sleep never finishes. The type nope.nope is unknown. A job submitted
+// with a delay or run_at is scheduled. Dead letters are kept per pool (see
+// dead_test.go); the pool nopool has no dead-letter queue.
 type fakeAPI struct {
 	url string
 
-	mu       sync.Mutex
-	jobs     map[string]*jobs.Job
-	keys     map[string]string // idempotency key -> job id
-	requests []string          // "METHOD /path?query", in order
-	bodies   []client.JobRequest
+	mu         sync.Mutex
+	jobs       map[string]*jobs.Job
+	keys       map[string]string // idempotency key -> job id
+	requests   []string          // "METHOD /path?query", in order
+	bodies     []client.JobRequest
+	dead       map[string][]client.DeadLetter // pool -> its dead letters, oldest first
+	deadBodies []string                       // bodies of POST /v1/dead/replay
 }
 
 // created is the creation time of every job of the fake.
@@ -38,13 +43,17 @@ var created = time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)
 
 func newFakeAPI(t *testing.T, seed ...*jobs.Job) *fakeAPI {
 	t.Helper()
-	f := &fakeAPI{jobs: map[string]*jobs.Job{}, keys: map[string]string{}}
+	f := &fakeAPI{jobs: map[string]*jobs.Job{}, keys: map[string]string{}, dead: map[string][]client.DeadLetter{}}
 	for _, j := range seed {
 		f.jobs[j.ID] = j
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/jobs", f.submit)
 	mux.HandleFunc("GET /v1/jobs/{id}", f.get)
+	mux.HandleFunc("POST /v1/jobs/{id}/cancel", f.cancel)
+	mux.HandleFunc("GET /v1/dead", f.listDead)
+	mux.HandleFunc("POST /v1/dead/replay", f.replayDead)
+	mux.HandleFunc("DELETE /v1/dead", f.purgeDead)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
@@ -83,8 +92,16 @@ func (f *fakeAPI) submit(w http.ResponseWriter, r *http.Request) {
 		MaxAttempts:    cmpOrInt(req.MaxAttempts, 3),
 		Timeout:        cmpOrDur(req.Timeout, jobs.Duration(5*time.Minute)),
 		Metadata:       req.Metadata,
+		Backoff:        req.Backoff,
 		IdempotencyKey: req.IdempotencyKey,
 		CreatedAt:      created,
+	}
+	switch {
+	case req.Delay > 0:
+		at := created.Add(req.Delay.Std())
+		j.Status, j.ScheduledAt = jobs.StatusScheduled, &at
+	case req.RunAt != nil:
+		j.Status, j.ScheduledAt = jobs.StatusScheduled, req.RunAt
 	}
 	f.jobs[j.ID] = j
 	f.keys[req.IdempotencyKey] = j.ID
@@ -115,6 +132,26 @@ func (f *fakeAPI) get(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	apiReply(w, http.StatusOK, &snapshot)
+}
+
+func (f *fakeAPI) cancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.jobs[id]
+	switch {
+	case !ok:
+		apiReply(w, http.StatusNotFound, map[string]any{"error": map[string]string{"code": "not_found", "message": "no such job"}})
+	case j.Status.Terminal():
+		apiReply(w, http.StatusConflict, map[string]any{"error": map[string]string{
+			"code": "conflict", "message": fmt.Sprintf("job %s already %s; only a job that has not ended can be canceled", id, j.Status),
+		}})
+	default:
+		finished := created.Add(time.Second)
+		j.Status, j.FinishedAt = jobs.StatusCanceled, &finished
+		j.Error = &jobs.Error{Code: "canceled", Message: "canceled by request"}
+		apiReply(w, http.StatusOK, j)
+	}
 }
 
 // finish moves j to the terminal state its type calls for.
@@ -211,6 +248,27 @@ func TestEnqueueOptionsValidate(t *testing.T) {
 		{name: "meta without key", edit: func(o *enqueueOptions) { o.Meta = []string{"=ops"} }, err: `--meta "=ops": want key=value`},
 		{name: "meta twice", edit: func(o *enqueueOptions) { o.Meta = []string{"team=ops", "team=dev"} }, err: `--meta "team=dev": key team given twice`},
 		{name: "negative wait", edit: func(o *enqueueOptions) { o.WaitTimeout = -time.Second }, err: "--wait-timeout -1s: must not be negative (0 means no limit)"},
+		{name: "delay", edit: func(o *enqueueOptions) { o.Delay = new(90 * time.Second) }},
+		{name: "at", edit: func(o *enqueueOptions) { o.At = "2026-12-01T11:00:00.5+01:00" }},
+		{name: "at in the past", edit: func(o *enqueueOptions) { o.At = "2020-01-01T00:00:00Z" }},
+		{name: "delay and at", edit: func(o *enqueueOptions) { o.Delay, o.At = new(time.Minute), "2026-12-01T10:00:00Z" }, err: "--delay and --at both say when to run the job: give one of them"},
+		{name: "zero delay", edit: func(o *enqueueOptions) { o.Delay = new(time.Duration(0)) }, err: "--delay 0s: want a positive duration, such as 90s or 2h"},
+		{name: "negative delay", edit: func(o *enqueueOptions) { o.Delay = new(-time.Second) }, err: "--delay -1s: want a positive duration"},
+		{name: "long delay", edit: func(o *enqueueOptions) { o.Delay = new(jobs.MaxDelay + time.Second) }, err: "--delay 119304h38m50.5s: want at most 119304h38m49s"},
+		{name: "at without zone", edit: func(o *enqueueOptions) { o.At = "2026-12-01T10:00:00" }, err: `--at "2026-12-01T10:00:00": want an RFC 3339 time, such as 2026-12-01T10:00:00Z`},
+		{name: "at as a date", edit: func(o *enqueueOptions) { o.At = "2026-12-01" }, err: `--at "2026-12-01": want an RFC 3339 time`},
+		{name: "backoff", edit: func(o *enqueueOptions) {
+			o.BackoffBase, o.BackoffFactor, o.BackoffMax = new(time.Second), new(2.0), new(10*time.Minute)
+		}},
+		{name: "backoff factor 1", edit: func(o *enqueueOptions) { o.BackoffFactor = new(1.0) }},
+		{name: "backoff factor 100", edit: func(o *enqueueOptions) { o.BackoffFactor = new(100.0) }},
+		{name: "zero backoff base", edit: func(o *enqueueOptions) { o.BackoffBase = new(time.Duration(0)) }, err: "--backoff-base 0s: want a positive duration, such as 1s or 500ms"},
+		{name: "negative backoff max", edit: func(o *enqueueOptions) { o.BackoffMax = new(-time.Minute) }, err: "--backoff-max -1m0s: want a positive duration, such as 10m or 1h"},
+		{name: "long backoff max", edit: func(o *enqueueOptions) { o.BackoffMax = new(jobs.MaxDelay + time.Hour) }, err: "--backoff-max 119305h38m49.5s: want at most 119304h38m49s"},
+		{name: "small factor", edit: func(o *enqueueOptions) { o.BackoffFactor = new(0.5) }, err: "--backoff-factor 0.5: want 1 to 100, such as 2"},
+		{name: "zero factor", edit: func(o *enqueueOptions) { o.BackoffFactor = new(0.0) }, err: "--backoff-factor 0: want 1 to 100"},
+		{name: "large factor", edit: func(o *enqueueOptions) { o.BackoffFactor = new(100.5) }, err: "--backoff-factor 100.5: want 1 to 100"},
+		{name: "NaN factor", edit: func(o *enqueueOptions) { o.BackoffFactor = new(math.NaN()) }, err: "--backoff-factor NaN: want 1 to 100"},
 	} {
 		o := valid()
 		tc.edit(&o)
@@ -259,6 +317,43 @@ func TestEnqueuePrintsID(t *testing.T) {
 	}
 }
 
+func TestEnqueueScheduleAndBackoff(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI(t)
+	for _, args := range [][]string{
+		{"enqueue", "sys.echo", "--delay", "90s"},
+		{"enqueue", "sys.echo", "--at", "2026-12-01T11:00:00+01:00"},
+		{"enqueue", "sys.echo", "--backoff-base", "2s", "--backoff-factor", "3", "--backoff-max", "5m"},
+		{"enqueue", "sys.echo", "--backoff-factor", "1.5", "--delay", "50ms"},
+	} {
+		if _, stderr, code := f.run(t, "", args...); code != 0 || stderr != "" {
+			t.Fatalf("%q: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	want := []client.JobRequest{
+		{Type: "sys.echo", Payload: json.RawMessage(`{}`), Delay: jobs.Duration(90 * time.Second)},
+		{Type: "sys.echo", Payload: json.RawMessage(`{}`), RunAt: &at},
+		{Type: "sys.echo", Payload: json.RawMessage(`{}`), Backoff: &jobs.Backoff{
+			Base: jobs.Duration(2 * time.Second), Factor: 3, Max: jobs.Duration(5 * time.Minute),
+		}},
+		{Type: "sys.echo", Payload: json.RawMessage(`{}`), Delay: jobs.Duration(50 * time.Millisecond), Backoff: &jobs.Backoff{Factor: 1.5}},
+	}
+	if diff := cmp.Diff(want, f.requestBodies()); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+
+	// With -o json, the job shows when it is scheduled for.
+	stdout, _, code := f.run(t, "", "enqueue", "sys.echo", "--at", "2026-12-01T10:00:00Z", "-o", "json")
+	var j jobs.Job
+	if err := json.Unmarshal([]byte(stdout), &j); err != nil {
+		t.Fatalf("stdout is not a job: %v\n%s", err, stdout)
+	}
+	if code != 0 || j.Status != jobs.StatusScheduled || j.ScheduledAt == nil || !j.ScheduledAt.Equal(at) {
+		t.Errorf("exit %d, status %s, scheduled at %v; want 0, scheduled, %v", code, j.Status, j.ScheduledAt, at)
+	}
+}
+
 func TestEnqueuePayloadSources(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "payload.json")
@@ -303,6 +398,14 @@ func TestEnqueueRefusedLocally(t *testing.T) {
 		{[]string{"enqueue", "sys.echo", "--meta", "team"}, `warren: --meta "team": want key=value`},
 		{[]string{"enqueue", "sys.echo", "-o", "yaml"}, `warren: -o "yaml": want table (the default) or json`},
 		{[]string{"enqueue", "sys.echo", "--wait-timeout", "-1s"}, "warren: --wait-timeout -1s: must not be negative"},
+		{[]string{"enqueue", "sys.echo", "--delay", "soon"}, `warren: invalid argument "soon" for "--delay" flag: time: invalid duration "soon"`},
+		{[]string{"enqueue", "sys.echo", "--delay", "0s"}, "warren: --delay 0s: want a positive duration, such as 90s or 2h"},
+		{[]string{"enqueue", "sys.echo", "--at", "tomorrow"}, `warren: --at "tomorrow": want an RFC 3339 time, such as 2026-12-01T10:00:00Z`},
+		{[]string{"enqueue", "sys.echo", "--delay", "1m", "--at", "2026-12-01T10:00:00Z"}, "warren: --delay and --at both say when to run the job: give one of them"},
+		{[]string{"enqueue", "sys.echo", "--backoff-base", "0s"}, "warren: --backoff-base 0s: want a positive duration"},
+		{[]string{"enqueue", "sys.echo", "--backoff-max", "-5m"}, "warren: --backoff-max -5m0s: want a positive duration"},
+		{[]string{"enqueue", "sys.echo", "--backoff-factor", "0.5"}, "warren: --backoff-factor 0.5: want 1 to 100, such as 2"},
+		{[]string{"enqueue", "sys.echo", "--backoff-factor", "two"}, `warren: invalid argument "two" for "--backoff-factor" flag: want a number, such as 2`},
 	} {
 		stdout, stderr, code := f.run(t, "", tc.args...)
 		if code != 1 || stdout != "" || !strings.HasPrefix(stderr, tc.stderr) || strings.Count(stderr, "\n") != 1 {

@@ -52,8 +52,9 @@ func apiError(err error) error {
 func (a *app) jobCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "job",
-		Short: "Inspect jobs and wait for them",
-		Long: `Inspect jobs submitted to the warren API and wait for them to finish.
+		Short: "Inspect jobs, wait for them and cancel them",
+		Long: `Inspect jobs submitted to the warren API, wait for them to finish, or cancel
+them.
 
 The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 (default http://127.0.0.1:8080).`,
@@ -61,7 +62,7 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.jobGetCmd(), a.jobWaitCmd())
+	cmd.AddCommand(a.jobGetCmd(), a.jobWaitCmd(), a.jobCancelCmd())
 	return cmd
 }
 
@@ -193,6 +194,116 @@ other error.`,
 	}
 	cmd.Flags().DurationVar(&o.WaitTimeout, "wait-timeout", 0, "give up waiting after this long, such as 30s or 5m (0 means no limit)")
 	return cmd
+}
+
+// jobCancelOptions are the inputs of `warren job cancel`.
+type jobCancelOptions struct {
+	IDs []string
+}
+
+// Validate reports what is wrong with the options, if anything.
+func (o *jobCancelOptions) Validate() error {
+	for _, id := range o.IDs {
+		if err := checkJobID(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *app) jobCancelCmd() *cobra.Command {
+	var o jobCancelOptions
+	return &cobra.Command{
+		Use:   "cancel ID...",
+		Short: "Cancel jobs that have not ended",
+		Long: `Cancel each job named, in turn, and print "ID canceled" for each (with -o json,
+the canceled jobs as a JSON array). A canceled job that has not started never
+runs; a running job's handler is told to stop.
+
+A job that has already ended (succeeded, failed or canceled) cannot be
+canceled: it is reported on standard error as "ID: already STATUS" (an
+unknown id as "ID: no such job"), and the other jobs are still canceled.
+
+Exit status: 0 if every job named was canceled, 1 otherwise.`,
+		Example: `  id=$(warren enqueue sys.echo '{"message":"later"}' --delay 1h)
+  warren job cancel "$id"
+
+  # Several at once, printing the canceled jobs as JSON
+  id1=$(warren enqueue sys.echo '{"message":"one"}' --delay 1h)
+  id2=$(warren enqueue sys.sleep '{"ms":600000}')
+  warren job cancel "$id1" "$id2" -o json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("cancel needs at least one job id, such as: warren job cancel 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.IDs = uniq(args)
+			format, err := a.format()
+			if err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			c, err := a.apiClient(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			canceled := []*jobs.Job{} // [] rather than null in JSON
+			refused := false
+			for _, id := range o.IDs {
+				j, err := c.Cancel(ctx, id)
+				switch {
+				case err == nil:
+					canceled = append(canceled, j)
+					if format == formatHuman {
+						fmt.Fprintf(a.out, "%s %s\n", j.ID, j.Status)
+					}
+					continue
+				case client.IsConflict(err):
+					refused = true
+					fmt.Fprintf(a.errOut, "%s: %s\n", id, conflictText(ctx, c, id, err))
+					continue
+				case client.IsNotFound(err):
+					refused = true
+					fmt.Fprintf(a.errOut, "%s: no such job\n", id)
+					continue
+				}
+				// Anything else (an unreachable API, a server error) would
+				// befall the other jobs too: stop, after saying what was done.
+				if format == formatJSON {
+					_ = writeJSON(a.out, canceled)
+				}
+				return apiError(err)
+			}
+			if format == formatJSON {
+				if err := writeJSON(a.out, canceled); err != nil {
+					return err
+				}
+			}
+			if refused {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+}
+
+// conflictText says why a job could not be canceled: "already STATUS", read
+// from the job itself (an ended job never changes again), or the API's own
+// message if the job cannot be read.
+func conflictText(ctx context.Context, c *client.Client, id string, conflict error) string {
+	if j, err := c.Get(ctx, id); err == nil && j.Status.Terminal() {
+		return "already " + string(j.Status)
+	}
+	var ae *client.APIError
+	if errors.As(conflict, &ae) && ae.Message != "" {
+		return ae.Message
+	}
+	return conflict.Error()
 }
 
 // waitAll waits, a few at a time, until every job named is terminal, and

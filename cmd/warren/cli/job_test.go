@@ -2,7 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,6 +206,182 @@ func TestJobWaitOptionsValidate(t *testing.T) {
 		{jobWaitOptions{IDs: []string{testID}, WaitTimeout: time.Minute}, ""},
 		{jobWaitOptions{IDs: []string{testID, "x"}}, `"x" is not a job id`},
 		{jobWaitOptions{IDs: []string{testID}, WaitTimeout: -time.Second}, "--wait-timeout -1s: must not be negative"},
+	} {
+		err := tc.o.Validate()
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.HasPrefix(err.Error(), tc.err)) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.o, err, tc.err)
+		}
+	}
+}
+
+func TestJobCancel(t *testing.T) {
+	t.Parallel()
+	const (
+		idQueued  = "0190c5f2-6d1e-7b3a-9c4d-000000000001"
+		idSleep   = "0190c5f2-6d1e-7b3a-9c4d-000000000002"
+		idDone    = testID // fixedJob: succeeded
+		idUnknown = "0190c5f2-6d1e-7b3a-9c4d-0000000000ff"
+	)
+	seed := func() []*jobs.Job {
+		canceled := queuedJob(testID2, "sys.echo")
+		canceled.Status = jobs.StatusCanceled
+		return []*jobs.Job{queuedJob(idQueued, "sys.echo"), queuedJob(idSleep, "sys.sleep"), fixedJob(), canceled}
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string
+		stderr   string
+		requests []string
+	}{
+		{
+			name:     "one",
+			args:     []string{"job", "cancel", idQueued},
+			stdout:   idQueued + " canceled\n",
+			requests: []string{"POST /v1/jobs/" + idQueued + "/cancel"},
+		},
+		{
+			name:   "several, once each",
+			args:   []string{"job", "cancel", idSleep, idQueued, idSleep},
+			stdout: idSleep + " canceled\n" + idQueued + " canceled\n",
+			requests: []string{
+				"POST /v1/jobs/" + idSleep + "/cancel",
+				"POST /v1/jobs/" + idQueued + "/cancel",
+			},
+		},
+		{
+			name:   "ended and unknown jobs are reported, the others canceled",
+			args:   []string{"job", "cancel", idDone, idUnknown, idQueued, testID2},
+			code:   1,
+			stdout: idQueued + " canceled\n",
+			stderr: idDone + ": already succeeded\n" + idUnknown + ": no such job\n" + testID2 + ": already canceled\n",
+			requests: []string{
+				"POST /v1/jobs/" + idDone + "/cancel",
+				"GET /v1/jobs/" + idDone,
+				"POST /v1/jobs/" + idUnknown + "/cancel",
+				"POST /v1/jobs/" + idQueued + "/cancel",
+				"POST /v1/jobs/" + testID2 + "/cancel",
+				"GET /v1/jobs/" + testID2,
+			},
+		},
+		{
+			name:   "JSON with nothing canceled",
+			args:   []string{"job", "cancel", idDone, "-o", "json"},
+			code:   1,
+			stdout: "[]\n",
+			stderr: idDone + ": already succeeded\n",
+			requests: []string{
+				"POST /v1/jobs/" + idDone + "/cancel",
+				"GET /v1/jobs/" + idDone,
+			},
+		},
+		{
+			name:   "no ids",
+			args:   []string{"job", "cancel"},
+			code:   1,
+			stderr: "warren: cancel needs at least one job id, such as: warren job cancel 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d\n",
+		},
+		{
+			name:   "a malformed id refuses them all",
+			args:   []string{"job", "cancel", idQueued, "42"},
+			code:   1,
+			stderr: `warren: "42" is not a job id: want a UUID such as 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d` + "\n",
+		},
+		{
+			name:   "bad output format",
+			args:   []string{"job", "cancel", idQueued, "-o", "yaml"},
+			code:   1,
+			stderr: `warren: -o "yaml": want table (the default) or json` + "\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI(t, seed()...)
+			stdout, stderr, code := f.run(t, "", tc.args...)
+			if code != tc.code || stdout != tc.stdout || stderr != tc.stderr {
+				t.Errorf("exit %d, stdout %q, stderr %q\nwant %d, %q, %q", code, stdout, stderr, tc.code, tc.stdout, tc.stderr)
+			}
+			if diff := cmp.Diff(tc.requests, f.requestLog()); diff != "" {
+				t.Errorf("requests (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestJobCancelJSON(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI(t, queuedJob(testID, "sys.echo"), queuedJob(testID2, "sys.sleep"))
+	stdout, stderr, code := f.run(t, "", "job", "cancel", testID, testID2, "-o", "json")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	var got []jobs.Job
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("stdout is not a JSON array of jobs: %v\n%s", err, stdout)
+	}
+	var states []string
+	for _, j := range got {
+		states = append(states, j.ID+" "+string(j.Status))
+	}
+	if diff := cmp.Diff([]string{testID + " canceled", testID2 + " canceled"}, states); diff != "" {
+		t.Errorf("jobs (-want +got):\n%s", diff)
+	}
+	if !strings.HasPrefix(stdout, "[\n  {\n    \"id\": ") {
+		t.Errorf("not indented:\n%s", stdout)
+	}
+}
+
+func TestJobCancelStopsWhenTheAPIFails(t *testing.T) {
+	t.Parallel()
+	// An API that cancels the first job, then loses Redis.
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			j := queuedJob(testID, "sys.echo")
+			j.Status = jobs.StatusCanceled
+			apiReply(w, http.StatusOK, j)
+			return
+		}
+		apiReply(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "unavailable", "message": "Redis is not reachable"}})
+	}))
+	t.Cleanup(srv.Close)
+	const other = "0190c5f2-6d1e-7b3a-9c4d-000000000001"
+	for _, tc := range []struct {
+		format, stdout string
+	}{
+		{"table", testID + " canceled\n"},
+		{"json", ""}, // checked below
+	} {
+		calls.Store(0)
+		stdout, stderr, code := runWarren(t, srv.URL, "", "job", "cancel", testID, other, testID2, "-o", tc.format)
+		if want := "warren: cancel job " + other + ": 503 unavailable: Redis is not reachable\n"; code != 1 || stderr != want {
+			t.Errorf("-o %s: exit %d, stderr %q; want 1, %q", tc.format, code, stderr, want)
+		}
+		if n := calls.Load(); n != 2 {
+			t.Errorf("-o %s: %d requests, want 2 (none after the failure)", tc.format, n)
+		}
+		if tc.format == "table" {
+			if stdout != tc.stdout {
+				t.Errorf("-o table: stdout %q, want %q", stdout, tc.stdout)
+			}
+			continue
+		}
+		var got []jobs.Job
+		if err := json.Unmarshal([]byte(stdout), &got); err != nil || len(got) != 1 || got[0].ID != testID {
+			t.Errorf("-o json: stdout %q (%v), want the one job canceled", stdout, err)
+		}
+	}
+}
+
+func TestJobCancelOptionsValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		o   jobCancelOptions
+		err string
+	}{
+		{jobCancelOptions{IDs: []string{testID, testID2}}, ""},
+		{jobCancelOptions{IDs: []string{testID, strings.ToUpper(testID2)}}, `"0190C5F2-6D1E-7B3A-9C4D-2F1E0A9B8C7E" is not a job id`},
 	} {
 		err := tc.o.Validate()
 		if (tc.err == "") != (err == nil) || (err != nil && !strings.HasPrefix(err.Error(), tc.err)) {

@@ -83,6 +83,7 @@ RabbitMQ and Redis on loopback.`,
 		a.workerCmd(),
 		a.enqueueCmd(),
 		a.jobCmd(),
+		a.deadCmd(),
 		a.versionCmd(),
 	)
 	return root
