@@ -571,7 +571,7 @@ func TestDead(t *testing.T) {
 	}
 	want := &client.DeadList{Pool: "sys", Total: 7, Dead: []client.DeadLetter{
 		{
-			ID: testID, Type: "sys.fail", Error: &jobs.Error{Code: "handler", Message: "told to fail"}, Attempts: 3,
+			ID: testID, Type: "sys.fail", Error: &jobs.Error{Code: "handler", Message: "told to fail"}, Attempts: 3, Reason: "failed",
 			FailedAt: time.Date(2025, 3, 14, 9, 27, 1, 500_000_000, time.UTC), Payload: json.RawMessage(`{"n":1}`),
 		},
 		{
