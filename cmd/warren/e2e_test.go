@@ -386,6 +386,9 @@ func TestREADMETryIt(t *testing.T) {
 		`"field":"payload.ms"`,                // refused input
 		`"attempts": 2`,                       // retried, then succeeded
 		"exit status 2",                       // permanent failure
+		"1 of 1 dead letters in pool sys",     // dead letters listed
+		"purged 1",                            // and purged
+		"canceled",                            // the scheduled job
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("README output lacks %q", want)
