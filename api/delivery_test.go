@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -254,14 +255,26 @@ func TestIdempotencyUnderRace(t *testing.T) {
 	type result struct {
 		status int
 		id     string
+		err    error
 	}
 	results := make(chan result, n)
 	start := make(chan struct{})
 	for range n {
+		// t.Fatal may not be called from these goroutines: they report.
 		go func() {
 			<-start
-			r := do(t, "POST", f.url+"/v1/jobs", map[string]string{"Idempotency-Key": "race-1"}, `{"type":"sys.echo"}`)
-			results <- result{r.status, r.job(t).ID}
+			req, _ := http.NewRequest("POST", f.url+"/v1/jobs", strings.NewReader(`{"type":"sys.echo"}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", "race-1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			var j jobs.Job
+			err = json.NewDecoder(resp.Body).Decode(&j)
+			results <- result{resp.StatusCode, j.ID, err}
 		}()
 	}
 	close(start)
@@ -269,6 +282,9 @@ func TestIdempotencyUnderRace(t *testing.T) {
 	ids := map[string]bool{}
 	for range n {
 		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
 		ids[r.id] = true
 		switch r.status {
 		case 202:
