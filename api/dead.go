@@ -18,6 +18,10 @@ import (
 // maxDeadList bounds one listing of dead letters.
 const maxDeadList = 1000
 
+// deadTimeout bounds a dead-letter operation's wait for the broker, so it
+// answers 503 rather than hanging while RabbitMQ is away.
+const deadTimeout = 10 * time.Second
+
 // deadEntry is one dead letter as the API shows it.
 type deadEntry struct {
 	ID       string          `json:"id"`
@@ -65,7 +69,9 @@ func (s *Server) listDead(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	total, dead, err := s.broker.DeadLetters(r.Context(), pool, limit)
+	ctx, cancel := context.WithTimeout(r.Context(), deadTimeout)
+	defer cancel()
+	total, dead, err := s.broker.DeadLetters(ctx, pool, limit)
 	if err != nil {
 		s.deadError(w, pool, err)
 		return
@@ -96,7 +102,9 @@ func (s *Server) replayDead(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var req replayRequest
 		if err = decodeStrict(body, &req, ""); err == nil {
-			err = s.replay(w, r.Context(), req)
+			ctx, cancel := context.WithTimeout(r.Context(), deadTimeout)
+			defer cancel()
+			err = s.replay(w, ctx, req)
 		}
 	}
 	if err != nil {
@@ -155,7 +163,9 @@ func (s *Server) purgeDead(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	n, err := s.broker.PurgeDead(r.Context(), pool)
+	ctx, cancel := context.WithTimeout(r.Context(), deadTimeout)
+	defer cancel()
+	n, err := s.broker.PurgeDead(ctx, pool)
 	if err != nil {
 		s.deadError(w, pool, err)
 		return

@@ -114,7 +114,8 @@ func (b *Broker) ReplayDead(ctx context.Context, pool string, want func(id strin
 	}
 	defer ch.Close() // returns the dead letters left alone
 	q := b.cfg.Namespace.DeadQueue(pool)
-	if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
+	info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+	if err != nil {
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
 			return nil, fmt.Errorf("replay dead letters of %s: %w", pool, ErrNoPool)
@@ -122,7 +123,9 @@ func (b *Broker) ReplayDead(ctx context.Context, pool string, want func(id strin
 		return nil, fmt.Errorf("replay dead letters of %s: %w", pool, err)
 	}
 	var replayed []string
-	for {
+	// Only what is there now: a replayed job that fails again at once
+	// must not come round a second time in the same call.
+	for range info.Messages {
 		d, ok, err := ch.Get(q, false)
 		if err != nil {
 			return replayed, fmt.Errorf("replay dead letters of %s: %w", pool, err)
@@ -161,6 +164,7 @@ func (b *Broker) ReplayDead(ctx context.Context, pool string, want func(id strin
 			return replayed, fmt.Errorf("replay job %s: remove dead letter: %w", j.ID, err)
 		}
 	}
+	return replayed, nil
 }
 
 // PurgeDead deletes every dead letter of a pool and says how many.

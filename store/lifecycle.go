@@ -27,6 +27,7 @@ end
 const createLua = `
 if KEYS[2] then
   local existing = redis.call('GET', KEYS[2])
+  if existing == ARGV[1] then return {1, ARGV[1]} end -- this very create, repeated
   if existing and redis.call('EXISTS', ARGV[3] .. existing) == 1 then
     return {0, existing}
   end
@@ -62,17 +63,22 @@ var discardScript = redis.NewScript(discardLua)
 // A message whose count disagrees with the record is a stale copy ("stale")
 // and must not run, except when the record shows that very attempt still
 // running: its worker was lost, and the broker redelivered the message.
+// ARGV[4] is a token unique to this delivery: a repeat of the same start
+// (a reply lost on the way) finds its own token and changes nothing.
 const startLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing', 0} end
 local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0
 if terminal(st) then return {st, attempt} end
+if st == 'running' and redis.call('HGET', KEYS[1], 'start_token') == ARGV[4] then
+  return {'running', attempt}
+end
 local made = tonumber(ARGV[3])
 if made >= 0 and attempt ~= made and not (st == 'running' and attempt == made + 1) then
   return {'stale', attempt}
 end
 attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
 return {'running', attempt}
 `
@@ -86,11 +92,20 @@ var startScript = redis.NewScript(startLua)
 // {'ok', status} when it recorded the outcome, {'terminal', status} when the
 // job had already ended (nothing changed), {'missing', ""} without a record.
 // ARGV: status, now ms, retention ms, result (empty for none), error JSON
-// (empty for none), events channel, id, next attempt due ms (empty for none).
+// (empty for none), events channel, id, next attempt due ms (empty for
+// none), the attempt this outcome belongs to (-1: any), and for "queued"
+// the attempt count to restore (the attempts made before the interrupted
+// one). An outcome of an attempt the record has moved past (a run that
+// overlapped a redelivery of its message) is "superseded" and changes
+// nothing.
 const finishLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
+local of = tonumber(ARGV[9])
+if of >= 0 and (tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0) ~= of then
+  return {'superseded', st}
+end
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
 if ARGV[5] ~= '' then
@@ -99,7 +114,7 @@ else
   redis.call('HDEL', KEYS[1], 'error')
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'scheduled_at', ARGV[8]) end
-if ARGV[1] == 'queued' then redis.call('HINCRBY', KEYS[1], 'attempt', -1) end
+if ARGV[1] == 'queued' then redis.call('HSET', KEYS[1], 'attempt', ARGV[10]) end
 if ARGV[1] == 'succeeded' and redis.call('HEXISTS', KEYS[1], 'progress') == 1 then
   redis.call('HSET', KEYS[1], 'progress', '{"percent":100}')
 end
@@ -261,9 +276,10 @@ type Started struct {
 
 // Start marks the job running for a new attempt by worker. made is the
 // number of attempts the message says were made before it (-1 if it does
-// not say); see Started.Stale.
-func (s *Store) Start(ctx context.Context, id, worker string, made int, now time.Time) (Started, error) {
-	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now), made).Slice()
+// not say); see Started.Stale. token identifies this delivery: calling
+// Start again with the same token (after a lost reply) changes nothing.
+func (s *Store) Start(ctx context.Context, id, worker string, made int, token string, now time.Time) (Started, error) {
+	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now), made, token).Slice()
 	if err != nil {
 		return Started{}, unavailable("start job "+id, err)
 	}
@@ -289,6 +305,13 @@ type Outcome struct {
 	Error *jobs.Error
 	// Next is when the next attempt is due (retrying only).
 	Next time.Time
+	// Attempt is the attempt the outcome belongs to; an outcome of an
+	// attempt the record has moved past is not recorded (ErrTerminal). Zero
+	// means any attempt.
+	Attempt int
+	// Restore is, for a queued outcome (an interrupted attempt), the
+	// attempt count to put back: the attempts made before it.
+	Restore int
 }
 
 // ErrTerminal means the job had already reached a terminal state, so the
@@ -310,9 +333,13 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 	if !o.Next.IsZero() {
 		next = ms(o.Next)
 	}
+	of := -1
+	if o.Attempt > 0 {
+		of = o.Attempt
+	}
 	res, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
 		string(o.Status), ms(now), s.cfg.Retention.Milliseconds(),
-		string(o.Result), string(errJSON), s.ns.EventsChannel(), id, next).StringSlice()
+		string(o.Result), string(errJSON), s.ns.EventsChannel(), id, next, of, o.Restore).StringSlice()
 	if err != nil {
 		return unavailable("finish job "+id, err)
 	}
@@ -321,6 +348,8 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 		return fmt.Errorf("finish job %s: %w", id, ErrNotFound)
 	case "terminal":
 		return fmt.Errorf("finish job %s: %w (%s)", id, ErrTerminal, res[1])
+	case "superseded":
+		return fmt.Errorf("finish job %s: attempt %d was superseded: %w", id, o.Attempt, ErrTerminal)
 	}
 	return nil
 }
@@ -374,16 +403,21 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Stat
 // expired is written anew from the dead letter (ARGV from 3: field/value
 // pairs). Any other status means the job lives already (replayed before),
 // and nothing changes. Returns 1 when the job should be published again.
-// ARGV: events channel, id, then the fields of a new record.
+// ARGV: events channel, id, a token unique to this replay (a repeat of the
+// same revive after a lost reply finds it and returns 1 again), then the
+// fields of a new record.
 const reviveLua = `
 local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'queued' and redis.call('HGET', KEYS[1], 'revive_token') == ARGV[3] then
+  return 1 -- this very revive, repeated
+end
 if st and st ~= 'failed' then return 0 end
 if st then
-  redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0)
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, 'revive_token', ARGV[3])
   redis.call('HDEL', KEYS[1], 'error', 'result', 'progress', 'worker', 'started_at', 'finished_at', 'scheduled_at')
   redis.call('PERSIST', KEYS[1])
 else
-  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+  redis.call('HSET', KEYS[1], 'revive_token', ARGV[3], unpack(ARGV, 4))
 end
 return 1
 `
@@ -402,7 +436,7 @@ func (s *Store) Revive(ctx context.Context, j *jobs.Job) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("revive job %s: %w", j.ID, err)
 	}
-	args := append([]any{s.ns.EventsChannel(), j.ID}, f...)
+	args := append([]any{s.ns.EventsChannel(), j.ID, jobs.NewID()}, f...)
 	n, err := s.run(ctx, reviveScript, []string{s.ns.JobKey(j.ID)}, args...).Int()
 	if err != nil {
 		return false, unavailable("revive job "+j.ID, err)

@@ -258,7 +258,7 @@ func TestStart(t *testing.T) {
 	j := newJob(1)
 	f.create(t, j)
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	got, err := f.st.Start(ctx(t), j.ID, "w-a", -1, now)
+	got, err := f.st.Start(ctx(t), j.ID, "w-a", -1, "token-"+jobs.NewID(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestStart(t *testing.T) {
 	}
 	f.finish(t, j.ID, store.Outcome{Status: jobs.StatusRetrying, Error: &jobs.Error{Code: "handler", Message: "x", Retryable: true}})
 	later := now.Add(time.Second)
-	got, err = f.st.Start(ctx(t), j.ID, "w-b", -1, later)
+	got, err = f.st.Start(ctx(t), j.ID, "w-b", -1, "token-"+jobs.NewID(), later)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,7 +150,7 @@ func (f *fixture) pttl(t *testing.T, key string) time.Duration {
 
 func (f *fixture) start(t *testing.T, id string) store.Started {
 	t.Helper()
-	s, err := f.st.Start(ctx(t), id, "worker-1", -1, time.Now())
+	s, err := f.st.Start(ctx(t), id, "worker-1", -1, "token-"+jobs.NewID(), time.Now())
 	if err != nil {
 		t.Fatalf("Start %s: %v", id, err)
 	}
@@ -188,7 +188,7 @@ func TestRedisUnavailable(t *testing.T) {
 		"Create": func(c context.Context) error { _, err := st.Create(c, []*jobs.Job{j}); return err },
 		"Get":    func(c context.Context) error { _, err := st.Get(c, j.ID); return err },
 		"Start": func(c context.Context) error {
-			_, err := st.Start(c, j.ID, "w", -1, time.Now())
+			_, err := st.Start(c, j.ID, "w", -1, "token-"+jobs.NewID(), time.Now())
 			return err
 		},
 		"Finish": func(c context.Context) error {

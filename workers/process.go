@@ -35,9 +35,12 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 	log = log.With("job", job.ID, "type", job.Type)
 	a := attempt{w: w, log: log, pool: pool, d: d, job: job, traceparent: d.Header(queue.HeaderTraceParent)}
 
+	// One token per delivery makes a repeated start (a reply lost on its
+	// way back, retried) change nothing.
+	token := w.cfg.ID + "/" + jobs.NewID()
 	var started store.Started
 	if !a.hold(ctx, "record the start", func(ctx context.Context) (err error) {
-		started, err = w.store.Start(ctx, job.ID, w.cfg.ID, d.Attempts(), w.cfg.Now())
+		started, err = w.store.Start(ctx, job.ID, w.cfg.ID, d.Attempts(), token, w.cfg.Now())
 		return err
 	}) {
 		return
@@ -109,9 +112,14 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 		// Shutdown cancelled the job: it did not fail, so it goes back to
 		// the queue for another worker, and the attempt does not count.
 		log.Warn("job interrupted by shutdown; requeueing")
+		made := d.Attempts()
+		if made < 0 {
+			made = job.Attempt - 1
+		}
 		a.settle(context.WithoutCancel(ctx), store.Outcome{
-			Status: jobs.StatusQueued,
-			Error:  &jobs.Error{Code: "interrupted", Message: "worker shut down during the attempt", Retryable: true},
+			Status:  jobs.StatusQueued,
+			Restore: made, // as the requeued message says, so it is not taken for a stale copy
+			Error:   &jobs.Error{Code: "interrupted", Message: "worker shut down during the attempt", Retryable: true},
 		})
 	case timedOut:
 		a.failed(ctx, reg.t, &jobs.Error{Code: "timeout", Message: fmt.Sprintf("attempt timed out after %s", job.Timeout.Std())}, runErr)
@@ -217,6 +225,9 @@ func (a attempt) publish(ctx context.Context, m queue.Message, what string) bool
 // the outcome is stored (requeued for an interrupted attempt), so no outcome
 // is lost.
 func (a attempt) settle(ctx context.Context, o store.Outcome) {
+	if o.Attempt == 0 {
+		o.Attempt = a.job.Attempt // 0 for the intake, which knows no attempt
+	}
 	var err error
 	if !a.hold(ctx, "record the outcome", func(ctx context.Context) error {
 		err = a.w.store.Finish(ctx, a.job.ID, o, a.w.cfg.Now())

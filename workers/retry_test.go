@@ -138,7 +138,7 @@ func TestStaleCopiesDoNotRun(t *testing.T) {
 	id := submit(t, env, "t.once", `{}`, 1)[0]
 	// The original message ran attempt 1, which failed and scheduled a
 	// retry, but its worker died before acknowledging it.
-	started, err := env.Store.Start(ctx, id, "lost", 0, time.Now())
+	started, err := env.Store.Start(ctx, id, "lost", 0, "token-"+jobs.NewID(), time.Now())
 	if err != nil || started.Attempt != 1 {
 		t.Fatalf("start: %+v %v", started, err)
 	}
@@ -178,7 +178,7 @@ func TestLostAttemptsCount(t *testing.T) {
 	// records say running, attempt 1. The first job may take 3 attempts,
 	// the second only that one.
 	for _, id := range ids {
-		if _, err := env.Store.Start(ctx, id, "lost", 0, time.Now()); err != nil {
+		if _, err := env.Store.Start(ctx, id, "lost", 0, "token-"+jobs.NewID(), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -70,7 +70,7 @@ type Broker interface {
 
 // Store is what the runtime needs of Redis.
 type Store interface {
-	Start(ctx context.Context, id, worker string, made int, now time.Time) (store.Started, error)
+	Start(ctx context.Context, id, worker string, made int, token string, now time.Time) (store.Started, error)
 	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
 	Progress(ctx context.Context, id string, p jobs.Progress) error
 	DeclareTypes(ctx context.Context, ts []jobs.Type) error
@@ -262,19 +262,27 @@ func (w *Worker) Start(ctx context.Context) error {
 		all = append(all, r.t)
 	}
 	wg.Go(func() { w.redeclare(takeCtx, all) })
-	wg.Go(func() { w.lease(takeCtx) })
+	// The lease outlives taking work: it ends when the last running job
+	// has, so jobs finishing during the grace period still show running.
+	leaseCtx, endLease := context.WithCancel(base)
+	leaseDone := make(chan struct{})
+	go func() { defer close(leaseDone); w.lease(leaseCtx) }()
 	// Cancel requests arrive on the events channel; one subscription serves
 	// every pool of the process.
 	w.notifier = w.store.NewNotifier(store.Handlers{Cancel: w.running.cancel})
 	if err := w.notifier.Start(ctx); err != nil {
 		stopTaking()
 		cancelJobs()
+		endLease()
+		<-leaseDone
 		return fmt.Errorf("start worker: %w", err)
 	}
 	notifier := w.notifier
 	go func() {
 		wg.Wait()
 		cancelJobs()
+		endLease()
+		<-leaseDone
 		_ = notifier.Stop(context.Background())
 		close(w.done)
 	}()

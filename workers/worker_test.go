@@ -233,7 +233,7 @@ func TestFinishedAndUnrecordedJobsAreNotRun(t *testing.T) {
 	ctx := context.Background()
 	// A redelivered message of a job that already succeeded.
 	done := submit(t, env, "t.count", `{"which":"done"}`, 1)[0]
-	if _, err := env.Store.Start(ctx, done, "earlier", -1, time.Now()); err != nil {
+	if _, err := env.Store.Start(ctx, done, "earlier", -1, "token-"+jobs.NewID(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.Store.Finish(ctx, done, store.Outcome{Status: jobs.StatusSucceeded, Result: json.RawMessage(`1`)}, time.Now()); err != nil {
