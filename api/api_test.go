@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -408,7 +409,7 @@ func TestLongPoll(t *testing.T) {
 	)
 	wg.Go(func() { got = do(t, "GET", f.url+"/v1/jobs/"+j.ID+"?wait=30s", nil, "") })
 	ctx := context.Background()
-	if _, err := f.env.Store.Start(ctx, j.ID, "test", -1, time.Now()); err != nil {
+	if _, err := f.env.Store.Start(ctx, j.ID, "test", -1, "token-"+jobs.NewID(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.env.Store.Finish(ctx, j.ID, store.Outcome{Status: jobs.StatusSucceeded, Result: json.RawMessage(`{"ok":true}`)}, time.Now()); err != nil {
@@ -442,6 +443,8 @@ func TestHealthAndOpenAPI(t *testing.T) {
 	// Every route the server answers is documented, and nothing more.
 	want := map[string][]string{
 		"/v1/jobs": {"post"}, "/v1/jobs/batch": {"post"}, "/v1/jobs/{id}": {"get"},
+		"/v1/jobs/{id}/cancel": {"post"},
+		"/v1/dead":             {"delete", "get"}, "/v1/dead/replay": {"post"},
 		"/healthz": {"get"}, "/readyz": {"get"}, "/openapi.json": {"get"},
 	}
 	got := map[string][]string{}
@@ -451,6 +454,9 @@ func TestHealthAndOpenAPI(t *testing.T) {
 				got[p] = append(got[p], m)
 			}
 		}
+	}
+	for p := range got {
+		slices.Sort(got[p]) // built from a map: any order
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("documented operations (-served +documented):\n%s", d)

@@ -236,7 +236,7 @@ func TestLostWorkersJobShowsQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id, worker := range map[string]string{live.ID: "w-live", lost.ID: "w-gone"} {
-		if _, err := f.env.Store.Start(ctx, id, worker, 0, time.Now()); err != nil {
+		if _, err := f.env.Store.Start(ctx, id, worker, 0, "token-"+jobs.NewID(), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
