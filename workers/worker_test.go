@@ -191,6 +191,10 @@ func TestOutcomesAreRecorded(t *testing.T) {
 			t.Errorf("%s: status %s error %+v, want %s with code %s", j.Type, j.Status, j.Error, want.status, want.code)
 		}
 	}
+	// A timed-out attempt counts as failed and the retry policy applies.
+	if j := got[4]; j.Attempt != j.MaxAttempts {
+		t.Errorf("timed-out job ran %d attempts, want all %d", j.Attempt, j.MaxAttempts)
+	}
 	if got[6].Status != jobs.StatusSucceeded {
 		t.Errorf("job after a panic: %s, want succeeded (the worker keeps going)", got[6].Status)
 	}
@@ -333,7 +337,7 @@ func TestRestartWithJobsQueuedLosesNone(t *testing.T) {
 			twice++
 		}
 	}
-	t.Logf("submitted=%d succeeded=%d lost=%d duplicated=%d (first worker ran %d)", len(ids), succeeded, len(ids)-succeeded, twice, stoppedAt)
+	testenv.Summary(t, "submitted=%d succeeded=%d lost=%d duplicated=%d first_worker_ran=%d", len(ids), succeeded, len(ids)-succeeded, twice, stoppedAt)
 	if succeeded != len(ids) || twice != 0 || runs.Load() != int64(len(ids)) {
 		t.Errorf("succeeded %d of %d, %d ran more than once, %d runs", succeeded, len(ids), twice, runs.Load())
 	}

@@ -303,7 +303,7 @@ func TestJobsWaitForAWorkerProcess(t *testing.T) {
 			duplicated++
 		}
 	}
-	t.Logf("submitted=%d succeeded=%d lost=%d duplicated=%d", len(ids), succeeded, len(ids)-succeeded, duplicated)
+	testenv.Summary(t, "submitted=%d succeeded=%d lost=%d duplicated=%d", len(ids), succeeded, len(ids)-succeeded, duplicated)
 	if succeeded != len(ids) || duplicated != 0 {
 		t.Errorf("succeeded %d of %d, %d ran more than once", succeeded, len(ids), duplicated)
 	}
