@@ -443,8 +443,8 @@ func TestHealthAndOpenAPI(t *testing.T) {
 	// Every route the server answers is documented, and nothing more.
 	want := map[string][]string{
 		"/v1/jobs": {"post"}, "/v1/jobs/batch": {"post"}, "/v1/jobs/{id}": {"get"},
-		"/v1/jobs/{id}/cancel": {"post"},
-		"/v1/dead":             {"delete", "get"}, "/v1/dead/replay": {"post"},
+		"/v1/jobs/{id}/cancel": {"post"}, "/v1/jobs/{id}/artifact": {"get"},
+		"/v1/dead": {"delete", "get"}, "/v1/dead/replay": {"post"},
 		"/healthz": {"get"}, "/readyz": {"get"}, "/openapi.json": {"get"},
 	}
 	got := map[string][]string{}

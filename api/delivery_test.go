@@ -302,3 +302,42 @@ func TestIdempotencyUnderRace(t *testing.T) {
 		t.Errorf("%d messages published, want 1", m)
 	}
 }
+
+func TestArtifacts(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	w := workers.New(workers.Config{Logger: f.env.Log}, f.env.Broker, f.env.Store)
+	art := jobs.Type{Name: "art.make", Pool: "art", MaxAttempts: 1}
+	if err := w.Handle(art, jobs.HandlerFunc(func(_ context.Context, j *jobs.Job) (any, error) {
+		var p struct{ Size int }
+		_ = j.Decode(&p)
+		return jobs.Output{Result: map[string]int{"bytes": p.Size},
+			Artifact: &jobs.Artifact{ContentType: "image/png", Data: []byte(strings.Repeat("x", p.Size))}}, nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	testenv.Eventually(t, 20*time.Second, "worker ready", w.Ready)
+
+	j := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"art.make","payload":{"size":5}}`).job(t)
+	done := do(t, "GET", f.url+"/v1/jobs/"+j.ID+"?wait=30s", nil, "").job(t)
+	if done.Status != jobs.StatusSucceeded || done.Artifact == nil || *done.Artifact != (jobs.ArtifactInfo{ContentType: "image/png", Bytes: 5}) {
+		t.Fatalf("job: %s artifact %+v", done.Status, done.Artifact)
+	}
+	r := do(t, "GET", f.url+"/v1/jobs/"+j.ID+"/artifact", nil, "")
+	if r.status != 200 || r.header.Get("Content-Type") != "image/png" || string(r.body) != "xxxxx" {
+		t.Errorf("artifact: %d %q %q", r.status, r.header.Get("Content-Type"), r.body)
+	}
+	none := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo"}`).job(t)
+	if r := do(t, "GET", f.url+"/v1/jobs/"+none.ID+"/artifact", nil, ""); r.status != 404 {
+		t.Errorf("job without artifact: %d", r.status)
+	}
+	// Over the store's limit (10 MiB by default) the job fails, permanently.
+	big := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"art.make","payload":{"size":11000000}}`).job(t)
+	if g := do(t, "GET", f.url+"/v1/jobs/"+big.ID+"?wait=30s", nil, "").job(t); g.Status != jobs.StatusFailed || g.Error == nil || g.Error.Code != "artifact_too_large" {
+		t.Errorf("oversized artifact: %s %+v", g.Status, g.Error)
+	}
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -546,4 +547,27 @@ func (s *Server) waitJob(ctx context.Context, id string, wait time.Duration) (*j
 			return job, err
 		}
 	}
+}
+
+// artifact handles GET /v1/jobs/{id}/artifact: the output bytes of a job
+// that produced some, with their media type.
+func (s *Server) artifact(w http.ResponseWriter, r *http.Request) {
+	id := strings.ToLower(r.PathValue("id"))
+	if !jobs.ValidID(id) {
+		writeError(w, apiErr("invalid_id", "id", "%q is not a job id", id))
+		return
+	}
+	a, err := s.store.Artifact(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, apiErr("not_found", "", "job %s has no artifact (unknown job, no output bytes, or expired)", id))
+		return
+	}
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
+	w.Header().Set("Content-Type", cmp.Or(a.ContentType, "application/octet-stream"))
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.Data)))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(a.Data)
 }

@@ -74,6 +74,7 @@ type Store interface {
 	Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error)
 	Revive(ctx context.Context, j *jobs.Job) (bool, error)
 	Alive(ctx context.Context, worker string) (bool, error)
+	Artifact(ctx context.Context, id string) (jobs.Artifact, error)
 	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
 }
 
@@ -124,6 +125,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/jobs/batch", s.submitBatch)
 	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", s.cancelJob)
+	mux.HandleFunc("GET /v1/jobs/{id}/artifact", s.artifact)
 	mux.HandleFunc("GET /v1/dead", s.listDead)
 	mux.HandleFunc("POST /v1/dead/replay", s.replayDead)
 	mux.HandleFunc("DELETE /v1/dead", s.purgeDead)

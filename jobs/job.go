@@ -83,6 +83,8 @@ type Job struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 	// Result is what the handler returned, as JSON, once succeeded.
 	Result json.RawMessage `json:"result,omitempty"`
+	// Artifact describes output bytes the handler produced, if any.
+	Artifact *ArtifactInfo `json:"artifact,omitempty"`
 	// Error describes the last failure, if any.
 	Error *Error `json:"error,omitempty"`
 	// Progress is the last progress the handler reported.

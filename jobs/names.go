@@ -50,6 +50,10 @@ func (ns Namespace) TypesKey() string { return string(ns) + ":types" }
 // IdempotencyKey is the Redis string mapping a submitter's key to a job id.
 func (ns Namespace) IdempotencyKey(key string) string { return string(ns) + ":idem:" + key }
 
+// ArtifactKey is the Redis hash holding a job's output bytes ("data") and
+// their media type ("content_type").
+func (ns Namespace) ArtifactKey(id string) string { return string(ns) + ":artifact:" + id }
+
 // WorkerKey is the Redis string a live worker process keeps with a short
 // expiry (its lease); a running job whose worker's key is gone was lost.
 func (ns Namespace) WorkerKey(worker string) string { return string(ns) + ":worker:" + worker }

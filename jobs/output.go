@@ -19,3 +19,10 @@ type Artifact struct {
 	// Data is the bytes.
 	Data []byte
 }
+
+// ArtifactInfo describes a job's artifact in the job record; the bytes are
+// served at GET /v1/jobs/{id}/artifact.
+type ArtifactInfo struct {
+	ContentType string `json:"content_type"`
+	Bytes       int    `json:"bytes"`
+}

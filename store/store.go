@@ -41,6 +41,9 @@ type Config struct {
 	IdempotencyWindow time.Duration
 	// Logger receives store events; nil means slog.Default().
 	Logger *slog.Logger
+	// MaxArtifactBytes bounds the output bytes kept for one job; zero means
+	// 10 MiB.
+	MaxArtifactBytes int
 }
 
 // Store reads and writes job records. It is safe for concurrent use.
@@ -58,6 +61,7 @@ func New(cfg Config) (*Store, error) {
 	cfg.Retention = cmp.Or(cfg.Retention, 7*24*time.Hour)
 	cfg.IdempotencyWindow = cmp.Or(cfg.IdempotencyWindow, 24*time.Hour)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	cfg.MaxArtifactBytes = cmp.Or(cfg.MaxArtifactBytes, 10<<20)
 	if err := cfg.Namespace.Validate(); err != nil {
 		return nil, fmt.Errorf("store: config: %w", err)
 	}
@@ -137,6 +141,7 @@ const (
 	fStartedAt      = "started_at"
 	fFinishedAt     = "finished_at"
 	fBackoff        = "backoff"
+	fArtifact       = "artifact"
 )
 
 // fields returns the hash fields of a new job record.
@@ -200,7 +205,7 @@ func decode(h map[string]string) (*jobs.Job, error) {
 	if n, err := strconv.ParseInt(h[fTimeoutMS], 10, 64); err == nil {
 		j.Timeout = jobs.Duration(time.Duration(n) * time.Millisecond)
 	}
-	for field, dst := range map[string]any{fMetadata: &j.Metadata, fError: &j.Error, fProgress: &j.Progress, fBackoff: &j.Backoff} {
+	for field, dst := range map[string]any{fMetadata: &j.Metadata, fError: &j.Error, fProgress: &j.Progress, fBackoff: &j.Backoff, fArtifact: &j.Artifact} {
 		if v := h[field]; v != "" {
 			if err := json.Unmarshal([]byte(v), dst); err != nil {
 				return nil, fmt.Errorf("decode %s of job %s: %w", field, j.ID, err)

@@ -132,10 +132,33 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 		}
 		a.failed(ctx, reg.t, &jobs.Error{Code: code, Message: runErr.Error()}, runErr)
 	default:
+		var artifact *jobs.Artifact
+		switch out := result.(type) {
+		case jobs.Output:
+			result, artifact = out.Result, out.Artifact
+		case *jobs.Output:
+			result, artifact = out.Result, out.Artifact
+		}
 		b, err := encodeResult(result)
 		if err != nil {
 			a.fail(ctx, &jobs.Error{Code: "result", Message: err.Error()})
 			return
+		}
+		if artifact != nil {
+			err := error(nil)
+			if !a.hold(ctx, "store the artifact", func(ctx context.Context) error {
+				err = w.store.PutArtifact(ctx, job.ID, *artifact)
+				if errors.Is(err, store.ErrArtifactTooLarge) {
+					return nil // not an outage: settled below
+				}
+				return err
+			}) {
+				return
+			}
+			if err != nil {
+				a.fail(ctx, &jobs.Error{Code: "artifact_too_large", Message: err.Error()})
+				return
+			}
 		}
 		log.Debug("attempt succeeded", "attempt", job.Attempt, "took", time.Since(now))
 		a.settle(ctx, store.Outcome{Status: jobs.StatusSucceeded, Result: b})

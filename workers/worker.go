@@ -75,6 +75,7 @@ type Store interface {
 	Progress(ctx context.Context, id string, p jobs.Progress) error
 	DeclareTypes(ctx context.Context, ts []jobs.Type) error
 	NewNotifier(on store.Handlers) *store.Notifier
+	PutArtifact(ctx context.Context, id string, a jobs.Artifact) error
 	Lease(ctx context.Context, worker string, ttl time.Duration) error
 	Release(ctx context.Context, worker string) error
 }
