@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -35,10 +36,65 @@ type Config struct {
 	// APIURL is where CLI commands find the API (api_url, WARREN_API_URL).
 	APIURL string `yaml:"api_url"`
 
-	API    API             `yaml:"api"`
-	Store  Store           `yaml:"store"`
-	Worker Worker          `yaml:"worker"`
-	Pools  map[string]Pool `yaml:"pools"`
+	API     API             `yaml:"api"`
+	Store   Store           `yaml:"store"`
+	Worker  Worker          `yaml:"worker"`
+	Pools   map[string]Pool `yaml:"pools"`
+	Webhook Webhook         `yaml:"webhook"`
+	Image   Image           `yaml:"image"`
+}
+
+// Webhook configures the webhook delivery service (pool "webhook").
+type Webhook struct {
+	// Secrets are the signing secrets by name; a job names one, never
+	// carries it (webhook.secrets; WARREN_WEBHOOK_SECRETS as
+	// "name=value,name2=value2").
+	Secrets map[string]string `yaml:"secrets"`
+	// Allow lists addresses (CIDR prefixes or single IPs) that may be
+	// called although they are loopback, private or link-local
+	// (webhook.allow; WARREN_WEBHOOK_ALLOW, comma-separated). Empty: none.
+	Allow []string `yaml:"allow"`
+	// MaxResponseBody is how many bytes of a response body the result keeps
+	// (webhook.max_response_body); zero means 4096.
+	MaxResponseBody int `yaml:"max_response_body"`
+}
+
+// Image configures the image service (pool "image").
+type Image struct {
+	// Allow is as Webhook.Allow, for image URLs (image.allow;
+	// WARREN_IMAGE_ALLOW).
+	Allow []string `yaml:"allow"`
+	// MaxInputBytes bounds an input image (image.max_input_bytes); zero
+	// means 20 MiB.
+	MaxInputBytes int64 `yaml:"max_input_bytes"`
+	// MaxPixels bounds an input image's width×height, checked before
+	// decoding (image.max_pixels); zero means 40 million.
+	MaxPixels int64 `yaml:"max_pixels"`
+	// MaxOutputBytes bounds an output image (image.max_output_bytes); zero
+	// means 10 MiB.
+	MaxOutputBytes int `yaml:"max_output_bytes"`
+}
+
+// Prefixes parses an allow list: CIDR prefixes, or single addresses taken
+// as one-address prefixes.
+func Prefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("allow list entry %q: want an address or a CIDR prefix such as 10.0.0.0/8", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // API configures the HTTP producer API.
@@ -238,6 +294,35 @@ func (c *Config) settings() []setting {
 		{"store.idempotency_window", "WARREN_IDEMPOTENCY_WINDOW", dur(&c.Store.IdempotencyWindow)},
 		{"worker.health_addr", "WARREN_HEALTH_ADDR", str(&c.Worker.HealthAddr)},
 		{"worker.shutdown_grace", "WARREN_SHUTDOWN_GRACE", dur(&c.Worker.ShutdownGrace)},
+		{"webhook.secrets", "WARREN_WEBHOOK_SECRETS", func(v string) error {
+			m := map[string]string{}
+			for _, kv := range strings.Split(v, ",") {
+				k, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
+				if !ok || k == "" {
+					return fmt.Errorf("want name=secret pairs separated by commas")
+				}
+				m[k] = val
+			}
+			c.Webhook.Secrets = m
+			return nil
+		}},
+		{"webhook.allow", "WARREN_WEBHOOK_ALLOW", list(&c.Webhook.Allow)},
+		{"image.allow", "WARREN_IMAGE_ALLOW", list(&c.Image.Allow)},
+		{"image.max_input_bytes", "WARREN_IMAGE_MAX_INPUT_BYTES", func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("want a number of bytes, got %q", v)
+			}
+			c.Image.MaxInputBytes = n
+			return nil
+		}},
+	}
+}
+
+func list(p *[]string) func(string) error {
+	return func(v string) error {
+		*p = strings.Split(v, ",")
+		return nil
 	}
 }
 
@@ -258,6 +343,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("store.idempotency_window must be positive")
 	case c.Worker.ShutdownGrace <= 0:
 		return fmt.Errorf("worker.shutdown_grace must be positive")
+	}
+	for key, l := range map[string][]string{"webhook.allow": c.Webhook.Allow, "image.allow": c.Image.Allow} {
+		if _, err := Prefixes(l); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	if c.Webhook.MaxResponseBody < 0 || c.Image.MaxInputBytes < 0 || c.Image.MaxPixels < 0 || c.Image.MaxOutputBytes < 0 {
+		return fmt.Errorf("webhook and image limits must not be negative")
 	}
 	names := make([]string, 0, len(c.Pools))
 	for name := range c.Pools {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -438,5 +439,43 @@ func TestDurationText(t *testing.T) {
 	}
 	if err := back.UnmarshalText([]byte("7d")); err == nil {
 		t.Error("UnmarshalText(7d): no error")
+	}
+}
+
+func TestServiceSettings(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := dir + "/warren.yaml"
+	if err := os.WriteFile(path, []byte(`
+webhook:
+  secrets: {billing: s3cret}
+  allow: [127.0.0.1, 10.1.0.0/16]
+  max_response_body: 100
+image:
+  allow: ["::1"]
+  max_pixels: 1000
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path, []string{"WARREN_WEBHOOK_SECRETS=a=1,b=2", "WARREN_IMAGE_MAX_INPUT_BYTES=512"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]string{"a": "1", "b": "2"}, c.Webhook.Secrets); d != "" {
+		t.Errorf("secrets from the environment (-want +got):\n%s", d)
+	}
+	p, err := config.Prefixes(c.Webhook.Allow)
+	if err != nil || fmt.Sprint(p) != "[127.0.0.1/32 10.1.0.0/16]" {
+		t.Errorf("webhook allow list: %v %v", p, err)
+	}
+	if c.Image.MaxPixels != 1000 || c.Image.MaxInputBytes != 512 || c.Webhook.MaxResponseBody != 100 {
+		t.Errorf("image limits: %+v", c.Image)
+	}
+	c.Image.Allow = []string{"not-an-address"}
+	if err := c.Validate(); err == nil {
+		t.Error("a bad allow list entry passed validation")
 	}
 }
