@@ -2,9 +2,9 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
