@@ -22,8 +22,9 @@ import (
 	"github.com/warrenhq/warren/jobs"
 )
 
-// binary is the warren program built once for these tests.
-var binary string
+// binary is the warren program built once for these tests; exampleBinary
+// is examples/upper, the worker service docs/workers.md walks through.
+var binary, exampleBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "warren-e2e-")
@@ -32,11 +33,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "warren")
-	build := exec.Command("go", "build", "-race", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build warren:", err)
-		os.Exit(1)
+	exampleBinary = filepath.Join(dir, "upper")
+	for out, pkg := range map[string]string{binary: ".", exampleBinary: "../../examples/upper"} {
+		build := exec.Command("go", "build", "-race", "-o", out, pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", pkg+":", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -412,4 +416,43 @@ func TestREADMEHandlerSnippet(t *testing.T) {
 	if strings.TrimSpace(example) != strings.TrimSpace(readme) {
 		t.Errorf("README handler snippet differs from workers/example_test.go:\nREADME:\n%s\nexample:\n%s", readme, example)
 	}
+}
+
+// The worker service of docs/workers.md runs as its own program next to
+// warren: its type is accepted by the API and its jobs succeed.
+func TestExampleServiceRuns(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	api := startProc(t, env, "api", "--addr", "127.0.0.1:0")
+	url := "http://" + api.addr(t, "api listening")
+	waitReady(t, url)
+	cmd := exec.Command(exampleBinary)
+	cmd.Env = append(os.Environ(), "WARREN_NAMESPACE="+string(env.NS),
+		"WARREN_AMQP_URL="+testenv.AMQPURL(), "WARREN_REDIS_URL="+testenv.RedisURL())
+	cmd.Stderr = tWriter{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("examples/upper exited with %v after SIGTERM", err)
+		}
+	})
+	testenv.Eventually(t, 30*time.Second, "text.upper declared", func() bool {
+		_, err := env.Store.Type(context.Background(), "text.upper")
+		return err == nil
+	})
+	out, errOut, code := warren(t, url, "", "enqueue", "text.upper", `{"text":"hello"}`, "--wait")
+	if code != 0 || compact(t, out) != `{"text":"HELLO"}` {
+		t.Errorf("text.upper: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// tWriter sends a process's output to the test log.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

@@ -1,0 +1,83 @@
+// Command upper is a complete worker service in one file: it declares the
+// type text.upper in its own pool, "text-upper", and runs it with the same
+// settings (WARREN_* variables) as warren itself. docs/workers.md explains it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
+	"github.com/warrenhq/warren/workers"
+)
+
+// Upper is the type this service handles.
+var Upper = jobs.Type{
+	Name: "text.upper", Pool: "text-upper",
+	Timeout: jobs.Duration(10 * time.Second),
+	Schema: json.RawMessage(`{"type":"object","required":["text"],
+		"properties":{"text":{"type":"string","maxLength":100000}},"additionalProperties":false}`),
+	Description: "Returns the text in upper case.",
+}
+
+func upper(ctx context.Context, j *jobs.Job) (any, error) {
+	var p struct{ Text string }
+	if err := j.Decode(&p); err != nil {
+		return nil, jobs.Permanent(err) // retrying cannot fix bad input
+	}
+	_ = jobs.ReportProgress(ctx, 50, "shouting")
+	return map[string]string{"text": strings.ToUpper(p.Text)}, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := run(ctx, log); err != nil {
+		log.Error("upper stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger) error {
+	ns := jobs.Namespace(env("WARREN_NAMESPACE", "warren"))
+	broker, err := queue.New(queue.Config{URL: env("WARREN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), Namespace: ns, Logger: log, Name: "upper"})
+	if err != nil {
+		return err
+	}
+	st, err := store.New(store.Config{URL: env("WARREN_REDIS_URL", "redis://127.0.0.1:6379/0"), Namespace: ns, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := broker.Start(ctx); err != nil {
+		return err
+	}
+	defer broker.Stop(context.Background())
+
+	w := workers.New(workers.Config{Logger: log, Pools: map[string]workers.PoolConfig{"text-upper": {Concurrency: 8}}}, broker, st)
+	if err := w.Handle(Upper, jobs.HandlerFunc(upper)); err != nil {
+		return err
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	// Stop taking jobs, let running ones finish (30s by default), requeue the rest.
+	return w.Stop(context.Background())
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
