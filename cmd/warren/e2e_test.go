@@ -4,9 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,8 +67,14 @@ type proc struct {
 // at the end it must exit 0 on SIGTERM.
 func startProc(t *testing.T, env *testenv.Env, args ...string) *proc {
 	t.Helper()
+	return startProcWith(t, env, nil, args...)
+}
+
+// startProcWith is startProc with more environment variables.
+func startProcWith(t *testing.T, env *testenv.Env, extra []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(), extra...),
 		"WARREN_NAMESPACE="+string(env.NS),
 		"WARREN_AMQP_URL="+testenv.AMQPURL(),
 		"WARREN_REDIS_URL="+testenv.RedisURL(),
@@ -455,4 +466,56 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// Webhook delivery through the real stack: signed, to an allow-listed
+// receiver; a metadata address is refused for good.
+func TestWebhookDelivery(t *testing.T) {
+	t.Parallel()
+	var got struct {
+		sync.Mutex
+		sig, body string
+	}
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Lock()
+		got.sig, got.body = r.Header.Get("Warren-Signature"), string(b)
+		got.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"received":true}`))
+	}))
+	defer receiver.Close()
+	env := testenv.New(t)
+	p := startProcWith(t, env, []string{"WARREN_WEBHOOK_ALLOW=127.0.0.1", "WARREN_WEBHOOK_SECRETS=test=s3cret"},
+		"dev", "--addr", "127.0.0.1:0")
+	url := "http://" + p.addr(t, "api listening")
+	waitReady(t, url)
+	testenv.Eventually(t, 30*time.Second, "webhook.deliver declared", func() bool {
+		_, err := env.Store.Type(context.Background(), "webhook.deliver")
+		return err == nil
+	})
+
+	out, errOut, code := warren(t, url, "", "enqueue", "webhook.deliver",
+		`{"url":"`+receiver.URL+`/hook","body":{"order":7},"secret":"test"}`, "--wait")
+	var res struct {
+		Status int
+		Body   string
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Status != 200 || res.Body != `{"received":true}` {
+		t.Fatalf("delivery: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	got.Lock()
+	sig, body := got.sig, got.body
+	got.Unlock()
+	ts, _, _ := strings.Cut(strings.TrimPrefix(sig, "t="), ",")
+	mac := hmac.New(sha256.New, []byte("s3cret"))
+	mac.Write([]byte(ts + "." + body))
+	if want := "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil)); sig != want || body != `{"order":7}` {
+		t.Errorf("receiver got signature %q for body %q, want %q", sig, body, want)
+	}
+
+	_, errOut, code = warren(t, url, "", "enqueue", "webhook.deliver", `{"url":"http://169.254.169.254/latest/meta-data/"}`, "--wait")
+	if code != 2 || !strings.Contains(errOut, "refused_target") {
+		t.Errorf("metadata address: exit %d, stderr %q, want a permanent refused_target failure", code, errOut)
+	}
 }

@@ -23,19 +23,29 @@ import (
 	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/workers"
 	"github.com/warrenhq/warren/workers/sys"
+	"github.com/warrenhq/warren/workers/webhook"
 )
 
 // service is a built-in worker service: its pool, its default concurrency
-// and how it registers its types.
+// and how it registers its types with its settings.
 type service struct {
 	pool        string
 	concurrency int
-	register    func(jobs.Registrar) error
+	register    func(jobs.Registrar, config.Config) error
 }
 
 // builtinServices lists the worker services compiled into warren.
 var builtinServices = []service{
-	{pool: sys.Pool, concurrency: sys.DefaultConcurrency, register: sys.Register},
+	{pool: sys.Pool, concurrency: sys.DefaultConcurrency, register: func(r jobs.Registrar, _ config.Config) error {
+		return sys.Register(r)
+	}},
+	{pool: webhook.Pool, concurrency: webhook.DefaultConcurrency, register: func(r jobs.Registrar, cfg config.Config) error {
+		allow, err := config.Prefixes(cfg.Webhook.Allow)
+		if err != nil {
+			return fmt.Errorf("webhook.allow: %w", err)
+		}
+		return webhook.Register(r, webhook.Config{Secrets: cfg.Webhook.Secrets, Allow: allow, MaxResponseBody: cfg.Webhook.MaxResponseBody})
+	}},
 }
 
 func serviceNames() []string {
@@ -124,7 +134,7 @@ func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
 			Concurrency: cmp.Or(c.Concurrency, svc.concurrency),
 			Prefetch:    c.Prefetch,
 		}
-		if err := svc.register(w); err != nil {
+		if err := svc.register(w, s.cfg); err != nil {
 			return nil, err
 		}
 	}
