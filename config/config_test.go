@@ -479,3 +479,31 @@ image:
 		t.Error("a bad allow list entry passed validation")
 	}
 }
+
+// The complete example in docs/configuration.md is a valid config file.
+func TestDocumentedExampleLoads(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n# warren.yaml\n")
+	example, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		t.Fatal("docs/configuration.md has no warren.yaml example")
+	}
+	path := t.TempDir() + "/warren.yaml"
+	if err := os.WriteFile(path, []byte(example), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path, nil)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err != nil {
+		t.Errorf("the documented example does not load: %v", err)
+	}
+	if d := cmp.Diff(config.Default().API, c.API); d != "" {
+		t.Errorf("the example's api block differs from the defaults it claims (-default +example):\n%s", d)
+	}
+}
