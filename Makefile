@@ -47,6 +47,7 @@ run: services-up build
 # The crash and outage tests write their summary lines (submitted=… lost=…)
 # to bin/test-summary.txt; they are printed after the run.
 test: services-up
+	@$(SERVICES) python-deps
 	@mkdir -p bin && rm -f bin/test-summary.txt
 	WARREN_TEST_SUMMARY=$(CURDIR)/bin/test-summary.txt $(GO) test -race -count=1 -timeout 12m $(TESTFLAGS) $(ARGS) ./...
 	@if [ -s bin/test-summary.txt ]; then echo 'Summaries:'; sed 's/^/  /' bin/test-summary.txt; fi

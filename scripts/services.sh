@@ -772,6 +772,20 @@ cmd_status() {
 	return "$ok"
 }
 
+# python-deps: the Python worker (workers/python) and its conformance test
+# need pika and redis for the system Python, /usr/bin/python3.
+cmd_python_deps() {
+	if /usr/bin/python3 -c 'import pika, redis' 2>/dev/null; then
+		return 0
+	fi
+	if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+		die "the Python worker's test needs pika and redis for /usr/bin/python3: install python3-pika and python3-redis (Debian/Ubuntu: apt-get install python3-pika python3-redis)"
+	fi
+	init_state
+	lock
+	ensure_pkgs python3-pika python3-redis
+}
+
 case ${1:-} in
 __probe-amqp) probe_amqp_child ;;
 __probe-redis) probe_redis_child ;;
@@ -779,8 +793,9 @@ up | down | status)
 	parse_urls
 	"cmd_$1"
 	;;
+python-deps) cmd_python_deps ;;
 *)
-	echo "usage: $0 up|down|status" >&2
+	echo "usage: $0 up|down|status|python-deps" >&2
 	exit 2
 	;;
 esac

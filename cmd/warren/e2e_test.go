@@ -6,9 +6,11 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -517,5 +519,41 @@ func TestWebhookDelivery(t *testing.T) {
 	_, errOut, code = warren(t, url, "", "enqueue", "webhook.deliver", `{"url":"http://169.254.169.254/latest/meta-data/"}`, "--wait")
 	if code != 2 || !strings.Contains(errOut, "refused_target") {
 		t.Errorf("metadata address: exit %d, stderr %q, want a permanent refused_target failure", code, errOut)
+	}
+}
+
+// An image job through the real stack: the thumbnail comes back as the
+// job's artifact, with its content type.
+func TestImageThumbnail(t *testing.T) {
+	t.Parallel()
+	_, url := devStack(t)
+	src, err := os.ReadFile("../../workers/image/testdata/sample.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := `{"data":"` + base64.StdEncoding.EncodeToString(src) + `","width":32,"format":"png"}`
+	out, errOut, code := warren(t, url, "", "enqueue", "image.thumbnail", payload, "--wait", "-o", "json")
+	var j jobs.Job
+	if code != 0 || json.Unmarshal([]byte(out), &j) != nil || j.Artifact == nil || j.Artifact.ContentType != "image/png" {
+		t.Fatalf("thumbnail: exit %d, stdout %.300q, stderr %q", code, out, errOut)
+	}
+	resp, err := http.Get(url + "/v1/jobs/" + j.ID + "/artifact")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	img, err := png.Decode(resp.Body)
+	if err != nil || resp.Header.Get("Content-Type") != "image/png" {
+		t.Fatalf("artifact: %v, content type %q", err, resp.Header.Get("Content-Type"))
+	}
+	if b := img.Bounds(); b.Dx() != 32 || b.Dy() != 24 {
+		t.Errorf("thumbnail is %dx%d, want 32x24 (64x48 fit inside 32 wide)", b.Dx(), b.Dy())
+	}
+	// A decompression bomb fails for good, without taking the worker down.
+	bomb, _ := os.ReadFile("../../workers/image/testdata/bomb.png")
+	_, errOut, code = warren(t, url, "", "enqueue", "image.thumbnail",
+		`{"data":"`+base64.StdEncoding.EncodeToString(bomb)+`","width":10}`, "--wait")
+	if code != 2 || !strings.Contains(errOut, "too_many_pixels") {
+		t.Errorf("bomb: exit %d, stderr %q", code, errOut)
 	}
 }

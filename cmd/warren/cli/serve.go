@@ -18,10 +18,12 @@ import (
 
 	"github.com/warrenhq/warren/api"
 	"github.com/warrenhq/warren/config"
+	"github.com/warrenhq/warren/egress"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/workers"
+	"github.com/warrenhq/warren/workers/image"
 	"github.com/warrenhq/warren/workers/sys"
 	"github.com/warrenhq/warren/workers/webhook"
 )
@@ -45,6 +47,19 @@ var builtinServices = []service{
 			return fmt.Errorf("webhook.allow: %w", err)
 		}
 		return webhook.Register(r, webhook.Config{Secrets: cfg.Webhook.Secrets, Allow: allow, MaxResponseBody: cfg.Webhook.MaxResponseBody})
+	}},
+	{pool: image.Pool, concurrency: image.DefaultConcurrency(), register: func(r jobs.Registrar, cfg config.Config) error {
+		allow, err := config.Prefixes(cfg.Image.Allow)
+		if err != nil {
+			return fmt.Errorf("image.allow: %w", err)
+		}
+		return image.Register(r, image.Config{
+			Client:         egress.NewClient(egress.Config{Allow: allow}),
+			Refused:        func(err error) bool { return errors.Is(err, egress.ErrRefused) },
+			MaxInputBytes:  cfg.Image.MaxInputBytes,
+			MaxPixels:      cfg.Image.MaxPixels,
+			MaxOutputBytes: cfg.Image.MaxOutputBytes,
+		})
 	}},
 }
 

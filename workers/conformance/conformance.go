@@ -1,0 +1,509 @@
+// Package conformance is the one test suite that every implementation of the
+// worker side of docs/protocol.md runs: the Go runtime (package workers) and
+// the Python worker (workers/python/wordcount.py) both serve the job type
+// text.wordcount, and Run checks either of them against the real API, a real
+// RabbitMQ and a real Redis, each check in a namespace of its own.
+//
+// An implementation is given to Run as a Start function, which starts a
+// worker for text.wordcount in the namespace of the Env it is handed and
+// returns a function that stops it (which must fail the test if the worker
+// did not stop cleanly).
+package conformance
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/warrenhq/warren/api"
+	"github.com/warrenhq/warren/internal/testenv"
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/queue"
+)
+
+// TypeName and Pool name the job type every implementation serves.
+const (
+	TypeName = "text.wordcount"
+	Pool     = "text"
+)
+
+// Type is the declaration every implementation writes to the registry, byte
+// for byte as json.Marshal writes it (the Python worker writes the same
+// text), so implementations sharing a namespace never flip it back and forth.
+var Type = jobs.Type{
+	Name:        TypeName,
+	Pool:        Pool,
+	Schema:      json.RawMessage(`{"type":"object","properties":{"text":{"type":"string"},"fail_times":{"type":"integer","minimum":0},"permanent":{"type":"boolean"}},"required":["text"],"additionalProperties":false}`),
+	Timeout:     jobs.Duration(30 * time.Second),
+	MaxAttempts: 3,
+	Backoff:     jobs.Backoff{Base: jobs.Duration(time.Second), Factor: 2, Max: jobs.Duration(time.Minute)},
+	Description: "Counts the words, lines and characters of a text.",
+}
+
+// Payload is the input of text.wordcount. FailTimes makes the first that
+// many attempts fail with a retryable error (code "handler"); Permanent makes
+// the job fail for good at once (code "permanent").
+type Payload struct {
+	Text      string `json:"text"`
+	FailTimes int    `json:"fail_times,omitempty"`
+	Permanent bool   `json:"permanent,omitempty"`
+}
+
+// Result is the output of text.wordcount: words are runs of non-space, lines
+// count newlines plus a last line that lacks one, chars are code points.
+type Result struct {
+	Words int `json:"words"`
+	Lines int `json:"lines"`
+	Chars int `json:"chars"`
+}
+
+// Start starts an implementation's worker for text.wordcount in env's
+// namespace and returns a function that stops it. Stop is called once.
+type Start func(t *testing.T, env *testenv.Env) (stop func())
+
+// fixture is one check's namespace, worker and API.
+type fixture struct {
+	env  *testenv.Env
+	url  string
+	stop func() // stops the worker; safe to call twice
+}
+
+// setup gives a check a fresh namespace with the worker running and its
+// type declared, and an API over it.
+func setup(t *testing.T, start Start) *fixture {
+	t.Helper()
+	env := testenv.New(t)
+	stopWorker := start(t, env)
+	var once sync.Once
+	f := &fixture{env: env, stop: func() { once.Do(stopWorker) }}
+	t.Cleanup(f.stop)
+	testenv.Eventually(t, 30*time.Second, "the worker to declare "+TypeName, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := env.Store.Type(ctx, TypeName)
+		return err == nil
+	})
+	srv := api.New(api.Config{Addr: "127.0.0.1:0", Logger: env.Log}, env.Broker, env.Store)
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	f.url = "http://" + srv.Addr()
+	return f
+}
+
+// Run runs every check against the implementation start starts. Each check
+// is a parallel subtest with its own namespace and worker.
+func Run(t *testing.T, start Start) {
+	checks := []struct {
+		name string
+		run  func(t *testing.T, f *fixture)
+	}{
+		{"TypeDeclared", typeDeclared},
+		{"Succeeds", succeeds},
+		{"Retries", retries},
+		{"DeadLetters", deadLetters},
+		{"Permanent", permanent},
+		{"CancelQueued", cancelQueued},
+		{"Redelivered", redelivered},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, setup(t, start))
+		})
+	}
+}
+
+// 1. The type is declared exactly, its schema is enforced by the API, and
+// the worker keeps a lease.
+func typeDeclared(t *testing.T, f *fixture) {
+	want, err := json.Marshal(Type.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := rawRedis(t)
+	got, err := rdb.HGet(context.Background(), f.env.NS.TypesKey(), TypeName).Result()
+	if err != nil {
+		t.Fatalf("HGET %s %s: %v", f.env.NS.TypesKey(), TypeName, err)
+	}
+	if got != string(want) {
+		t.Errorf("declaration differs from the Go one:\n got %s\nwant %s", got, want)
+	}
+
+	r := f.post(t, "/v1/jobs", `{"type":"text.wordcount","payload":{}}`)
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("payload without text: status %d (%s), want 400", r.status, r.body)
+	}
+	var e struct{ Error struct{ Code, Field string } }
+	if err := json.Unmarshal(r.body, &e); err != nil || e.Error.Field != "payload.text" || e.Error.Code != "invalid_payload" {
+		t.Errorf("payload without text: error %s, want invalid_payload naming payload.text", r.body)
+	}
+	r = f.post(t, "/v1/jobs", `{"type":"text.wordcount","payload":{"text":"a","fail_times":"x"}}`)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "payload.fail_times") {
+		t.Errorf("fail_times not an integer: status %d (%s), want 400 naming payload.fail_times", r.status, r.body)
+	}
+	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"a b"}}`)
+	done := f.wait(t, j.ID)
+	if done.Status != jobs.StatusSucceeded {
+		t.Fatalf("job %s ended %s (%+v), want succeeded", j.ID, done.Status, done.Error)
+	}
+	keys, err := rdb.Keys(context.Background(), f.env.NS.WorkerKey("*")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{f.env.NS.WorkerKey(done.Worker)}; !cmp.Equal(keys, want) {
+		t.Errorf("worker leases %v, want %v (the lease of the worker that ran the job)", keys, want)
+	}
+	f.stop()
+	if n, _ := rdb.Exists(context.Background(), f.env.NS.WorkerKey(done.Worker)).Result(); n != 0 {
+		t.Errorf("the worker kept its lease after it stopped")
+	}
+}
+
+// 2. A job runs once and its outcome is recorded in full.
+func succeeds(t *testing.T, f *fixture) {
+	text := "one two  three\nfour five\nsix wörds"
+	submitted := f.submit(t, fmt.Sprintf(`{"type":"text.wordcount","payload":{"text":%q}}`, text))
+	if submitted.Status != jobs.StatusQueued || submitted.Attempt != 0 {
+		t.Errorf("submitted job: status %s attempt %d, want queued 0", submitted.Status, submitted.Attempt)
+	}
+	j := f.wait(t, submitted.ID)
+	if j.Status != jobs.StatusSucceeded {
+		t.Fatalf("status %s (error %+v), want succeeded", j.Status, j.Error)
+	}
+	var got Result
+	if err := json.Unmarshal(j.Result, &got); err != nil {
+		t.Fatalf("result %s: %v", j.Result, err)
+	}
+	if diff := cmp.Diff(Result{Words: 7, Lines: 3, Chars: 34}, got); diff != "" {
+		t.Errorf("result (-want +got):\n%s", diff)
+	}
+	if j.Attempt != 1 || j.Worker == "" || j.Error != nil {
+		t.Errorf("attempt %d worker %q error %+v, want 1, set, none", j.Attempt, j.Worker, j.Error)
+	}
+	if j.StartedAt == nil || j.FinishedAt == nil || j.FinishedAt.Before(*j.StartedAt) || j.StartedAt.Before(j.CreatedAt.Truncate(time.Millisecond)) {
+		t.Errorf("created %v started %v finished %v, want both set, in order", j.CreatedAt, j.StartedAt, j.FinishedAt)
+	}
+	if again := f.get(t, j.ID, ""); again.Status != jobs.StatusSucceeded || !cmp.Equal(again.Result, j.Result) {
+		t.Errorf("GET again: %s %s", again.Status, again.Result)
+	}
+	f.drained(t)
+}
+
+// 3. Failed attempts are retried through the delay levels with the job's
+// own backoff, until one succeeds.
+func retries(t *testing.T, f *fixture) {
+	begin := time.Now()
+	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"x y","fail_times":2},"max_attempts":3,"backoff":{"base":"200ms"}}`)
+	j = f.wait(t, j.ID)
+	if j.Status != jobs.StatusSucceeded || j.Attempt != 3 || j.Error != nil {
+		t.Fatalf("status %s attempt %d error %+v, want succeeded at attempt 3 with no error", j.Status, j.Attempt, j.Error)
+	}
+	// Waits of 100–200 ms and 200–400 ms (through the delay levels: a wait
+	// under 100 ms would skip them), well under the type's 1s base.
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("took %s: the job's backoff was not used", took)
+	}
+	if j.ScheduledAt != nil {
+		t.Errorf("scheduled_at %v left on a finished job", j.ScheduledAt)
+	}
+	f.drained(t)
+}
+
+// 4. A job that fails on its last attempt is dead-lettered with its error,
+// and a replay runs it again.
+func deadLetters(t *testing.T, f *fixture) {
+	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"x","fail_times":5},"max_attempts":2,"backoff":{"base":"100ms"}}`)
+	j = f.wait(t, j.ID)
+	if j.Status != jobs.StatusFailed || j.Attempt != 2 || j.Error == nil || j.Error.Retryable || j.Error.Code != "handler" {
+		t.Fatalf("status %s attempt %d error %+v, want failed at attempt 2 with a handler error, not retryable", j.Status, j.Attempt, j.Error)
+	}
+	d := f.dead(t)
+	if len(d) != 1 || d[0].ID != j.ID || d[0].Reason != "failed" || d[0].Attempts != 2 ||
+		d[0].Error.Code != j.Error.Code || d[0].Error.Message != j.Error.Message || d[0].FailedAt == nil {
+		t.Fatalf("dead letters %+v, want one of job %s, reason failed, attempts 2, error %+v, failed_at set", d, j.ID, j.Error)
+	}
+
+	r := f.post(t, "/v1/dead/replay", fmt.Sprintf(`{"pool":"text","ids":[%q]}`, j.ID))
+	var replay struct{ Replayed int }
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &replay) != nil || replay.Replayed != 1 {
+		t.Fatalf("replay: %d %s, want 200 with one replayed", r.status, r.body)
+	}
+	// The replay made the record queued before it answered; the worker then
+	// fails the job again (finished_at has millisecond resolution, and a
+	// fast worker may finish within the same millisecond).
+	again := f.wait(t, j.ID)
+	if again.Status != jobs.StatusFailed || again.Attempt != 2 || again.FinishedAt.Before(*j.FinishedAt) {
+		t.Errorf("after replay: status %s attempt %d finished %v, want failed again at attempt 2, later", again.Status, again.Attempt, again.FinishedAt)
+	}
+	if d := f.dead(t); len(d) != 1 || d[0].ID != j.ID {
+		t.Errorf("dead letters after the replay failed again: %+v, want one of job %s", d, j.ID)
+	}
+	f.drained(t)
+}
+
+// 5. A permanent failure is not retried.
+func permanent(t *testing.T, f *fixture) {
+	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"x","permanent":true},"max_attempts":5}`)
+	j = f.wait(t, j.ID)
+	if j.Status != jobs.StatusFailed || j.Attempt != 1 || j.Error == nil || j.Error.Retryable || j.Error.Code != "permanent" {
+		t.Fatalf("status %s attempt %d error %+v, want failed at attempt 1, code permanent, not retryable", j.Status, j.Attempt, j.Error)
+	}
+	if d := f.dead(t); len(d) != 1 || d[0].ID != j.ID || d[0].Attempts != 1 || d[0].Error.Code != "permanent" {
+		t.Errorf("dead letters %+v, want job %s after 1 attempt, code permanent", d, j.ID)
+	}
+	f.drained(t)
+}
+
+// 6. A job canceled while its message waits is never run: its message is
+// acknowledged unrun when it arrives.
+func cancelQueued(t *testing.T, f *fixture) {
+	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"x"},"delay":"2s"}`)
+	due := time.Now().Add(2 * time.Second)
+	if j.Status != jobs.StatusScheduled {
+		t.Fatalf("submitted with a delay: status %s, want scheduled", j.Status)
+	}
+	r := f.post(t, "/v1/jobs/"+j.ID+"/cancel", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	// 2s is 20 units: it waits in levels 4 and 2. Once they are empty and
+	// the due time has passed, the message is in the pool's queue or was
+	// taken from it.
+	time.Sleep(time.Until(due))
+	testenv.Eventually(t, 10*time.Second, "the delayed message to leave the delay levels", func() bool {
+		return f.ready(t, f.env.NS.DelayQueue(4)) == 0 && f.ready(t, f.env.NS.DelayQueue(2)) == 0
+	})
+	testenv.Eventually(t, 10*time.Second, "the pool queue to drain", func() bool { return f.env.Messages(t, Pool) == 0 })
+	// Stopping the worker returns whatever it still holds unacknowledged.
+	f.stop()
+	if n := f.env.Messages(t, Pool); n != 0 {
+		t.Errorf("%d messages back in the queue after the worker stopped: the canceled job's message was not acknowledged", n)
+	}
+	if n := f.ready(t, f.env.NS.DeadQueue(Pool)); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+	got := f.get(t, j.ID, "")
+	if got.Status != jobs.StatusCanceled || got.Attempt != 0 || got.Worker != "" || got.StartedAt != nil {
+		t.Errorf("record: status %s attempt %d worker %q started %v, want canceled, never started", got.Status, got.Attempt, got.Worker, got.StartedAt)
+	}
+}
+
+// 7. A redelivered copy of a finished job, and a message whose job has no
+// record, are acknowledged without running.
+func redelivered(t *testing.T, f *fixture) {
+	j := f.wait(t, f.submit(t, `{"type":"text.wordcount","payload":{"text":"once"}}`).ID)
+	if j.Status != jobs.StatusSucceeded {
+		t.Fatalf("status %s, want succeeded", j.Status)
+	}
+	copyOf := j
+	copyOf.Attempt = 0 // as the first message said
+	dup, err := queue.NewMessage(&copyOf, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost := jobs.Job{ID: jobs.NewID(), Type: TypeName, Payload: json.RawMessage(`{"text":"ghost"}`), MaxAttempts: 3, Timeout: jobs.Duration(time.Minute), CreatedAt: time.Now().UTC()}
+	unknown, err := queue.NewMessage(&ghost, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs, err := f.env.Broker.Publish(ctx, []queue.Message{dup, unknown})
+	if err == nil {
+		err = errorsJoin(errs)
+	}
+	if err != nil {
+		t.Fatalf("publish copies: %v", err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the pool queue to drain", func() bool { return f.env.Messages(t, Pool) == 0 })
+	f.stop()
+	if n := f.env.Messages(t, Pool); n != 0 {
+		t.Errorf("%d messages back in the queue after the worker stopped, want 0", n)
+	}
+	if n := f.ready(t, f.env.NS.DeadQueue(Pool)); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+	got := f.get(t, j.ID, "")
+	if got.Status != jobs.StatusSucceeded || got.Attempt != 1 || !got.FinishedAt.Equal(*j.FinishedAt) || !got.StartedAt.Equal(*j.StartedAt) {
+		t.Errorf("record changed by the copy: status %s attempt %d started %v finished %v", got.Status, got.Attempt, got.StartedAt, got.FinishedAt)
+	}
+	for _, k := range f.env.JobKeys(t) {
+		if k == f.env.NS.JobKey(ghost.ID) {
+			t.Errorf("a record was written for a job that was never accepted")
+		}
+	}
+}
+
+// ---- helpers
+
+type response struct {
+	status int
+	body   []byte
+}
+
+func (f *fixture) do(t *testing.T, method, path, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, f.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, body: b}
+}
+
+func (f *fixture) post(t *testing.T, path, body string) response {
+	t.Helper()
+	return f.do(t, "POST", path, body)
+}
+
+func decodeJob(t *testing.T, r response) jobs.Job {
+	t.Helper()
+	var j jobs.Job
+	if err := json.Unmarshal(r.body, &j); err != nil {
+		t.Fatalf("decode job from %s: %v", r.body, err)
+	}
+	return j
+}
+
+// submit posts a job and requires 202.
+func (f *fixture) submit(t *testing.T, body string) jobs.Job {
+	t.Helper()
+	r := f.post(t, "/v1/jobs", body)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("submit %s: status %d (%s), want 202", body, r.status, r.body)
+	}
+	return decodeJob(t, r)
+}
+
+func (f *fixture) get(t *testing.T, id, wait string) jobs.Job {
+	t.Helper()
+	path := "/v1/jobs/" + id
+	if wait != "" {
+		path += "?wait=" + wait
+	}
+	r := f.do(t, "GET", path, "")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, r.status, r.body)
+	}
+	return decodeJob(t, r)
+}
+
+// wait long-polls a job until it is terminal.
+func (f *fixture) wait(t *testing.T, id string) jobs.Job {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		j := f.get(t, id, "10s")
+		if j.Status.Terminal() {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still %s (attempt %d, error %+v) after 30s", id, j.Status, j.Attempt, j.Error)
+		}
+	}
+}
+
+type deadEntry struct {
+	ID       string
+	Reason   string
+	Attempts int
+	Error    jobs.Error
+	FailedAt *time.Time `json:"failed_at"`
+}
+
+func (f *fixture) dead(t *testing.T) []deadEntry {
+	t.Helper()
+	r := f.do(t, "GET", "/v1/dead?pool="+Pool, "")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /v1/dead: %d %s", r.status, r.body)
+	}
+	var out struct{ Dead []deadEntry }
+	if err := json.Unmarshal(r.body, &out); err != nil {
+		t.Fatalf("decode dead letters %s: %v", r.body, err)
+	}
+	return out.Dead
+}
+
+// drained requires that the pool queue is left empty: nothing requeued,
+// nothing left behind.
+func (f *fixture) drained(t *testing.T) {
+	t.Helper()
+	testenv.Eventually(t, 5*time.Second, "the pool queue to be empty", func() bool { return f.env.Messages(t, Pool) == 0 })
+}
+
+// ready is how many messages wait ready in a queue of the namespace.
+func (f *fixture) ready(t *testing.T, name string) int {
+	t.Helper()
+	n, err := queueReady(testenv.AMQPURL(), name)
+	if err != nil {
+		t.Fatalf("inspect %s: %v", name, err)
+	}
+	return n
+}
+
+func rawRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(testenv.RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+func errorsJoin(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queueReady reads a queue's ready count with a passive declare on a
+// connection of its own (the broker of testenv inspects only pool queues).
+func queueReady(url, name string) (int, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	if err != nil {
+		return 0, err
+	}
+	return q.Messages, nil
+}

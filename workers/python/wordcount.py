@@ -1,0 +1,842 @@
+#!/usr/bin/python3
+"""A warren worker in Python: type text.wordcount in pool text.
+
+It follows docs/protocol.md (and nothing else): it declares the pool's
+topology and the delay levels, declares the type in Redis, consumes the pool
+queue and the dead-letter intake with manual acknowledgements, records each
+attempt with the protocol's Lua scripts, retries through the delay levels,
+dead-letters jobs that fail for good, keeps a worker lease and listens for
+cancel requests.
+
+Payload: {"text": string, "fail_times": integer (optional), "permanent": bool
+(optional)}. Result: {"words": n, "lines": n, "chars": n}. fail_times makes
+the first that many attempts fail with a retryable error, permanent makes the
+job fail for good at once (both for tests).
+
+Configuration (environment): WARREN_AMQP_URL, WARREN_REDIS_URL,
+WARREN_NAMESPACE (default warren), WARREN_POOL_TEXT_CONCURRENCY (default 4),
+WARREN_SHUTDOWN_GRACE (Go duration text, default 30s), WARREN_WORKER_ID
+(default <hostname>-<pid>). Logs go to stderr. SIGTERM or SIGINT stops it
+cleanly (exit 0).
+
+Standard library, pika and redis only.
+"""
+
+import json
+import logging
+import os
+import queue as pyqueue
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+
+import pika
+import pika.compat
+import pika.exceptions
+import redis
+
+TYPE_NAME = "text.wordcount"
+POOL = "text"
+DELAY_LEVELS = 32
+DELAY_UNIT_MS = 100
+MAX_DELAY_MS = (2**32 - 1) * DELAY_UNIT_MS
+DELIVERY_LIMIT = 20
+LEASE_TTL_S = 10
+REDECLARE_EVERY_S = 15
+STORE_TIMEOUT_S = 5
+RETENTION_MS = 604800000  # store.retention default: 7 days
+
+# The type's own policy; the job's body may override any field.
+TYPE_TIMEOUT_MS = 30000
+TYPE_BACKOFF = {"base_ms": 1000.0, "factor": 2.0, "max_ms": 60000.0}
+DEFAULT_BACKOFF = {"base_ms": 1000.0, "factor": 2.0, "max_ms": 600000.0}
+
+# The declaration, field for field in the order the Go worker writes it
+# (section 2.5), so a Go and a Python worker of this type declare the same
+# bytes and never flip the registry back and forth.
+TYPE_DECL = {
+    "name": TYPE_NAME,
+    "pool": POOL,
+    "schema": {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string"},
+            "fail_times": {"type": "integer", "minimum": 0},
+            "permanent": {"type": "boolean"},
+        },
+        "required": ["text"],
+        "additionalProperties": False,
+    },
+    "timeout": "30s",
+    "max_attempts": 3,
+    "backoff": {"base": "1s", "factor": 2, "max": "1m0s"},
+    "description": "Counts the words, lines and characters of a text.",
+}
+TYPE_JSON = json.dumps(TYPE_DECL, separators=(",", ":"))
+
+TERMINAL = ("succeeded", "failed", "canceled")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+# Section 2.5 and 6, copied from docs/protocol.md.
+DECLARE_LUA = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'types ' .. ARGV[1])
+return 1
+"""
+
+TERMINAL_LUA = """
+local function terminal(st)
+  return st == 'succeeded' or st == 'failed' or st == 'canceled'
+end
+"""
+
+START_LUA = TERMINAL_LUA + """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing', 0} end
+local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0
+if terminal(st) then return {st, attempt} end
+if st == 'running' and redis.call('HGET', KEYS[1], 'start_token') == ARGV[4] then
+  return {'running', attempt}
+end
+local made = tonumber(ARGV[3])
+if made >= 0 and attempt ~= made and not (st == 'running' and attempt == made + 1) then
+  return {'stale', attempt}
+end
+attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
+redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
+return {'running', attempt}
+"""
+
+FINISH_LUA = TERMINAL_LUA + """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing', ''} end
+if terminal(st) then return {'terminal', st} end
+local of = tonumber(ARGV[9])
+if of >= 0 and (tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0) ~= of then
+  return {'superseded', st}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'error', ARGV[5])
+else
+  redis.call('HDEL', KEYS[1], 'error')
+end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'scheduled_at', ARGV[8]) end
+if ARGV[1] == 'queued' then redis.call('HSET', KEYS[1], 'attempt', ARGV[10]) end
+if ARGV[1] == 'succeeded' and redis.call('HEXISTS', KEYS[1], 'progress') == 1 then
+  redis.call('HSET', KEYS[1], 'progress', '{"percent":100}')
+end
+if terminal(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PUBLISH', ARGV[6], 'done ' .. ARGV[7])
+end
+return {'ok', ARGV[1]}
+"""
+
+log = logging.getLogger("wordcount")
+
+
+# ---------------------------------------------------------------- helpers
+
+_GO_UNITS = {"ns": 1e-6, "us": 1e-3, "\u00b5s": 1e-3, "\u03bcs": 1e-3, "ms": 1.0,
+             "s": 1e3, "m": 60e3, "h": 3600e3}
+_GO_DUR_RE = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+
+
+def go_duration_ms(v):
+    """Reads Go duration text ("1m30s", "200ms") or a number of seconds."""
+    if isinstance(v, bool):
+        raise ValueError("duration: want text or a number")
+    if isinstance(v, (int, float)):
+        return float(v) * 1000.0
+    s = str(v)
+    sign = 1.0
+    if s[:1] in "+-":
+        sign, s = (-1.0 if s[0] == "-" else 1.0), s[1:]
+    if s == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(s):
+        m = _GO_DUR_RE.match(s, pos)
+        if not m:
+            raise ValueError("duration %r: want text such as \"30s\"" % v)
+        total += float(m.group(1)) * _GO_UNITS[m.group(2)]
+        pos = m.end()
+    if not s:
+        raise ValueError("empty duration")
+    return sign * total
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def delay_routing_key(delay_ms, job_type):
+    units = min((max(int(delay_ms), 0) + 50) // 100, 2**32 - 1)
+    return ".".join(format(units, "032b")) + "." + job_type
+
+
+def header_int(headers, name):
+    """An integer header of any AMQP integer width, or None."""
+    v = (headers or {}).get(name)
+    if isinstance(v, bool) or not isinstance(v, int):
+        return None
+    return int(v)
+
+
+class WorkError(Exception):
+    """A failed attempt, with the code recorded on the job."""
+
+    def __init__(self, code, message, permanent=False):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.permanent = permanent
+
+
+def wordcount(payload, attempt):
+    """The handler: counts words (runs of non-space), lines (newlines, plus
+    a last line without one) and characters (code points)."""
+    text = payload.get("text")
+    if not isinstance(text, str):
+        raise WorkError("payload", "payload.text must be a string", permanent=True)
+    if payload.get("permanent") is True:
+        raise WorkError("permanent", "failing for good, as the payload asks", permanent=True)
+    fail_times = payload.get("fail_times") or 0
+    if isinstance(fail_times, int) and not isinstance(fail_times, bool) and attempt <= fail_times:
+        raise WorkError("handler", "attempt %d fails on purpose (fail_times %d)" % (attempt, fail_times))
+    lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+    return {"words": len(text.split()), "lines": lines, "chars": len(text)}
+
+
+# ---------------------------------------------------------------- config
+
+class Config:
+    def __init__(self, env):
+        self.amqp_url = env.get("WARREN_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/"
+        self.redis_url = env.get("WARREN_REDIS_URL") or "redis://127.0.0.1:6379/0"
+        self.ns = env.get("WARREN_NAMESPACE") or "warren"
+        if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$", self.ns):
+            raise ValueError("WARREN_NAMESPACE %r: want letters, digits, '-' or '_'" % self.ns)
+        self.concurrency = int(env.get("WARREN_POOL_TEXT_CONCURRENCY") or 4)
+        if self.concurrency < 1:
+            raise ValueError("WARREN_POOL_TEXT_CONCURRENCY must be at least 1")
+        self.grace_s = go_duration_ms(env.get("WARREN_SHUTDOWN_GRACE") or "30s") / 1000.0
+        self.worker_id = env.get("WARREN_WORKER_ID") or "%s-%d" % (socket.gethostname() or "worker", os.getpid())
+
+    # Names (section 1).
+    def exchange(self):
+        return self.ns + ".jobs"
+
+    def queue(self):
+        return "%s.pool.%s" % (self.ns, POOL)
+
+    def dead_exchange(self):
+        return self.ns + ".dead"
+
+    def dead_queue(self):
+        return "%s.dead.%s" % (self.ns, POOL)
+
+    def intake_queue(self):
+        return "%s.dead-intake.%s" % (self.ns, POOL)
+
+    def delay_exchange(self, n):
+        return "%s.delay.%d" % (self.ns, n)
+
+    def deliver_exchange(self):
+        return self.ns + ".delay.deliver"
+
+    def job_key(self, job_id):
+        return "%s:job:%s" % (self.ns, job_id)
+
+    def types_key(self):
+        return self.ns + ":types"
+
+    def events(self):
+        return self.ns + ":events"
+
+    def worker_key(self):
+        return "%s:worker:%s" % (self.ns, self.worker_id)
+
+
+# ---------------------------------------------------------------- Redis
+
+class Store:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.rdb = redis.Redis.from_url(cfg.redis_url, socket_timeout=STORE_TIMEOUT_S,
+                                        socket_connect_timeout=STORE_TIMEOUT_S)
+        self._declare = self.rdb.register_script(DECLARE_LUA)
+        self._start = self.rdb.register_script(START_LUA)
+        self._finish = self.rdb.register_script(FINISH_LUA)
+
+    def declare(self):
+        return self._declare(keys=[self.cfg.types_key()], args=[TYPE_NAME, TYPE_JSON, self.cfg.events()])
+
+    def start(self, job_id, made, token):
+        st, attempt = self._start(keys=[self.cfg.job_key(job_id)],
+                                  args=[self.cfg.worker_id, now_ms(), made, token])
+        return st.decode(), int(attempt)
+
+    def finish(self, job_id, status, attempt, result="", error=None, next_ms="", restore=0):
+        err = json.dumps(error, separators=(",", ":")) if error else ""
+        st, _ = self._finish(keys=[self.cfg.job_key(job_id)],
+                             args=[status, now_ms(), RETENTION_MS, result, err, self.cfg.events(),
+                                   job_id, next_ms, attempt, restore])
+        return st.decode()
+
+    def lease(self):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.rdb.set(self.cfg.worker_key(), stamp, ex=LEASE_TTL_S)
+
+    def release(self):
+        self.rdb.delete(self.cfg.worker_key())
+
+
+# ---------------------------------------------------------------- AMQP
+
+class Delivery:
+    """One message, with the channel it came on (acks go back there)."""
+
+    def __init__(self, session, ch, tag, props, body, intake):
+        self.session, self.ch, self.tag = session, ch, tag
+        self.props, self.body, self.intake = props, body, intake
+
+    def live(self):
+        return self.session.alive and self.ch.is_open
+
+    def ack(self):
+        self._settle(lambda: self.ch.basic_ack(self.tag))
+
+    def requeue(self):
+        self._settle(lambda: self.ch.basic_nack(self.tag, requeue=True))
+
+    def drop(self):
+        self._settle(lambda: self.ch.basic_nack(self.tag, requeue=False))
+
+    def _settle(self, fn):
+        # A failed ack needs nothing: the broker redelivers the message and
+        # the start script finds the job terminal (or the copy stale).
+        try:
+            if self.live():
+                self.session.call(fn)
+        except Exception as e:  # noqa: BLE001 - logged, then left to redelivery
+            log.warning("cannot settle message: %s", e)
+
+
+class Session:
+    """One AMQP connection: every AMQP call runs on the thread that made it
+    (pika's rule); other threads go through call()."""
+
+    def __init__(self, cfg, on_message):
+        self.cfg = cfg
+        self.thread = threading.current_thread()
+        params = pika.URLParameters(cfg.amqp_url)
+        params.client_properties = {"connection_name": "wordcount-" + cfg.worker_id}
+        params.heartbeat = 10
+        params.blocked_connection_timeout = 30
+        self.conn = pika.BlockingConnection(params)
+        self.alive = True
+        self.pub = None
+        self.channels = []
+        self.tags = []
+        self._on_message = on_message
+
+    def declare_delays(self, ch):
+        """Section 2.4: the delay levels, exactly as the Go processes declare
+        them; retries go through them and the pool binds to their exit."""
+        below = self.cfg.deliver_exchange()
+        ch.exchange_declare(below, exchange_type="topic", durable=True)
+        for n in range(DELAY_LEVELS):
+            name = self.cfg.delay_exchange(n)
+            ch.exchange_declare(name, exchange_type="topic", durable=True)
+            ch.queue_declare(name, durable=True, arguments={
+                "x-message-ttl": pika.compat.long(DELAY_UNIT_MS << n), "x-dead-letter-exchange": below})
+            ch.queue_bind(name, name, routing_key="*." * (31 - n) + "1.#")
+            ch.exchange_bind(destination=below, source=name, routing_key="*." * (31 - n) + "0.#")
+            below = name
+
+    def declare_pool(self, ch):
+        """Section 2, steps 1 to 4."""
+        c = self.cfg
+        ch.exchange_declare(c.exchange(), exchange_type="topic", durable=True)
+        ch.exchange_declare(c.dead_exchange(), exchange_type="topic", durable=True)
+        quorum = {"x-queue-type": "quorum"}
+        ch.queue_declare(c.dead_queue(), durable=True, arguments=quorum)
+        ch.queue_bind(c.dead_queue(), c.dead_exchange(), routing_key="*." + POOL)
+        ch.queue_declare(c.intake_queue(), durable=True, arguments=quorum)
+        ch.queue_bind(c.intake_queue(), c.dead_exchange(), routing_key="limit." + POOL)
+        ch.queue_declare(c.queue(), durable=True, arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": pika.compat.long(DELIVERY_LIMIT),
+            "x-dead-letter-exchange": c.dead_exchange(),
+            "x-dead-letter-routing-key": "limit." + POOL,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        })
+        ch.queue_bind(c.queue(), c.exchange(), routing_key=TYPE_NAME)
+        ch.queue_bind(c.queue(), c.deliver_exchange(), routing_key="*." * DELAY_LEVELS + TYPE_NAME)
+
+    def setup(self, prefetch):
+        setup_ch = self.conn.channel()
+        self.declare_delays(setup_ch)
+        setup_ch.close()
+        for queue_name, n, intake in ((self.cfg.queue(), prefetch, False), (self.cfg.intake_queue(), 1, True)):
+            ch = self.conn.channel()
+            self.declare_pool(ch)
+            ch.basic_qos(prefetch_count=n, global_qos=False)
+
+            def cb(ch, method, props, body, intake=intake):
+                self._on_message(Delivery(self, ch, method.delivery_tag, props, body, intake))
+
+            self.tags.append((ch, ch.basic_consume(queue_name, cb, auto_ack=False)))
+            self.channels.append(ch)
+
+    def publish(self, exchange, key, body, props):
+        """Publishes mandatory on a confirm channel and waits for the confirm;
+        raises when the broker returns or refuses the message."""
+        if self.pub is None or not self.pub.is_open:
+            self.pub = self.conn.channel()
+            self.pub.confirm_delivery()
+        self.pub.basic_publish(exchange, key, body, props, mandatory=True)
+
+    def call(self, fn, timeout=STORE_TIMEOUT_S):
+        """Runs fn on the connection's thread and returns its result."""
+        if threading.current_thread() is self.thread:
+            return fn()
+        done = threading.Event()
+        out = {}
+
+        def run():
+            try:
+                out["v"] = fn()
+            except Exception as e:  # noqa: BLE001 - handed back to the caller
+                out["e"] = e
+            done.set()
+
+        self.conn.add_callback_threadsafe(run)
+        if not done.wait(timeout):
+            raise TimeoutError("the AMQP connection did not answer in %ss" % timeout)
+        if "e" in out:
+            raise out["e"]
+        return out.get("v")
+
+    def cancel_consumers(self):
+        for ch, tag in self.tags:
+            try:
+                if ch.is_open:
+                    ch.basic_cancel(tag)
+            except Exception as e:  # noqa: BLE001
+                log.warning("cannot cancel consumer: %s", e)
+        self.tags = []
+
+    def close(self):
+        self.alive = False
+        try:
+            if self.conn.is_open:
+                self.conn.close()
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
+
+
+# ---------------------------------------------------------------- worker
+
+class Worker:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.store = Store(cfg)
+        self.local = pyqueue.Queue()
+        self.stop_taking = threading.Event()  # phase 1 of shutdown
+        self.stop_jobs = threading.Event()  # phase 2
+        self.ready = threading.Event()  # types declared on the live connection
+        self.session = None
+        self.running = {}  # job id -> cancel Event
+        self.running_mu = threading.Lock()
+
+    # --- holding (section 7)
+    def hold(self, d, what, fn):
+        """Runs fn until it succeeds, backing off; in phase 2 of shutdown
+        requeues the message and returns (False, None)."""
+        delay = 0.1
+        while True:
+            try:
+                return True, fn()
+            except Exception as e:  # noqa: BLE001 - Redis or broker away
+                log.warning("cannot %s; holding the job and trying again in %.1fs: %s", what, delay, e)
+            if self.stop_jobs.wait(delay) or not d.live():
+                d.requeue()
+                return False, None
+            delay = min(delay * 2, 5.0)
+
+    # --- publishing
+    def publish(self, d, exchange, key, headers):
+        p = d.props
+        props = pika.BasicProperties(
+            delivery_mode=2, content_type="application/json", message_id=p.message_id,
+            type=p.type, timestamp=p.timestamp, headers=headers)
+        return self.hold(d, "publish to %s" % exchange,
+                         lambda: d.session.call(lambda: d.session.publish(exchange, key, d.body, props)))
+
+    def headers(self, d, job, attempt):
+        h = d.props.headers or {}
+        timeout_ms = header_int(h, "x-warren-timeout-ms")
+        if timeout_ms is None:
+            timeout_ms = int(job.get("timeout_ms") or 0)
+        out = {
+            "x-warren-attempts": int(attempt),
+            "x-warren-max-attempts": int(job.get("max_attempts") or 0),
+            "x-warren-timeout-ms": pika.compat.long(timeout_ms),
+        }
+        if isinstance(h.get("traceparent"), (str, bytes)):
+            tp = h["traceparent"]
+            out["traceparent"] = tp.decode() if isinstance(tp, bytes) else tp
+        return out
+
+    def settle(self, d, job_id, status, attempt, result="", error=None, next_ms="", restore=0):
+        ok, st = self.hold(d, "record the outcome",
+                           lambda: self.store.finish(job_id, status, attempt, result, error, next_ms, restore))
+        if not ok:
+            return
+        if st not in ("ok", "missing", "terminal", "superseded"):
+            log.warning("unexpected reply from the finish script: %s", st)
+        if status == "queued":
+            d.requeue()
+        else:
+            d.ack()
+
+    def fail(self, d, job, attempt, code, message):
+        """Section 7.4: dead letter, then record failed, then ack."""
+        log.warning("job %s failed: attempt=%d code=%s err=%s", job["id"], attempt, code, message)
+        h = self.headers(d, job, attempt)
+        h["x-warren-error-code"] = code
+        h["x-warren-error"] = message
+        h["x-warren-failed-at"] = str(now_ms())
+        ok, _ = self.publish(d, self.cfg.dead_exchange(), "failed." + POOL, h)
+        if ok:
+            self.settle(d, job["id"], "failed", attempt,
+                        error={"code": code, "message": message, "retryable": False})
+
+    def retry(self, d, job, attempt, code, message):
+        """Section 7.3: publish the delayed retry, record retrying, ack."""
+        policy = dict(TYPE_BACKOFF)
+        try:
+            own = job.get("backoff") or {}
+            for field, key in (("base", "base_ms"), ("max", "max_ms")):
+                if own.get(field):
+                    policy[key] = go_duration_ms(own[field]) or policy[key]
+            if own.get("factor"):
+                policy["factor"] = float(own["factor"])
+        except (ValueError, TypeError, AttributeError) as e:
+            log.warning("job %s: unreadable backoff %r; using the type's: %s", job["id"], job.get("backoff"), e)
+        for k, v in DEFAULT_BACKOFF.items():
+            policy[k] = policy.get(k) or v
+        dd = min(policy["base_ms"] * policy["factor"] ** (max(attempt, 1) - 1), policy["max_ms"])
+        wait_ms = min(dd / 2 + dd / 2 * random.random(), MAX_DELAY_MS)
+        log.info("job %s attempt %d failed; retrying in %.0fms: code=%s err=%s",
+                 job["id"], attempt, wait_ms, code, message)
+        if wait_ms < DELAY_UNIT_MS:
+            exchange, key = self.cfg.exchange(), job["type"]
+        else:
+            exchange, key = self.cfg.delay_exchange(DELAY_LEVELS - 1), delay_routing_key(wait_ms, job["type"])
+        ok, _ = self.publish(d, exchange, key, self.headers(d, job, attempt))
+        if ok:
+            self.settle(d, job["id"], "retrying", attempt,
+                        error={"code": code, "message": message, "retryable": True},
+                        next_ms=str(now_ms() + int(wait_ms)))
+
+    # --- one delivery (section 7)
+    def process(self, d):
+        try:
+            job = json.loads(d.body)
+            if not isinstance(job, dict) or not isinstance(job.get("id"), str) \
+                    or not UUID_RE.match(job["id"]) or not isinstance(job.get("type"), str) or not job["type"]:
+                raise ValueError("missing id or type")
+        except ValueError as e:
+            log.error("dropping unreadable message %s: %s", d.props.message_id, e)
+            d.drop()
+            return
+        job_id = job["id"]
+        made = header_int(d.props.headers, "x-warren-attempts")
+        made = -1 if made is None else made
+        token = "%s/%s" % (self.cfg.worker_id, uuid.uuid4())
+        ok, started = self.hold(d, "record the start", lambda: self.store.start(job_id, made, token))
+        if not ok:
+            return
+        status, attempt = started
+        if status == "missing":
+            log.warning("no record for job %s; dropping message", job_id)
+            d.ack()
+            return
+        if status in TERMINAL or status == "stale":
+            log.info("job %s is %s (attempt %d); acknowledging without running", job_id, status, attempt)
+            d.ack()
+            return
+        if job["type"] != TYPE_NAME:
+            self.fail(d, job, attempt, "unknown_type",
+                      "worker %s has no handler for type %s" % (self.cfg.worker_id, job["type"]))
+            return
+        max_attempts = int(job.get("max_attempts") or 0)
+        if 0 < max_attempts < attempt:
+            self.fail(d, job, attempt, "attempts_exhausted",
+                      "attempt %d of %d was lost with its worker; no attempts remain" % (attempt - 1, max_attempts))
+            return
+        timeout_ms = int(job.get("timeout_ms") or 0)
+        if timeout_ms <= 0:
+            timeout_ms = TYPE_TIMEOUT_MS
+
+        canceled = threading.Event()
+        with self.running_mu:
+            self.running[job_id] = canceled
+        began = time.monotonic()
+        result, err = None, None
+        try:
+            payload = job.get("payload")
+            result = wordcount(payload if isinstance(payload, dict) else {}, attempt)
+        except WorkError as e:
+            err = e
+        except Exception as e:  # noqa: BLE001 - a crash of the handler
+            log.exception("handler of job %s crashed", job_id)
+            err = WorkError("panic", "handler crashed: %s" % e)
+        finally:
+            with self.running_mu:
+                self.running.pop(job_id, None)
+        took_ms = (time.monotonic() - began) * 1000
+
+        if canceled.is_set():
+            log.info("job %s canceled while running", job_id)
+            d.ack()
+        elif took_ms > timeout_ms:
+            self.after_failure(d, job, attempt, WorkError("timeout", "attempt timed out after %s" % go_text(timeout_ms)))
+        elif err is not None:
+            self.after_failure(d, job, attempt, err)
+        else:
+            log.debug("job %s attempt %d succeeded", job_id, attempt)
+            self.settle(d, job_id, "succeeded", attempt, result=json.dumps(result, separators=(",", ":")))
+
+    def after_failure(self, d, job, attempt, err):
+        if err.permanent or attempt >= int(job.get("max_attempts") or 0):
+            self.fail(d, job, attempt, err.code, err.message)
+        else:
+            self.retry(d, job, attempt, err.code, err.message)
+
+    def intake(self, d):
+        """Section 8: a job whose message the broker dead-lettered fails."""
+        try:
+            job = json.loads(d.body)
+            if not isinstance(job, dict) or not UUID_RE.match(str(job.get("id", ""))) or not job.get("type"):
+                raise ValueError("missing id or type")
+        except ValueError as e:
+            log.error("dropping unreadable dead letter %s: %s", d.props.message_id, e)
+            d.ack()
+            return
+        log.warning("the broker dead-lettered job %s after too many deliveries", job["id"])
+        self.settle(d, job["id"], "failed", -1, error={
+            "code": "delivery_limit",
+            "message": "the message was delivered %d times without an outcome (its worker was lost each time); "
+                       "see the dead-letter queue" % DELIVERY_LIMIT,
+            "retryable": False})
+
+    # --- threads
+    def take(self):
+        while True:
+            d = self.local.get()
+            if d is None:
+                return
+            if not d.live():
+                continue  # its channel is gone; the broker has requeued it
+            if self.stop_taking.is_set():
+                d.requeue()
+                continue
+            while not self.ready.is_set() and d.live() and not self.stop_taking.is_set():
+                self.ready.wait(0.2)
+            try:
+                self.intake(d) if d.intake else self.process(d)
+            except Exception:  # noqa: BLE001 - never lose the thread
+                log.exception("unexpected error handling a message; it goes back to the queue")
+                d.requeue()
+
+    def housekeeping(self, done):
+        """Keeps the lease (section 11) and re-asserts the type (2.5)."""
+        last_declare = time.monotonic()
+        while not done.is_set():
+            try:
+                self.store.lease()
+            except Exception as e:  # noqa: BLE001
+                log.debug("cannot renew the worker lease: %s", e)
+            if self.ready.is_set() and time.monotonic() - last_declare >= REDECLARE_EVERY_S:
+                last_declare = time.monotonic()
+                try:
+                    self.store.declare()
+                except Exception as e:  # noqa: BLE001
+                    log.debug("cannot re-declare the type: %s", e)
+            done.wait(LEASE_TTL_S / 3)
+        try:
+            self.store.release()
+        except Exception as e:  # noqa: BLE001
+            log.debug("cannot release the worker lease: %s", e)
+
+    def events(self, done):
+        """Section 10: cancel <id> stops a running job."""
+        delay = 0.1
+        while not done.is_set():
+            ps = None
+            try:
+                ps = self.store.rdb.pubsub(ignore_subscribe_messages=True)
+                ps.subscribe(self.cfg.events())
+                delay = 0.1
+                while not done.is_set():
+                    m = ps.get_message(timeout=0.5)
+                    if not m or m.get("type") != "message":
+                        continue
+                    kind, _, arg = m["data"].decode(errors="replace").partition(" ")
+                    if kind == "cancel":
+                        with self.running_mu:
+                            ev = self.running.get(arg)
+                        if ev is not None:
+                            ev.set()
+            except Exception as e:  # noqa: BLE001
+                log.debug("events subscription lost; resubscribing: %s", e)
+                done.wait(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                if ps is not None:
+                    try:
+                        ps.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    def declare_type(self, session):
+        delay = 0.1
+        while not self.stop_taking.is_set():
+            try:
+                self.store.declare()
+                return True
+            except Exception as e:  # noqa: BLE001
+                log.warning("cannot declare the type; retrying in %.1fs: %s", delay, e)
+            session.conn.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        return False
+
+    def run(self):
+        house_done, events_done = threading.Event(), threading.Event()
+        house = threading.Thread(target=self.housekeeping, args=(house_done,), name="lease")
+        events = threading.Thread(target=self.events, args=(events_done,), name="events")
+        takers = [threading.Thread(target=self.take, name="job-%d" % i) for i in range(self.cfg.concurrency)]
+        for t in [house, events] + takers:
+            t.start()
+        log.info("worker %s starting: namespace=%s pool=%s type=%s concurrency=%d",
+                 self.cfg.worker_id, self.cfg.ns, POOL, TYPE_NAME, self.cfg.concurrency)
+        delay = 0.1
+        while not self.stop_taking.is_set():
+            try:
+                self.session = Session(self.cfg, self.local.put)
+                self.session.setup(self.cfg.concurrency)
+                if not self.declare_type(self.session):
+                    break
+                self.ready.set()
+                log.info("pool %s consuming", POOL)
+                delay = 0.1
+                while not self.stop_taking.is_set():
+                    self.session.conn.process_data_events(time_limit=0.2)
+            except (pika.exceptions.AMQPError, OSError) as e:
+                self.ready.clear()
+                if self.session is not None:
+                    self.session.close()
+                log.warning("AMQP connection lost; reconnecting in %.1fs: %s", delay, e)
+                self.stop_taking.wait(delay)
+                delay = min(delay * 2, 5.0)
+        self.shutdown(takers)
+        events_done.set()
+        events.join()
+        house_done.set()
+        house.join()
+        log.info("worker %s stopped", self.cfg.worker_id)
+
+    def shutdown(self, takers):
+        """Section 9: stop consuming, requeue what was not started, let
+        running jobs finish within the grace period, then cancel them."""
+        s = self.session
+        log.info("shutting down")
+        if s is not None and s.alive:
+            try:
+                s.cancel_consumers()
+            except Exception as e:  # noqa: BLE001
+                log.warning("cannot cancel consumers: %s", e)
+        while True:
+            try:
+                d = self.local.get_nowait()
+            except pyqueue.Empty:
+                break
+            if d.live():
+                d.requeue()
+        for _ in takers:
+            self.local.put(None)
+        deadline = time.monotonic() + self.cfg.grace_s
+        while any(t.is_alive() for t in takers):
+            if time.monotonic() > deadline and not self.stop_jobs.is_set():
+                log.warning("shutdown grace period over; cancelling running jobs")
+                self.stop_jobs.set()
+            self.pump(s, 0.1)
+        if s is not None:
+            s.close()
+
+    @staticmethod
+    def pump(s, seconds):
+        try:
+            if s is not None and s.alive and s.conn.is_open:
+                s.conn.process_data_events(time_limit=seconds)
+                return
+        except Exception as e:  # noqa: BLE001
+            log.warning("AMQP connection lost during shutdown: %s", e)
+            s.alive = False
+        time.sleep(seconds)
+
+
+def go_text(ms):
+    """Go duration text of a whole number of milliseconds, e.g. 30s, 10m0s, 1.5s."""
+    ms = int(ms)
+    h, rest = divmod(ms, 3600000)
+    m, rest = divmod(rest, 60000)
+    s, frac = divmod(rest, 1000)
+    secs = "%d" % s if frac == 0 else ("%d.%03d" % (s, frac)).rstrip("0")
+    if ms < 1000:
+        return "%dms" % ms if ms else "0s"
+    if h:
+        return "%dh%dm%ss" % (h, m, secs)
+    if m:
+        return "%dm%ss" % (m, secs)
+    return secs + "s"
+
+
+def main():
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if os.environ.get("WARREN_LOG_LEVEL") == "debug"
+                        else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    try:
+        cfg = Config(os.environ)
+    except ValueError as e:
+        log.error("configuration: %s", e)
+        return 2
+    w = Worker(cfg)
+
+    def stop(signum, _frame):
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        w.stop_taking.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    w.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
