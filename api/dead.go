@@ -122,7 +122,7 @@ func (s *Server) replay(w http.ResponseWriter, ctx context.Context, req replayRe
 	case !req.All && len(req.IDs) == 0:
 		return apiErr("missing_field", "ids", "send the ids to replay, or \"all\": true")
 	}
-	var want func(string) bool
+	var ids []string // nil: all
 	missing := map[string]bool{}
 	if !req.All {
 		for _, id := range req.IDs {
@@ -131,13 +131,13 @@ func (s *Server) replay(w http.ResponseWriter, ctx context.Context, req replayRe
 			}
 			missing[id] = true
 		}
-		want = func(id string) bool { return missing[id] }
+		ids = req.IDs
 	}
 	undo := func(ctx context.Context, dl queue.DeadLetter) error {
 		return s.store.Finish(ctx, dl.Job.ID, store.Outcome{Status: jobs.StatusFailed,
 			Error: &jobs.Error{Code: dl.ErrorCode, Message: dl.Error}}, s.cfg.Now())
 	}
-	replayed, err := s.broker.ReplayDead(ctx, req.Pool, want, s.store.Revive, undo)
+	replayed, err := s.broker.ReplayDead(ctx, req.Pool, ids, s.store.Revive, undo)
 	if err != nil {
 		s.deadError(w, req.Pool, err)
 		return nil

@@ -57,7 +57,7 @@ type Broker interface {
 	Publish(ctx context.Context, msgs []queue.Message) ([]error, error)
 	Connected() bool
 	DeadLetters(ctx context.Context, pool string, limit int) (int, []queue.DeadLetter, error)
-	ReplayDead(ctx context.Context, pool string, want func(id string) bool,
+	ReplayDead(ctx context.Context, pool string, ids []string,
 		revive func(context.Context, *jobs.Job) (bool, error), undo func(context.Context, queue.DeadLetter) error) ([]string, error)
 	PurgeDead(ctx context.Context, pool string) (int, error)
 }

@@ -37,8 +37,8 @@ func deadLetter(d amqp.Delivery) (DeadLetter, error) {
 	if ms, err := strconv.ParseInt(fmt.Sprint(d.Headers[HeaderFailedAt]), 10, 64); err == nil {
 		dl.FailedAt = time.UnixMilli(ms).UTC()
 	}
-	if n, ok := d.Headers[HeaderAttempts].(int32); ok {
-		j.Attempt = int(n)
+	if n, ok := intHeader(d.Headers[HeaderAttempts]); ok {
+		j.Attempt = n
 	}
 	if d.RoutingKey == jobs.DeadRoutingKey("limit", "") || len(d.RoutingKey) > 6 && d.RoutingKey[:6] == "limit." {
 		dl.Reason = "limit"
@@ -97,15 +97,15 @@ func (b *Broker) DeadLetters(ctx context.Context, pool string, limit int) (total
 // ever ran.
 var ErrNoPool = errors.New("no such pool")
 
-// ReplayDead takes a pool's dead letters that want accepts (all of them
-// when want is nil), and for each calls revive — which resets the job's
+// ReplayDead takes the pool's dead letters of the given job ids (all of
+// them when ids is nil), and for each calls revive — which resets the job's
 // record — and publishes the job again with its attempts reset. A dead
-// letter is removed only once its job is published again (or revive says
-// it lives already). It returns the ids replayed.
+// letter is removed only once its job is published again (or revive says it
+// lives already). It returns the ids replayed.
 //
 // If publishing fails after revive, undo is called with the dead letter so
 // the record says failed again; the dead letter stays for a later replay.
-func (b *Broker) ReplayDead(ctx context.Context, pool string, want func(id string) bool,
+func (b *Broker) ReplayDead(ctx context.Context, pool string, ids []string,
 	revive func(ctx context.Context, j *jobs.Job) (bool, error),
 	undo func(ctx context.Context, dl DeadLetter) error) ([]string, error) {
 	ch, _, err := b.channel(ctx)
@@ -114,34 +114,76 @@ func (b *Broker) ReplayDead(ctx context.Context, pool string, want func(id strin
 	}
 	defer ch.Close() // returns the dead letters left alone
 	q := b.cfg.Namespace.DeadQueue(pool)
-	info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
-	if err != nil {
+	if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
 			return nil, fmt.Errorf("replay dead letters of %s: %w", pool, ErrNoPool)
 		}
 		return nil, fmt.Errorf("replay dead letters of %s: %w", pool, err)
 	}
-	var replayed []string
-	// Only what is there now: a replayed job that fails again at once
-	// must not come round a second time in the same call.
-	for range info.Messages {
-		d, ok, err := ch.Get(q, false)
-		if err != nil {
-			return replayed, fmt.Errorf("replay dead letters of %s: %w", pool, err)
+	var want func(string) bool
+	if ids != nil {
+		set := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			set[id] = true
 		}
-		if !ok {
+		want = func(id string) bool { return set[id] }
+	}
+	var replayed []string
+	seen := map[string]bool{}
+	// Dead letters just listed come back to the queue a moment after the
+	// listing's channel closes (a quorum queue applies returns through its
+	// log), so ids asked for but not yet found are looked for again,
+	// briefly.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if err := b.replayPass(ctx, ch, q, want, revive, undo, seen, &replayed); err != nil {
+			return replayed, err
+		}
+		if ids == nil || time.Now().After(deadline) || allSeen(ids, seen) {
 			return replayed, nil
 		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return replayed, nil
+		}
+	}
+}
+
+func allSeen(ids []string, seen map[string]bool) bool {
+	for _, id := range ids {
+		if !seen[id] {
+			return false
+		}
+	}
+	return true
+}
+
+// replayPass takes every dead letter in the queue once. A second copy of a
+// job replayed in this call (it failed again at once) is held, not
+// replayed again, so the pass ends.
+func (b *Broker) replayPass(ctx context.Context, ch *amqp.Channel, q string, want func(id string) bool,
+	revive func(ctx context.Context, j *jobs.Job) (bool, error),
+	undo func(ctx context.Context, dl DeadLetter) error, seen map[string]bool, replayed *[]string) error {
+	for {
+		d, ok, err := ch.Get(q, false)
+		if err != nil {
+			return fmt.Errorf("replay dead letters: %w", err)
+		}
+		if !ok {
+			return nil
+		}
 		dl, err := deadLetter(d)
-		if err != nil || (want != nil && !want(dl.Job.ID)) {
+		if err != nil || seen[dl.Job.ID] || (want != nil && !want(dl.Job.ID)) {
 			continue // left unacknowledged: back in the queue when the channel closes
 		}
+		seen[dl.Job.ID] = true
 		j := *dl.Job
 		j.Attempt = 0
 		alive, err := revive(ctx, &j)
 		if err != nil {
-			return replayed, err
+			return err
 		}
 		if alive {
 			traceparent, _ := d.Headers[HeaderTraceParent].(string)
@@ -156,15 +198,14 @@ func (b *Broker) ReplayDead(ctx context.Context, pool string, want func(id strin
 				if uerr := undo(context.WithoutCancel(ctx), dl); uerr != nil {
 					b.log.Error("replay failed and the job's record could not be set back to failed", "job", j.ID, "err", uerr)
 				}
-				return replayed, fmt.Errorf("replay job %s: %w", j.ID, err)
+				return fmt.Errorf("replay job %s: %w", j.ID, err)
 			}
-			replayed = append(replayed, j.ID)
+			*replayed = append(*replayed, j.ID)
 		}
 		if err := d.Ack(false); err != nil {
-			return replayed, fmt.Errorf("replay job %s: remove dead letter: %w", j.ID, err)
+			return fmt.Errorf("replay job %s: remove dead letter: %w", j.ID, err)
 		}
 	}
-	return replayed, nil
 }
 
 // PurgeDead deletes every dead letter of a pool and says how many.
@@ -183,4 +224,26 @@ func (b *Broker) PurgeDead(ctx context.Context, pool string) (int, error) {
 		return 0, fmt.Errorf("purge dead letters of %s: %w", pool, err)
 	}
 	return n, nil
+}
+
+// intHeader reads an integer header of any width: workers in other
+// languages may send any.
+func intHeader(v any) (int, bool) {
+	switch n := v.(type) {
+	case int8:
+		return int(n), true
+	case int16:
+		return int(n), true
+	case int32:
+		return int(n), true
+	case int64:
+		return int(n), true
+	case uint8:
+		return int(n), true
+	case uint16:
+		return int(n), true
+	case uint32:
+		return int(n), true
+	}
+	return 0, false
 }
