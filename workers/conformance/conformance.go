@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -289,7 +290,9 @@ func cancelQueued(t *testing.T, f *fixture) {
 	testenv.Eventually(t, 10*time.Second, "the delayed message to leave the delay levels", func() bool {
 		return f.ready(t, f.env.NS.DelayQueue(4)) == 0 && f.ready(t, f.env.NS.DelayQueue(2)) == 0
 	})
-	testenv.Eventually(t, 10*time.Second, "the pool queue to drain", func() bool { return f.env.Messages(t, Pool) == 0 })
+	// Delivered is not handled: wait until the management API shows the
+	// one message that entered the pool queue acknowledged.
+	settled(t, f.env.NS.Queue(Pool), 1)
 	// Stopping the worker returns whatever it still holds unacknowledged.
 	f.stop()
 	if n := f.env.Messages(t, Pool); n != 0 {
@@ -331,7 +334,11 @@ func redelivered(t *testing.T, f *fixture) {
 	if err != nil {
 		t.Fatalf("publish copies: %v", err)
 	}
-	testenv.Eventually(t, 10*time.Second, "the pool queue to drain", func() bool { return f.env.Messages(t, Pool) == 0 })
+	// Ready = 0 only says the copies were delivered; the management API's
+	// figures include unacknowledged messages. Its delivery counter (the
+	// first job and the two copies: 3) rules out a snapshot older than the
+	// copies.
+	settled(t, f.env.NS.Queue(Pool), 3)
 	f.stop()
 	if n := f.env.Messages(t, Pool); n != 0 {
 		t.Errorf("%d messages back in the queue after the worker stopped, want 0", n)
@@ -506,4 +513,38 @@ func queueReady(url, name string) (int, error) {
 		return 0, err
 	}
 	return q.Messages, nil
+}
+
+// settled waits until the management API reports, in a snapshot that has
+// seen at least delivered messages handed to consumers, that none is left
+// in the queue, ready or unacknowledged: every message was acknowledged.
+func settled(t *testing.T, queueName string, delivered int) {
+	t.Helper()
+	base, err := url.Parse(testenv.ManagementURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := base.User.Password()
+	user := base.User.Username()
+	base.User = nil
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	testenv.Eventually(t, 30*time.Second, "every message of "+queueName+" acknowledged", func() bool {
+		req, _ := http.NewRequest("GET", base.String()+"/api/queues/%2F/"+url.PathEscape(queueName), nil)
+		req.SetBasicAuth(user, pw)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("management API: %v", err)
+		}
+		defer resp.Body.Close()
+		var q struct {
+			Messages     *int `json:"messages"`
+			MessageStats struct {
+				DeliverGet int `json:"deliver_get"`
+			} `json:"message_stats"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&q); err != nil {
+			return false
+		}
+		return q.Messages != nil && *q.Messages == 0 && q.MessageStats.DeliverGet >= delivered
+	})
 }
