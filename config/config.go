@@ -308,14 +308,32 @@ func (c *Config) settings() []setting {
 		}},
 		{"webhook.allow", "WARREN_WEBHOOK_ALLOW", list(&c.Webhook.Allow)},
 		{"image.allow", "WARREN_IMAGE_ALLOW", list(&c.Image.Allow)},
-		{"image.max_input_bytes", "WARREN_IMAGE_MAX_INPUT_BYTES", func(v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return fmt.Errorf("want a number of bytes, got %q", v)
-			}
-			c.Image.MaxInputBytes = n
-			return nil
-		}},
+		{"image.max_input_bytes", "WARREN_IMAGE_MAX_INPUT_BYTES", int64Setting(&c.Image.MaxInputBytes)},
+		{"image.max_pixels", "WARREN_IMAGE_MAX_PIXELS", int64Setting(&c.Image.MaxPixels)},
+		{"image.max_output_bytes", "WARREN_IMAGE_MAX_OUTPUT_BYTES", intSetting(&c.Image.MaxOutputBytes)},
+		{"webhook.max_response_body", "WARREN_WEBHOOK_MAX_RESPONSE_BODY", intSetting(&c.Webhook.MaxResponseBody)},
+	}
+}
+
+func int64Setting(p *int64) func(string) error {
+	return func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", v)
+		}
+		*p = n
+		return nil
+	}
+}
+
+func intSetting(p *int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", v)
+		}
+		*p = n
+		return nil
 	}
 }
 

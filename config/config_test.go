@@ -457,7 +457,8 @@ image:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := config.Load(path, []string{"WARREN_WEBHOOK_SECRETS=a=1,b=2", "WARREN_IMAGE_MAX_INPUT_BYTES=512"})
+	c, err := config.Load(path, []string{"WARREN_WEBHOOK_SECRETS=a=1,b=2", "WARREN_IMAGE_MAX_INPUT_BYTES=512",
+		"WARREN_IMAGE_MAX_OUTPUT_BYTES=2048", "WARREN_WEBHOOK_MAX_RESPONSE_BODY=64"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +472,7 @@ image:
 	if err != nil || fmt.Sprint(p) != "[127.0.0.1/32 10.1.0.0/16]" {
 		t.Errorf("webhook allow list: %v %v", p, err)
 	}
-	if c.Image.MaxPixels != 1000 || c.Image.MaxInputBytes != 512 || c.Webhook.MaxResponseBody != 100 {
+	if c.Image.MaxPixels != 1000 || c.Image.MaxInputBytes != 512 || c.Image.MaxOutputBytes != 2048 || c.Webhook.MaxResponseBody != 64 {
 		t.Errorf("image limits: %+v", c.Image)
 	}
 	c.Image.Allow = []string{"not-an-address"}
