@@ -76,14 +76,7 @@ it, with each job's payload. Listing leaves the dead letters where they are.`,
 		Args: exactArgs(1, "a pool name, such as: warren dead list sys"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Pool = args[0]
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			c, err := a.apiClient(cmd)
+			format, c, err := a.prepare(cmd, &o)
 			if err != nil {
 				return err
 			}
@@ -191,14 +184,7 @@ replayed, 1 otherwise.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Pool, o.IDs = args[0], uniq(args[1:])
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			c, err := a.apiClient(cmd)
+			format, c, err := a.prepare(cmd, &o)
 			if err != nil {
 				return err
 			}
@@ -264,14 +250,7 @@ Since this cannot be undone, it asks for --yes.`,
 		Args:    exactArgs(1, "a pool name, such as: warren dead purge sys --yes"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Pool = args[0]
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			c, err := a.apiClient(cmd)
+			format, c, err := a.prepare(cmd, &o)
 			if err != nil {
 				return err
 			}

@@ -26,6 +26,19 @@ const (
 // maxConcurrentWaits bounds how many long polls one command holds open.
 const maxConcurrentWaits = 8
 
+// prepare does what every client command does first: read -o, check the
+// command's options, and make the API client.
+func (a *app) prepare(cmd *cobra.Command, o interface{ Validate() error }) (format string, c *client.Client, err error) {
+	if format, err = a.format(); err != nil {
+		return "", nil, err
+	}
+	if err := o.Validate(); err != nil {
+		return "", nil, err
+	}
+	c, err = a.apiClient(cmd)
+	return format, c, err
+}
+
 // apiClient returns a client of the API the settings name (--api,
 // WARREN_API_URL, api_url).
 func (a *app) apiClient(cmd *cobra.Command) (*client.Client, error) {
@@ -88,14 +101,7 @@ returns it.`,
 		Args: exactArgs(1, "a job id, such as: warren job get 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.ID = args[0]
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			c, err := a.apiClient(cmd)
+			format, c, err := a.prepare(cmd, &o)
 			if err != nil {
 				return err
 			}
@@ -153,14 +159,7 @@ other error.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.IDs = uniq(args)
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			c, err := a.apiClient(cmd)
+			format, c, err := a.prepare(cmd, &o)
 			if err != nil {
 				return err
 			}
@@ -240,14 +239,7 @@ Exit status: 0 if every job named was canceled, 1 otherwise.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.IDs = uniq(args)
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			c, err := a.apiClient(cmd)
+			format, c, err := a.prepare(cmd, &o)
 			if err != nil {
 				return err
 			}
