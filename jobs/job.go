@@ -13,8 +13,9 @@ import (
 // Status is where a job stands in its life.
 type Status string
 
-// The states of a job. A job moves forward only: once terminal it never
-// changes again.
+// The states of a job. A job moves forward only: once terminal, no outcome
+// changes it; the one way back is deliberate, a replay of its dead letter,
+// which makes a failed job queued again.
 const (
 	// StatusScheduled is a job waiting for its run time (delayed jobs).
 	StatusScheduled Status = "scheduled"

@@ -1,7 +1,8 @@
 // Package store keeps warren's records in Redis: one hash per job, the
 // registry of declared job types, and idempotency keys. Every change of a
-// job's state is one Lua script, so it is atomic and costs one round trip,
-// and no script moves a job out of a terminal state.
+// job's state is one Lua script, so it is atomic and costs one round trip;
+// no outcome moves a job out of a terminal state (only Revive, for a replay
+// of a dead letter, turns failed back into queued).
 package store
 
 import (
