@@ -233,23 +233,9 @@ func records(t *testing.T, c *client.Client, ids []string) map[string]*jobs.Job 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var (
-		mu    sync.Mutex
-		out   = make(map[string]*jobs.Job, len(ids))
-		first error
-	)
-	each(ids, func(id string) {
-		j, err := c.Get(ctx, id)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			first = cmpErr(first, err)
-			return
-		}
-		out[id] = j
-	})
-	if first != nil {
-		t.Fatalf("read records: %v", first)
+	out, err := fetchAll(ids, func(id string) (*jobs.Job, error) { return c.Get(ctx, id) })
+	if err != nil {
+		t.Fatalf("read records: %v", err)
 	}
 	return out
 }
@@ -260,13 +246,23 @@ func waitDone(t *testing.T, c *client.Client, ids []string, timeout time.Duratio
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	out, err := fetchAll(ids, func(id string) (*jobs.Job, error) { return c.WaitDone(ctx, id) })
+	if err != nil {
+		t.Logf("waiting for jobs: %v (first error; %d of %d jobs ended)", err, len(out), len(ids))
+	}
+	return out
+}
+
+// fetchAll calls get for every id (a few at a time) and returns the jobs it
+// got and the first error.
+func fetchAll(ids []string, get func(id string) (*jobs.Job, error)) (map[string]*jobs.Job, error) {
 	var (
 		mu    sync.Mutex
 		out   = make(map[string]*jobs.Job, len(ids))
 		first error
 	)
 	each(ids, func(id string) {
-		j, err := c.WaitDone(ctx, id)
+		j, err := get(id)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -275,10 +271,7 @@ func waitDone(t *testing.T, c *client.Client, ids []string, timeout time.Duratio
 		}
 		out[id] = j
 	})
-	if first != nil {
-		t.Logf("waiting for jobs: %v (first error; %d of %d jobs ended)", first, len(out), len(ids))
-	}
-	return out
+	return out, first
 }
 
 func cmpErr(first, err error) error {
