@@ -18,6 +18,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/warrenhq/warren/autoscale"
 	"github.com/warrenhq/warren/jobs"
 )
 
@@ -35,6 +36,11 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// APIURL is where CLI commands find the API (api_url, WARREN_API_URL).
 	APIURL string `yaml:"api_url"`
+	// ManagementURL is RabbitMQ's management API, which gives a queue's
+	// unacknowledged messages as well as its ready ones (management_url,
+	// WARREN_MANAGEMENT_URL). Empty means port 15672 on the AMQP host with
+	// the AMQP credentials; "off" means measure with AMQP alone.
+	ManagementURL string `yaml:"management_url"`
 
 	API     API             `yaml:"api"`
 	Store   Store           `yaml:"store"`
@@ -134,6 +140,80 @@ type Pool struct {
 	// Prefetch is how many unacknowledged messages the broker hands one
 	// process; zero means equal to Concurrency.
 	Prefetch int `yaml:"prefetch"`
+	// Command runs one worker process of this pool under `warren
+	// autoscale` (pools.NAME.command), such as ["python3",
+	// "workers/python/wordcount.py"]; empty means `warren worker NAME`,
+	// which serves the built-in pools.
+	Command []string `yaml:"command"`
+	// Image is the container image of this pool's workers on Kubernetes
+	// (pools.NAME.image, used by `warren deploy render`); empty means
+	// warren's own image running `warren worker NAME`.
+	Image string `yaml:"image"`
+	// Autoscale is the pool's scaling policy (pools.NAME.autoscale); nil
+	// means DefaultAutoscale.
+	Autoscale *Autoscale `yaml:"autoscale"`
+}
+
+// Autoscale is a pool's scaling policy as written in warren.yaml; the same
+// values drive `warren autoscale` on one machine and the KEDA ScaledObjects
+// `warren deploy render` writes.
+type Autoscale struct {
+	// Min and Max bound the worker processes (min_replicas, max_replicas).
+	// Min may be 0: the pool then costs nothing while idle. Max zero means
+	// Min.
+	Min int `yaml:"min_replicas"`
+	Max int `yaml:"max_replicas"`
+	// TargetBacklog is the backlog (ready + unacknowledged messages) one
+	// process should carry (target_backlog); zero means 10.
+	TargetBacklog int `yaml:"target_backlog"`
+	// ActivationBacklog is the backlog above which a pool at zero starts
+	// (activation_backlog); zero means any backlog.
+	ActivationBacklog int `yaml:"activation_backlog"`
+	// TargetAge, if set, is the longest a job should wait (target_age): a
+	// pool whose oldest waiting job is older grows in proportion.
+	TargetAge Duration `yaml:"target_age"`
+	// Interval is how often the pool is measured and sized (interval);
+	// zero means 5s.
+	Interval Duration `yaml:"interval"`
+	// ScaleUpWindow and ScaleDownWindow are the stabilization windows
+	// (scale_up_window, scale_down_window); zero means 0s and 60s, and a
+	// negative scale_down_window ("-1s") means none.
+	ScaleUpWindow   Duration `yaml:"scale_up_window"`
+	ScaleDownWindow Duration `yaml:"scale_down_window"`
+	// MaxStep bounds how many processes one decision adds or removes
+	// (max_step); zero means no bound.
+	MaxStep int `yaml:"max_step"`
+}
+
+// Policy returns the autoscale package's form of a, with defaults filled
+// in.
+func (a Autoscale) Policy() autoscale.Policy { return a.policy().WithDefaults() }
+
+func (a Autoscale) policy() autoscale.Policy {
+	return autoscale.Policy{
+		Min:               a.Min,
+		Max:               a.Max,
+		TargetBacklog:     a.TargetBacklog,
+		ActivationBacklog: a.ActivationBacklog,
+		TargetAge:         a.TargetAge.Std(),
+		Interval:          a.Interval.Std(),
+		ScaleUpWindow:     a.ScaleUpWindow.Std(),
+		ScaleDownWindow:   a.ScaleDownWindow.Std(),
+		MaxStep:           a.MaxStep,
+	}
+}
+
+// DefaultAutoscale is the policy of a pool with no autoscale block: one
+// process at least, up to four, each carrying a backlog of 100 jobs.
+var DefaultAutoscale = Autoscale{Min: 1, Max: 4, TargetBacklog: 100}
+
+// AutoscaleOf returns the pool's policy: its autoscale block, or
+// DefaultAutoscale.
+func (c *Config) AutoscaleOf(pool string) Autoscale {
+	if a := c.Pools[pool].Autoscale; a != nil {
+		return *a
+	}
+	return DefaultAutoscale
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
@@ -281,6 +361,7 @@ func (c *Config) settings() []setting {
 		{"namespace", "WARREN_NAMESPACE", func(v string) error { c.Namespace = jobs.Namespace(v); return nil }},
 		{"log_level", "WARREN_LOG_LEVEL", str(&c.LogLevel)},
 		{"api_url", "WARREN_API_URL", str(&c.APIURL)},
+		{"management_url", "WARREN_MANAGEMENT_URL", str(&c.ManagementURL)},
 		{"api.addr", "WARREN_HTTP_ADDR", str(&c.API.Addr)},
 		{"api.max_body_bytes", "WARREN_MAX_BODY_BYTES", func(v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
@@ -382,6 +463,12 @@ func (c *Config) Validate() error {
 		}
 		if p.Concurrency < 0 || p.Prefetch < 0 {
 			return fmt.Errorf("pools.%s: concurrency and prefetch must not be negative", name)
+		}
+		if p.Autoscale != nil {
+			a := p.Autoscale
+			if err := a.policy().Validate(); err != nil {
+				return fmt.Errorf("pools.%s.autoscale: %w", name, err)
+			}
 		}
 	}
 	return nil

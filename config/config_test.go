@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/warrenhq/warren/autoscale"
 	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/jobs"
 )
@@ -385,6 +387,18 @@ func TestValidate(t *testing.T) {
 		{name: "bad pool name", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"Sys": {Concurrency: 1}} }, wantErr: "pools.Sys"},
 		{name: "negative concurrency", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {Concurrency: -1}} }, wantErr: "pools.sys"},
 		{name: "negative prefetch", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {Prefetch: -1}} }, wantErr: "pools.sys"},
+		{name: "autoscale to zero", edit: func(c *config.Config) {
+			c.Pools = map[string]config.Pool{"image": {Autoscale: &config.Autoscale{Max: 3}}}
+		}},
+		{name: "autoscale max below min", edit: func(c *config.Config) {
+			c.Pools = map[string]config.Pool{"image": {Autoscale: &config.Autoscale{Min: 3, Max: 2}}}
+		}, wantErr: "pools.image.autoscale: replicas"},
+		{name: "autoscale negative target", edit: func(c *config.Config) {
+			c.Pools = map[string]config.Pool{"image": {Autoscale: &config.Autoscale{Max: 2, TargetBacklog: -1}}}
+		}, wantErr: "pools.image.autoscale"},
+		{name: "autoscale negative age", edit: func(c *config.Config) {
+			c.Pools = map[string]config.Pool{"image": {Autoscale: &config.Autoscale{Max: 2, TargetAge: config.Duration(-time.Second)}}}
+		}, wantErr: "pools.image.autoscale"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -482,6 +496,60 @@ image:
 }
 
 // The complete example in docs/configuration.md is a valid config file.
+func TestAutoscaleBlock(t *testing.T) {
+	t.Parallel()
+	path := t.TempDir() + "/warren.yaml"
+	yml := `pools:
+  image:
+    command: [python3, worker.py]
+    image: registry.example/image-worker:1
+    autoscale:
+      min_replicas: 0
+      max_replicas: 6
+      target_backlog: 20
+      activation_backlog: 5
+      target_age: 30s
+      interval: 2s
+      scale_up_window: 10s
+      scale_down_window: 2m
+      max_step: 2
+`
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Pools["image"].Command, []string{"python3", "worker.py"}; !slices.Equal(got, want) {
+		t.Errorf("command = %q, want %q", got, want)
+	}
+	want := autoscale.Policy{Min: 0, Max: 6, TargetBacklog: 20, ActivationBacklog: 5, TargetAge: 30 * time.Second,
+		Interval: 2 * time.Second, ScaleUpWindow: 10 * time.Second, ScaleDownWindow: 2 * time.Minute, MaxStep: 2}
+	if d := cmp.Diff(want, c.AutoscaleOf("image").Policy()); d != "" {
+		t.Errorf("policy (-want +got):\n%s", d)
+	}
+	// A pool without a block gets the default policy, with the policy
+	// package's defaults filled in.
+	if d := cmp.Diff(config.DefaultAutoscale.Policy(), c.AutoscaleOf("sys").Policy()); d != "" {
+		t.Errorf("default policy (-want +got):\n%s", d)
+	}
+	if p := c.AutoscaleOf("sys").Policy(); p.Interval != 5*time.Second || p.ScaleDownWindow != time.Minute || p.Min != 1 {
+		t.Errorf("default policy = %+v, want min 1, 5s interval and a 60s scale-down window", p)
+	}
+
+	// A misspelt key is an error naming it.
+	if err := os.WriteFile(path, []byte("pools:\n  image:\n    autoscale:\n      max: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path, nil); err == nil || !strings.Contains(err.Error(), "max") {
+		t.Errorf("Load with autoscale.max = %v, want an unknown-field error", err)
+	}
+}
+
 func TestDocumentedExampleLoads(t *testing.T) {
 	t.Parallel()
 	doc, err := os.ReadFile("../docs/configuration.md")
