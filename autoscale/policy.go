@@ -43,7 +43,8 @@ type Policy struct {
 	MaxStep int
 }
 
-// WithDefaults returns p with zero fields filled in.
+// WithDefaults returns p with zero fields filled in. It is idempotent: a
+// negative ScaleDownWindow stays negative (none).
 func (p Policy) WithDefaults() Policy {
 	p.Max = max(p.Max, p.Min)
 	p.TargetBacklog = cmp.Or(p.TargetBacklog, 10)
@@ -51,7 +52,6 @@ func (p Policy) WithDefaults() Policy {
 	if p.ScaleDownWindow == 0 {
 		p.ScaleDownWindow = 60 * time.Second
 	}
-	p.ScaleDownWindow = max(p.ScaleDownWindow, 0)
 	return p
 }
 

@@ -136,3 +136,13 @@ func TestInvalidPolicies(t *testing.T) {
 		}
 	}
 }
+
+func TestWithDefaultsIsIdempotent(t *testing.T) {
+	t.Parallel()
+	for _, p := range []autoscale.Policy{{}, {Min: 2, ScaleDownWindow: -1}, {Max: 5, TargetBacklog: 3, Interval: time.Second}} {
+		once := p.WithDefaults()
+		if twice := once.WithDefaults(); twice != once {
+			t.Errorf("WithDefaults(WithDefaults(%+v)) = %+v, want %+v", p, twice, once)
+		}
+	}
+}
