@@ -75,6 +75,10 @@ type Observation struct {
 	// OldestAge is how long the oldest waiting job has waited (zero if
 	// unknown or none).
 	OldestAge time.Duration
+	// Undeclared says the pool's queue does not exist yet: no worker of it
+	// has ever run, so its job types are unknown and its jobs refused. A
+	// pool at zero then starts one worker to declare them.
+	Undeclared bool
 }
 
 // Decision is a scaling decision with what led to it, for logs and
@@ -159,6 +163,9 @@ func (s *Scaler) recommend(current int, obs Observation) (int, string) {
 	target := s.p.TargetBacklog
 	byBacklog := int(math.Ceil(float64(obs.Backlog) / float64(target)))
 	reason := fmt.Sprintf("backlog %d at %d per replica", obs.Backlog, target)
+	if current == 0 && obs.Undeclared && s.p.Max > 0 {
+		return 1, "the pool's queue is not declared yet; one worker declares it and its job types"
+	}
 	if current == 0 {
 		// From zero, as KEDA does: nothing starts until the backlog passes
 		// the activation threshold (or a job has waited too long).

@@ -12,9 +12,10 @@ import (
 // step is one decision: at seconds after the start, with this observation;
 // the pool then runs the decided size, as the supervisor makes it.
 type step struct {
-	at      int // seconds
-	backlog int
-	age     time.Duration
+	at         int // seconds
+	backlog    int
+	age        time.Duration
+	undeclared bool
 }
 
 func run(t *testing.T, p autoscale.Policy, start int, steps []step) []int {
@@ -27,7 +28,7 @@ func run(t *testing.T, p autoscale.Policy, start int, steps []step) []int {
 	current := start
 	var sizes []int
 	for _, st := range steps {
-		d := s.Decide(t0.Add(time.Duration(st.at)*time.Second), current, autoscale.Observation{Backlog: st.backlog, OldestAge: st.age})
+		d := s.Decide(t0.Add(time.Duration(st.at)*time.Second), current, autoscale.Observation{Backlog: st.backlog, OldestAge: st.age, Undeclared: st.undeclared})
 		if d.Reason == "" {
 			t.Errorf("decision without a reason: %+v", d)
 		}
@@ -115,6 +116,18 @@ func TestDecisions(t *testing.T) {
 			policy: autoscale.Policy{Min: 0, Max: 3, TargetBacklog: 10, ActivationBacklog: 50, TargetAge: time.Minute}, start: 0,
 			steps: []step{{at: 0, backlog: 2, age: 10 * time.Second}, {at: 5, backlog: 2, age: 2 * time.Minute}},
 			want:  []int{0, 1},
+		},
+		{
+			name:   "a pool at zero whose queue was never declared starts one worker to declare it, then idles",
+			policy: autoscale.Policy{Min: 0, Max: 3, TargetBacklog: 10, ScaleDownWindow: 10 * time.Second}, start: 0,
+			steps: []step{{at: 0, undeclared: true}, {at: 5}, {at: 10}, {at: 15}},
+			want:  []int{1, 1, 0, 0},
+		},
+		{
+			name:   "an undeclared queue does not grow a running pool",
+			policy: autoscale.Policy{Min: 2, Max: 3, TargetBacklog: 10}, start: 2,
+			steps: []step{{at: 0, undeclared: true}},
+			want:  []int{2},
 		},
 	}
 	for _, tt := range tests {
