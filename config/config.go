@@ -42,12 +42,13 @@ type Config struct {
 	// the AMQP credentials; "off" means measure with AMQP alone.
 	ManagementURL string `yaml:"management_url"`
 
-	API     API             `yaml:"api"`
-	Store   Store           `yaml:"store"`
-	Worker  Worker          `yaml:"worker"`
-	Pools   map[string]Pool `yaml:"pools"`
-	Webhook Webhook         `yaml:"webhook"`
-	Image   Image           `yaml:"image"`
+	API        API             `yaml:"api"`
+	Store      Store           `yaml:"store"`
+	Worker     Worker          `yaml:"worker"`
+	Supervisor Supervisor      `yaml:"supervisor"`
+	Pools      map[string]Pool `yaml:"pools"`
+	Webhook    Webhook         `yaml:"webhook"`
+	Image      Image           `yaml:"image"`
 }
 
 // Webhook configures the webhook delivery service (pool "webhook").
@@ -130,6 +131,13 @@ type Worker struct {
 	// ShutdownGrace is how long running jobs may finish after a stop signal
 	// (worker.shutdown_grace, WARREN_SHUTDOWN_GRACE).
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+// Supervisor configures `warren autoscale`.
+type Supervisor struct {
+	// Addr, when set, serves the supervisor's /healthz and /status
+	// (supervisor.addr, WARREN_SUPERVISOR_ADDR).
+	Addr string `yaml:"addr"`
 }
 
 // Pool configures one worker pool (pools.NAME; env WARREN_POOL_NAME_*).
@@ -375,6 +383,7 @@ func (c *Config) settings() []setting {
 		{"store.idempotency_window", "WARREN_IDEMPOTENCY_WINDOW", dur(&c.Store.IdempotencyWindow)},
 		{"worker.health_addr", "WARREN_HEALTH_ADDR", str(&c.Worker.HealthAddr)},
 		{"worker.shutdown_grace", "WARREN_SHUTDOWN_GRACE", dur(&c.Worker.ShutdownGrace)},
+		{"supervisor.addr", "WARREN_SUPERVISOR_ADDR", str(&c.Supervisor.Addr)},
 		{"webhook.secrets", "WARREN_WEBHOOK_SECRETS", func(v string) error {
 			m := map[string]string{}
 			for _, kv := range strings.Split(v, ",") {

@@ -326,20 +326,24 @@ func TestSet(t *testing.T) {
 		"log_level":                "error",
 		"api_url":                  "http://flag",
 		"worker.health_addr":       ":1",
+		"supervisor.addr":          ":2",
+		"management_url":           "off",
 	} {
 		if err := cfg.Set(key, value); err != nil {
 			t.Errorf("Set(%q, %q) = %v", key, value, err)
 		}
 	}
 	want := config.Config{
-		AMQPURL:   "amqp://flag/",
-		RedisURL:  "redis://flag/0",
-		Namespace: "flagged",
-		LogLevel:  "error",
-		APIURL:    "http://flag",
-		API:       config.API{Addr: "127.0.0.1:9000", MaxBodyBytes: 10},
-		Store:     config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)},
-		Worker:    config.Worker{HealthAddr: ":1", ShutdownGrace: config.Duration(time.Minute)},
+		AMQPURL:       "amqp://flag/",
+		RedisURL:      "redis://flag/0",
+		Namespace:     "flagged",
+		LogLevel:      "error",
+		APIURL:        "http://flag",
+		API:           config.API{Addr: "127.0.0.1:9000", MaxBodyBytes: 10},
+		Store:         config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)},
+		Worker:        config.Worker{HealthAddr: ":1", ShutdownGrace: config.Duration(time.Minute)},
+		Supervisor:    config.Supervisor{Addr: ":2"},
+		ManagementURL: "off",
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("after Set (-want +got):\n%s", diff)

@@ -1,12 +1,14 @@
 // Package sys is warren's built-in pool for smoke tests, load tests and
 // checking alerts: sys.echo returns its payload, sys.sleep sleeps while
-// reporting progress, sys.fail fails a chosen number of attempts.
+// reporting progress, sys.spin keeps a CPU busy, sys.fail fails a chosen
+// number of attempts.
 package sys
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/warrenhq/warren/jobs"
@@ -35,6 +37,16 @@ var (
   "additionalProperties": false
 }`),
 	}
+	Spin = jobs.Type{
+		Name: "sys.spin", Pool: Pool, Timeout: jobs.Duration(10 * time.Minute),
+		Description: "Keeps one CPU busy for ms milliseconds: a CPU-bound job for load tests; honours cancellation.",
+		Schema: json.RawMessage(`{
+  "type": "object",
+  "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 600000}},
+  "required": ["ms"],
+  "additionalProperties": false
+}`),
+	}
 	Fail = jobs.Type{
 		Name: "sys.fail", Pool: Pool, Timeout: jobs.Duration(30 * time.Second),
 		Description: "Fails its first fail_times attempts (permanently if permanent), then succeeds.",
@@ -54,7 +66,7 @@ func Register(r jobs.Registrar) error {
 	for _, h := range []struct {
 		t jobs.Type
 		f jobs.HandlerFunc
-	}{{Echo, echo}, {Sleep, sleep}, {Fail, fail}} {
+	}{{Echo, echo}, {Sleep, sleep}, {Spin, spin}, {Fail, fail}} {
 		if err := r.Handle(h.t, h.f); err != nil {
 			return fmt.Errorf("sys: %w", err)
 		}
@@ -93,6 +105,49 @@ func sleep(ctx context.Context, j *jobs.Job) (any, error) {
 	}
 	return map[string]int64{"slept_ms": p.MS}, nil
 }
+
+func spin(ctx context.Context, j *jobs.Job) (any, error) {
+	var p struct {
+		MS int64 `json:"ms"`
+	}
+	if err := j.Decode(&p); err != nil {
+		return nil, jobs.Permanent(err)
+	}
+	// A fixed amount of work, not a deadline: like real CPU-bound jobs, it
+	// takes longer when it shares a core, so more processes than cores
+	// do not finish sooner.
+	n := p.MS * spinRate()
+	x := uint64(1)
+	for i := int64(0); i < n; i += spinChunk {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		x = spinWork(x, spinChunk)
+	}
+	return map[string]any{"spun_ms": p.MS, "x": x % 1000}, nil
+}
+
+const spinChunk = 10000
+
+//go:noinline
+func spinWork(x uint64, n int64) uint64 {
+	for range n {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	return x
+}
+
+// spinRate is how many steps of spinWork take a millisecond on this
+// machine, measured once per process.
+var spinRate = sync.OnceValue(func() int64 {
+	const probe = 200 * spinChunk
+	start := time.Now()
+	for i := int64(0); i < probe; i += spinChunk {
+		spinWork(uint64(i), spinChunk)
+	}
+	perMS := float64(probe) / (float64(time.Since(start)) / float64(time.Millisecond))
+	return max(spinChunk, int64(perMS)/spinChunk*spinChunk)
+})
 
 func fail(_ context.Context, j *jobs.Job) (any, error) {
 	var p struct {

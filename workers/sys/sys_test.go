@@ -106,3 +106,31 @@ func TestSleepReportsProgressAndHonoursCancellation(t *testing.T) {
 		t.Fatal("sleep did not return after cancellation")
 	}
 }
+
+func TestSpin(t *testing.T) {
+	t.Parallel()
+	res, err := run(t, context.Background(), "sys.spin", `{"ms":20}`, 1)
+	if err != nil || res.(map[string]any)["spun_ms"] != int64(20) {
+		t.Fatalf("spin: %v %v", res, err)
+	}
+	if _, err := run(t, context.Background(), "sys.spin", `{"ms":"a lot"}`, 1); err == nil {
+		t.Error("spin with a bad payload succeeded")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := run(t, ctx, "sys.spin", `{"ms":600000}`, 1)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled spin returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("spin did not return after cancellation")
+	}
+}
