@@ -223,6 +223,7 @@ func (s *Server) buildJob(ctx context.Context, req jobRequest, headerKey string)
 	job := &jobs.Job{
 		ID:             jobs.NewID(),
 		Type:           t.Name,
+		Pool:           t.Pool,
 		Status:         jobs.StatusQueued,
 		Payload:        json.RawMessage(payload),
 		MaxAttempts:    maxAttempts,

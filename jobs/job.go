@@ -67,6 +67,9 @@ type Job struct {
 	ID string `json:"id"`
 	// Type names what to do, such as "webhook.deliver"; see Type.
 	Type string `json:"type"`
+	// Pool is the worker pool the job's type is declared in, recorded when
+	// the job is accepted.
+	Pool string `json:"pool,omitempty"`
 	// Status is where the job stands.
 	Status Status `json:"status"`
 	// Payload is the job's input, a JSON object.

@@ -495,6 +495,8 @@ func TestNamespaceNames(t *testing.T) {
 				"JobKey":         "warren:job:01a21480-02c3-71b4-a283-a008d207c224",
 				"TypesKey":       "warren:types",
 				"IdempotencyKey": "warren:idem:order-42",
+				"WaitingKey":     "warren:waiting:sys",
+				"AutoscaleKey":   "warren:autoscale",
 				"EventsChannel":  "warren:events",
 			},
 		},
@@ -508,6 +510,8 @@ func TestNamespaceNames(t *testing.T) {
 				"JobKey":         "t-x_1:job:01a21480-02c3-71b4-a283-a008d207c224",
 				"TypesKey":       "t-x_1:types",
 				"IdempotencyKey": "t-x_1:idem:order-42",
+				"WaitingKey":     "t-x_1:waiting:sys",
+				"AutoscaleKey":   "t-x_1:autoscale",
 				"EventsChannel":  "t-x_1:events",
 			},
 		},
@@ -521,13 +525,15 @@ func TestNamespaceNames(t *testing.T) {
 			"JobKey":         tt.ns.JobKey("01a21480-02c3-71b4-a283-a008d207c224"),
 			"TypesKey":       tt.ns.TypesKey(),
 			"IdempotencyKey": tt.ns.IdempotencyKey("order-42"),
+			"WaitingKey":     tt.ns.WaitingKey("sys"),
+			"AutoscaleKey":   tt.ns.AutoscaleKey(),
 			"EventsChannel":  tt.ns.EventsChannel(),
 		}
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("names of namespace %q (-want +got):\n%s", tt.ns, diff)
 		}
 		// Every Redis key starts with the prefix DeleteNamespace scans for.
-		for _, k := range []string{got["JobKey"], got["TypesKey"], got["IdempotencyKey"], got["EventsChannel"]} {
+		for _, k := range []string{got["JobKey"], got["TypesKey"], got["IdempotencyKey"], got["WaitingKey"], got["AutoscaleKey"], got["EventsChannel"]} {
 			if !strings.HasPrefix(k, tt.ns.KeyPrefix()) {
 				t.Errorf("%q does not start with the key prefix %q", k, tt.ns.KeyPrefix())
 			}

@@ -58,6 +58,17 @@ func (ns Namespace) ArtifactKey(id string) string { return string(ns) + ":artifa
 // expiry (its lease); a running job whose worker's key is gone was lost.
 func (ns Namespace) WorkerKey(worker string) string { return string(ns) + ":worker:" + worker }
 
+// WaitingKey is the Redis sorted set of a pool's waiting jobs: member = job
+// id, score = the Unix time in milliseconds at which the job became or
+// becomes runnable. RabbitMQ cannot tell how long a queue's oldest message
+// has waited, so the scripts that move a job into or out of a waiting state
+// keep this index, and the autoscaler reads the oldest due entry from it.
+func (ns Namespace) WaitingKey(pool string) string { return string(ns) + ":waiting:" + pool }
+
+// AutoscaleKey is the Redis hash in which autoscalers publish each pool's
+// replica counts: field = pool, value = JSON.
+func (ns Namespace) AutoscaleKey() string { return string(ns) + ":autoscale" }
+
 // EventsChannel is the Redis pub/sub channel on which job completions
 // ("done <id>") and type declarations ("types <name>") are announced.
 func (ns Namespace) EventsChannel() string { return string(ns) + ":events" }

@@ -20,10 +20,34 @@ local function terminal(st)
 end
 `
 
+// declaredPoolLua finds the pool a type is declared in, for a revive of a
+// job that does not name its pool (one accepted before jobs did): the
+// record then names its pool, so every later script finds the job's index
+// of waiting jobs (jobs.Namespace.WaitingKey) without reading the registry.
+// A type missing from the registry gives nil, and the job is not indexed;
+// OldestWaiting only ever undercounts such a job, never overcounts it.
+const declaredPoolLua = `
+local function declared_pool(types, jt)
+  local decl = jt and redis.call('HGET', types, jt)
+  if not decl then return nil end
+  local ok, t = pcall(cjson.decode, decl)
+  if ok and type(t) == 'table' and type(t.pool) == 'string' and t.pool ~= '' then
+    return t.pool
+  end
+  return nil
+end
+`
+
 // createScript writes a new record unless the idempotency key (KEYS[2], when
 // given) already names a job that still has a record, in which case it
-// returns that job's id. ARGV: id, idempotency window ms, job key prefix,
-// then field/value pairs.
+// returns that job's id. The job enters its pool's index of waiting jobs,
+// due at ARGV[6]. ARGV: id, idempotency window ms, job key prefix, pool
+// (empty: none, and no index), waiting index key prefix, due ms, then
+// field/value pairs.
+//
+// The index's key is derived from a prefix, as an earlier job's key is
+// from ARGV[3], so that the other scripts, which learn the pool from the
+// record, build it the same way: warren runs on one Redis, not a cluster.
 const createLua = `
 if KEYS[2] then
   local existing = redis.call('GET', KEYS[2])
@@ -33,15 +57,16 @@ if KEYS[2] then
   end
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+if ARGV[4] ~= '' then redis.call('ZADD', ARGV[5] .. ARGV[4], ARGV[6], ARGV[1]) end
 return {1, ARGV[1]}
 `
 
 var createScript = redis.NewScript(createLua)
 
 // discardScript removes a record that was never accepted (its publish
-// failed), and its idempotency key if the key still names it.
-// ARGV: id.
+// failed), its entry in the index of waiting jobs, and its idempotency key
+// if the key still names it. ARGV: id, waiting index key prefix.
 const discardLua = `
 local st = redis.call('HGET', KEYS[1], 'status')
 if st and st ~= 'queued' and st ~= 'scheduled' then
@@ -49,6 +74,8 @@ if st and st ~= 'queued' and st ~= 'scheduled' then
   -- job is real, so it and its key stay.
   return 0
 end
+local pool = redis.call('HGET', KEYS[1], 'pool')
+if pool then redis.call('ZREM', ARGV[2] .. pool, ARGV[1]) end
 redis.call('DEL', KEYS[1])
 if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
@@ -65,6 +92,8 @@ var discardScript = redis.NewScript(discardLua)
 // running: its worker was lost, and the broker redelivered the message.
 // ARGV[4] is a token unique to this delivery: a repeat of the same start
 // (a reply lost on the way) finds its own token and changes nothing.
+// ARGV[5] and [6], the job id and the waiting index key prefix, take the
+// job out of its pool's index of waiting jobs.
 const startLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing', 0} end
@@ -80,6 +109,8 @@ end
 attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
+local pool = redis.call('HGET', KEYS[1], 'pool')
+if pool then redis.call('ZREM', ARGV[6] .. pool, ARGV[5]) end
 return {'running', attempt}
 `
 
@@ -95,9 +126,11 @@ var startScript = redis.NewScript(startLua)
 // (empty for none), events channel, id, next attempt due ms (empty for
 // none), the attempt this outcome belongs to (-1: any), and for "queued"
 // the attempt count to restore (the attempts made before the interrupted
-// one). An outcome of an attempt the record has moved past (a run that
-// overlapped a redelivery of its message) is "superseded" and changes
-// nothing.
+// one), and the waiting index key prefix. An outcome of an attempt the
+// record has moved past (a run that overlapped a redelivery of its message)
+// is "superseded" and changes nothing. A retrying or queued outcome puts
+// the job back in its pool's index of waiting jobs, due when the next
+// attempt is (or now); any other takes it out.
 const finishLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing', ''} end
@@ -123,6 +156,12 @@ if terminal(ARGV[1]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PUBLISH', ARGV[6], 'done ' .. ARGV[7])
 end
+local pool = redis.call('HGET', KEYS[1], 'pool')
+if pool and (ARGV[1] == 'retrying' or ARGV[1] == 'queued') then
+  redis.call('ZADD', ARGV[11] .. pool, ARGV[8] ~= '' and ARGV[8] or ARGV[2], ARGV[7])
+elseif pool then
+  redis.call('ZREM', ARGV[11] .. pool, ARGV[7])
+end
 return {'ok', ARGV[1]}
 `
 
@@ -130,13 +169,15 @@ return {'ok', ARGV[1]}
 // and workers hear "cancel <id>" on the events channel, so one running it
 // cancels its context. Returns {'ok', previous status}, {'terminal', status}
 // or {'missing', ""}. ARGV: now ms, retention ms, error JSON, events channel,
-// id.
+// id, waiting index key prefix.
 const cancelLua = terminalLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
 redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', ARGV[1], 'error', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local pool = redis.call('HGET', KEYS[1], 'pool')
+if pool then redis.call('ZREM', ARGV[6] .. pool, ARGV[5]) end
 redis.call('PUBLISH', ARGV[4], 'cancel ' .. ARGV[5])
 redis.call('PUBLISH', ARGV[4], 'done ' .. ARGV[5])
 return {'ok', st}
@@ -198,7 +239,16 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 			if j.IdempotencyKey != "" {
 				keys = append(keys, s.ns.IdempotencyKey(j.IdempotencyKey))
 			}
-			args := append([]any{j.ID, s.cfg.IdempotencyWindow.Milliseconds(), s.ns.JobKey("")}, f...)
+			// A job waits from its due time, or from its creation when it
+			// has none.
+			due := j.CreatedAt
+			if j.ScheduledAt != nil {
+				due = *j.ScheduledAt
+			} else if due.IsZero() {
+				due = s.now()
+			}
+			args := append([]any{j.ID, s.cfg.IdempotencyWindow.Milliseconds(), s.ns.JobKey(""),
+				j.Pool, s.ns.WaitingKey(""), ms(due)}, f...)
 			cmds[i] = createScript.EvalSha(ctx, p, keys, args...)
 		}
 		return nil
@@ -248,7 +298,7 @@ func (s *Store) Discard(ctx context.Context, js []*jobs.Job) error {
 			if j.IdempotencyKey != "" {
 				keys = append(keys, s.ns.IdempotencyKey(j.IdempotencyKey))
 			}
-			discardScript.Eval(ctx, p, keys, j.ID)
+			discardScript.Eval(ctx, p, keys, j.ID, s.ns.WaitingKey(""))
 		}
 		return nil
 	})
@@ -279,7 +329,7 @@ type Started struct {
 // not say); see Started.Stale. token identifies this delivery: calling
 // Start again with the same token (after a lost reply) changes nothing.
 func (s *Store) Start(ctx context.Context, id, worker string, made int, token string, now time.Time) (Started, error) {
-	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now), made, token).Slice()
+	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now), made, token, id, s.ns.WaitingKey("")).Slice()
 	if err != nil {
 		return Started{}, unavailable("start job "+id, err)
 	}
@@ -339,7 +389,7 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 	}
 	res, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
 		string(o.Status), ms(now), s.cfg.Retention.Milliseconds(),
-		string(o.Result), string(errJSON), s.ns.EventsChannel(), id, next, of, o.Restore).StringSlice()
+		string(o.Result), string(errJSON), s.ns.EventsChannel(), id, next, of, o.Restore, s.ns.WaitingKey("")).StringSlice()
 	if err != nil {
 		return unavailable("finish job "+id, err)
 	}
@@ -385,7 +435,7 @@ var canceledError = &jobs.Error{Code: "canceled", Message: "canceled by request"
 func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error) {
 	errJSON, _ := json.Marshal(canceledError)
 	res, err := s.run(ctx, cancelScript, []string{s.ns.JobKey(id)},
-		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id).StringSlice()
+		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id, s.ns.WaitingKey("")).StringSlice()
 	if err != nil {
 		return "", unavailable("cancel job "+id, err)
 	}
@@ -400,13 +450,15 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Stat
 
 // reviveLua makes a failed job queued again for a replay from its pool's
 // dead letters: attempts reset, outcome cleared, no expiry. A record that
-// expired is written anew from the dead letter (ARGV from 3: field/value
-// pairs). Any other status means the job lives already (replayed before),
-// and nothing changes. Returns 1 when the job should be published again.
+// expired is written anew from the dead letter (ARGV from 7: field/value
+// pairs). Either way the job enters its pool's index of waiting jobs, due
+// now. Any other status means the job lives already (replayed before), and
+// nothing changes. Returns 1 when the job should be published again.
 // ARGV: events channel, id, a token unique to this replay (a repeat of the
-// same revive after a lost reply finds it and returns 1 again), then the
-// fields of a new record.
-const reviveLua = `
+// same revive after a lost reply finds it and returns 1 again), now ms,
+// types registry key, waiting index key prefix, then the fields of a new
+// record.
+const reviveLua = declaredPoolLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'queued' and redis.call('HGET', KEYS[1], 'revive_token') == ARGV[3] then
   return 1 -- this very revive, repeated
@@ -417,7 +469,12 @@ if st then
   redis.call('HDEL', KEYS[1], 'error', 'result', 'progress', 'worker', 'started_at', 'finished_at', 'scheduled_at')
   redis.call('PERSIST', KEYS[1])
 else
-  redis.call('HSET', KEYS[1], 'revive_token', ARGV[3], unpack(ARGV, 4))
+  redis.call('HSET', KEYS[1], 'revive_token', ARGV[3], unpack(ARGV, 7))
+end
+local pool = redis.call('HGET', KEYS[1], 'pool') or declared_pool(ARGV[5], redis.call('HGET', KEYS[1], 'type'))
+if pool then
+  redis.call('HSET', KEYS[1], 'pool', pool)
+  redis.call('ZADD', ARGV[6] .. pool, ARGV[4], ARGV[2])
 end
 return 1
 `
@@ -426,8 +483,10 @@ var reviveScript = redis.NewScript(reviveLua)
 
 // Revive makes a failed job queued again, with its attempts reset, so its
 // dead letter can be replayed; j is the job as the dead letter carries it,
-// used when the record has expired. It reports false when the job is not
-// failed (already replayed): its dead letter is then a leftover.
+// used when the record has expired. The job waits again from now (the
+// store's clock: Revive's signature is the callback queue.Broker.ReplayDead
+// takes). It reports false when the job is not failed (already replayed):
+// its dead letter is then a leftover.
 func (s *Store) Revive(ctx context.Context, j *jobs.Job) (bool, error) {
 	fresh := *j
 	fresh.Status, fresh.Attempt = jobs.StatusQueued, 0
@@ -436,7 +495,7 @@ func (s *Store) Revive(ctx context.Context, j *jobs.Job) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("revive job %s: %w", j.ID, err)
 	}
-	args := append([]any{s.ns.EventsChannel(), j.ID, jobs.NewID()}, f...)
+	args := append([]any{s.ns.EventsChannel(), j.ID, jobs.NewID(), ms(s.now()), s.ns.TypesKey(), s.ns.WaitingKey("")}, f...)
 	n, err := s.run(ctx, reviveScript, []string{s.ns.JobKey(j.ID)}, args...).Int()
 	if err != nil {
 		return false, unavailable("revive job "+j.ID, err)

@@ -55,7 +55,7 @@ func TestCreateGetRoundTrip(t *testing.T) {
 	}
 	// The wire format other workers read (docs/protocol.md).
 	want := map[string]string{
-		"id": in[0].ID, "type": "store.test", "status": "queued", "payload": string(in[0].Payload),
+		"id": in[0].ID, "type": "store.test", "pool": "storepool", "status": "queued", "payload": string(in[0].Payload),
 		"attempt": "0", "max_attempts": "4", "timeout_ms": "90250",
 		"metadata":   `{"n":"1","team":"store"}`,
 		"created_at": fmt.Sprint(in[0].CreatedAt.UnixMilli()),

@@ -1,8 +1,10 @@
 // Package store keeps warren's records in Redis: one hash per job, the
-// registry of declared job types, and idempotency keys. Every change of a
-// job's state is one Lua script, so it is atomic and costs one round trip;
-// no outcome moves a job out of a terminal state (only Revive, for a replay
-// of a dead letter, turns failed back into queued).
+// registry of declared job types, idempotency keys, an index of each pool's
+// waiting jobs, and the replica counts autoscalers publish. Every change of
+// a job's state is one Lua script, so it is atomic and costs one round trip
+// (the index is kept by the same scripts); no outcome moves a job out of a
+// terminal state (only Revive, for a replay of a dead letter, turns failed
+// back into queued).
 package store
 
 import (
@@ -45,6 +47,10 @@ type Config struct {
 	// MaxArtifactBytes bounds the output bytes kept for one job; zero means
 	// 10 MiB.
 	MaxArtifactBytes int
+	// Now is the clock of what the store times itself: the age of the
+	// oldest waiting job, a replayed job's return to its pool's index of
+	// waiting jobs, and the staleness of replica counts. Nil means time.Now.
+	Now func() time.Time
 }
 
 // Store reads and writes job records. It is safe for concurrent use.
@@ -63,6 +69,9 @@ func New(cfg Config) (*Store, error) {
 	cfg.IdempotencyWindow = cmp.Or(cfg.IdempotencyWindow, 24*time.Hour)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.MaxArtifactBytes = cmp.Or(cfg.MaxArtifactBytes, 10<<20)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if err := cfg.Namespace.Validate(); err != nil {
 		return nil, fmt.Errorf("store: config: %w", err)
 	}
@@ -86,6 +95,9 @@ func New(cfg Config) (*Store, error) {
 
 // Close releases the store's connections.
 func (s *Store) Close() error { return s.rdb.Close() }
+
+// now reads the store's clock.
+func (s *Store) now() time.Time { return s.cfg.Now() }
 
 // Namespace returns the namespace keys are derived from.
 func (s *Store) Namespace() jobs.Namespace { return s.ns }
@@ -143,6 +155,9 @@ const (
 	fFinishedAt     = "finished_at"
 	fBackoff        = "backoff"
 	fArtifact       = "artifact"
+	// fPool lets every script find the job's index of waiting jobs
+	// (jobs.Namespace.WaitingKey).
+	fPool = "pool"
 )
 
 // fields returns the hash fields of a new job record.
@@ -167,6 +182,9 @@ func fields(j *jobs.Job) ([]any, error) {
 	if j.IdempotencyKey != "" {
 		f = append(f, fIdempotencyKey, j.IdempotencyKey)
 	}
+	if j.Pool != "" {
+		f = append(f, fPool, j.Pool)
+	}
 	if j.ScheduledAt != nil {
 		f = append(f, fScheduledAt, ms(*j.ScheduledAt))
 	}
@@ -185,6 +203,7 @@ func decode(h map[string]string) (*jobs.Job, error) {
 	j := &jobs.Job{
 		ID:             h[fID],
 		Type:           h[fType],
+		Pool:           h[fPool],
 		Status:         jobs.Status(h[fStatus]),
 		Worker:         h[fWorker],
 		IdempotencyKey: h[fIdempotencyKey],

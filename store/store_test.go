@@ -94,6 +94,7 @@ func newJob(n int) *jobs.Job {
 	return &jobs.Job{
 		ID:          jobs.NewID(),
 		Type:        "store.test",
+		Pool:        pool,
 		Status:      jobs.StatusQueued,
 		Payload:     json.RawMessage(fmt.Sprintf(`{"n":%d,"s":"caf\u00e9 \"quoted\""}`, n)),
 		MaxAttempts: 4,
@@ -201,6 +202,11 @@ func TestRedisUnavailable(t *testing.T) {
 		"Type":            func(c context.Context) error { _, err := st.Type(c, "a.b"); return err },
 		"Types":           func(c context.Context) error { _, err := st.Types(c); return err },
 		"DeleteNamespace": func(c context.Context) error { return st.DeleteNamespace(c) },
+		"OldestWaiting":   func(c context.Context) error { _, err := st.OldestWaiting(c, "p"); return err },
+		"PutReplicas": func(c context.Context) error {
+			return st.PutReplicas(c, "p", store.Replicas{Interval: time.Second})
+		},
+		"Replicas": func(c context.Context) error { _, err := st.Replicas(c); return err },
 	}
 	for name, call := range calls {
 		c, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -103,7 +103,7 @@ func TestDeleteNamespace(t *testing.T) {
 		}
 		return len(keys)
 	}
-	const perNS = 3 + 3 + 1 // records, idempotency keys, types
+	const perNS = 3 + 3 + 1 + 1 // records, idempotency keys, types, the index of waiting jobs
 	for _, f := range []*fixture{mine, other, prefixed} {
 		if n := count(f); n != perNS {
 			t.Fatalf("namespace %s has %d keys before the delete, want %d", f.ns, n, perNS)

@@ -497,6 +497,6 @@ func TestLostTypeDeclarationsAreRestored(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, "sys types declared again", func() bool {
 		ts, err := env.Store.Types(context.Background())
-		return err == nil && len(ts) == 3
+		return err == nil && len(ts) == 4 // echo, sleep, spin, fail
 	})
 }

@@ -94,7 +94,10 @@ func setup(t *testing.T, start Start) *fixture {
 		_, err := env.Store.Type(ctx, TypeName)
 		return err == nil
 	})
-	srv := api.New(api.Config{Addr: "127.0.0.1:0", Logger: env.Log}, env.Broker, env.Store)
+	srv, err := api.New(api.Config{Addr: "127.0.0.1:0", Logger: env.Log}, env.Broker, env.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -203,6 +206,7 @@ func succeeds(t *testing.T, f *fixture) {
 	if again := f.get(t, j.ID, ""); again.Status != jobs.StatusSucceeded || !cmp.Equal(again.Result, j.Result) {
 		t.Errorf("GET again: %s %s", again.Status, again.Result)
 	}
+	f.noneWaiting(t, "after the job succeeded")
 	f.drained(t)
 }
 
@@ -223,6 +227,7 @@ func retries(t *testing.T, f *fixture) {
 	if j.ScheduledAt != nil {
 		t.Errorf("scheduled_at %v left on a finished job", j.ScheduledAt)
 	}
+	f.noneWaiting(t, "after the retried job succeeded")
 	f.drained(t)
 }
 
@@ -255,6 +260,7 @@ func deadLetters(t *testing.T, f *fixture) {
 	if d := f.dead(t); len(d) != 1 || d[0].ID != j.ID {
 		t.Errorf("dead letters after the replay failed again: %+v, want one of job %s", d, j.ID)
 	}
+	f.noneWaiting(t, "after the replayed job failed again")
 	f.drained(t)
 }
 
@@ -276,13 +282,20 @@ func permanent(t *testing.T, f *fixture) {
 func cancelQueued(t *testing.T, f *fixture) {
 	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"x"},"delay":"2s"}`)
 	due := time.Now().Add(2 * time.Second)
-	if j.Status != jobs.StatusScheduled {
-		t.Fatalf("submitted with a delay: status %s, want scheduled", j.Status)
+	if j.Status != jobs.StatusScheduled || j.ScheduledAt == nil {
+		t.Fatalf("submitted with a delay: status %s scheduled_at %v, want scheduled, set", j.Status, j.ScheduledAt)
+	}
+	// The API indexed it as waiting from its due time (protocol section 12).
+	rdb := rawRedis(t)
+	score, err := rdb.ZScore(context.Background(), f.env.NS.WaitingKey(Pool), j.ID).Result()
+	if err != nil || int64(score) != j.ScheduledAt.UnixMilli() {
+		t.Errorf("index of waiting jobs: score %v (%v), want the due time %d", int64(score), err, j.ScheduledAt.UnixMilli())
 	}
 	r := f.post(t, "/v1/jobs/"+j.ID+"/cancel", "")
 	if r.status != http.StatusOK {
 		t.Fatalf("cancel: %d %s", r.status, r.body)
 	}
+	f.noneWaiting(t, "after the cancel")
 	// 2s is 20 units: it waits in levels 4 and 2. Once they are empty and
 	// the due time has passed, the message is in the pool's queue or was
 	// taken from it.
@@ -463,6 +476,19 @@ func (f *fixture) dead(t *testing.T) []deadEntry {
 func (f *fixture) drained(t *testing.T) {
 	t.Helper()
 	testenv.Eventually(t, 5*time.Second, "the pool queue to be empty", func() bool { return f.env.Messages(t, Pool) == 0 })
+}
+
+// noneWaiting requires that the pool's index of waiting jobs (protocol
+// section 12) is empty: every script the worker ran kept it.
+func (f *fixture) noneWaiting(t *testing.T, when string) {
+	t.Helper()
+	ids, err := rawRedis(t).ZRange(context.Background(), f.env.NS.WaitingKey(Pool), 0, -1).Result()
+	if err != nil {
+		t.Fatalf("read the index of waiting jobs: %v", err)
+	}
+	if len(ids) != 0 {
+		t.Errorf("%s: jobs %v still indexed as waiting, want none", when, ids)
+	}
 }
 
 // ready is how many messages wait ready in a queue of the namespace.

@@ -111,6 +111,8 @@ end
 attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
+local pool = redis.call('HGET', KEYS[1], 'pool')
+if pool then redis.call('ZREM', ARGV[6] .. pool, ARGV[5]) end
 return {'running', attempt}
 """
 
@@ -138,6 +140,12 @@ if terminal(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PUBLISH', ARGV[6], 'done ' .. ARGV[7])
+end
+local pool = redis.call('HGET', KEYS[1], 'pool')
+if pool and (ARGV[1] == 'retrying' or ARGV[1] == 'queued') then
+  redis.call('ZADD', ARGV[11] .. pool, ARGV[8] ~= '' and ARGV[8] or ARGV[2], ARGV[7])
+elseif pool then
+  redis.call('ZREM', ARGV[11] .. pool, ARGV[7])
 end
 return {'ok', ARGV[1]}
 """
@@ -264,6 +272,10 @@ class Config:
     def events(self):
         return self.ns + ":events"
 
+    def waiting_prefix(self):
+        # Section 12: the scripts add the record's pool to it.
+        return self.ns + ":waiting:"
+
     def worker_key(self):
         return "%s:worker:%s" % (self.ns, self.worker_id)
 
@@ -284,14 +296,15 @@ class Store:
 
     def start(self, job_id, made, token):
         st, attempt = self._start(keys=[self.cfg.job_key(job_id)],
-                                  args=[self.cfg.worker_id, now_ms(), made, token])
+                                  args=[self.cfg.worker_id, now_ms(), made, token, job_id,
+                                        self.cfg.waiting_prefix()])
         return st.decode(), int(attempt)
 
     def finish(self, job_id, status, attempt, result="", error=None, next_ms="", restore=0):
         err = json.dumps(error, separators=(",", ":")) if error else ""
         st, _ = self._finish(keys=[self.cfg.job_key(job_id)],
                              args=[status, now_ms(), RETENTION_MS, result, err, self.cfg.events(),
-                                   job_id, next_ms, attempt, restore])
+                                   job_id, next_ms, attempt, restore, self.cfg.waiting_prefix()])
         return st.decode()
 
     def lease(self):
