@@ -59,7 +59,10 @@ func start(t *testing.T, cfg api.Config, b api.Broker, st api.Store) string {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Logger = testenv.Logger(t)
-	srv := api.New(cfg, b, st)
+	srv, err := api.New(cfg, b, st)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +214,7 @@ func TestSubmitAcceptsAfterConfirm(t *testing.T) {
 		t.Errorf("Location %q", r.header.Get("Location"))
 	}
 	want := jobs.Job{
-		ID: j.ID, Type: "sys.echo", Status: jobs.StatusQueued, Payload: json.RawMessage(`{"n":1}`),
+		ID: j.ID, Type: "sys.echo", Pool: "sys", Status: jobs.StatusQueued, Payload: json.RawMessage(`{"n":1}`),
 		MaxAttempts: 5, Timeout: jobs.Duration(45 * time.Second), Metadata: map[string]string{"team": "search"},
 		CreatedAt: j.CreatedAt,
 	}
@@ -336,18 +339,39 @@ func TestUnboundTypeIsRefusedAndLeavesNothing(t *testing.T) {
 	}
 }
 
+// unreachableBroker is a Broker in env's namespace whose RabbitMQ never
+// answers.
+func unreachableBroker(t *testing.T, env *testenv.Env) *queue.Broker {
+	t.Helper()
+	down, err := queue.New(queue.Config{URL: "amqp://guest:guest@127.0.0.1:1/", Namespace: env.NS, Logger: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := down.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = down.Stop(context.Background()) })
+	return down
+}
+
+// unreachableStore is a Store in env's namespace whose Redis never answers.
+func unreachableStore(t *testing.T, env *testenv.Env) *store.Store {
+	t.Helper()
+	down, err := store.New(store.Config{URL: "redis://127.0.0.1:1/0", Namespace: env.NS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { down.Close() })
+	return down
+}
+
 func TestRedisDownAnswers503AndPublishesNothing(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	if err := env.Broker.DeclarePool(context.Background(), sys.Pool, []string{"sys.echo"}); err != nil {
 		t.Fatal(err)
 	}
-	down, err := store.New(store.Config{URL: "redis://127.0.0.1:1/0", Namespace: env.NS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { down.Close() })
-	url := start(t, api.Config{}, env.Broker, down)
+	url := start(t, api.Config{}, env.Broker, unreachableStore(t, env))
 	for _, path := range []string{"/v1/jobs", "/v1/jobs/batch"} {
 		body := `{"type":"sys.echo"}`
 		if path == "/v1/jobs/batch" {
@@ -372,15 +396,7 @@ func TestBrokerDownAnswers503AndWritesNothing(t *testing.T) {
 	if err := env.Store.DeclareTypes(context.Background(), []jobs.Type{sys.Echo.WithDefaults()}); err != nil {
 		t.Fatal(err)
 	}
-	down, err := queue.New(queue.Config{URL: "amqp://guest:guest@127.0.0.1:1/", Namespace: env.NS, Logger: testenv.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := down.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = down.Stop(context.Background()) })
-	url := start(t, api.Config{}, down, env.Store)
+	url := start(t, api.Config{}, unreachableBroker(t, env), env.Store)
 	r := do(t, "POST", url+"/v1/jobs", map[string]string{"Idempotency-Key": "kk"}, `{"type":"sys.echo"}`)
 	if r.status != 503 || r.apiError(t).Code != "unavailable" {
 		t.Errorf("status %d body %s, want 503 unavailable", r.status, r.body)
@@ -444,8 +460,8 @@ func TestHealthAndOpenAPI(t *testing.T) {
 	want := map[string][]string{
 		"/v1/jobs": {"post"}, "/v1/jobs/batch": {"post"}, "/v1/jobs/{id}": {"get"},
 		"/v1/jobs/{id}/cancel": {"post"}, "/v1/jobs/{id}/artifact": {"get"},
-		"/v1/dead": {"delete", "get"}, "/v1/dead/replay": {"post"},
-		"/healthz": {"get"}, "/readyz": {"get"}, "/openapi.json": {"get"},
+		"/v1/dead": {"delete", "get"}, "/v1/dead/replay": {"post"}, "/v1/queues": {"get"},
+		"/healthz": {"get"}, "/readyz": {"get"}, "/openapi.json": {"get"}, "/metrics": {"get"},
 	}
 	got := map[string][]string{}
 	for p, ops := range spec.Paths {

@@ -1,8 +1,9 @@
 // Package api is warren's producer HTTP API: it validates jobs against the
 // types worker services declared, records them in Redis, publishes them to
 // RabbitMQ with publisher confirms, and answers 202 only once the broker has
-// them. It also serves job records, long-polls for their outcome, and health
-// endpoints.
+// them. It also serves job records, long-polls for their outcome, the
+// backlog of each pool's queue (as JSON, and as Prometheus metrics), and
+// health endpoints.
 package api
 
 import (
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
 )
@@ -38,6 +40,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now tells the time; nil means time.Now.
 	Now func() time.Time
+	// Management is RabbitMQ's management API, which GET /v1/queues and
+	// GET /metrics ask for each queue's unacknowledged messages as well as
+	// its ready ones; nil means AMQP alone (ready messages and consumers).
+	Management *queue.Management
 }
 
 func (c Config) withDefaults() Config {
@@ -60,6 +66,9 @@ type Broker interface {
 	ReplayDead(ctx context.Context, pool string, ids []string,
 		revive func(context.Context, *jobs.Job) (bool, error), undo func(context.Context, queue.DeadLetter) error) ([]string, error)
 	PurgeDead(ctx context.Context, pool string) (int, error)
+	Namespace() jobs.Namespace
+	PoolDepth(ctx context.Context, pool string, m *queue.Management) (queue.Depth, error)
+	InspectDead(ctx context.Context, pool string) (queue.QueueInfo, error)
 }
 
 // Store is what the API needs of Redis.
@@ -76,6 +85,8 @@ type Store interface {
 	Alive(ctx context.Context, worker string) (bool, error)
 	Artifact(ctx context.Context, id string) (jobs.Artifact, error)
 	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
+	OldestWaiting(ctx context.Context, pool string) (time.Duration, error)
+	Replicas(ctx context.Context) (map[string]store.Replicas, error)
 }
 
 var (
@@ -90,6 +101,7 @@ type Server struct {
 	store    Store
 	notifier *store.Notifier
 	types    *types
+	metrics  *metrics.Collector
 	log      *slog.Logger
 	handler  http.Handler
 
@@ -101,7 +113,7 @@ type Server struct {
 }
 
 // New returns a Server over the given broker and store.
-func New(cfg Config, b Broker, st Store) *Server {
+func New(cfg Config, b Broker, st Store) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg:    cfg,
@@ -111,8 +123,13 @@ func New(cfg Config, b Broker, st Store) *Server {
 		log:    cfg.Logger.With("component", "api"),
 	}
 	s.notifier = st.NewNotifier(store.Handlers{Type: s.types.invalidate})
+	m, err := s.newMetrics()
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
 	s.handler = s.routes()
-	return s
+	return s, nil
 }
 
 // Handler returns the API's HTTP handler, for embedding in another server.
@@ -129,6 +146,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/dead", s.listDead)
 	mux.HandleFunc("POST /v1/dead/replay", s.replayDead)
 	mux.HandleFunc("DELETE /v1/dead", s.purgeDead)
+	mux.HandleFunc("GET /v1/queues", s.listQueues)
+	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /openapi.json", s.openAPI)

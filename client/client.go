@@ -1,6 +1,7 @@
 // Package client is a Go client of warren's HTTP API (v1): submit jobs one at
 // a time or in batches, now or later, read a job, wait for it to finish or
-// cancel it, and list, replay or purge a pool's dead letters.
+// cancel it, list, replay or purge a pool's dead letters, and see each pool's
+// queue.
 //
 // The API returns jobs as jobs.Job, so a job read here is the same value a
 // handler received and the store records. Errors the API reports arrive as
@@ -347,6 +348,63 @@ func (c *Client) PurgeDead(ctx context.Context, pool string) (int, error) {
 		return 0, fmt.Errorf("purge dead letters of pool %s: %w", pool, err)
 	}
 	return r.Purged, nil
+}
+
+// Queue is one pool's queue as the API measured it.
+type Queue struct {
+	// Pool is the pool's name.
+	Pool string `json:"pool"`
+	// Ready is the messages waiting for a worker.
+	Ready int `json:"ready"`
+	// Unacked is the messages delivered to a worker and not yet settled:
+	// jobs running, or prefetched. 0 when Source is "amqp", which cannot
+	// count them.
+	Unacked int `json:"unacked"`
+	// Backlog is Ready + Unacked: the work autoscalers size the pool on.
+	Backlog int `json:"backlog"`
+	// Consumers is the consumers of the queue: one per worker process.
+	Consumers int `json:"consumers"`
+	// Source is what measured the queue: "management" (RabbitMQ's
+	// management API) or "amqp".
+	Source string `json:"source"`
+	// OldestAgeSeconds is how long the pool's oldest waiting job has
+	// waited, in seconds; 0 when none waits. OldestAge gives it as a
+	// duration.
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	// Dead is the messages in the pool's dead-letter queue.
+	Dead int `json:"dead"`
+	// Replicas is the pool's autoscaler's latest word; nil when no
+	// autoscaler reported on the pool recently.
+	Replicas *Replicas `json:"replicas,omitempty"`
+}
+
+// OldestAge is OldestAgeSeconds as a duration.
+func (q Queue) OldestAge() time.Duration {
+	return time.Duration(q.OldestAgeSeconds * float64(time.Second))
+}
+
+// Replicas is an autoscaler's latest word on a pool's worker processes.
+type Replicas struct {
+	// Current is how many the pool had when the autoscaler looked.
+	Current int `json:"current"`
+	// Desired is how many it decided the pool should have.
+	Desired int `json:"desired"`
+	// Reason says why, for people; may be empty.
+	Reason string `json:"reason"`
+	// At is when the autoscaler decided.
+	At time.Time `json:"at"`
+}
+
+// Queues returns the queue of every pool the API knows (those of declared
+// types, and those an autoscaler reports on), sorted by pool.
+func (c *Client) Queues(ctx context.Context) ([]Queue, error) {
+	var r struct {
+		Queues []Queue `json:"queues"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/v1/queues", nil, nil, &r); err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	return r.Queues, nil
 }
 
 func (c *Client) get(ctx context.Context, id string, wait time.Duration) (*jobs.Job, error) {

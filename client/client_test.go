@@ -724,3 +724,51 @@ func ExampleClient_Cancel() {
 	}
 	// Output: too late: the job has ended
 }
+
+func TestQueues(t *testing.T) {
+	t.Parallel()
+	urls := make(chan string, 2)
+	unavailable := atomic.Bool{}
+	c := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		urls <- r.Method + " " + r.URL.String()
+		if unavailable.Load() {
+			reply(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{
+				"code": "unavailable", "message": "the broker (RabbitMQ) is unavailable; try again",
+			}})
+			return
+		}
+		io.WriteString(w, `{"queues":[
+			{"pool":"image","ready":0,"unacked":0,"backlog":0,"consumers":0,"source":"amqp","oldest_age_seconds":0,"dead":0},
+			{"pool":"sys","ready":12,"unacked":4,"backlog":16,"consumers":2,"source":"management","oldest_age_seconds":1.5,"dead":3,
+			 "replicas":{"current":2,"desired":4,"reason":"backlog 16 over target 4 per replica","at":"2025-03-14T09:27:01.5Z"}}
+		]}`)
+	})
+	got, err := c.Queues(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []client.Queue{
+		{Pool: "image", Source: "amqp"},
+		{
+			Pool: "sys", Ready: 12, Unacked: 4, Backlog: 16, Consumers: 2, Source: "management", OldestAgeSeconds: 1.5, Dead: 3,
+			Replicas: &client.Replicas{Current: 2, Desired: 4, Reason: "backlog 16 over target 4 per replica",
+				At: time.Date(2025, 3, 14, 9, 27, 1, 500_000_000, time.UTC)},
+		},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("queues (-want +got):\n%s", diff)
+	}
+	if age := got[1].OldestAge(); age != 1500*time.Millisecond {
+		t.Errorf("OldestAge() = %s, want 1.5s", age)
+	}
+
+	unavailable.Store(true)
+	_, err = c.Queues(t.Context())
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != "unavailable" {
+		t.Errorf("error %v, want the API's 503", err)
+	}
+	if diff := cmp.Diff([]string{"GET /v1/queues", "GET /v1/queues"}, []string{<-urls, <-urls}); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}

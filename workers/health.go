@@ -7,7 +7,7 @@ import (
 
 // HealthHandler serves GET /healthz (the process is up) and GET /readyz
 // (every pool is consuming on a live connection; 503 otherwise), for
-// supervisors and probes.
+// supervisors and probes, and GET /metrics when Config.Metrics is set.
 func (w *Worker) HealthHandler() http.Handler {
 	mux := http.NewServeMux()
 	reply := func(rw http.ResponseWriter, status int, state string) {
@@ -25,5 +25,8 @@ func (w *Worker) HealthHandler() http.Handler {
 		}
 		reply(rw, http.StatusServiceUnavailable, "starting")
 	})
+	if w.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", w.cfg.Metrics)
+	}
 	return mux
 }

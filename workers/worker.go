@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -46,6 +47,10 @@ type Config struct {
 	// Rand returns numbers in [0, 1) to jitter retry delays; nil means
 	// math/rand/v2's Float64.
 	Rand func() float64
+	// Metrics, if set, is served at GET /metrics by HealthHandler (the
+	// process's own figures, such as a metrics.Collector of its pools);
+	// nil means no /metrics.
+	Metrics http.Handler
 }
 
 // PoolConfig sizes one pool in one process.

@@ -120,21 +120,7 @@ func Sweep(t testing.TB, ns jobs.Namespace) {
 	if err := sweepBroker(ctx, ns); err != nil {
 		t.Errorf("cleanup of namespace %s: %v", ns, err)
 	}
-	opts, err := redis.ParseURL(RedisURL())
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	iter := rdb.Scan(ctx, 0, string(ns)+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		if err := rdb.Unlink(ctx, iter.Val()).Err(); err != nil {
-			t.Errorf("cleanup of namespace %s: %v", ns, err)
-			return
-		}
-	}
-	if err := iter.Err(); err != nil && !errors.Is(err, context.Canceled) {
+	if err := sweepRedis(ctx, ns); err != nil {
 		// Redis being down is the test's own business (some stop it);
 		// report anything else.
 		var ne net.Error
@@ -142,6 +128,30 @@ func Sweep(t testing.TB, ns jobs.Namespace) {
 			t.Errorf("cleanup of namespace %s: %v", ns, err)
 		}
 	}
+}
+
+// Remove is Sweep for programs other than tests, such as benchmarks.
+func Remove(ctx context.Context, ns jobs.Namespace) error {
+	return errors.Join(sweepBroker(ctx, ns), sweepRedis(ctx, ns))
+}
+
+func sweepRedis(ctx context.Context, ns jobs.Namespace) error {
+	opts, err := redis.ParseURL(RedisURL())
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	iter := rdb.Scan(ctx, 0, string(ns)+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := rdb.Unlink(ctx, iter.Val()).Err(); err != nil {
+			return err
+		}
+	}
+	if err := iter.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
 // sweepClient keeps no idle connections, which goleak would see as leaked

@@ -1,0 +1,130 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/warrenhq/warren/metrics"
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
+)
+
+// queuesTimeout bounds GET /v1/queues's wait for the broker and Redis, so it
+// answers 503 rather than hanging while one is away.
+const queuesTimeout = 5 * time.Second
+
+// queueEntry is one pool's queue as GET /v1/queues shows it.
+type queueEntry struct {
+	Pool      string `json:"pool"`
+	Ready     int    `json:"ready"`
+	Unacked   int    `json:"unacked"`
+	Backlog   int    `json:"backlog"`
+	Consumers int    `json:"consumers"`
+	// Source is what measured the queue: "management", or "amqp", which
+	// cannot count unacknowledged messages (unacked is then 0).
+	Source           string         `json:"source"`
+	OldestAgeSeconds float64        `json:"oldest_age_seconds"`
+	Dead             int            `json:"dead"`
+	Replicas         *replicasEntry `json:"replicas,omitempty"`
+}
+
+// replicasEntry is an autoscaler's latest word on a pool.
+type replicasEntry struct {
+	Current int       `json:"current"`
+	Desired int       `json:"desired"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+}
+
+// newMetrics returns the collector of the pools in the type registry, which
+// GET /metrics serves; GET /v1/queues measures with it too.
+func (s *Server) newMetrics() (*metrics.Collector, error) {
+	return metrics.New(metrics.Config{
+		Broker:     s.broker,
+		Store:      s.store,
+		Management: s.cfg.Management,
+		Pools:      s.registryPools,
+		Namespace:  s.broker.Namespace(),
+		Logger:     s.cfg.Logger,
+	})
+}
+
+// registryPools returns the pools of the declared types, sorted.
+func (s *Server) registryPools(ctx context.Context) ([]string, error) {
+	ts, err := s.store.Types(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pools := make([]string, 0, len(ts))
+	for _, t := range ts {
+		pools = append(pools, t.Pool)
+	}
+	slices.Sort(pools)
+	return slices.Compact(pools), nil
+}
+
+// listQueues handles GET /v1/queues: every pool of the type registry or with
+// replica counts from an autoscaler, sorted, with its queue's backlog, its
+// oldest waiting job's age, its dead letters and its replicas.
+func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), queuesTimeout)
+	defer cancel()
+	entries, err := s.queues(ctx)
+	if err != nil {
+		writeError(w, s.queuesError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queues": entries})
+}
+
+func (s *Server) queues(ctx context.Context) ([]queueEntry, error) {
+	pools, err := s.registryPools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	replicas, err := s.store.Replicas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for pool := range replicas {
+		pools = append(pools, pool)
+	}
+	entries := []queueEntry{}
+	for _, m := range s.metrics.Measure(ctx, pools) {
+		if m.Err != nil {
+			return nil, m.Err
+		}
+		e := queueEntry{
+			Pool:             m.Pool,
+			Ready:            m.Depth.Ready,
+			Unacked:          m.Depth.Unacked,
+			Backlog:          m.Depth.Backlog(),
+			Consumers:        m.Depth.Consumers,
+			Source:           m.Depth.Source,
+			OldestAgeSeconds: m.OldestAge.Seconds(),
+			Dead:             *m.Dead,
+		}
+		if r, ok := replicas[m.Pool]; ok {
+			e.Replicas = &replicasEntry{Current: r.Current, Desired: r.Desired, Reason: r.Reason, At: r.At}
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// queuesError says which server is away without toAPIError's word about
+// submissions, which does not fit a read.
+func (s *Server) queuesError(err error) *Error {
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		s.log.Warn("redis unavailable", "err", err)
+		return apiErr("unavailable", "", "the job store (Redis) is unavailable; try again")
+	case errors.Is(err, queue.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		s.log.Warn("broker unavailable", "err", err)
+		return apiErr("unavailable", "", "the broker (RabbitMQ) is unavailable; try again")
+	}
+	return toAPIError(s.log, err)
+}

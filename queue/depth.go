@@ -1,0 +1,234 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Sources of a Depth.
+const (
+	// SourceManagement means RabbitMQ's management API measured the queue:
+	// ready and unacknowledged messages both.
+	SourceManagement = "management"
+	// SourceAMQP means a passive queue declare measured it: ready messages
+	// and consumers only, since AMQP has no count of unacknowledged ones.
+	SourceAMQP = "amqp"
+)
+
+// Depth is how much work waits in a pool's queue at one moment.
+type Depth struct {
+	// Ready is the messages waiting to be delivered.
+	Ready int
+	// Unacked is the messages delivered to a worker and not yet settled:
+	// jobs running, or prefetched. Always 0 when Source is SourceAMQP,
+	// which cannot count them.
+	Unacked int
+	// Consumers is the consumers attached to the queue (one per worker
+	// process and pool).
+	Consumers int
+	// Source is SourceManagement or SourceAMQP: what measured the queue.
+	Source string
+}
+
+// Backlog is the work the pool has not finished: ready plus unacknowledged
+// messages. Autoscalers size a pool on it; from SourceAMQP it is the ready
+// messages alone.
+func (d Depth) Backlog() int { return d.Ready + d.Unacked }
+
+// ManagementOff is the management URL that turns the management API off:
+// queues are then measured over AMQP alone.
+const ManagementOff = "off"
+
+// defaultManagementPort is where RabbitMQ's management plugin listens unless
+// configured otherwise.
+const defaultManagementPort = "15672"
+
+// Management is a client of RabbitMQ's management HTTP API, for the queue
+// figures AMQP cannot give. It is safe for concurrent use and needs no
+// closing.
+type Management struct {
+	base       *url.URL // scheme, host and any path prefix; no user
+	user, pass string
+	vhost      string // the AMQP URL's vhost: the default of Queue
+	hc         *http.Client
+
+	// failing is set while the API does not answer, so PoolDepth logs the
+	// change of state rather than every failed measurement.
+	failing atomic.Bool
+}
+
+// NewManagement returns a client of the management API at managementURL.
+// An empty managementURL means port 15672 on the AMQP URL's host, over
+// http; a managementURL without credentials uses the AMQP URL's. "off"
+// returns nil, nil: measure with AMQP alone. The vhost of the AMQP URL is
+// the vhost Queue uses by default.
+func NewManagement(managementURL, amqpURL string) (*Management, error) {
+	if strings.EqualFold(strings.TrimSpace(managementURL), ManagementOff) {
+		return nil, nil
+	}
+	uri, err := amqp.ParseURI(amqpURL)
+	if err != nil {
+		return nil, fmt.Errorf("management API: AMQP URL: %w", withoutURL(err))
+	}
+	m := &Management{
+		user:  uri.Username,
+		pass:  uri.Password,
+		vhost: uri.Vhost,
+		// No keep-alive: a measurement every few seconds does not need a
+		// pooled connection, and without one no idle-connection goroutines
+		// outlive a request, so the client needs no owner to close it.
+		hc: &http.Client{Transport: &http.Transport{
+			Proxy:             http.ProxyFromEnvironment,
+			DisableKeepAlives: true,
+		}},
+	}
+	if managementURL == "" {
+		m.base = &url.URL{Scheme: "http", Host: net.JoinHostPort(uri.Host, defaultManagementPort)}
+		return m, nil
+	}
+	u, err := url.Parse(managementURL)
+	if err != nil {
+		return nil, fmt.Errorf("management URL: %w", withoutURL(err))
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("management URL %q: want http:// or https:// and a host, such as http://127.0.0.1:15672, or %q", u.Redacted(), ManagementOff)
+	}
+	if u.User != nil {
+		m.user = u.User.Username()
+		m.pass, _ = u.User.Password()
+	}
+	m.base = &url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimRight(u.Path, "/")}
+	return m, nil
+}
+
+// withoutURL drops the URL a *url.Error quotes, which may hold a password.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// URL returns the API's address, without credentials.
+func (m *Management) URL() string { return m.base.String() }
+
+// Management API answers that leave the measuring to AMQP without the API
+// being at fault.
+var (
+	errNoQueue   = errors.New("no such queue")
+	errNoFigures = errors.New("management API has no message counts for the queue yet")
+)
+
+// Queue measures one queue: GET /api/queues/{vhost}/{name}. An empty vhost
+// means the AMQP URL's. The API refreshes its figures every few seconds
+// (collect_statistics_interval, 5s by default), so they may be that old.
+// A queue the API has no figures for yet (just declared, or statistics
+// disabled) is an error.
+func (m *Management) Queue(ctx context.Context, vhost, name string) (Depth, error) {
+	if vhost == "" {
+		vhost = m.vhost
+	}
+	// The vhost "/" must travel escaped, as %2F.
+	// No ?columns=: while the queue has no figures, the API answers that
+	// with [] rather than an object.
+	u := m.base.String() + "/api/queues/" + url.PathEscape(vhost) + "/" + url.PathEscape(name)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Depth{}, fmt.Errorf("measure queue %s: %w", name, err)
+	}
+	req.SetBasicAuth(m.user, m.pass)
+	req.Header.Set("Accept", "application/json")
+	resp, err := m.hc.Do(req)
+	if err != nil {
+		return Depth{}, fmt.Errorf("measure queue %s: management API: %w", name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return Depth{}, fmt.Errorf("measure queue %s: management API: read response: %w", name, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return Depth{}, fmt.Errorf("measure queue %s in vhost %s: %w", name, vhost, errNoQueue)
+	case resp.StatusCode != http.StatusOK:
+		return Depth{}, fmt.Errorf("measure queue %s: management API at %s answered %s", name, m.base, resp.Status)
+	}
+	// Pointers tell a figure of zero from one the API has not computed.
+	var q struct {
+		Ready     *int `json:"messages_ready"`
+		Unacked   *int `json:"messages_unacknowledged"`
+		Consumers *int `json:"consumers"`
+	}
+	if err := json.Unmarshal(body, &q); err != nil {
+		return Depth{}, fmt.Errorf("measure queue %s: management API: decode response: %w", name, err)
+	}
+	if q.Ready == nil || q.Unacked == nil {
+		return Depth{}, fmt.Errorf("measure queue %s: %w", name, errNoFigures)
+	}
+	d := Depth{Ready: *q.Ready, Unacked: *q.Unacked, Source: SourceManagement}
+	if q.Consumers != nil {
+		d.Consumers = *q.Consumers
+	}
+	return d, nil
+}
+
+// managementTimeout bounds a measurement by the management API, so that an
+// API that does not answer delays PoolDepth only this long before AMQP
+// measures instead.
+const managementTimeout = 2 * time.Second
+
+// PoolDepth measures a pool's queue. With m not nil it asks the management
+// API, which counts ready and unacknowledged messages; when the API does
+// not answer within a short timeout (or has no figures for the queue yet) it
+// falls back to a passive declare over AMQP, which counts only ready
+// messages and consumers: Unacked is then 0 and Source SourceAMQP. With m
+// nil it uses AMQP alone. A pool whose queue does not exist gives an error
+// wrapping ErrNoPool.
+func (b *Broker) PoolDepth(ctx context.Context, pool string, m *Management) (Depth, error) {
+	name := b.cfg.Namespace.Queue(pool)
+	if m != nil {
+		mctx, cancel := context.WithTimeout(ctx, managementTimeout)
+		d, err := m.Queue(mctx, "", name)
+		cancel()
+		switch {
+		case err == nil:
+			if m.failing.CompareAndSwap(true, false) {
+				b.log.Info("RabbitMQ management API answers again", "url", m.URL())
+			}
+			return d, nil
+		case errors.Is(err, errNoQueue), errors.Is(err, errNoFigures):
+			// The API answered. AMQP below says for sure whether the
+			// queue exists (it may have been declared a moment ago), and
+			// measures it while the API has no figures.
+			b.log.Debug("management API cannot measure the queue; measuring over AMQP", "queue", name, "err", err)
+		case ctx.Err() != nil:
+			return Depth{}, fmt.Errorf("measure pool %s: %w", pool, context.Cause(ctx))
+		default:
+			if !m.failing.Swap(true) {
+				b.log.Warn("RabbitMQ management API does not answer; measuring queues over AMQP, without unacknowledged messages",
+					"url", m.URL(), "err", err)
+			}
+		}
+	}
+	info, err := b.inspect(ctx, name)
+	if err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return Depth{}, fmt.Errorf("measure pool %s: %w", pool, ErrNoPool)
+		}
+		return Depth{}, fmt.Errorf("measure pool %s: %w", pool, err)
+	}
+	return Depth{Ready: info.Messages, Consumers: info.Consumers, Source: SourceAMQP}, nil
+}
