@@ -11,7 +11,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test test-short lint clean services-up services-down services-status
+.PHONY: help build run test test-short lint clean services-up services-down services-status bench-autoscale
 
 help:
 	@echo 'Targets:'
@@ -20,6 +20,8 @@ help:
 	@echo '  test             start RabbitMQ and Redis, then go test -race ./... (extra flags: TESTFLAGS=... or ARGS=...)'
 	@echo '  test-short       go test -short ./... (no services needed)'
 	@echo '  lint             gofmt -l (fails on unformatted files) and go vet'
+	@echo '  bench-autoscale  a step load on a CPU-bound pool: fixed min vs fixed max vs autoscaled'
+	@echo '                   (time to drain, replica-seconds; ARGS=... passes flags, e.g. ARGS=-jobs=400)'
 	@echo '  services-up      start RabbitMQ and Redis on loopback, or reuse running ones (scripts/services.sh)'
 	@echo '  services-down    stop the RabbitMQ and Redis that services-up started'
 	@echo '  services-status  report whether RabbitMQ and Redis answer'
@@ -59,6 +61,11 @@ lint:
 	@out=$$($(GOFMT) -l .) || exit 1; \
 	if [ -n "$$out" ]; then echo 'gofmt: these files need formatting (run gofmt -w):'; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# The step load runs three times (about 2 minutes in all on 2 cores); figures
+# go to the terminal and bench/out/autoscale.json.
+bench-autoscale: services-up build
+	$(GO) run ./bench/autoscale -warren bin/warren $(ARGS)
 
 clean:
 	rm -rf bin/

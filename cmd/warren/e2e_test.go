@@ -180,11 +180,14 @@ func devStack(t *testing.T) (*testenv.Env, string) {
 	p := startProc(t, env, "dev", "--addr", "127.0.0.1:0")
 	url := "http://" + p.addr(t, "api listening")
 	waitReady(t, url)
-	// The API is up at once; the pool declares its types a moment later.
-	testenv.Eventually(t, 30*time.Second, "sys types declared", func() bool {
-		_, err := env.Store.Type(context.Background(), "sys.echo")
-		return err == nil
-	})
+	// The API is up at once; each pool's first worker process declares its
+	// types a moment later.
+	for _, typ := range []string{"sys.echo", "webhook.deliver", "image.thumbnail"} {
+		testenv.Eventually(t, 30*time.Second, typ+" declared", func() bool {
+			_, err := env.Store.Type(context.Background(), typ)
+			return err == nil
+		})
+	}
 	return env, url
 }
 
@@ -396,16 +399,17 @@ func TestREADMETryIt(t *testing.T) {
 		t.Fatalf("README commands failed: %v", err)
 	}
 	for _, want := range []string{
-		`"hello": "world"`,                    // --wait prints the result
-		"succeeded",                           // job wait
-		`"type":"sys.echo","status":"queued"`, // curl POST
-		`"status":"succeeded"`,                // curl long-poll
-		`"field":"payload.ms"`,                // refused input
-		`"attempts": 2`,                       // retried, then succeeded
-		"exit status 2",                       // permanent failure
-		"1 of 1 dead letters in pool sys",     // dead letters listed
-		"purged 1",                            // and purged
-		"canceled",                            // the scheduled job
+		`"hello": "world"`, // --wait prints the result
+		"succeeded",        // job wait
+		`"type":"sys.echo","pool":"sys","status":"queued"`, // curl POST
+		`"status":"succeeded"`,                             // curl long-poll
+		`"field":"payload.ms"`,                             // refused input
+		`"attempts": 2`,                                    // retried, then succeeded
+		"exit status 2",                                    // permanent failure
+		"1 of 1 dead letters in pool sys",                  // dead letters listed
+		"purged 1",                                         // and purged
+		"canceled",                                         // the scheduled job
+		"BACKLOG",                                          // warren queues
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("README output lacks %q", want)

@@ -81,9 +81,12 @@ RabbitMQ and Redis on loopback.`,
 		a.devCmd(),
 		a.apiCmd(),
 		a.workerCmd(),
+		a.autoscaleCmd(),
 		a.enqueueCmd(),
 		a.jobCmd(),
 		a.deadCmd(),
+		a.queuesCmd(),
+		a.deployCmd(),
 		a.versionCmd(),
 	)
 	return root

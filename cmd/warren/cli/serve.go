@@ -20,6 +20,7 @@ import (
 	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/egress"
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/workers"
@@ -78,10 +79,17 @@ type stack struct {
 	log    *slog.Logger
 	broker *queue.Broker
 	store  *store.Store
+	// mgmt is RabbitMQ's management API, for queue figures AMQP cannot
+	// give; nil when management_url is "off".
+	mgmt *queue.Management
 }
 
 func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*stack, error) {
 	log := a.logger(cfg)
+	mgmt, err := queue.NewManagement(cfg.ManagementURL, cfg.AMQPURL)
+	if err != nil {
+		return nil, fmt.Errorf("management_url: %w", err)
+	}
 	b, err := queue.New(queue.Config{URL: cfg.AMQPURL, Namespace: cfg.Namespace, Logger: log, Name: "warren-" + name})
 	if err != nil {
 		return nil, err
@@ -107,7 +115,7 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	if err := b.WaitConnected(wait); err != nil {
 		log.Warn("RabbitMQ is not reachable yet; starting anyway and retrying", "url", redactURL(cfg.AMQPURL))
 	}
-	return &stack{cfg: cfg, log: log, broker: b, store: st}, nil
+	return &stack{cfg: cfg, log: log, broker: b, store: st, mgmt: mgmt}, nil
 }
 
 // firstConnectWait bounds how long a server command waits for RabbitMQ
@@ -132,13 +140,26 @@ func (s *stack) close() {
 	_ = s.store.Close()
 }
 
-// newWorker builds a worker running the named built-in pools.
+// newWorker builds a worker running the named built-in pools; its health
+// handler serves their metrics.
 func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
+	coll, err := metrics.New(metrics.Config{
+		Broker:     s.broker,
+		Store:      s.store,
+		Management: s.mgmt,
+		Pools:      func(context.Context) ([]string, error) { return pools, nil },
+		Namespace:  s.cfg.Namespace,
+		Logger:     s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	pc := map[string]workers.PoolConfig{}
 	w := workers.New(workers.Config{
 		Pools:         pc,
 		ShutdownGrace: s.cfg.Worker.ShutdownGrace.Std(),
 		Logger:        s.log,
+		Metrics:       coll.Handler(),
 	}, s.broker, s.store)
 	for _, svc := range builtinServices {
 		if !slices.Contains(pools, svc.pool) {
@@ -163,12 +184,14 @@ func (a *app) devCmd() *cobra.Command {
 	var addr string
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run the whole stack in one process: the API and every built-in worker pool",
-		Long: `Run the API and every built-in worker pool (` + strings.Join(serviceNames(), ", ") + `) in the
-foreground, for development and trying warren out. RabbitMQ and Redis must be
-running ('make services-up' starts them). Ctrl-C stops it: the API stops
-taking jobs, running jobs finish within the shutdown grace period, and
-anything unfinished goes back to its queue.`,
+		Short: "Run the whole stack: the API and every built-in worker pool, autoscaled",
+		Long: `Run the API and, under the autoscaling supervisor (as 'warren autoscale'),
+the worker processes of every built-in pool (` + strings.Join(serviceNames(), ", ") + `) and of every pool
+in warren.yaml with a command, in the foreground, for development and trying
+warren out. Each pool grows and shrinks with its backlog; 'warren queues'
+shows it. RabbitMQ and Redis must be running ('make services-up' starts
+them). Ctrl-C stops it: the API stops taking jobs, running jobs finish within
+the shutdown grace period, and anything unfinished goes back to its queue.`,
 		Example: `  warren dev
   warren dev --addr 127.0.0.1:9090 --namespace demo`,
 		Args: cobra.NoArgs,
@@ -183,25 +206,28 @@ anything unfinished goes back to its queue.`,
 				return err
 			}
 			defer s.close()
-			w, err := s.newWorker(serviceNames())
+			sup, err := s.newSupervisor(a, nil)
 			if err != nil {
 				return err
 			}
-			srv := api.New(api.Config{Addr: cfg.API.Addr, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: s.log}, s.broker, s.store)
+			srv, err := api.New(api.Config{Addr: cfg.API.Addr, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: s.log, Management: s.mgmt}, s.broker, s.store)
+			if err != nil {
+				return err
+			}
 			if err := srv.Start(ctx); err != nil {
 				return err
 			}
-			if err := w.Start(ctx); err != nil {
-				_ = srv.Stop(context.Background())
-				return err
+			var pools []string
+			for _, st := range sup.Status() {
+				pools = append(pools, st.Pool)
 			}
 			s.log.Info("warren dev running; Ctrl-C stops it",
-				"api", "http://"+srv.Addr(), "pools", w.Pools(), "namespace", string(cfg.Namespace))
-			<-ctx.Done()
+				"api", "http://"+srv.Addr(), "pools", pools, "namespace", string(cfg.Namespace))
+			supErr := sup.Run(ctx) // returns once ctx is done and the workers have stopped
 			s.log.Info("shutting down")
-			stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Worker.ShutdownGrace.Std()+shutdownTimeout)
+			stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
-			return errors.Join(srv.Stop(stopCtx), w.Stop(stopCtx))
+			return errors.Join(supErr, srv.Stop(stopCtx))
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "", "API listen address (env WARREN_HTTP_ADDR; default 127.0.0.1:8080)")
@@ -226,7 +252,10 @@ func (a *app) apiCmd() *cobra.Command {
 				return err
 			}
 			defer s.close()
-			srv := api.New(api.Config{Addr: cfg.API.Addr, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: s.log}, s.broker, s.store)
+			srv, err := api.New(api.Config{Addr: cfg.API.Addr, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: s.log, Management: s.mgmt}, s.broker, s.store)
+			if err != nil {
+				return err
+			}
 			if err := srv.Start(ctx); err != nil {
 				return err
 			}
@@ -312,7 +341,7 @@ returns the rest to the queue, and exits 0.`,
 			return w.Stop(stopCtx)
 		},
 	}
-	cmd.Flags().StringVar(&healthAddr, "health-addr", "", "serve /healthz and /readyz here (env WARREN_HEALTH_ADDR)")
+	cmd.Flags().StringVar(&healthAddr, "health-addr", "", "serve /healthz, /readyz and /metrics here (env WARREN_HEALTH_ADDR)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 0, "jobs run at once (env WARREN_POOL_<POOL>_CONCURRENCY; default per pool)")
 	cmd.Flags().IntVar(&prefetch, "prefetch", 0, "unacknowledged messages held (env WARREN_POOL_<POOL>_PREFETCH; default = concurrency)")
 	return cmd

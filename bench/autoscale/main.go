@@ -1,0 +1,360 @@
+// Command autoscale measures what autoscaling buys: one step load of
+// CPU-bound jobs (sys.spin) on a pool run three ways — fixed at its min,
+// fixed at its max, and autoscaled between them by `warren autoscale` —
+// reporting for each the time to drain the load and the replica-seconds
+// (worker processes × seconds) spent, until the pool is back at its
+// resting size. `make bench-autoscale` runs it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/warrenhq/warren/client"
+	"github.com/warrenhq/warren/internal/testenv"
+	"github.com/warrenhq/warren/jobs"
+)
+
+type options struct {
+	warren      string
+	jobs, ms    int
+	min, max    int
+	target      int
+	concurrency int
+	out         string
+}
+
+// result is one scenario's figures.
+type result struct {
+	Scenario       string  `json:"scenario"`
+	Min            int     `json:"min_replicas"`
+	Max            int     `json:"max_replicas"`
+	DrainSeconds   float64 `json:"drain_seconds"`
+	ReplicaSeconds float64 `json:"replica_seconds"`
+	SettleSeconds  float64 `json:"settle_seconds"`
+	PeakReplicas   int     `json:"peak_replicas"`
+	JobsPerSecond  float64 `json:"jobs_per_second"`
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.warren, "warren", "bin/warren", "the warren binary to run")
+	flag.IntVar(&o.jobs, "jobs", 240, "jobs in the step load")
+	flag.IntVar(&o.ms, "ms", 100, "CPU milliseconds per job (sys.spin)")
+	flag.IntVar(&o.min, "min", 1, "the pool's min replicas")
+	flag.IntVar(&o.max, "max", 4, "the pool's max replicas")
+	flag.IntVar(&o.target, "target", 10, "target backlog per replica of the autoscaled pool")
+	flag.IntVar(&o.concurrency, "concurrency", 1, "jobs one worker process runs at once")
+	flag.StringVar(&o.out, "out", "bench/out/autoscale.json", "where to write the results as JSON")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-autoscale:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	fmt.Printf("step load: %d sys.spin jobs of %d ms CPU, pool %d..%d processes of concurrency %d, on %d CPUs\n",
+		o.jobs, o.ms, o.min, o.max, o.concurrency, runtime.NumCPU())
+	scenarios := []struct {
+		name     string
+		min, max int
+	}{
+		{"fixed-min", o.min, o.min},
+		{"fixed-max", o.max, o.max},
+		{"autoscaled", o.min, o.max},
+	}
+	var results []result
+	for _, sc := range scenarios {
+		fmt.Printf("running %s...\n", sc.name)
+		r, err := scenario(ctx, o, sc.name, sc.min, sc.max)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		results = append(results, r)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\treplicas\tdrain (s)\tjobs/s\treplica-seconds\tsettled after (s)\tpeak\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d..%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t\n", r.Scenario, r.Min, r.Max,
+			r.DrainSeconds, r.JobsPerSecond, r.ReplicaSeconds, r.SettleSeconds, r.PeakReplicas)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(map[string]any{
+		"jobs": o.jobs, "ms": o.ms, "concurrency": o.concurrency, "cpus": runtime.NumCPU(), "results": results,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Println("results written to", o.out)
+	return os.WriteFile(o.out, append(b, '\n'), 0o644)
+}
+
+// scenario runs the API and the supervisor in a fresh namespace, waits for
+// the pool to rest at its min, submits the step load and samples the
+// supervisor until the load is done and the pool is back at its min.
+func scenario(ctx context.Context, o options, name string, minR, maxR int) (result, error) {
+	res := result{Scenario: name, Min: minR, Max: maxR}
+	ns := jobs.Namespace(fmt.Sprintf("bench-as-%s-%06d", name, rand.IntN(1e6)))
+	dir, err := os.MkdirTemp("", "warren-bench-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := testenv.Remove(rctx, ns); err != nil {
+			fmt.Fprintf(os.Stderr, "cleanup of %s: %v\n", ns, err)
+		}
+	}()
+	cfg := fmt.Sprintf(`namespace: %s
+pools:
+  sys:
+    concurrency: %d
+    autoscale:
+      min_replicas: %d
+      max_replicas: %d
+      target_backlog: %d
+      interval: 1s
+      scale_down_window: 10s
+`, ns, o.concurrency, minR, maxR, o.target)
+	cfgPath := filepath.Join(dir, "warren.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return res, err
+	}
+
+	var procs []*process
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	api, err := start(o.warren, cfgPath, "api listening", "api", "--addr", "127.0.0.1:0")
+	if err != nil {
+		return res, err
+	}
+	procs = append(procs, api)
+	sup, err := start(o.warren, cfgPath, "supervisor endpoints listening", "autoscale", "sys", "--addr", "127.0.0.1:0")
+	if err != nil {
+		return res, err
+	}
+	procs = append(procs, sup)
+
+	c, err := client.New(client.Config{BaseURL: "http://" + api.addr})
+	if err != nil {
+		return res, err
+	}
+	statusURL := "http://" + sup.addr + "/status"
+	// The pool's first worker declares its types; until then the API
+	// refuses its jobs.
+	if err := until(ctx, 60*time.Second, "the sys types declared", func() (bool, error) {
+		_, _, err := c.Enqueue(ctx, client.JobRequest{Type: "sys.echo", Payload: json.RawMessage(`{}`)})
+		return err == nil, nil
+	}); err != nil {
+		return res, err
+	}
+	if err := until(ctx, 60*time.Second, "the pool at rest", func() (bool, error) {
+		running, stopping, err := sysStatus(ctx, statusURL)
+		return err == nil && running == minR && stopping == 0, nil
+	}); err != nil {
+		return res, err
+	}
+
+	start := time.Now()
+	var ids []string
+	for len(ids) < o.jobs {
+		reqs := make([]client.JobRequest, min(o.jobs-len(ids), 500))
+		for i := range reqs {
+			reqs[i] = client.JobRequest{Type: "sys.spin", Payload: json.RawMessage(fmt.Sprintf(`{"ms":%d}`, o.ms))}
+		}
+		out, err := c.EnqueueBatch(ctx, reqs)
+		if err != nil {
+			return res, fmt.Errorf("enqueue: %w", err)
+		}
+		for _, r := range out {
+			if r.Error != nil {
+				return res, fmt.Errorf("enqueue: %v", r.Error)
+			}
+			ids = append(ids, r.Job.ID)
+		}
+	}
+
+	// Sample the processes every 100ms; the load is drained when the
+	// pool's backlog is zero, and settled when it is drained and the pool
+	// is back at its min with no process draining.
+	last := time.Now()
+	var drained time.Time
+	err = until(ctx, 30*time.Minute, "the load drained and the pool settled", func() (bool, error) {
+		running, stopping, err := sysStatus(ctx, statusURL)
+		if err != nil {
+			return false, err
+		}
+		now := time.Now()
+		res.ReplicaSeconds += float64(running+stopping) * now.Sub(last).Seconds()
+		last = now
+		res.PeakReplicas = max(res.PeakReplicas, running+stopping)
+		if drained.IsZero() {
+			q, err := c.Queues(ctx)
+			if err != nil {
+				return false, err
+			}
+			for _, p := range q {
+				if p.Pool == "sys" && p.Backlog == 0 {
+					drained = now
+				}
+			}
+		}
+		return !drained.IsZero() && running == minR && stopping == 0, nil
+	})
+	if err != nil {
+		return res, err
+	}
+	res.DrainSeconds = drained.Sub(start).Seconds()
+	res.SettleSeconds = time.Since(start).Seconds()
+	res.JobsPerSecond = float64(len(ids)) / res.DrainSeconds
+	// Every job must have succeeded; a benchmark of lost work means nothing.
+	for _, id := range ids {
+		j, err := c.Get(ctx, id)
+		if err != nil {
+			return res, err
+		}
+		if j.Status != jobs.StatusSucceeded {
+			return res, fmt.Errorf("job %s is %s after the load drained", id, j.Status)
+		}
+	}
+	return res, nil
+}
+
+// sysStatus reads the sys pool's running and stopping processes from the
+// supervisor.
+func sysStatus(ctx context.Context, url string) (running, stopping int, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Pools []struct {
+			Pool              string
+			Running, Stopping int
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, 0, err
+	}
+	for _, p := range st.Pools {
+		if p.Pool == "sys" {
+			return p.Running, p.Stopping, nil
+		}
+	}
+	return 0, 0, errors.New("the supervisor does not report the sys pool")
+}
+
+func until(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %s", what, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// process is a warren process whose JSON log tells where it listens.
+type process struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{}
+}
+
+func start(binary, cfgPath, listening string, args ...string) (*process, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "WARREN_CONFIG="+cfgPath, "WARREN_LOG_LEVEL=info", "WARREN_SHUTDOWN_GRACE=5s")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", binary, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	found := make(chan string, 1)
+	var once sync.Once
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var line struct{ Msg, Addr, Level string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil {
+				if line.Msg == listening && line.Addr != "" {
+					once.Do(func() { found <- line.Addr })
+				}
+				if line.Level == "ERROR" {
+					fmt.Fprintf(os.Stderr, "[%s] %s\n", args[0], sc.Text())
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		_ = cmd.Wait()
+	}()
+	select {
+	case p.addr = <-found:
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("warren %s exited before it listened", strings.Join(args, " "))
+	case <-time.After(30 * time.Second):
+		p.stop()
+		return nil, fmt.Errorf("warren %s did not listen within 30s", strings.Join(args, " "))
+	}
+}
+
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(45 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}

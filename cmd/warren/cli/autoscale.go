@@ -1,0 +1,214 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warrenhq/warren/autoscale"
+	"github.com/warrenhq/warren/config"
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
+)
+
+func (a *app) autoscaleCmd() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "autoscale [POOL...]",
+		Short: "Run and scale the worker processes of every pool from its backlog",
+		Long: `Run the worker processes of each pool and size every pool on its own from
+its backlog (ready + unacknowledged messages) and, where a target age is set,
+the age of its oldest waiting job, by the policy in pools.NAME.autoscale of
+warren.yaml (see docs/autoscaling.md). Pools without a policy run between 1
+and 4 processes, one per 100 jobs of backlog.
+
+Without arguments it runs the built-in pools (` + strings.Join(serviceNames(), ", ") + `) and every pool
+of warren.yaml that names a command; with arguments, only those pools.
+A built-in pool's process is 'warren worker POOL'; another pool's is its
+pools.NAME.command, started with the WARREN_* settings in its environment.
+
+Surplus processes get SIGTERM and drain; a process that exits on its own is
+restarted with backoff; SIGTERM or Ctrl-C stops them all, and if the
+supervisor is killed they get SIGTERM from the kernel. Each decision is
+logged with its inputs and shown by 'warren queues'.`,
+		Example: `  warren autoscale
+  warren autoscale sys image --addr 127.0.0.1:9090`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.config(cmd, map[string]string{"addr": "supervisor.addr"})
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			s, err := a.openStack(ctx, cfg, "autoscale")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			sup, err := s.newSupervisor(a, args)
+			if err != nil {
+				return err
+			}
+			if cfg.Supervisor.Addr != "" {
+				stop, err := serveSupervisor(cfg.Supervisor.Addr, sup, s.log)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			return sup.Run(ctx)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "", "serve /healthz and /status here (env WARREN_SUPERVISOR_ADDR; default none)")
+	return cmd
+}
+
+// newSupervisor builds the supervisor of the named pools, or of the
+// built-in pools and every configured pool with a command.
+func (s *stack) newSupervisor(a *app, names []string) (*autoscale.Supervisor, error) {
+	cfg := s.cfg
+	if len(names) == 0 {
+		names = serviceNames()
+		for name, p := range cfg.Pools {
+			if len(p.Command) > 0 && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the warren executable: %w", err)
+	}
+	env := a.workerEnv(cfg)
+	var pools []autoscale.PoolSpec
+	for _, name := range names {
+		command := cfg.Pools[name].Command
+		if len(command) == 0 {
+			if !slices.Contains(serviceNames(), name) {
+				return nil, fmt.Errorf("pool %q is not built in and has no pools.%s.command in warren.yaml", name, name)
+			}
+			// The supervisor's processes must not compete for one health
+			// address; it reports for them instead.
+			command = []string{self, "worker", name, "--health-addr="}
+		}
+		pools = append(pools, autoscale.PoolSpec{
+			Name:    name,
+			Policy:  cfg.AutoscaleOf(name).Policy(),
+			Command: command,
+			Env:     env,
+		})
+	}
+	return autoscale.NewSupervisor(autoscale.SupervisorConfig{
+		Pools:     pools,
+		Observer:  &poolObserver{broker: s.broker, store: s.store, mgmt: s.mgmt, cfg: cfg},
+		Reporter:  replicaReporter{s.store},
+		Logger:    s.log.With("component", "autoscale"),
+		StopGrace: cfg.Worker.ShutdownGrace.Std() + shutdownTimeout,
+	})
+}
+
+// workerEnv is the environment of worker processes: the supervisor's own,
+// with the settings it resolved from its flags and config file, so the
+// workers join the same stack.
+func (a *app) workerEnv(cfg config.Config) []string {
+	env := slices.Clone(a.environ)
+	set := map[string]string{
+		"WARREN_AMQP_URL":       cfg.AMQPURL,
+		"WARREN_REDIS_URL":      cfg.RedisURL,
+		"WARREN_NAMESPACE":      string(cfg.Namespace),
+		"WARREN_LOG_LEVEL":      cfg.LogLevel,
+		"WARREN_SHUTDOWN_GRACE": cfg.Worker.ShutdownGrace.Std().String(),
+	}
+	if a.configPath != "" {
+		set["WARREN_CONFIG"] = a.configPath
+	}
+	// A worker in another language reads no warren.yaml: its pool's
+	// settings reach it in the environment too.
+	for name, p := range cfg.Pools {
+		upper := "WARREN_POOL_" + strings.ToUpper(name)
+		if p.Concurrency > 0 {
+			set[upper+"_CONCURRENCY"] = strconv.Itoa(p.Concurrency)
+		}
+		if p.Prefetch > 0 {
+			set[upper+"_PREFETCH"] = strconv.Itoa(p.Prefetch)
+		}
+	}
+	for k, v := range set {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// poolObserver measures a pool: its backlog from the broker and, when its
+// policy asks for it, its oldest waiting job's age from Redis.
+type poolObserver struct {
+	broker *queue.Broker
+	store  *store.Store
+	mgmt   *queue.Management
+	cfg    config.Config
+}
+
+func (o *poolObserver) Observe(ctx context.Context, pool string) (autoscale.Observation, error) {
+	d, err := o.broker.PoolDepth(ctx, pool, o.mgmt)
+	if errors.Is(err, queue.ErrNoPool) {
+		return autoscale.Observation{Undeclared: true}, nil
+	}
+	if err != nil {
+		return autoscale.Observation{}, err
+	}
+	obs := autoscale.Observation{Backlog: d.Backlog()}
+	if o.cfg.AutoscaleOf(pool).TargetAge > 0 {
+		if obs.OldestAge, err = o.store.OldestWaiting(ctx, pool); err != nil {
+			return obs, err
+		}
+	}
+	return obs, nil
+}
+
+// replicaReporter keeps each decision in Redis for the API's /v1/queues.
+type replicaReporter struct{ store *store.Store }
+
+func (r replicaReporter) Report(ctx context.Context, pool string, st autoscale.PoolStatus) error {
+	return r.store.PutReplicas(ctx, pool, store.Replicas{
+		Current:  st.Running,
+		Desired:  st.Desired,
+		Reason:   st.Reason,
+		At:       st.At,
+		Interval: st.Interval,
+	})
+}
+
+// serveSupervisor serves the supervisor's /healthz and /status (JSON) on
+// addr and returns what stops it.
+func serveSupervisor(addr string, sup *autoscale.Supervisor, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"pools": sup.Status()})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	log.Info("supervisor endpoints listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close(); <-served }, nil
+}
