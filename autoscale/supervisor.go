@@ -309,18 +309,7 @@ func (r *poolRunner) start() error {
 	cmd := exec.Command(r.spec.Command[0], r.spec.Command[1:]...)
 	cmd.Env = r.spec.Env
 	cmd.Stdout, cmd.Stderr = r.s.cfg.Stdout, r.s.cfg.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// A worker dies with the supervisor, even one killed with
-		// SIGKILL; SIGTERM lets it return its jobs to the queue first.
-		// (Pdeathsig follows the thread that started the child, and the Go
-		// runtime only ends threads of goroutines that lock them, which
-		// nothing here does.)
-		Pdeathsig: syscall.SIGTERM,
-		// Its own process group keeps a terminal's Ctrl-C from reaching
-		// the workers directly: the supervisor stops them, and must not
-		// mistake their exit for a crash.
-		Setpgid: true,
-	}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return err
 	}

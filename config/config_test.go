@@ -579,4 +579,7 @@ func TestDocumentedExampleLoads(t *testing.T) {
 	if d := cmp.Diff(config.Default().API, c.API); d != "" {
 		t.Errorf("the example's api block differs from the defaults it claims (-default +example):\n%s", d)
 	}
+	if d := cmp.Diff(config.DefaultAutoscale.Policy(), c.AutoscaleOf("sys").Policy()); d != "" {
+		t.Errorf("the example's autoscale block differs from the default policy it claims (-default +example):\n%s", d)
+	}
 }

@@ -8,8 +8,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
+	"runtime"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/warrenhq/warren/jobs"
 )
@@ -113,41 +115,50 @@ func spin(ctx context.Context, j *jobs.Job) (any, error) {
 	if err := j.Decode(&p); err != nil {
 		return nil, jobs.Permanent(err)
 	}
-	// A fixed amount of work, not a deadline: like real CPU-bound jobs, it
-	// takes longer when it shares a core, so more processes than cores
-	// do not finish sooner.
-	n := p.MS * spinRate()
+	// A fixed amount of CPU time, not of wall time: like real CPU-bound
+	// jobs, it takes longer when it shares a core, so more processes than
+	// cores do not finish sooner. The goroutine keeps its thread while it
+	// spins, so the thread's CPU clock is the job's.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	want := time.Duration(p.MS) * time.Millisecond
+	start, err := threadCPU()
+	if err != nil {
+		return nil, fmt.Errorf("sys.spin: %w", err)
+	}
 	x := uint64(1)
-	for i := int64(0); i < n; i += spinChunk {
+	for {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		x = spinWork(x, spinChunk)
+		now, err := threadCPU()
+		if err != nil {
+			return nil, fmt.Errorf("sys.spin: %w", err)
+		}
+		if now-start >= want {
+			break
+		}
+		x = spinWork(x, 20000)
 	}
 	return map[string]any{"spun_ms": p.MS, "x": x % 1000}, nil
 }
 
-const spinChunk = 10000
-
 //go:noinline
-func spinWork(x uint64, n int64) uint64 {
+func spinWork(x uint64, n int) uint64 {
 	for range n {
 		x = x*6364136223846793005 + 1442695040888963407
 	}
 	return x
 }
 
-// spinRate is how many steps of spinWork take a millisecond on this
-// machine, measured once per process.
-var spinRate = sync.OnceValue(func() int64 {
-	const probe = 200 * spinChunk
-	start := time.Now()
-	for i := int64(0); i < probe; i += spinChunk {
-		spinWork(uint64(i), spinChunk)
+// threadCPU is the CPU time the calling thread has used.
+func threadCPU() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0, fmt.Errorf("thread CPU clock: %w", err)
 	}
-	perMS := float64(probe) / (float64(time.Since(start)) / float64(time.Millisecond))
-	return max(spinChunk, int64(perMS)/spinChunk*spinChunk)
-})
+	return time.Duration(ts.Nano()), nil
+}
 
 func fail(_ context.Context, j *jobs.Job) (any, error) {
 	var p struct {

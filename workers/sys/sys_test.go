@@ -134,3 +134,15 @@ func TestSpin(t *testing.T) {
 		t.Fatal("spin did not return after cancellation")
 	}
 }
+
+// sys.spin uses CPU time, so it takes at least as long on the wall clock.
+func TestSpinTakesItsCPUTime(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	if _, err := run(t, context.Background(), "sys.spin", `{"ms":50}`, 1); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Errorf("50 ms of CPU took %s of wall time", took)
+	}
+}

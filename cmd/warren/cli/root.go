@@ -61,8 +61,11 @@ func (a *app) rootCmd() *cobra.Command {
 		Short: "warren runs jobs: an HTTP API, RabbitMQ queues, worker pools and Redis records",
 		Long: `warren is a job system built on RabbitMQ and Redis.
 
-Run the whole stack on one machine with 'warren dev', then submit and inspect
-jobs with 'warren enqueue' and 'warren job'. Settings come from flags, then
+Run the whole stack on one machine with 'warren dev' (the API, and worker
+processes for each pool that grow and shrink with its backlog), then submit
+and inspect jobs with 'warren enqueue', 'warren job' and 'warren queues'.
+'warren api', 'warren worker' and 'warren autoscale' run the parts on their
+own; 'warren deploy render' writes Kubernetes manifests. Settings come from flags, then
 WARREN_* environment variables, then warren.yaml, then defaults that work with
 RabbitMQ and Redis on loopback.`,
 		SilenceUsage:  true,
