@@ -190,7 +190,8 @@ func (m *Management) Queue(ctx context.Context, vhost, name string) (Depth, erro
 const managementTimeout = 2 * time.Second
 
 // PoolDepth measures a pool's queue. With m not nil it asks the management
-// API, which counts ready and unacknowledged messages; when the API does
+// API, which counts unacknowledged messages too (ready messages and
+// consumers come from AMQP even then, being current there); when the API does
 // not answer within a short timeout (or has no figures for the queue yet) it
 // falls back to a passive declare over AMQP, which counts only ready
 // messages and consumers: Unacked is then 0 and Source SourceAMQP. With m
@@ -206,6 +207,14 @@ func (b *Broker) PoolDepth(ctx context.Context, pool string, m *Management) (Dep
 		case err == nil:
 			if m.failing.CompareAndSwap(true, false) {
 				b.log.Info("RabbitMQ management API answers again", "url", m.URL())
+			}
+			// The management API's figures are a sample taken every few
+			// seconds (collect_statistics_interval), so a burst would wait
+			// that long to be seen; AMQP counts ready messages and consumers
+			// as they are now, and only unacknowledged ones come from the
+			// sample.
+			if info, err := b.inspect(ctx, name); err == nil {
+				d.Ready, d.Consumers = info.Messages, info.Consumers
 			}
 			return d, nil
 		case errors.Is(err, errNoQueue), errors.Is(err, errNoFigures):

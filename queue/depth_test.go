@@ -83,6 +83,29 @@ func TestPoolDepth(t *testing.T) {
 	if got.Backlog() != 5 {
 		t.Errorf("management backlog %d, want 5", got.Backlog())
 	}
+
+	// A burst is seen at once: ready messages and consumers come from AMQP,
+	// not from the management API's sample, which lags by seconds (here a
+	// sample from before the burst).
+	stale := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"messages_ready":0,"messages_unacknowledged":2,"consumers":0}`))
+	}))
+	t.Cleanup(stale.Close)
+	sampled, err := queue.NewManagement(stale.URL, testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var burst []queue.Message
+	for i := range 7 {
+		burst = append(burst, message(t, newJob("depth.job", 10+i), ""))
+	}
+	publishAll(t, env.Broker, burst)
+	want = queue.Depth{Ready: 10, Unacked: 2, Consumers: 1, Source: queue.SourceManagement}
+	testenv.Eventually(t, wait, "the burst counted", func() bool {
+		got = depthOf(t, env.Broker, pool, sampled)
+		return got == want
+	})
 }
 
 // A management API that cannot help leaves the measuring to AMQP.
