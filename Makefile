@@ -11,7 +11,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test test-short lint clean services-up services-down services-status bench-autoscale
+.PHONY: help build run test test-short lint clean services-up services-down services-status bench bench-autoscale
 
 help:
 	@echo 'Targets:'
@@ -20,6 +20,8 @@ help:
 	@echo '  test             start RabbitMQ and Redis, then go test -race ./... (extra flags: TESTFLAGS=... or ARGS=...)'
 	@echo '  test-short       go test -short ./... (no services needed)'
 	@echo '  lint             gofmt -l (fails on unformatted files) and go vet'
+	@echo '  bench            warren against the raw RabbitMQ+Redis limit, as ratios (N=jobs, default 20000;'
+	@echo '                   ARGS=-workers=1,2,4 adds scaling, ARGS=-soak=1000000 a memory soak); bench/out/'
 	@echo '  bench-autoscale  a step load on a CPU-bound pool: fixed min vs fixed max vs autoscaled'
 	@echo '                   (time to drain, replica-seconds; ARGS=... passes flags, e.g. ARGS=-jobs=400)'
 	@echo '  services-up      start RabbitMQ and Redis on loopback, or reuse running ones (scripts/services.sh)'
@@ -61,6 +63,12 @@ lint:
 	@out=$$($(GOFMT) -l .) || exit 1; \
 	if [ -n "$$out" ]; then echo 'gofmt: these files need formatting (run gofmt -w):'; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# One run measures the baseline and warren on the same servers (about a
+# minute on 2 cores at the default N); results and profiles go to bench/out/.
+N ?= 20000
+bench: services-up build
+	$(GO) run ./bench -warren bin/warren -n $(N) $(ARGS)
 
 # The step load runs three times (about 2 minutes in all on 2 cores); figures
 # go to the terminal and bench/out/autoscale.json.

@@ -41,6 +41,10 @@ type Config struct {
 	// WARREN_MANAGEMENT_URL). Empty means port 15672 on the AMQP host with
 	// the AMQP credentials; "off" means measure with AMQP alone.
 	ManagementURL string `yaml:"management_url"`
+	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) from the
+	// API, worker and supervisor processes (debug_addr, WARREN_DEBUG_ADDR).
+	// Never expose it beyond loopback.
+	DebugAddr string `yaml:"debug_addr"`
 
 	API        API             `yaml:"api"`
 	Store      Store           `yaml:"store"`
@@ -370,6 +374,7 @@ func (c *Config) settings() []setting {
 		{"log_level", "WARREN_LOG_LEVEL", str(&c.LogLevel)},
 		{"api_url", "WARREN_API_URL", str(&c.APIURL)},
 		{"management_url", "WARREN_MANAGEMENT_URL", str(&c.ManagementURL)},
+		{"debug_addr", "WARREN_DEBUG_ADDR", str(&c.DebugAddr)},
 		{"api.addr", "WARREN_HTTP_ADDR", str(&c.API.Addr)},
 		{"api.max_body_bytes", "WARREN_MAX_BODY_BYTES", func(v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)

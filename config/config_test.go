@@ -328,6 +328,7 @@ func TestSet(t *testing.T) {
 		"worker.health_addr":       ":1",
 		"supervisor.addr":          ":2",
 		"management_url":           "off",
+		"debug_addr":               "127.0.0.1:6060",
 	} {
 		if err := cfg.Set(key, value); err != nil {
 			t.Errorf("Set(%q, %q) = %v", key, value, err)
@@ -344,6 +345,7 @@ func TestSet(t *testing.T) {
 		Worker:        config.Worker{HealthAddr: ":1", ShutdownGrace: config.Duration(time.Minute)},
 		Supervisor:    config.Supervisor{Addr: ":2"},
 		ManagementURL: "off",
+		DebugAddr:     "127.0.0.1:6060",
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("after Set (-want +got):\n%s", diff)

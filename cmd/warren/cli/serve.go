@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"slices"
 	"sort"
@@ -82,6 +83,8 @@ type stack struct {
 	// mgmt is RabbitMQ's management API, for queue figures AMQP cannot
 	// give; nil when management_url is "off".
 	mgmt *queue.Management
+	// stopDebug stops the profiler's server, if debug_addr started one.
+	stopDebug func()
 }
 
 func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*stack, error) {
@@ -115,7 +118,34 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	if err := b.WaitConnected(wait); err != nil {
 		log.Warn("RabbitMQ is not reachable yet; starting anyway and retrying", "url", redactURL(cfg.AMQPURL))
 	}
-	return &stack{cfg: cfg, log: log, broker: b, store: st, mgmt: mgmt}, nil
+	s := &stack{cfg: cfg, log: log, broker: b, store: st, mgmt: mgmt}
+	if cfg.DebugAddr != "" {
+		// Not fatal: a worker started by a supervisor inherits the address
+		// its siblings already listen on.
+		if s.stopDebug, err = serveDebug(cfg.DebugAddr, log); err != nil {
+			log.Warn("no debug endpoints", "err", err)
+		}
+	}
+	return s, nil
+}
+
+// serveDebug serves Go's profiler on addr and returns what stops it.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	log.Info("debug endpoints listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close(); <-served }, nil
 }
 
 // firstConnectWait bounds how long a server command waits for RabbitMQ
@@ -132,6 +162,9 @@ func redactURL(raw string) string {
 }
 
 func (s *stack) close() {
+	if s.stopDebug != nil {
+		s.stopDebug()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.broker.Stop(ctx); err != nil {

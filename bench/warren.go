@@ -1,0 +1,659 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/warrenhq/warren/jobs"
+)
+
+// httpClient keeps a connection per client goroutine.
+var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
+
+// proc is a warren process whose JSON log says where it listens.
+type proc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	addrs map[string]string // log message → addr
+	found chan struct{}
+	done  chan struct{}
+}
+
+// startWarren runs `warren args…` in ns and waits until it has logged
+// each of the messages in want with an address.
+func startWarren(ctx context.Context, o options, ns jobs.Namespace, want []string, args ...string) (*proc, error) {
+	cmd := exec.Command(o.warren, args...)
+	cmd.Env = append(os.Environ(),
+		"WARREN_NAMESPACE="+string(ns),
+		"WARREN_AMQP_URL="+o.amqpURL,
+		"WARREN_REDIS_URL="+o.redisURL,
+		"WARREN_LOG_LEVEL=info",
+		"WARREN_DEBUG_ADDR=127.0.0.1:0",
+		"WARREN_SHUTDOWN_GRACE=10s",
+	)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", o.warren, err)
+	}
+	p := &proc{cmd: cmd, addrs: map[string]string{}, found: make(chan struct{}, 16), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var line struct{ Msg, Addr, Level string }
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			if line.Addr != "" {
+				p.mu.Lock()
+				p.addrs[line.Msg] = line.Addr
+				p.mu.Unlock()
+				select {
+				case p.found <- struct{}{}:
+				default:
+				}
+			}
+			if line.Level == "ERROR" || line.Level == "WARN" {
+				fmt.Fprintf(os.Stderr, "  [warren %s] %s\n", args[0], sc.Text())
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		_ = cmd.Wait()
+	}()
+	deadline := time.After(30 * time.Second)
+	for _, msg := range want {
+		for p.addr(msg) == "" {
+			select {
+			case <-p.found:
+			case <-p.done:
+				return nil, fmt.Errorf("warren %s exited before logging %q", strings.Join(args, " "), msg)
+			case <-deadline:
+				p.stop()
+				return nil, fmt.Errorf("warren %s did not log %q within 30s", strings.Join(args, " "), msg)
+			case <-ctx.Done():
+				p.stop()
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return p, nil
+}
+
+func (p *proc) addr(msg string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addrs[msg]
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// profile saves the process's pprof profile kind (with query) to path.
+func (p *proc) profile(ctx context.Context, kind, query, path string) error {
+	addr := p.addr("debug endpoints listening")
+	if addr == "" {
+		return errors.New("no debug endpoints")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/"+kind+query, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s", kind, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// tracker hears every job reach a terminal state on the namespace's events
+// channel (the finish script publishes "done <id>"), and measures each
+// latency from its submission.
+type tracker struct {
+	mu        sync.Mutex
+	submitted map[string]time.Time
+	early     map[string]time.Time // done before its submission was answered
+	lat       []time.Duration
+	done      int
+	want      int
+	first     time.Time
+	last      time.Time
+	reached   chan struct{}
+	countOnly bool // no latencies: a soak's millions of ids are not kept
+	ps        *redis.PubSub
+	stopped   chan struct{}
+}
+
+func newTracker(ctx context.Context, rdb *redis.Client, ns jobs.Namespace) (*tracker, error) {
+	ps := rdb.Subscribe(ctx, ns.EventsChannel())
+	if _, err := ps.Receive(ctx); err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", ns.EventsChannel(), err)
+	}
+	t := &tracker{ps: ps, stopped: make(chan struct{})}
+	t.reset(0)
+	go func() {
+		defer close(t.stopped)
+		for msg := range ps.Channel(redis.WithChannelSize(1 << 16)) {
+			if id, ok := strings.CutPrefix(msg.Payload, "done "); ok {
+				t.finished(id, time.Now())
+			}
+		}
+	}()
+	return t, nil
+}
+
+func (t *tracker) close() {
+	_ = t.ps.Close()
+	<-t.stopped
+}
+
+// reset starts a new measurement that ends when want jobs are done.
+func (t *tracker) reset(want int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.submitted, t.early = map[string]time.Time{}, map[string]time.Time{}
+	t.lat, t.done, t.want = nil, 0, want
+	t.first, t.last = time.Time{}, time.Time{}
+	t.reached = make(chan struct{})
+	t.countOnly = false
+}
+
+// count starts a measurement that only counts jobs done.
+func (t *tracker) count(want int) {
+	t.reset(want)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.countOnly = true
+}
+
+// doneSoFar is how many jobs are done in this measurement.
+func (t *tracker) doneSoFar() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.done
+}
+
+// accepted records when a job was submitted.
+func (t *tracker) accepted(id string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if end, ok := t.early[id]; ok {
+		delete(t.early, id)
+		t.lat = append(t.lat, end.Sub(at))
+		return
+	}
+	t.submitted[id] = at
+}
+
+func (t *tracker) finished(id string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if start, ok := t.submitted[id]; ok {
+		delete(t.submitted, id)
+		t.lat = append(t.lat, at.Sub(start))
+	} else if !t.countOnly {
+		t.early[id] = at
+	}
+	if t.first.IsZero() {
+		t.first = at
+	}
+	t.last = at
+	t.done++
+	if t.done == t.want {
+		close(t.reached)
+	}
+}
+
+// wait waits until the measurement's jobs are done.
+func (t *tracker) wait(ctx context.Context, timeout time.Duration) error {
+	t.mu.Lock()
+	reached := t.reached
+	t.mu.Unlock()
+	select {
+	case <-reached:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(timeout):
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return fmt.Errorf("%d of %d jobs done after %s", t.done, t.want, timeout)
+	}
+}
+
+func (t *tracker) window() (first, last time.Time, lat []time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.first, t.last, t.lat
+}
+
+// echoBody is the request body of one sys.echo job.
+func echoBody(k int) string {
+	return fmt.Sprintf(`{"type":"sys.echo","payload":{"bench":true,"i":%d,"text":"the quick brown fox"}}`, k)
+}
+
+// submitSingle posts n jobs one per request from clients goroutines. due,
+// if not nil, paces them: job k is sent at due(k), and its latency counts
+// from then, even if the client was late.
+func submitSingle(ctx context.Context, base string, n, clients int, due func(k int) time.Time, accepted func(id string, at time.Time)) (time.Duration, error) {
+	var next atomic.Int64
+	start := time.Now()
+	err := fanOut(ctx, clients, func(ctx context.Context) error {
+		for {
+			k := int(next.Add(1)) - 1
+			if k >= n {
+				return nil
+			}
+			at := time.Now()
+			if due != nil {
+				at = due(k)
+				if wait := time.Until(at); wait > 0 {
+					time.Sleep(wait)
+				}
+			}
+			body, err := post(ctx, base+"/v1/jobs", echoBody(k), http.StatusAccepted)
+			if err != nil {
+				return err
+			}
+			id, err := jobID(body)
+			if err != nil {
+				return err
+			}
+			accepted(id, at)
+		}
+	})
+	return time.Since(start), err
+}
+
+// submitBatch posts n jobs in batches of size from clients goroutines.
+func submitBatch(ctx context.Context, base string, n, size, clients int, accepted func(id string, at time.Time)) (time.Duration, error) {
+	var next atomic.Int64
+	start := time.Now()
+	err := fanOut(ctx, clients, func(ctx context.Context) error {
+		var b strings.Builder
+		for {
+			from := int(next.Add(int64(size))) - size
+			if from >= n {
+				return nil
+			}
+			to := min(n, from+size)
+			b.Reset()
+			b.WriteString(`{"jobs":[`)
+			for k := from; k < to; k++ {
+				if k > from {
+					b.WriteByte(',')
+				}
+				b.WriteString(echoBody(k))
+			}
+			b.WriteString(`]}`)
+			at := time.Now()
+			body, err := post(ctx, base+"/v1/jobs/batch", b.String(), http.StatusOK)
+			if err != nil {
+				return err
+			}
+			var res struct {
+				Jobs []struct {
+					Job   *struct{ ID string }
+					Error *struct{ Code, Message string }
+				}
+			}
+			if err := json.Unmarshal(body, &res); err != nil {
+				return fmt.Errorf("batch answer: %w", err)
+			}
+			for _, j := range res.Jobs {
+				if j.Error != nil || j.Job == nil {
+					return fmt.Errorf("batch entry refused: %+v", j.Error)
+				}
+				accepted(j.Job.ID, at)
+			}
+		}
+	})
+	return time.Since(start), err
+}
+
+func post(ctx context.Context, url, body string, want int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("POST %s: %s: %s", url, resp.Status, b)
+	}
+	return b, nil
+}
+
+// jobID finds the id in a job's JSON without decoding all of it: the
+// client's CPU is the server's too on one machine.
+func jobID(body []byte) (string, error) {
+	const key = `"id":"`
+	i := bytes.Index(body, []byte(key))
+	if i < 0 {
+		return "", fmt.Errorf("no id in %s", body)
+	}
+	rest := body[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return "", fmt.Errorf("no id in %s", body)
+	}
+	return string(rest[:j]), nil
+}
+
+// fanOut runs f in k goroutines and returns the first error; the others
+// see their context cancelled.
+func fanOut(ctx context.Context, k int, f func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// stack is a namespace with the API running and the sys pool declared.
+type stack struct {
+	o     options
+	ns    jobs.Namespace
+	api   *proc
+	base  string
+	rdb   *redis.Client
+	track *tracker
+}
+
+func newStack(ctx context.Context, o options, name string) (*stack, error) {
+	s := &stack{o: o, ns: jobs.Namespace(fmt.Sprintf("bench-%s-%06d", name, rand.IntN(1e6)))}
+	opts, err := redis.ParseURL(o.redisURL)
+	if err != nil {
+		return nil, err
+	}
+	s.rdb = redis.NewClient(opts)
+	if s.track, err = newTracker(ctx, s.rdb, s.ns); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.api, err = startWarren(ctx, o, s.ns, []string{"api listening", "debug endpoints listening"}, "api", "--addr", "127.0.0.1:0"); err != nil {
+		s.close()
+		return nil, err
+	}
+	s.base = "http://" + s.api.addr("api listening")
+	return s, nil
+}
+
+// startWorker starts a sys worker process and waits until it runs a job.
+func (s *stack) startWorker(ctx context.Context) (*proc, error) {
+	w, err := startWarren(ctx, s.o, s.ns, []string{"debug endpoints listening"}, "worker", "sys")
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// declare runs a worker until it has declared the sys pool and run one
+// job, then stops it, leaving the pool's queue empty with no consumer.
+func (s *stack) declare(ctx context.Context) error {
+	w, err := s.startWorker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	s.track.reset(1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		body, err := post(ctx, s.base+"/v1/jobs", echoBody(-1), http.StatusAccepted)
+		if err == nil {
+			id, err := jobID(body)
+			if err != nil {
+				return err
+			}
+			s.track.accepted(id, time.Now())
+			return s.track.wait(ctx, 30*time.Second)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the sys pool was not declared within 30s: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *stack) close() {
+	if s.api != nil {
+		s.api.stop()
+	}
+	if s.track != nil {
+		s.track.close()
+	}
+	if s.rdb != nil {
+		_ = s.rdb.Close()
+	}
+	cleanup(s.ns)
+}
+
+func runWarren(ctx context.Context, o options, base Baseline) (Warren, Cost, []string, error) {
+	var (
+		w        Warren
+		c        Cost
+		profiles []string
+	)
+	s, err := newStack(ctx, o, "warren")
+	if err != nil {
+		return w, c, nil, err
+	}
+	defer s.close()
+	if err := s.declare(ctx); err != nil {
+		return w, c, nil, err
+	}
+	c.APIIdleMB, _, _ = memory(s.api.pid())
+	ignore := func(string, time.Time) {}
+
+	// Submit, with no worker: what the API alone accepts.
+	nSingle := o.n / 2
+	cpu0, _ := cpuTime(s.api.pid())
+	took, err := submitSingle(ctx, s.base, nSingle, o.clients, nil, ignore)
+	if err != nil {
+		return w, c, nil, fmt.Errorf("submit single: %w", err)
+	}
+	cpu1, _ := cpuTime(s.api.pid())
+	w.SubmitSingle = round(float64(nSingle)/took.Seconds(), 0)
+	c.APICPUPer10kSingle = round((cpu1-cpu0).Seconds()*10000/float64(nSingle), 2)
+	fmt.Printf("  submit, single POSTs from %d clients: %8.0f jobs/s  (%.0f%% of confirmed publish)\n",
+		o.clients, w.SubmitSingle, 100*ratio(w.SubmitSingle, base.Publish))
+
+	batchClients := 4
+	took, err = submitBatch(ctx, s.base, o.n, o.batch, batchClients, ignore)
+	if err != nil {
+		return w, c, nil, fmt.Errorf("submit batch: %w", err)
+	}
+	cpu2, _ := cpuTime(s.api.pid())
+	w.SubmitBatch = round(float64(o.n)/took.Seconds(), 0)
+	c.APICPUPer10kBatch = round((cpu2-cpu1).Seconds()*10000/float64(o.n), 2)
+	fmt.Printf("  submit, batches of %d from %d clients: %6.0f jobs/s  (%.0f%% of confirmed publish)\n",
+		o.batch, batchClients, w.SubmitBatch, 100*ratio(w.SubmitBatch, base.Publish))
+
+	// Process what waits, with one worker process.
+	queued := nSingle + o.n
+	s.track.reset(queued)
+	worker, err := s.startWorker(ctx)
+	if err != nil {
+		return w, c, nil, err
+	}
+	defer worker.stop()
+	wcpu0, _ := cpuTime(worker.pid())
+	c.WorkerIdleMB, _, _ = memory(worker.pid())
+	profDone := make(chan error, 1)
+	secs := int(min(10, max(1, 0.6*float64(queued)/max(base.Consume, 1))))
+	wprof := filepath.Join(o.outDir, "worker-process.cpu.pprof")
+	go func() { profDone <- worker.profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), wprof) }()
+	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
+		return w, c, nil, fmt.Errorf("process: %w", err)
+	}
+	first, last, _ := s.track.window()
+	wcpu1, _ := cpuTime(worker.pid())
+	w.Process = round(float64(queued-1)/last.Sub(first).Seconds(), 0)
+	c.WorkerCPUPer10k = round((wcpu1-wcpu0).Seconds()*10000/float64(queued), 2)
+	if err := <-profDone; err == nil {
+		profiles = append(profiles, wprof)
+	}
+	fmt.Printf("  process, one worker process:          %8.0f jobs/s  (%.0f%% of consume + SET)\n",
+		w.Process, 100*ratio(w.Process, base.Consume))
+
+	// End to end at full load: batches as fast as they are accepted.
+	s.track.reset(o.n)
+	aprof := filepath.Join(o.outDir, "api-e2e.cpu.pprof")
+	secs = int(min(10, max(1, 0.6*float64(o.n)/max(base.E2E, 1))))
+	go func() { profDone <- s.api.profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), aprof) }()
+	start := time.Now()
+	if _, err := submitBatch(ctx, s.base, o.n, o.batch, batchClients, s.track.accepted); err != nil {
+		return w, c, nil, fmt.Errorf("end to end: %w", err)
+	}
+	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
+		return w, c, nil, fmt.Errorf("end to end: %w", err)
+	}
+	_, last, lat := s.track.window()
+	w.E2E = round(float64(o.n)/last.Sub(start).Seconds(), 0)
+	w.Latency = latencies(lat)
+	if err := <-profDone; err == nil {
+		profiles = append(profiles, aprof)
+	}
+	fmt.Printf("  end to end, full load (batches):      %8.0f jobs/s  (%.0f%% of raw; latency p50 %.1f ms, p99 %.1f ms)\n",
+		w.E2E, 100*ratio(w.E2E, base.E2E), w.Latency.P50, w.Latency.P99)
+
+	// End to end at half that load, single POSTs paced evenly.
+	w.HalfRate = round(w.E2E/2, 0)
+	m := min(o.n/2, int(w.HalfRate*10))
+	s.track.reset(m)
+	start = time.Now().Add(50 * time.Millisecond)
+	interval := time.Duration(float64(time.Second) / w.HalfRate)
+	due := func(k int) time.Time { return start.Add(time.Duration(k) * interval) }
+	if _, err := submitSingle(ctx, s.base, m, o.clients, due, s.track.accepted); err != nil {
+		return w, c, nil, fmt.Errorf("half load: %w", err)
+	}
+	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
+		return w, c, nil, fmt.Errorf("half load: %w", err)
+	}
+	_, _, lat = s.track.window()
+	w.HalfLatency = latencies(lat)
+	fmt.Printf("  end to end, half load (%0.f jobs/s):    latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
+		w.HalfRate, w.HalfLatency.P50, w.HalfLatency.P95, w.HalfLatency.P99)
+
+	_, c.APIPeakMB, _ = memory(s.api.pid())
+	_, c.WorkerPeakMB, _ = memory(worker.pid())
+	for _, p := range []struct {
+		proc *proc
+		path string
+	}{{s.api, "api.allocs.pprof"}, {worker, "worker.allocs.pprof"}} {
+		path := filepath.Join(o.outDir, p.path)
+		if err := p.proc.profile(ctx, "allocs", "", path); err == nil {
+			profiles = append(profiles, path)
+		}
+	}
+	return w, c, profiles, nil
+}
+
+// runScale measures processing with k worker processes for each k.
+func runScale(ctx context.Context, o options) ([]ScalePoint, error) {
+	var out []ScalePoint
+	for _, k := range o.workers {
+		rate, err := scalePoint(ctx, o, k)
+		if err != nil {
+			return nil, err
+		}
+		p := ScalePoint{Workers: k, Rate: rate}
+		if len(out) > 0 && out[0].Workers == 1 {
+			p.Ratio = ratio(rate, out[0].Rate)
+		} else if k == 1 {
+			p.Ratio = 1
+		}
+		fmt.Printf("  %d worker process(es): %8.0f jobs/s\n", k, rate)
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func scalePoint(ctx context.Context, o options, k int) (float64, error) {
+	s, err := newStack(ctx, o, fmt.Sprintf("scale%d", k))
+	if err != nil {
+		return 0, err
+	}
+	defer s.close()
+	if err := s.declare(ctx); err != nil {
+		return 0, err
+	}
+	if _, err := submitBatch(ctx, s.base, o.n, o.batch, 4, func(string, time.Time) {}); err != nil {
+		return 0, err
+	}
+	s.track.reset(o.n)
+	for range k {
+		w, err := s.startWorker(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer w.stop()
+	}
+	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
+		return 0, err
+	}
+	first, last, _ := s.track.window()
+	return round(float64(o.n-1)/last.Sub(first).Seconds(), 0), nil
+}
