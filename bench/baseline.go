@@ -52,7 +52,7 @@ func serverVersions(ctx context.Context, o options) (rabbit, rdsVersion string) 
 	return rabbit, rdsVersion
 }
 
-func runBaseline(ctx context.Context, o options) (Baseline, error) {
+func runBaseline(ctx context.Context, o options, srv servers, cpu map[string]CPUPer10k) (Baseline, error) {
 	var b Baseline
 	ns := jobs.Namespace(fmt.Sprintf("bench-raw-%06d", rand.IntN(1e6)))
 	defer cleanup(ns)
@@ -80,23 +80,26 @@ func runBaseline(ctx context.Context, o options) (Baseline, error) {
 	_ = ch.Close()
 
 	// Publish alone, into the empty queue.
+	m := startMeter(srv)
 	took, err := rawPublish(conn, queue, o.n)
 	if err != nil {
 		return b, fmt.Errorf("publish: %w", err)
 	}
+	cpu["baseline_publish"], _ = m.per10k(o.n)
 	b.Publish = round(float64(o.n)/took.Seconds(), 0)
 	fmt.Printf("  publish (confirmed, pipelined): %8.0f msgs/s\n", b.Publish)
 
 	// Consume alone, what was published.
+	m = startMeter(srv)
 	took, _, err = rawConsume(ctx, conn, rdb, ns, queue, o.n, o.prefetch, nil)
 	if err != nil {
 		return b, fmt.Errorf("consume: %w", err)
 	}
+	cpu["baseline_consume"], _ = m.per10k(o.n)
 	b.Consume = round(float64(o.n)/took.Seconds(), 0)
 	fmt.Printf("  consume + Redis SET + ack:     %8.0f msgs/s\n", b.Consume)
 
 	// Both at once: from the first publish to the last SET.
-	start := time.Now()
 	consumed := make(chan struct {
 		took time.Duration
 		lat  []time.Duration
@@ -112,7 +115,8 @@ func runBaseline(ctx context.Context, o options) (Baseline, error) {
 		}{took, lat, err}
 	}()
 	<-ready
-	start = time.Now()
+	m = startMeter(srv)
+	start := time.Now()
 	if _, err := rawPublish(conn, queue, o.n); err != nil {
 		return b, fmt.Errorf("end to end: %w", err)
 	}
@@ -121,6 +125,7 @@ func runBaseline(ctx context.Context, o options) (Baseline, error) {
 		return b, fmt.Errorf("end to end: %w", c.err)
 	}
 	b.E2E = round(float64(o.n)/time.Since(start).Seconds(), 0)
+	cpu["baseline_e2e"], _ = m.per10k(o.n)
 	b.Latency = latencies(c.lat)
 	fmt.Printf("  end to end:                    %8.0f msgs/s  (latency p50 %.1f ms, p99 %.1f ms)\n",
 		b.E2E, b.Latency.P50, b.Latency.P99)

@@ -81,9 +81,12 @@ type Results struct {
 	Warren   Warren             `json:"warren"`
 	Ratios   map[string]float64 `json:"ratios"`
 	Cost     Cost               `json:"cost"`
-	Scale    []ScalePoint       `json:"scale,omitempty"`
-	Soak     *Soak              `json:"soak,omitempty"`
-	Profiles []string           `json:"profiles,omitempty"`
+	// CPU is, per measurement, the CPU seconds per 10,000 jobs of every
+	// process involved: where the time goes.
+	CPU      map[string]CPUPer10k `json:"cpu_per_10k"`
+	Scale    []ScalePoint         `json:"scale,omitempty"`
+	Soak     *Soak                `json:"soak,omitempty"`
+	Profiles []string             `json:"profiles,omitempty"`
 }
 
 // Machine says where the figures come from.
@@ -154,14 +157,16 @@ func run(ctx context.Context, o options) error {
 		return writeResults(o.out, res)
 	}
 
+	res.CPU = map[string]CPUPer10k{}
+	srv := findServers()
 	fmt.Println("baseline: raw amqp091-go + go-redis ...")
-	b, err := runBaseline(ctx, o)
+	b, err := runBaseline(ctx, o, srv, res.CPU)
 	if err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
 	res.Baseline = b
 	fmt.Println("warren: API and one worker process ...")
-	w, cost, profiles, err := runWarren(ctx, o, b)
+	w, cost, profiles, err := runWarren(ctx, o, b, srv, res.CPU)
 	if err != nil {
 		return fmt.Errorf("warren: %w", err)
 	}

@@ -34,6 +34,18 @@ func printResults(r Results) {
 		c.APICPUPer10kSingle, c.APICPUPer10kBatch, c.WorkerCPUPer10k)
 	fmt.Printf("RSS: API %.1f MB idle, %.1f MB peak; worker %.1f MB idle, %.1f MB peak\n",
 		c.APIIdleMB, c.APIPeakMB, c.WorkerIdleMB, c.WorkerPeakMB)
+	fmt.Println()
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "CPU s per 10k jobs\tRabbitMQ\tRedis\tAPI\tworker\tbench client\ttotal\t")
+	for _, k := range []string{"baseline_publish", "warren_submit_batch", "warren_submit_single", "baseline_consume", "warren_process", "baseline_e2e", "warren_e2e"} {
+		c, ok := r.CPU[k]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", k, c.RabbitMQ, c.Redis, c.API, c.Worker, c.Client,
+			c.RabbitMQ+c.Redis+c.API+c.Worker+c.Client)
+	}
+	_ = tw.Flush()
 	if len(r.Scale) > 0 {
 		fmt.Println()
 		for _, p := range r.Scale {

@@ -78,3 +78,87 @@ func memory(pid int) (rss, peak float64, err error) {
 	}
 	return rss, peak, nil
 }
+
+// servers are the RabbitMQ and Redis processes on this machine, found by
+// name, so the benchmark can say what each side spends per job. Servers
+// elsewhere are simply not measured.
+type servers struct{ rabbit, redis []int }
+
+func findServers() servers {
+	var s servers
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil {
+			continue
+		}
+		switch strings.TrimSpace(string(comm)) {
+		case "beam.smp":
+			s.rabbit = append(s.rabbit, pid)
+		case "redis-server":
+			s.redis = append(s.redis, pid)
+		}
+	}
+	return s
+}
+
+// cpu is the CPU time the servers have used so far: RabbitMQ's and Redis's.
+func (s servers) cpu() (rabbit, rds time.Duration) {
+	for _, pid := range s.rabbit {
+		d, _ := cpuTime(pid)
+		rabbit += d
+	}
+	for _, pid := range s.redis {
+		d, _ := cpuTime(pid)
+		rds += d
+	}
+	return rabbit, rds
+}
+
+// CPUPer10k is the CPU seconds each process spent per 10,000 jobs in one
+// measurement.
+type CPUPer10k struct {
+	RabbitMQ float64 `json:"rabbitmq"`
+	Redis    float64 `json:"redis"`
+	API      float64 `json:"api,omitempty"`
+	Worker   float64 `json:"worker,omitempty"`
+	Client   float64 `json:"bench_client"`
+}
+
+// meter measures CPU over one measurement.
+type meter struct {
+	srv               servers
+	pids              []int // the API and worker, when measured
+	rabbit, rds, self time.Duration
+	own               []time.Duration
+}
+
+func startMeter(srv servers, pids ...int) *meter {
+	m := &meter{srv: srv, pids: pids}
+	m.rabbit, m.rds = srv.cpu()
+	m.self, _ = cpuTime(os.Getpid())
+	for _, pid := range pids {
+		d, _ := cpuTime(pid)
+		m.own = append(m.own, d)
+	}
+	return m
+}
+
+// per10k returns the CPU spent since startMeter per 10,000 of n jobs: the
+// servers, this program, and the pids given to startMeter (API, worker).
+func (m *meter) per10k(n int) (CPUPer10k, []float64) {
+	f := func(d time.Duration) float64 { return round(d.Seconds()*10000/float64(n), 2) }
+	rabbit, rds := m.srv.cpu()
+	self, _ := cpuTime(os.Getpid())
+	c := CPUPer10k{RabbitMQ: f(rabbit - m.rabbit), Redis: f(rds - m.rds), Client: f(self - m.self)}
+	var own []float64
+	for i, pid := range m.pids {
+		d, _ := cpuTime(pid)
+		own = append(own, f(d-m.own[i]))
+	}
+	return c, own
+}

@@ -490,7 +490,7 @@ func (s *stack) close() {
 	cleanup(s.ns)
 }
 
-func runWarren(ctx context.Context, o options, base Baseline) (Warren, Cost, []string, error) {
+func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu map[string]CPUPer10k) (Warren, Cost, []string, error) {
 	var (
 		w        Warren
 		c        Cost
@@ -509,25 +509,28 @@ func runWarren(ctx context.Context, o options, base Baseline) (Warren, Cost, []s
 
 	// Submit, with no worker: what the API alone accepts.
 	nSingle := o.n / 2
-	cpu0, _ := cpuTime(s.api.pid())
+	m := startMeter(srv, s.api.pid())
 	took, err := submitSingle(ctx, s.base, nSingle, o.clients, nil, ignore)
 	if err != nil {
 		return w, c, nil, fmt.Errorf("submit single: %w", err)
 	}
-	cpu1, _ := cpuTime(s.api.pid())
 	w.SubmitSingle = round(float64(nSingle)/took.Seconds(), 0)
-	c.APICPUPer10kSingle = round((cpu1-cpu0).Seconds()*10000/float64(nSingle), 2)
+	cs, own := m.per10k(nSingle)
+	cs.API, c.APICPUPer10kSingle = own[0], own[0]
+	cpu["warren_submit_single"] = cs
 	fmt.Printf("  submit, single POSTs from %d clients: %8.0f jobs/s  (%.0f%% of confirmed publish)\n",
 		o.clients, w.SubmitSingle, 100*ratio(w.SubmitSingle, base.Publish))
 
 	batchClients := 4
+	m = startMeter(srv, s.api.pid())
 	took, err = submitBatch(ctx, s.base, o.n, o.batch, batchClients, ignore)
 	if err != nil {
 		return w, c, nil, fmt.Errorf("submit batch: %w", err)
 	}
-	cpu2, _ := cpuTime(s.api.pid())
 	w.SubmitBatch = round(float64(o.n)/took.Seconds(), 0)
-	c.APICPUPer10kBatch = round((cpu2-cpu1).Seconds()*10000/float64(o.n), 2)
+	cs, own = m.per10k(o.n)
+	cs.API, c.APICPUPer10kBatch = own[0], own[0]
+	cpu["warren_submit_batch"] = cs
 	fmt.Printf("  submit, batches of %d from %d clients: %6.0f jobs/s  (%.0f%% of confirmed publish)\n",
 		o.batch, batchClients, w.SubmitBatch, 100*ratio(w.SubmitBatch, base.Publish))
 
@@ -539,7 +542,7 @@ func runWarren(ctx context.Context, o options, base Baseline) (Warren, Cost, []s
 		return w, c, nil, err
 	}
 	defer worker.stop()
-	wcpu0, _ := cpuTime(worker.pid())
+	m = startMeter(srv, worker.pid())
 	c.WorkerIdleMB, _, _ = memory(worker.pid())
 	profDone := make(chan error, 1)
 	secs := int(min(10, max(1, 0.6*float64(queued)/max(base.Consume, 1))))
@@ -549,9 +552,10 @@ func runWarren(ctx context.Context, o options, base Baseline) (Warren, Cost, []s
 		return w, c, nil, fmt.Errorf("process: %w", err)
 	}
 	first, last, _ := s.track.window()
-	wcpu1, _ := cpuTime(worker.pid())
 	w.Process = round(float64(queued-1)/last.Sub(first).Seconds(), 0)
-	c.WorkerCPUPer10k = round((wcpu1-wcpu0).Seconds()*10000/float64(queued), 2)
+	cs, own = m.per10k(queued)
+	cs.Worker, c.WorkerCPUPer10k = own[0], own[0]
+	cpu["warren_process"] = cs
 	if err := <-profDone; err == nil {
 		profiles = append(profiles, wprof)
 	}
@@ -563,6 +567,7 @@ func runWarren(ctx context.Context, o options, base Baseline) (Warren, Cost, []s
 	aprof := filepath.Join(o.outDir, "api-e2e.cpu.pprof")
 	secs = int(min(10, max(1, 0.6*float64(o.n)/max(base.E2E, 1))))
 	go func() { profDone <- s.api.profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), aprof) }()
+	m = startMeter(srv, s.api.pid(), worker.pid())
 	start := time.Now()
 	if _, err := submitBatch(ctx, s.base, o.n, o.batch, batchClients, s.track.accepted); err != nil {
 		return w, c, nil, fmt.Errorf("end to end: %w", err)
@@ -572,6 +577,9 @@ func runWarren(ctx context.Context, o options, base Baseline) (Warren, Cost, []s
 	}
 	_, last, lat := s.track.window()
 	w.E2E = round(float64(o.n)/last.Sub(start).Seconds(), 0)
+	cs, own = m.per10k(o.n)
+	cs.API, cs.Worker = own[0], own[1]
+	cpu["warren_e2e"] = cs
 	w.Latency = latencies(lat)
 	if err := <-profDone; err == nil {
 		profiles = append(profiles, aprof)
@@ -581,12 +589,12 @@ func runWarren(ctx context.Context, o options, base Baseline) (Warren, Cost, []s
 
 	// End to end at half that load, single POSTs paced evenly.
 	w.HalfRate = round(w.E2E/2, 0)
-	m := min(o.n/2, int(w.HalfRate*10))
-	s.track.reset(m)
+	half := min(o.n/2, int(w.HalfRate*10))
+	s.track.reset(half)
 	start = time.Now().Add(50 * time.Millisecond)
 	interval := time.Duration(float64(time.Second) / w.HalfRate)
 	due := func(k int) time.Time { return start.Add(time.Duration(k) * interval) }
-	if _, err := submitSingle(ctx, s.base, m, o.clients, due, s.track.accepted); err != nil {
+	if _, err := submitSingle(ctx, s.base, half, o.clients, due, s.track.accepted); err != nil {
 		return w, c, nil, fmt.Errorf("half load: %w", err)
 	}
 	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
