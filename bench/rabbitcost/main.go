@@ -1,0 +1,149 @@
+// Command rabbitcost measures what RabbitMQ spends per message for the
+// choices warren makes on its side of the broker: the exchange a job is
+// published to (the default exchange, or a topic exchange routing by type),
+// the message's headers and properties, the mandatory flag, and the
+// consumer's prefetch. It reads the broker's CPU time from /proc, so it
+// needs RabbitMQ on this machine. docs/performance.md cites its figures:
+//
+//	go run ./bench/rabbitcost
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+func beamCPU() time.Duration {
+	entries, _ := os.ReadDir("/proc")
+	var total time.Duration
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.TrimSpace(string(comm)) != "beam.smp" {
+			continue
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		_, rest, _ := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(u+s) * 10 * time.Millisecond
+	}
+	return total
+}
+
+func main() {
+	url := os.Getenv("WARREN_AMQP_URL")
+	if url == "" {
+		url = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rabbitcost:", err)
+		os.Exit(1)
+	}
+	defer conn.Close()
+	n := 20000
+	for _, v := range []struct {
+		name     string
+		topic    bool
+		headers  bool
+		mand     bool
+		prefetch int
+	}{
+		{"default-exchange", false, false, false, 200},
+		{"topic", true, false, false, 200},
+		{"topic+headers", true, true, false, 200},
+		{"topic+headers+mandatory", true, true, true, 200},
+		{"topic+headers+mandatory prefetch32", true, true, true, 32},
+		{"default prefetch32", false, false, false, 32},
+	} {
+		ch, _ := conn.Channel()
+		q := fmt.Sprintf("rabbitcost-%d", time.Now().UnixNano())
+		ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+		ex, key := "", q
+		if v.topic {
+			ex = q + ".x"
+			ch.ExchangeDeclare(ex, "topic", true, false, false, false, nil)
+			for i := 0; i < 4; i++ {
+				ch.QueueBind(q, fmt.Sprintf("sys.t%d", i), ex, false, nil)
+			}
+			key = "sys.t1"
+		}
+		ch.Confirm(false)
+		c0 := beamCPU()
+		t0 := time.Now()
+		var pend []*amqp.DeferredConfirmation
+		for i := 0; i < n; i++ {
+			p := amqp.Publishing{DeliveryMode: 2, Body: make([]byte, 220), ContentType: "application/json"}
+			if v.headers {
+				p.Headers = amqp.Table{"x-warren-attempts": int32(0), "x-warren-max-attempts": int32(3), "x-warren-timeout-ms": int64(30000)}
+				p.MessageId = fmt.Sprintf("id-%d", i)
+				p.Type = "sys.t1"
+				p.Timestamp = time.Now()
+			}
+			dc, err := ch.PublishWithDeferredConfirm(ex, key, v.mand, false, p)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "rabbitcost: publish:", err)
+				os.Exit(1)
+			}
+			pend = append(pend, dc)
+			if len(pend) == 1000 {
+				for _, d := range pend[:500] {
+					d.Wait()
+				}
+				pend = append(pend[:0], pend[500:]...)
+			}
+		}
+		for _, d := range pend {
+			d.Wait()
+		}
+		pub := time.Since(t0)
+		c1 := beamCPU()
+		// Consume with 32 handlers, as a sys worker runs 32 jobs at once.
+		cc, _ := conn.Channel()
+		cc.Qos(v.prefetch, 0, false)
+		dl, _ := cc.Consume(q, "", false, false, false, false, nil)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		got := 0
+		done := make(chan struct{})
+		t1 := time.Now()
+		for k := 0; k < 32; k++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for d := range dl {
+					d.Ack(false)
+					mu.Lock()
+					got++
+					if got == n {
+						close(done)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		<-done
+		cons := time.Since(t1)
+		c2 := beamCPU()
+		cc.Close()
+		wg.Wait()
+		ch.QueueDelete(q, false, false, false)
+		if ex != "" {
+			ch.ExchangeDelete(ex, false, false)
+		}
+		ch.Close()
+		fmt.Printf("%-40s publish %6.0f/s beam %.2fs/10k | consume %6.0f/s beam %.2fs/10k\n", v.name,
+			float64(n)/pub.Seconds(), (c1-c0).Seconds()*10000/float64(n), float64(n)/cons.Seconds(), (c2-c1).Seconds()*10000/float64(n))
+	}
+}
