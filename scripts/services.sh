@@ -5,7 +5,7 @@
 # for `make run` and `make test`. For each service, in this order:
 #   1. reuse a server already answering at WARREN_AMQP_URL / WARREN_REDIS_URL
 #      (a real protocol check: AMQP login + vhost open, Redis PING);
-#   2. else, if a Docker engine answers, `docker compose up -d` it from
+#   2. else, if a Docker engine answers, `docker compose up -d` its service from
 #      docker-compose.yml;
 #   3. else, as root on Debian/Ubuntu, install it with apt-get if needed and
 #      start it locally, bound to loopback only;
