@@ -66,6 +66,8 @@ func main() {
 		{"topic+headers+mandatory", true, true, true, 200},
 		{"topic+headers+mandatory prefetch32", true, true, true, 32},
 		{"default prefetch32", false, false, false, 32},
+		{"default prefetch64", false, false, false, 64},
+		{"default prefetch128", false, false, false, 128},
 	} {
 		ch, _ := conn.Channel()
 		q := fmt.Sprintf("rabbitcost-%d", time.Now().UnixNano())
