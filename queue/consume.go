@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -21,10 +20,16 @@ type ConsumeOptions struct {
 	Types []string
 	// Concurrency is how many deliveries are handled at once; zero means 1.
 	Concurrency int
-	// Prefetch is how many unacknowledged messages the broker may hand over;
-	// zero means Concurrency, so a worker never hoards messages that a newly
-	// started one could take.
+	// Prefetch is how many unacknowledged messages the broker may hand over.
+	// Zero means adaptive: Concurrency while messages take long to handle,
+	// so a busy worker does not hoard what an idle one could run, and up to
+	// AdaptivePrefetchFactor times that while they are handled in under
+	// ShortHandling, when waiting on the broker for each next message would
+	// cost more than the hoarding (see prefetchTuner).
 	Prefetch int
+	// PrefetchChanged, if set, is called when adaptive prefetch changes the
+	// prefetch, for logs and tests.
+	PrefetchChanged func(prefetch int)
 	// Ready, if set, is called each time consuming has begun on a fresh
 	// connection.
 	Ready func()
@@ -111,7 +116,10 @@ var consumerSeq atomic.Uint64
 // consume.
 func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(Delivery)) error {
 	opts.Concurrency = max(opts.Concurrency, 1)
-	opts.Prefetch = cmp.Or(opts.Prefetch, opts.Concurrency)
+	var tuner *prefetchTuner
+	if opts.Prefetch == 0 {
+		tuner = newPrefetchTuner(opts.Concurrency)
+	}
 	delay := b.cfg.ReconnectMin
 	for {
 		ch, s, err := b.channel(ctx)
@@ -121,7 +129,7 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 			}
 			return err
 		}
-		err = b.consumeSession(ctx, ch, opts, handle)
+		err = b.consumeSession(ctx, ch, opts, tuner, handle)
 		_ = ch.Close()
 		if ctx.Err() != nil {
 			return nil
@@ -143,7 +151,7 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 	}
 }
 
-func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts ConsumeOptions, handle func(Delivery)) error {
+func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts ConsumeOptions, tuner *prefetchTuner, handle func(Delivery)) error {
 	ns := b.cfg.Namespace
 	q := ns.Queue(opts.Pool)
 	if opts.Intake {
@@ -152,18 +160,25 @@ func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts Cons
 	if err := declarePool(ch, ns, opts.Pool, opts.Types); err != nil {
 		return err
 	}
-	if err := ch.Qos(opts.Prefetch, 0, false); err != nil {
+	prefetch := opts.Prefetch
+	if tuner != nil {
+		prefetch = tuner.current
+	}
+	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return fmt.Errorf("set prefetch on %s: %w", q, err)
 	}
-	tag := b.cfg.Name + "-" + q + "-" + strconv.FormatUint(consumerSeq.Add(1), 10)
-	deliveries, err := ch.Consume(q, tag, false, false, false, false, nil)
+	first, err := subscribe(ch, b.cfg.Name, q)
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", q, err)
+		return err
 	}
 	if opts.Ready != nil {
 		opts.Ready()
 	}
 
+	// Handlers take deliveries from merged, which forwarders fill from the
+	// consumer and, after adaptive prefetch has replaced it, from the one
+	// before it until that is drained.
+	merged := make(chan amqp.Delivery)
 	var handlers sync.WaitGroup
 	for range opts.Concurrency {
 		handlers.Go(func() {
@@ -171,7 +186,7 @@ func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts Cons
 				select {
 				case <-ctx.Done():
 					return
-				case d, ok := <-deliveries:
+				case d, ok := <-merged:
 					if !ok {
 						return
 					}
@@ -179,33 +194,188 @@ func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts Cons
 						_ = d.Nack(false, true)
 						return
 					}
+					if tuner == nil {
+						handle(Delivery{d: d})
+						continue
+					}
+					start := tuner.begin()
 					handle(Delivery{d: d})
+					tuner.end(start)
 				}
 			}
 		})
 	}
+	b.runSubscriptions(ctx, ch, q, opts, tuner, first, merged)
+	// Handlers end on ctx (finishing what they run), or when merged closes
+	// because the channel or connection was lost.
+	handlers.Wait()
+	return nil
+}
 
-	// When ctx ends, stop the broker from sending more and give back what
-	// was prefetched but not started, while running handlers finish.
-	stop, cancelled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(cancelled)
+// subscription is one basic.consume on a channel.
+type subscription struct {
+	tag        string
+	deliveries <-chan amqp.Delivery
+}
+
+func subscribe(ch *amqp.Channel, name, q string) (*subscription, error) {
+	tag := name + "-" + q + "-" + strconv.FormatUint(consumerSeq.Add(1), 10)
+	deliveries, err := ch.Consume(q, tag, false, false, false, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", q, err)
+	}
+	return &subscription{tag: tag, deliveries: deliveries}, nil
+}
+
+// runSubscriptions forwards the deliveries of the session's consumer to
+// merged until ctx ends or the channel is lost, then closes merged. When
+// ctx ends it cancels the consumer, so the broker sends no more, and gives
+// back what arrived but was not started. With a tuner it replaces the
+// consumer when the prefetch should change: RabbitMQ applies a new
+// per-consumer prefetch (the only kind quorum queues have) to consumers
+// started after it, and the messages the old consumer holds stay on the
+// channel, to be handled and acknowledged as usual, not requeued.
+func (b *Broker) runSubscriptions(ctx context.Context, ch *amqp.Channel, q string, opts ConsumeOptions, tuner *prefetchTuner, cur *subscription, merged chan<- amqp.Delivery) {
+	var forwarders sync.WaitGroup
+	ended := make(chan *subscription, 2)
+	forward := func(s *subscription) {
+		forwarders.Go(func() {
+			for d := range s.deliveries {
+				select {
+				case merged <- d:
+				case <-ctx.Done(): // the handlers take no more
+					_ = d.Nack(false, true)
+				}
+			}
+			ended <- s
+		})
+	}
+	forward(cur)
+	var tick <-chan time.Time
+	if tuner != nil {
+		t := time.NewTicker(tuneEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	live := 1 // forwarders running
+	for {
 		select {
 		case <-ctx.Done():
-		case <-stop:
+			if err := ch.Cancel(cur.tag, false); err != nil {
+				b.log.Debug("cancel consumer", "queue", q, "err", err) // the channel is gone: its deliveries close
+			}
+			for ; live > 0; live-- {
+				<-ended
+			}
+			forwarders.Wait()
+			close(merged)
 			return
+		case s := <-ended:
+			live--
+			if s == cur {
+				// Not cancelled by us: the channel or connection is gone,
+				// or the broker cancelled the consumer (queue deleted).
+				for ; live > 0; live-- {
+					<-ended
+				}
+				forwarders.Wait()
+				close(merged)
+				return
+			}
+		case <-tick:
+			want := tuner.next()
+			if want == tuner.current {
+				continue
+			}
+			if err := ch.Qos(want, 0, false); err != nil {
+				continue // the channel is failing; its deliveries will close
+			}
+			next, err := subscribe(ch, b.cfg.Name, q)
+			if err != nil {
+				continue
+			}
+			old := cur
+			cur = next
+			forward(cur)
+			live++
+			b.log.Debug("prefetch changed", "queue", q, "from", tuner.current, "to", want)
+			tuner.current = want
+			if opts.PrefetchChanged != nil {
+				opts.PrefetchChanged(want)
+			}
+			// The old consumer's deliveries close once the broker confirms;
+			// its forwarder hands on what it still holds. If the channel is
+			// failing instead, every forwarder ends and the session with it.
+			_ = ch.Cancel(old.tag, false)
 		}
-		if err := ch.Cancel(tag, false); err != nil {
-			return // the channel is gone; the broker requeues everything
-		}
-		for d := range deliveries {
-			_ = d.Nack(false, true)
-		}
-	}()
-	// Handlers end on ctx, or when deliveries close because the channel or
-	// connection was lost.
-	handlers.Wait()
-	close(stop)
-	<-cancelled
-	return nil
+	}
+}
+
+// Adaptive prefetch. A consumer whose prefetch equals its concurrency waits
+// on the broker for each next message as it acks one; for jobs of a few
+// milliseconds that round trip halves what a worker and the broker get
+// through (docs/performance.md). A larger prefetch hides it, at the price
+// of messages held by a busy worker that an idle one could run: each held
+// message waits about (factor-1) handling times. While handling takes less
+// than ShortHandling that wait is too short to matter, so the prefetch
+// rises; once it takes more than LongHandling, or a window ends with
+// messages in hand and none finished, it falls back to the concurrency.
+const (
+	// AdaptivePrefetchFactor bounds adaptive prefetch at this many times
+	// the concurrency.
+	AdaptivePrefetchFactor = 4
+	// ShortHandling is the mean handling time under which prefetch rises.
+	ShortHandling = 25 * time.Millisecond
+	// LongHandling is the mean handling time over which it falls.
+	LongHandling = 100 * time.Millisecond
+	// maxAdaptivePrefetch bounds the prefetch of a very concurrent pool.
+	maxAdaptivePrefetch = 1000
+	// tuneEvery is the window over which handling times are averaged.
+	tuneEvery = time.Second
+)
+
+// prefetchTuner measures how long messages take to handle and chooses the
+// prefetch. It lives as long as Consume, across reconnects.
+type prefetchTuner struct {
+	low, high int
+	current   int // read and written by one session's tuning goroutine at a time
+
+	handled  atomic.Int64 // in this window
+	nanos    atomic.Int64 // spent handling them
+	inFlight atomic.Int64
+}
+
+func newPrefetchTuner(concurrency int) *prefetchTuner {
+	high := min(concurrency*AdaptivePrefetchFactor, max(maxAdaptivePrefetch, concurrency))
+	return &prefetchTuner{low: concurrency, high: high, current: concurrency}
+}
+
+func (t *prefetchTuner) begin() time.Time {
+	t.inFlight.Add(1)
+	return time.Now()
+}
+
+func (t *prefetchTuner) end(start time.Time) {
+	t.nanos.Add(int64(time.Since(start)))
+	t.handled.Add(1)
+	t.inFlight.Add(-1)
+}
+
+// next ends a window and returns the prefetch for the next one.
+func (t *prefetchTuner) next() int {
+	n, spent := t.handled.Swap(0), time.Duration(t.nanos.Swap(0))
+	switch {
+	case n == 0 && t.inFlight.Load() > 0:
+		return t.low // messages in hand and none finished: long jobs
+	case n == 0:
+		return t.current // idle: nothing to learn
+	}
+	mean := spent / time.Duration(n)
+	switch {
+	case mean > LongHandling:
+		return t.low
+	case mean < ShortHandling && n >= int64(t.low):
+		return t.high
+	}
+	return t.current
 }

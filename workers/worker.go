@@ -59,7 +59,8 @@ type PoolConfig struct {
 	// DefaultConcurrency.
 	Concurrency int
 	// Prefetch is how many unacknowledged messages the broker may hand this
-	// process; zero means Concurrency.
+	// process; zero means adaptive (queue.ConsumeOptions.Prefetch): the
+	// concurrency, raised while jobs take only milliseconds.
 	Prefetch int
 }
 

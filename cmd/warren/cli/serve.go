@@ -376,6 +376,6 @@ returns the rest to the queue, and exits 0.`,
 	}
 	cmd.Flags().StringVar(&healthAddr, "health-addr", "", "serve /healthz, /readyz and /metrics here (env WARREN_HEALTH_ADDR)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 0, "jobs run at once (env WARREN_POOL_<POOL>_CONCURRENCY; default per pool)")
-	cmd.Flags().IntVar(&prefetch, "prefetch", 0, "unacknowledged messages held (env WARREN_POOL_<POOL>_PREFETCH; default = concurrency)")
+	cmd.Flags().IntVar(&prefetch, "prefetch", 0, "unacknowledged messages held (env WARREN_POOL_<POOL>_PREFETCH; default adaptive: the concurrency, up to 4x while jobs take under 25ms)")
 	return cmd
 }

@@ -1,0 +1,71 @@
+package queue_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/internal/testenv"
+	"github.com/warrenhq/warren/queue"
+)
+
+// A consumer with the default (adaptive) prefetch raises it while messages
+// are quick to handle, and the broker then hands it more than its
+// concurrency, and lowers it again once they are slow.
+func TestAdaptivePrefetch(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	const pool = "adapt"
+	const concurrency = 2
+	declarePool(t, env.Broker, pool, "adapt.job")
+	var slow atomic.Bool
+	changes := make(chan int, 16)
+	var handled atomic.Int64
+	consume(t, env.Broker, queue.ConsumeOptions{
+		Pool: pool, Concurrency: concurrency,
+		PrefetchChanged: func(n int) { changes <- n },
+	}, func(d queue.Delivery) {
+		if slow.Load() {
+			time.Sleep(300 * time.Millisecond)
+		}
+		handled.Add(1)
+		_ = d.Ack()
+	})
+	// Quick messages: within a window the tuner sees many, each handled
+	// at once.
+	burst := func(n, from int) {
+		msgs := make([]queue.Message, n)
+		for i := range msgs {
+			msgs[i] = message(t, newJob("adapt.job", from+i), "")
+		}
+		publishAll(t, env.Broker, msgs)
+	}
+	burst(3000, 0)
+	select {
+	case n := <-changes:
+		if n != concurrency*queue.AdaptivePrefetchFactor {
+			t.Errorf("prefetch raised to %d, want %d", n, concurrency*queue.AdaptivePrefetchFactor)
+		}
+	case <-time.After(wait):
+		t.Fatal("prefetch never rose while messages took no time to handle")
+	}
+	testenv.Eventually(t, wait, "the consumer's prefetch to show as raised", func() bool {
+		return consumerPrefetch(t, env.NS.Queue(pool)) == concurrency*queue.AdaptivePrefetchFactor
+	})
+	slow.Store(true)
+	burst(10, 3000)
+	select {
+	case n := <-changes:
+		if n != concurrency {
+			t.Errorf("prefetch lowered to %d, want %d", n, concurrency)
+		}
+	case <-time.After(wait):
+		t.Fatal("prefetch never fell while messages took 300ms to handle")
+	}
+	// Every message was handled once, across the change of consumer.
+	testenv.Eventually(t, wait, "all 3010 messages handled", func() bool { return handled.Load() == 3010 })
+	time.Sleep(200 * time.Millisecond)
+	if n := handled.Load(); n != 3010 {
+		t.Errorf("%d messages handled, want 3010", n)
+	}
+}
