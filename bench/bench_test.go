@@ -63,7 +63,7 @@ func TestBenchRuns(t *testing.T) {
 	}
 	o := options{
 		warren: bin, n: 400, clients: 8, batch: 50, prefetch: 200,
-		outDir: dir, out: filepath.Join(dir, "results.json"), workers: []int{1, 2},
+		outDir: dir, out: filepath.Join(dir, "results.json"), workers: []int{1, 2}, repeat: 2,
 		amqpURL: testenv.AMQPURL(), redisURL: testenv.RedisURL(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -89,6 +89,9 @@ func TestBenchRuns(t *testing.T) {
 	}
 	if res.Cost.APIPeakMB <= 0 || res.Cost.WorkerPeakMB <= 0 || res.Cost.WorkerCPUPer10k <= 0 {
 		t.Errorf("cost not measured: %+v", res.Cost)
+	}
+	if len(res.Rounds) != 2 || res.Rounds[0]["e2e"] <= 0 || res.Rounds[1]["e2e"] <= 0 {
+		t.Errorf("rounds = %v, want the ratios of both rounds", res.Rounds)
 	}
 	if len(res.Scale) != 2 || res.Scale[1].Rate <= 0 {
 		t.Errorf("scale = %+v, want figures for 1 and 2 workers", res.Scale)

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -16,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,6 +35,7 @@ type options struct {
 	outDir   string
 	out      string
 	workers  []int
+	repeat   int
 	soak     int
 	amqpURL  string
 	redisURL string
@@ -49,8 +52,10 @@ func main() {
 	flag.StringVar(&o.outDir, "dir", "bench/out", "folder for the results and the profiles")
 	flag.StringVar(&o.out, "out", "", "the results as JSON (default DIR/results.json)")
 	flag.StringVar(&workers, "workers", "", "also measure processing with these numbers of worker processes, e.g. 1,2,4")
+	flag.IntVar(&o.repeat, "repeat", 3, "rounds of baseline and warren; the figures are the median round's")
 	flag.IntVar(&o.soak, "soak", 0, "instead, run this many jobs end to end and report memory over time (e.g. 1000000)")
 	flag.Parse()
+	o.repeat = max(o.repeat, 1)
 	o.out = cmpOr(o.out, filepath.Join(o.outDir, "results.json"))
 	o.amqpURL, o.redisURL = testenv.AMQPURL(), testenv.RedisURL()
 	for _, f := range strings.Split(workers, ",") {
@@ -87,6 +92,9 @@ type Results struct {
 	Scale    []ScalePoint         `json:"scale,omitempty"`
 	Soak     *Soak                `json:"soak,omitempty"`
 	Profiles []string             `json:"profiles,omitempty"`
+	// Rounds holds every round's ratios; the figures above are those of
+	// the round with the median end-to-end ratio.
+	Rounds []map[string]float64 `json:"rounds,omitempty"`
 }
 
 // Machine says where the figures come from.
@@ -157,28 +165,48 @@ func run(ctx context.Context, o options) error {
 		return writeResults(o.out, res)
 	}
 
-	res.CPU = map[string]CPUPer10k{}
+	// Each round measures the baseline and then warren; with several
+	// rounds the figures are those of the round with the median end-to-end
+	// ratio, and every round's ratios are kept, since one machine's
+	// figures vary by a fifth from run to run.
 	srv := findServers()
-	fmt.Println("baseline: raw amqp091-go + go-redis ...")
-	b, err := runBaseline(ctx, o, srv, res.CPU)
-	if err != nil {
-		return fmt.Errorf("baseline: %w", err)
+	var rounds []Results
+	for i := range o.repeat {
+		r := res
+		r.CPU = map[string]CPUPer10k{}
+		if o.repeat > 1 {
+			fmt.Printf("round %d of %d\n", i+1, o.repeat)
+		}
+		fmt.Println("baseline: raw amqp091-go + go-redis ...")
+		b, err := runBaseline(ctx, o, srv, r.CPU)
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		r.Baseline = b
+		fmt.Println("warren: API and one worker process ...")
+		w, cost, profiles, err := runWarren(ctx, o, b, srv, r.CPU)
+		if err != nil {
+			return fmt.Errorf("warren: %w", err)
+		}
+		r.Warren, r.Cost, r.Profiles = w, cost, profiles
+		r.Ratios = map[string]float64{
+			"e2e":           ratio(w.E2E, b.E2E),
+			"process":       ratio(w.Process, b.Consume),
+			"submit_batch":  ratio(w.SubmitBatch, b.Publish),
+			"submit_single": ratio(w.SubmitSingle, b.Publish),
+		}
+		rounds = append(rounds, r)
 	}
-	res.Baseline = b
-	fmt.Println("warren: API and one worker process ...")
-	w, cost, profiles, err := runWarren(ctx, o, b, srv, res.CPU)
-	if err != nil {
-		return fmt.Errorf("warren: %w", err)
+	var all []map[string]float64 // in the order they ran
+	for _, r := range rounds {
+		all = append(all, r.Ratios)
 	}
-	res.Warren, res.Cost, res.Profiles = w, cost, profiles
-	res.Ratios = map[string]float64{
-		"e2e":           ratio(w.E2E, b.E2E),
-		"process":       ratio(w.Process, b.Consume),
-		"submit_batch":  ratio(w.SubmitBatch, b.Publish),
-		"submit_single": ratio(w.SubmitSingle, b.Publish),
-	}
+	slices.SortStableFunc(rounds, func(a, b Results) int { return cmp.Compare(a.Ratios["e2e"], b.Ratios["e2e"]) })
+	res = rounds[len(rounds)/2]
+	res.Rounds = all
 	if len(o.workers) > 0 {
 		fmt.Printf("scale: processing with %v worker processes ...\n", o.workers)
+		var err error
 		if res.Scale, err = runScale(ctx, o); err != nil {
 			return fmt.Errorf("scale: %w", err)
 		}

@@ -19,6 +19,16 @@ func printResults(r Results) {
 	row("submit, batches", w.SubmitBatch, b.Publish, r.Ratios["submit_batch"], ">= 0.70")
 	row("submit, single POSTs", w.SubmitSingle, b.Publish, r.Ratios["submit_single"], ">= 0.35")
 	_ = tw.Flush()
+	if len(r.Rounds) > 1 {
+		fmt.Printf("(the round with the median end-to-end ratio of %d; every round's ratios:)\n", len(r.Rounds))
+		for _, k := range []string{"e2e", "process", "submit_batch", "submit_single"} {
+			fmt.Printf("  %-14s", k)
+			for _, rd := range r.Rounds {
+				fmt.Printf(" %.2f", rd[k])
+			}
+			fmt.Println()
+		}
+	}
 	fmt.Println()
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "latency (ms)\tp50\tp95\tp99\tmax\t")
