@@ -55,27 +55,28 @@ func main() {
 	n := 20000
 	for _, v := range []struct {
 		name     string
-		topic    bool
+		kind     string // exchange kind; "" is the default exchange
 		headers  bool
 		mand     bool
 		prefetch int
 	}{
-		{"default-exchange", false, false, false, 200},
-		{"topic", true, false, false, 200},
-		{"topic+headers", true, true, false, 200},
-		{"topic+headers+mandatory", true, true, true, 200},
-		{"topic+headers+mandatory prefetch32", true, true, true, 32},
-		{"default prefetch32", false, false, false, 32},
-		{"default prefetch64", false, false, false, 64},
-		{"default prefetch128", false, false, false, 128},
+		{"default-exchange", "", false, false, 200},
+		{"topic", "topic", false, false, 200},
+		{"direct", "direct", false, false, 200},
+		{"topic+headers", "topic", true, false, 200},
+		{"topic+headers+mandatory", "topic", true, true, 200},
+		{"topic+headers+mandatory prefetch32", "topic", true, true, 32},
+		{"default prefetch32", "", false, false, 32},
+		{"default prefetch64", "", false, false, 64},
+		{"default prefetch128", "", false, false, 128},
 	} {
 		ch, _ := conn.Channel()
 		q := fmt.Sprintf("rabbitcost-%d", time.Now().UnixNano())
 		ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
 		ex, key := "", q
-		if v.topic {
+		if v.kind != "" {
 			ex = q + ".x"
-			ch.ExchangeDeclare(ex, "topic", true, false, false, false, nil)
+			ch.ExchangeDeclare(ex, v.kind, true, false, false, false, nil)
 			for i := 0; i < 4; i++ {
 				ch.QueueBind(q, fmt.Sprintf("sys.t%d", i), ex, false, nil)
 			}

@@ -381,7 +381,7 @@ class Session:
     def declare_pool(self, ch):
         """Section 2, steps 1 to 4."""
         c = self.cfg
-        ch.exchange_declare(c.exchange(), exchange_type="topic", durable=True)
+        ch.exchange_declare(c.exchange(), exchange_type="direct", durable=True)
         ch.exchange_declare(c.dead_exchange(), exchange_type="topic", durable=True)
         quorum = {"x-queue-type": "quorum"}
         ch.queue_declare(c.dead_queue(), durable=True, arguments=quorum)
