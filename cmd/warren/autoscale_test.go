@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -211,4 +212,29 @@ func TestAutoscaleRunsAPoolsCommand(t *testing.T) {
 	if json.Unmarshal([]byte(out), &j) != nil || j.Status != jobs.StatusSucceeded || json.Unmarshal(j.Result, &res) != nil || res.Words != 3 {
 		t.Errorf("text.wordcount under the supervisor: %s", out)
 	}
+}
+
+// TestAutoscaleKilledLeavesNoWorkers kills the real supervisor with
+// SIGKILL: its worker processes get SIGTERM from the kernel and exit.
+func TestAutoscaleKilledLeavesNoWorkers(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	sup := startProc(t, env, "autoscale", "sys")
+	pid := sup.cmd.Process.Pid
+	testenv.Eventually(t, 30*time.Second, "a sys worker process", func() bool {
+		return workerProcs(t, pid)["sys"] == 1
+	})
+	children := workerPids(t, pid)["sys"]
+	if err := sup.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-sup.exited
+	testenv.Eventually(t, 30*time.Second, "the killed supervisor's worker to exit", func() bool {
+		for _, child := range children {
+			if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child)); err == nil && !strings.Contains(string(stat), ") Z ") {
+				return false
+			}
+		}
+		return true
+	})
 }
