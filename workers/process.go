@@ -32,7 +32,7 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 		_ = d.Drop()
 		return
 	}
-	log = log.With("job", job.ID, "type", job.Type)
+	log = jobLogger(log, job)
 	a := attempt{w: w, log: log, pool: pool, d: d, job: job, traceparent: d.Header(queue.HeaderTraceParent)}
 
 	// One token per delivery makes a repeated start (a reply lost on its
@@ -308,7 +308,7 @@ func (w *Worker) deadLettered(ctx context.Context, log *slog.Logger, d queue.Del
 		_ = d.Ack()
 		return
 	}
-	a := attempt{w: w, log: log.With("job", job.ID, "type", job.Type), d: d, job: job}
+	a := attempt{w: w, log: jobLogger(log, job), d: d, job: job}
 	a.log.Warn("the broker dead-lettered a job after too many deliveries")
 	a.settle(ctx, store.Outcome{Status: jobs.StatusFailed, Error: &jobs.Error{
 		Code:    "delivery_limit",
