@@ -249,7 +249,9 @@ func (r *poolRunner) report(ctx context.Context) {
 	if rep == nil {
 		return
 	}
-	st := r.s.update(r.spec.Name, func(*PoolStatus) {})
+	r.s.mu.Lock()
+	st := r.s.status[r.spec.Name]
+	r.s.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := rep.Report(rctx, r.spec.Name, st); err != nil && ctx.Err() == nil {

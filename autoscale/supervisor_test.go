@@ -3,7 +3,6 @@ package autoscale_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/warrenhq/warren/autoscale"
+	"github.com/warrenhq/warren/internal/testenv"
 )
 
 // The test binary doubles as the worker processes the supervisor runs and,
@@ -307,20 +307,9 @@ func TestSupervisorKillsWorkersThatDoNotDrain(t *testing.T) {
 	eventually(t, "the worker runs", func() bool { return len(pids(t, dir)) == 1 })
 	pid := pids(t, dir)[0]
 	stop()
-	if alive(pid) {
+	if testenv.Alive(pid) {
 		t.Errorf("worker %d ignoring SIGTERM is still alive after Run returned", pid)
 	}
-}
-
-// alive reports whether a process exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return !strings.HasPrefix(rest, "Z")
 }
 
 func TestSupervisorKilledLeavesNoOrphans(t *testing.T) {
@@ -339,7 +328,7 @@ func TestSupervisorKilledLeavesNoOrphans(t *testing.T) {
 	_ = cmd.Wait()
 	eventually(t, "the workers of the killed supervisor exit", func() bool {
 		for _, pid := range workers {
-			if alive(pid) {
+			if testenv.Alive(pid) {
 				return false
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,7 +57,7 @@ func main() {
 	flag.IntVar(&o.soak, "soak", 0, "instead, run this many jobs end to end and report memory over time (e.g. 1000000)")
 	flag.Parse()
 	o.repeat = max(o.repeat, 1)
-	o.out = cmpOr(o.out, filepath.Join(o.outDir, "results.json"))
+	o.out = cmp.Or(o.out, filepath.Join(o.outDir, "results.json"))
 	o.amqpURL, o.redisURL = testenv.AMQPURL(), testenv.RedisURL()
 	for _, f := range strings.Split(workers, ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -223,11 +224,8 @@ func ratio(a, b float64) float64 {
 }
 
 func round(f float64, digits int) float64 {
-	p := 1.0
-	for range digits {
-		p *= 10
-	}
-	return float64(int64(f*p+0.5)) / p
+	p := math.Pow10(digits)
+	return math.Round(f*p) / p
 }
 
 func writeResults(path string, res Results) error {
@@ -240,11 +238,4 @@ func writeResults(path string, res Results) error {
 	}
 	fmt.Println("results written to", path)
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

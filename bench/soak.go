@@ -50,7 +50,7 @@ func runSoak(ctx context.Context, o options) (*Soak, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer worker.stop()
+	defer worker.Stop()
 	fmt.Printf("soak: %d jobs end to end, at most %d outstanding; memory every 5s\n", o.soak, soakOutstanding)
 
 	s.track.count(o.soak)
@@ -80,8 +80,8 @@ func runSoak(ctx context.Context, o options) (*Soak, error) {
 
 	res := &Soak{Jobs: o.soak}
 	sample := func() {
-		a, _, _ := memory(s.api.pid())
-		w, _, _ := memory(worker.pid())
+		a, _, _ := memory(s.api.PID())
+		w, _, _ := memory(worker.PID())
 		smp := SoakSample{Seconds: round(time.Since(start).Seconds(), 1), Done: s.track.doneSoFar(), APIMB: a, WorkerMB: w}
 		res.Samples = append(res.Samples, smp)
 		fmt.Printf("  %6.0fs  %9d done  API %6.1f MB  worker %6.1f MB\n", smp.Seconds, smp.Done, a, w)

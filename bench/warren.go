@@ -1,150 +1,39 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/warrenhq/warren/bench/launch"
 	"github.com/warrenhq/warren/jobs"
 )
 
 // httpClient keeps a connection per client goroutine.
 var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
 
-// proc is a warren process whose JSON log says where it listens.
-type proc struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	addrs map[string]string // log message → addr
-	found chan struct{}
-	done  chan struct{}
-}
-
-// startWarren runs `warren args…` in ns and waits until it has logged
-// each of the messages in want with an address.
-func startWarren(ctx context.Context, o options, ns jobs.Namespace, want []string, args ...string) (*proc, error) {
-	cmd := exec.Command(o.warren, args...)
-	cmd.Env = append(os.Environ(),
-		"WARREN_NAMESPACE="+string(ns),
-		"WARREN_AMQP_URL="+o.amqpURL,
-		"WARREN_REDIS_URL="+o.redisURL,
+// startWarren runs `warren args…` in ns with the benchmark's servers and a
+// profiler, and waits until it has logged each of the messages in want.
+func startWarren(ctx context.Context, o options, ns jobs.Namespace, want []string, args ...string) (*launch.Process, error) {
+	return launch.Start(ctx, o.warren, []string{
+		"WARREN_NAMESPACE=" + string(ns),
+		"WARREN_AMQP_URL=" + o.amqpURL,
+		"WARREN_REDIS_URL=" + o.redisURL,
 		"WARREN_LOG_LEVEL=info",
 		"WARREN_DEBUG_ADDR=127.0.0.1:0",
 		"WARREN_SHUTDOWN_GRACE=10s",
-	)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", o.warren, err)
-	}
-	p := &proc{cmd: cmd, addrs: map[string]string{}, found: make(chan struct{}, 16), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var line struct{ Msg, Addr, Level string }
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				continue
-			}
-			if line.Addr != "" {
-				p.mu.Lock()
-				p.addrs[line.Msg] = line.Addr
-				p.mu.Unlock()
-				select {
-				case p.found <- struct{}{}:
-				default:
-				}
-			}
-			if line.Level == "ERROR" || line.Level == "WARN" {
-				fmt.Fprintf(os.Stderr, "  [warren %s] %s\n", args[0], sc.Text())
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		_ = cmd.Wait()
-	}()
-	deadline := time.After(30 * time.Second)
-	for _, msg := range want {
-		for p.addr(msg) == "" {
-			select {
-			case <-p.found:
-			case <-p.done:
-				return nil, fmt.Errorf("warren %s exited before logging %q", strings.Join(args, " "), msg)
-			case <-deadline:
-				p.stop()
-				return nil, fmt.Errorf("warren %s did not log %q within 30s", strings.Join(args, " "), msg)
-			case <-ctx.Done():
-				p.stop()
-				return nil, ctx.Err()
-			}
-		}
-	}
-	return p, nil
-}
-
-func (p *proc) addr(msg string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.addrs[msg]
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// profile saves the process's pprof profile kind (with query) to path.
-func (p *proc) profile(ctx context.Context, kind, query, path string) error {
-	addr := p.addr("debug endpoints listening")
-	if addr == "" {
-		return errors.New("no debug endpoints")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/"+kind+query, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile %s: %s", kind, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	}, want, args...)
 }
 
 // tracker hears every job reach a terminal state on the namespace's events
@@ -416,7 +305,7 @@ func fanOut(ctx context.Context, k int, f func(context.Context) error) error {
 type stack struct {
 	o     options
 	ns    jobs.Namespace
-	api   *proc
+	api   *launch.Process
 	base  string
 	rdb   *redis.Client
 	track *tracker
@@ -437,17 +326,13 @@ func newStack(ctx context.Context, o options, name string) (*stack, error) {
 		s.close()
 		return nil, err
 	}
-	s.base = "http://" + s.api.addr("api listening")
+	s.base = "http://" + s.api.Addr("api listening")
 	return s, nil
 }
 
-// startWorker starts a sys worker process and waits until it runs a job.
-func (s *stack) startWorker(ctx context.Context) (*proc, error) {
-	w, err := startWarren(ctx, s.o, s.ns, []string{"debug endpoints listening"}, "worker", "sys")
-	if err != nil {
-		return nil, err
-	}
-	return w, nil
+// startWorker starts a sys worker process.
+func (s *stack) startWorker(ctx context.Context) (*launch.Process, error) {
+	return startWarren(ctx, s.o, s.ns, []string{"debug endpoints listening"}, "worker", "sys")
 }
 
 // declare runs a worker until it has declared the sys pool and run one
@@ -457,7 +342,7 @@ func (s *stack) declare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer w.stop()
+	defer w.Stop()
 	s.track.reset(1)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -479,7 +364,7 @@ func (s *stack) declare(ctx context.Context) error {
 
 func (s *stack) close() {
 	if s.api != nil {
-		s.api.stop()
+		s.api.Stop()
 	}
 	if s.track != nil {
 		s.track.close()
@@ -504,12 +389,12 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	if err := s.declare(ctx); err != nil {
 		return w, c, nil, err
 	}
-	c.APIIdleMB, _, _ = memory(s.api.pid())
+	c.APIIdleMB, _, _ = memory(s.api.PID())
 	ignore := func(string, time.Time) {}
 
 	// Submit, with no worker: what the API alone accepts.
 	nSingle := o.n / 2
-	m := startMeter(srv, s.api.pid())
+	m := startMeter(srv, s.api.PID())
 	took, err := submitSingle(ctx, s.base, nSingle, o.clients, nil, ignore)
 	if err != nil {
 		return w, c, nil, fmt.Errorf("submit single: %w", err)
@@ -522,7 +407,7 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 		o.clients, w.SubmitSingle, 100*ratio(w.SubmitSingle, base.Publish))
 
 	batchClients := 4
-	m = startMeter(srv, s.api.pid())
+	m = startMeter(srv, s.api.PID())
 	took, err = submitBatch(ctx, s.base, o.n, o.batch, batchClients, ignore)
 	if err != nil {
 		return w, c, nil, fmt.Errorf("submit batch: %w", err)
@@ -541,13 +426,13 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	if err != nil {
 		return w, c, nil, err
 	}
-	defer worker.stop()
-	m = startMeter(srv, worker.pid())
-	c.WorkerIdleMB, _, _ = memory(worker.pid())
+	defer worker.Stop()
+	m = startMeter(srv, worker.PID())
+	c.WorkerIdleMB, _, _ = memory(worker.PID())
 	profDone := make(chan error, 1)
 	secs := int(min(10, max(1, 0.6*float64(queued)/max(base.Consume, 1))))
 	wprof := filepath.Join(o.outDir, "worker-process.cpu.pprof")
-	go func() { profDone <- worker.profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), wprof) }()
+	go func() { profDone <- worker.Profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), wprof) }()
 	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
 		return w, c, nil, fmt.Errorf("process: %w", err)
 	}
@@ -566,8 +451,8 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	s.track.reset(o.n)
 	aprof := filepath.Join(o.outDir, "api-e2e.cpu.pprof")
 	secs = int(min(10, max(1, 0.6*float64(o.n)/max(base.E2E, 1))))
-	go func() { profDone <- s.api.profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), aprof) }()
-	m = startMeter(srv, s.api.pid(), worker.pid())
+	go func() { profDone <- s.api.Profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), aprof) }()
+	m = startMeter(srv, s.api.PID(), worker.PID())
 	start := time.Now()
 	if _, err := submitBatch(ctx, s.base, o.n, o.batch, batchClients, s.track.accepted); err != nil {
 		return w, c, nil, fmt.Errorf("end to end: %w", err)
@@ -605,14 +490,14 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	fmt.Printf("  end to end, half load (%0.f jobs/s):    latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
 		w.HalfRate, w.HalfLatency.P50, w.HalfLatency.P95, w.HalfLatency.P99)
 
-	_, c.APIPeakMB, _ = memory(s.api.pid())
-	_, c.WorkerPeakMB, _ = memory(worker.pid())
+	_, c.APIPeakMB, _ = memory(s.api.PID())
+	_, c.WorkerPeakMB, _ = memory(worker.PID())
 	for _, p := range []struct {
-		proc *proc
+		proc *launch.Process
 		path string
 	}{{s.api, "api.allocs.pprof"}, {worker, "worker.allocs.pprof"}} {
 		path := filepath.Join(o.outDir, p.path)
-		if err := p.proc.profile(ctx, "allocs", "", path); err == nil {
+		if err := p.proc.Profile(ctx, "allocs", "", path); err == nil {
 			profiles = append(profiles, path)
 		}
 	}
@@ -657,7 +542,7 @@ func scalePoint(ctx context.Context, o options, k int) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		defer w.stop()
+		defer w.Stop()
 	}
 	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
 		return 0, err

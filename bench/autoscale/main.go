@@ -8,26 +8,23 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/warrenhq/warren/autoscale"
+	"github.com/warrenhq/warren/bench/launch"
 	"github.com/warrenhq/warren/client"
 	"github.com/warrenhq/warren/internal/testenv"
 	"github.com/warrenhq/warren/jobs"
@@ -155,28 +152,23 @@ pools:
 		return res, err
 	}
 
-	var procs []*process
-	defer func() {
-		for _, p := range procs {
-			p.stop()
-		}
-	}()
-	api, err := start(o.warren, cfgPath, "api listening", "api", "--addr", "127.0.0.1:0")
+	env := []string{"WARREN_CONFIG=" + cfgPath, "WARREN_LOG_LEVEL=info", "WARREN_SHUTDOWN_GRACE=5s"}
+	api, err := launch.Start(ctx, o.warren, env, []string{"api listening"}, "api", "--addr", "127.0.0.1:0")
 	if err != nil {
 		return res, err
 	}
-	procs = append(procs, api)
-	sup, err := start(o.warren, cfgPath, "supervisor endpoints listening", "autoscale", "sys", "--addr", "127.0.0.1:0")
+	defer api.Stop()
+	sup, err := launch.Start(ctx, o.warren, env, []string{"supervisor endpoints listening"}, "autoscale", "sys", "--addr", "127.0.0.1:0")
 	if err != nil {
 		return res, err
 	}
-	procs = append(procs, sup)
+	defer sup.Stop()
 
-	c, err := client.New(client.Config{BaseURL: "http://" + api.addr})
+	c, err := client.New(client.Config{BaseURL: "http://" + api.Addr("api listening")})
 	if err != nil {
 		return res, err
 	}
-	statusURL := "http://" + sup.addr + "/status"
+	statusURL := "http://" + sup.Addr("supervisor endpoints listening") + "/status"
 	// The pool's first worker declares its types; until then the API
 	// refuses its jobs.
 	if err := until(ctx, 60*time.Second, "the sys types declared", func() (bool, error) {
@@ -290,10 +282,7 @@ func sysStatus(ctx context.Context, url string) (running, stopping int, err erro
 	}
 	defer resp.Body.Close()
 	var st struct {
-		Pools []struct {
-			Pool              string
-			Running, Stopping int
-		}
+		Pools []autoscale.PoolStatus `json:"pools"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		return 0, 0, err
@@ -324,64 +313,5 @@ func until(ctx context.Context, timeout time.Duration, what string, cond func() 
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
-	}
-}
-
-// process is a warren process whose JSON log tells where it listens.
-type process struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
-}
-
-func start(binary, cfgPath, listening string, args ...string) (*process, error) {
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "WARREN_CONFIG="+cfgPath, "WARREN_LOG_LEVEL=info", "WARREN_SHUTDOWN_GRACE=5s")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", binary, err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	found := make(chan string, 1)
-	var once sync.Once
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var line struct{ Msg, Addr, Level string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil {
-				if line.Msg == listening && line.Addr != "" {
-					once.Do(func() { found <- line.Addr })
-				}
-				if line.Level == "ERROR" {
-					fmt.Fprintf(os.Stderr, "[%s] %s\n", args[0], sc.Text())
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		_ = cmd.Wait()
-	}()
-	select {
-	case p.addr = <-found:
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("warren %s exited before it listened", strings.Join(args, " "))
-	case <-time.After(30 * time.Second):
-		p.stop()
-		return nil, fmt.Errorf("warren %s did not listen within 30s", strings.Join(args, " "))
-	}
-}
-
-func (p *process) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(45 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
 	}
 }

@@ -173,7 +173,7 @@ func TestAutoscaleBurst(t *testing.T) {
 	sup.stop(t) // SIGTERM: the workers drain and the supervisor exits 0
 	for pool, pids := range children {
 		for _, child := range pids {
-			if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child)); err == nil && !strings.Contains(string(stat), ") Z ") {
+			if testenv.Alive(child) {
 				t.Errorf("%s worker %d still runs after the supervisor exited", pool, child)
 			}
 		}
@@ -231,7 +231,7 @@ func TestAutoscaleKilledLeavesNoWorkers(t *testing.T) {
 	<-sup.exited
 	testenv.Eventually(t, 30*time.Second, "the killed supervisor's worker to exit", func() bool {
 		for _, child := range children {
-			if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child)); err == nil && !strings.Contains(string(stat), ") Z ") {
+			if testenv.Alive(child) {
 				return false
 			}
 		}

@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -193,10 +191,6 @@ func (r replicaReporter) Report(ctx context.Context, pool string, st autoscale.P
 // serveSupervisor serves the supervisor's /healthz and /status (JSON) on
 // addr and returns what stops it.
 func serveSupervisor(addr string, sup *autoscale.Supervisor, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("supervisor listener: %w", err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -206,9 +200,5 @@ func serveSupervisor(addr string, sup *autoscale.Supervisor, log *slog.Logger) (
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"pools": sup.Status()})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan struct{})
-	go func() { defer close(served); _ = srv.Serve(ln) }()
-	log.Info("supervisor endpoints listening", "addr", ln.Addr().String())
-	return func() { _ = srv.Close(); <-served }, nil
+	return serveSide(addr, mux, log, "supervisor")
 }

@@ -131,20 +131,28 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 
 // serveDebug serves Go's profiler on addr and returns what stops it.
 func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("debug listener: %w", err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return serveSide(addr, mux, log, "debug")
+}
+
+// serveSide serves one of a process's side endpoints (health, debug,
+// supervisor status) on addr, logs "<what> endpoints listening" with the
+// address (tests and the benchmark read it from there, for ":0"), and
+// returns what stops it and waits for it.
+func serveSide(addr string, h http.Handler, log *slog.Logger, what string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", what, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan struct{})
 	go func() { defer close(served); _ = srv.Serve(ln) }()
-	log.Info("debug endpoints listening", "addr", ln.Addr().String())
+	log.Info(what+" endpoints listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close(); <-served }, nil
 }
 
@@ -352,17 +360,12 @@ returns the rest to the queue, and exits 0.`,
 			if err != nil {
 				return err
 			}
-			var health *http.Server
 			if cfg.Worker.HealthAddr != "" {
-				ln, err := net.Listen("tcp", cfg.Worker.HealthAddr)
+				stop, err := serveSide(cfg.Worker.HealthAddr, w.HealthHandler(), s.log, "health")
 				if err != nil {
-					return fmt.Errorf("health listener: %w", err)
+					return err
 				}
-				health = &http.Server{Handler: w.HealthHandler(), ReadHeaderTimeout: 5 * time.Second}
-				served := make(chan struct{})
-				go func() { defer close(served); _ = health.Serve(ln) }()
-				defer func() { _ = health.Close(); <-served }()
-				s.log.Info("health endpoints listening", "addr", ln.Addr().String())
+				defer stop()
 			}
 			if err := w.Start(ctx); err != nil {
 				return err
