@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -41,7 +42,8 @@ type ConsumeOptions struct {
 // Delivery is one message handed to a consumer. The handler must settle it
 // with exactly one of Ack, Requeue or Drop.
 type Delivery struct {
-	d amqp.Delivery
+	d    amqp.Delivery
+	acks *acker
 }
 
 // Body is the message body.
@@ -94,14 +96,21 @@ func (d Delivery) Header(name string) string {
 	}
 }
 
-// Ack tells the broker the message is done with.
-func (d Delivery) Ack() error { return d.d.Ack(false) }
+// Ack tells the broker the message is done with. The acknowledgement is
+// sent with others within a few milliseconds (see acker), and before the
+// consumer's channel closes; an error means the channel is gone, and the
+// broker will deliver the message again.
+func (d Delivery) Ack() error { return d.acks.ack(d.d.DeliveryTag) }
 
 // Requeue returns the message to its queue for another delivery.
-func (d Delivery) Requeue() error { return d.d.Nack(false, true) }
+func (d Delivery) Requeue() error { return d.acks.nack(d.d.DeliveryTag, true) }
 
 // Drop rejects the message without requeueing it.
-func (d Delivery) Drop() error { return d.d.Nack(false, false) }
+func (d Delivery) Drop() error { return d.acks.nack(d.d.DeliveryTag, false) }
+
+// errAckerStopped is what an ack after the end of its consuming session
+// returns: the channel is closing, and the broker redelivers the message.
+var errAckerStopped = errors.New("ack after the consumer stopped; the message will be redelivered")
 
 var consumerSeq atomic.Uint64
 
@@ -174,6 +183,15 @@ func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts Cons
 	if opts.Ready != nil {
 		opts.Ready()
 	}
+	acks := newAcker(ch, prefetch, opts.Concurrency)
+	stopAcks, acksDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(acksDone)
+		acks.run(stopAcks)
+	}()
+	// Sent last, after every handler returned, and before the caller
+	// closes the channel.
+	defer func() { close(stopAcks); <-acksDone }()
 
 	// Handlers take deliveries from merged, which forwarders fill from the
 	// consumer and, after adaptive prefetch has replaced it, from the one
@@ -191,21 +209,21 @@ func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts Cons
 						return
 					}
 					if ctx.Err() != nil {
-						_ = d.Nack(false, true)
+						_ = acks.nack(d.DeliveryTag, true)
 						return
 					}
 					if tuner == nil {
-						handle(Delivery{d: d})
+						handle(Delivery{d: d, acks: acks})
 						continue
 					}
 					start := tuner.begin()
-					handle(Delivery{d: d})
+					handle(Delivery{d: d, acks: acks})
 					tuner.end(start)
 				}
 			}
 		})
 	}
-	b.runSubscriptions(ctx, ch, q, opts, tuner, first, merged)
+	b.runSubscriptions(ctx, ch, q, opts, tuner, acks, first, merged)
 	// Handlers end on ctx (finishing what they run), or when merged closes
 	// because the channel or connection was lost.
 	handlers.Wait()
@@ -235,16 +253,17 @@ func subscribe(ch *amqp.Channel, name, q string) (*subscription, error) {
 // per-consumer prefetch (the only kind quorum queues have) to consumers
 // started after it, and the messages the old consumer holds stay on the
 // channel, to be handled and acknowledged as usual, not requeued.
-func (b *Broker) runSubscriptions(ctx context.Context, ch *amqp.Channel, q string, opts ConsumeOptions, tuner *prefetchTuner, cur *subscription, merged chan<- amqp.Delivery) {
+func (b *Broker) runSubscriptions(ctx context.Context, ch *amqp.Channel, q string, opts ConsumeOptions, tuner *prefetchTuner, acks *acker, cur *subscription, merged chan<- amqp.Delivery) {
 	var forwarders sync.WaitGroup
 	ended := make(chan *subscription, 2)
 	forward := func(s *subscription) {
 		forwarders.Go(func() {
 			for d := range s.deliveries {
+				acks.delivered(d.DeliveryTag)
 				select {
 				case merged <- d:
 				case <-ctx.Done(): // the handlers take no more
-					_ = d.Nack(false, true)
+					_ = acks.nack(d.DeliveryTag, true)
 				}
 			}
 			ended <- s
@@ -300,6 +319,7 @@ func (b *Broker) runSubscriptions(ctx context.Context, ch *amqp.Channel, q strin
 			live++
 			b.log.Debug("prefetch changed", "queue", q, "from", tuner.current, "to", want)
 			tuner.current = want
+			acks.setPrefetch(want)
 			if opts.PrefetchChanged != nil {
 				opts.PrefetchChanged(want)
 			}

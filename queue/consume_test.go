@@ -266,3 +266,101 @@ func TestConsumeEndedContext(t *testing.T) {
 		t.Errorf("Consume = %v, want nil", err)
 	}
 }
+
+// Acks are batched (multiple=true over runs of settled deliveries) on the
+// real broker: with jobs finishing out of order, some long, some requeued
+// and some dropped, every message is handled to its end exactly once, the
+// channel never fails (a wrong multiple ack would close it, and the
+// consumer would start again), and when Consume returns every ack has
+// reached the broker: the queue is empty, nothing went back to it.
+func TestBatchedAcks(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	const pool = "acks"
+	const total = 2000
+	declarePool(t, env.Broker, pool, "acks.job")
+	msgs := make([]queue.Message, total)
+	number := map[string]int{}
+	for i := range msgs {
+		msgs[i] = message(t, newJob("acks.job", i), "")
+		number[msgs[i].ID] = i
+	}
+	publishAll(t, env.Broker, msgs)
+
+	var (
+		mu       sync.Mutex
+		acked    = map[string]int{}
+		dropped  = map[string]bool{}
+		requeued = map[string]bool{}
+		ended    atomic.Int64 // acked or dropped
+		allDone  = make(chan struct{})
+	)
+	c := consume(t, env.Broker, queue.ConsumeOptions{Pool: pool, Concurrency: 8, Prefetch: 32}, func(d queue.Delivery) {
+		id := d.MessageID()
+		n := number[id]
+		mu.Lock()
+		again := requeued[id]
+		mu.Unlock()
+		var err error
+		switch {
+		case n%97 == 1:
+			time.Sleep(200 * time.Millisecond) // a long job holds a gap open
+			err = d.Ack()
+		case n%89 == 2 && !again:
+			mu.Lock()
+			requeued[id] = true
+			mu.Unlock()
+			if err = d.Requeue(); err != nil {
+				t.Errorf("requeue %s: %v", id, err)
+			}
+			return
+		case n%83 == 3:
+			mu.Lock()
+			dropped[id] = true
+			mu.Unlock()
+			err = d.Drop()
+		default:
+			if n%3 == 0 {
+				time.Sleep(time.Duration(n%7) * time.Millisecond)
+			}
+			err = d.Ack()
+		}
+		if err != nil {
+			t.Errorf("settle %s: %v", id, err)
+		}
+		mu.Lock()
+		if !dropped[id] {
+			acked[id]++
+		}
+		mu.Unlock()
+		if ended.Add(1) == total {
+			close(allDone)
+		}
+	})
+	recv(t, allDone, "every message handled")
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.ready:
+		t.Error("the consumer started again: its channel failed")
+	default:
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range acked {
+		if n != 1 {
+			t.Errorf("message %s acked after %d runs, want 1", id, n)
+		}
+	}
+	if len(acked)+len(dropped) != total {
+		t.Errorf("%d acked + %d dropped, want %d", len(acked), len(dropped), total)
+	}
+	if len(requeued) == 0 || len(dropped) == 0 {
+		t.Errorf("requeued %d, dropped %d: the test lost its rejections", len(requeued), len(dropped))
+	}
+	// Nothing unacknowledged went back when the channel closed.
+	if n := env.Messages(t, pool); n != 0 {
+		t.Errorf("%d messages back in the queue after Consume returned, want 0", n)
+	}
+}

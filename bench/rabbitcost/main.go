@@ -59,20 +59,35 @@ func main() {
 		headers  bool
 		mand     bool
 		prefetch int
+		ackEvery int // >1: one handler acks every ackEvery messages with multiple=true
+		limits   bool // the queue arguments of a warren pool queue: delivery limit, at-least-once dead-lettering
 	}{
-		{"default-exchange", "", false, false, 200},
-		{"topic", "topic", false, false, 200},
-		{"direct", "direct", false, false, 200},
-		{"topic+headers", "topic", true, false, 200},
-		{"topic+headers+mandatory", "topic", true, true, 200},
-		{"topic+headers+mandatory prefetch32", "topic", true, true, 32},
-		{"default prefetch32", "", false, false, 32},
-		{"default prefetch64", "", false, false, 64},
-		{"default prefetch128", "", false, false, 128},
+		{"default-exchange", "", false, false, 200, 0, false},
+		{"topic", "topic", false, false, 200, 0, false},
+		{"direct", "direct", false, false, 200, 0, false},
+		{"topic+headers", "topic", true, false, 200, 0, false},
+		{"topic+headers+mandatory", "topic", true, true, 200, 0, false},
+		{"topic+headers+mandatory prefetch32", "topic", true, true, 32, 0, false},
+		{"default prefetch32", "", false, false, 32, 0, false},
+		{"default prefetch64", "", false, false, 64, 0, false},
+		{"default prefetch128", "", false, false, 128, 0, false},
+		{"direct+headers+mandatory prefetch128", "direct", true, true, 128, 0, false},
+		{"direct+headers+mandatory prefetch128 ack x16", "direct", true, true, 128, 16, false},
+		{"direct+headers+mandatory prefetch128 ack x4", "direct", true, true, 128, 4, false},
+		{"direct+headers+mandatory prefetch128 limits", "direct", true, true, 128, 0, true},
+		{"direct+headers+mandatory prefetch128 limits ack x16", "direct", true, true, 128, 16, true},
 	} {
 		ch, _ := conn.Channel()
 		q := fmt.Sprintf("rabbitcost-%d", time.Now().UnixNano())
-		ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+		args := amqp.Table{"x-queue-type": "quorum"}
+		if v.limits {
+			args["x-delivery-limit"] = int64(20)
+			args["x-dead-letter-exchange"] = "amq.direct"
+			args["x-dead-letter-routing-key"] = q + ".dead"
+			args["x-dead-letter-strategy"] = "at-least-once"
+			args["x-overflow"] = "reject-publish"
+		}
+		ch.QueueDeclare(q, true, false, false, false, args)
 		ex, key := "", q
 		if v.kind != "" {
 			ex = q + ".x"
@@ -121,12 +136,22 @@ func main() {
 		got := 0
 		done := make(chan struct{})
 		t1 := time.Now()
-		for k := 0; k < 32; k++ {
+		handlers := 32
+		if v.ackEvery > 1 {
+			handlers = 1
+		}
+		for k := 0; k < handlers; k++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				i := 0
 				for d := range dl {
-					d.Ack(false)
+					i++
+					if v.ackEvery <= 1 {
+						d.Ack(false)
+					} else if i%v.ackEvery == 0 || i == n {
+						d.Ack(true)
+					}
 					mu.Lock()
 					got++
 					if got == n {
