@@ -59,7 +59,7 @@ func main() {
 		headers  bool
 		mand     bool
 		prefetch int
-		ackEvery int // >1: one handler acks every ackEvery messages with multiple=true
+		ackEvery int  // >1: one handler acks every ackEvery messages with multiple=true
 		limits   bool // the queue arguments of a warren pool queue: delivery limit, at-least-once dead-lettering
 	}{
 		{"default-exchange", "", false, false, 200, 0, false},
