@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/warrenhq/warren/api"
@@ -423,11 +424,26 @@ func TestLongPoll(t *testing.T) {
 		wg  sync.WaitGroup
 		got response
 	)
-	wg.Go(func() { got = do(t, "GET", f.url+"/v1/jobs/"+j.ID+"?wait=30s", nil, "") })
+	const pollWait = 60 * time.Second
+	wg.Go(func() { got = do(t, "GET", f.url+"/v1/jobs/"+j.ID+"?wait="+pollWait.String(), nil, "") })
+	// The poll waits on the job's done channel; once it listens, the end
+	// must wake it, not the end of its wait.
+	opts, err := redis.ParseURL(testenv.RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
 	ctx := context.Background()
+	done := f.env.NS.DoneChannel(j.ID)
+	testenv.Eventually(t, 10*time.Second, "the long-poll to subscribe to the job's done channel", func() bool {
+		n, err := rdb.PubSubNumSub(ctx, done).Result()
+		return err == nil && n[done] == 1
+	})
 	if _, err := f.env.Store.Start(ctx, j.ID, "test", -1, "token-"+jobs.NewID(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	ended := time.Now()
 	if err := f.env.Store.Finish(ctx, j.ID, store.Outcome{Status: jobs.StatusSucceeded, Result: json.RawMessage(`{"ok":true}`)}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -435,6 +451,13 @@ func TestLongPoll(t *testing.T) {
 	if g := got.job(t); g.Status != jobs.StatusSucceeded || string(g.Result) != `{"ok":true}` {
 		t.Errorf("long-poll returned %+v, want the succeeded job", g)
 	}
+	if time.Since(ended) > pollWait/2 {
+		t.Errorf("the long-poll returned when its wait ran out, not when the job ended")
+	}
+	testenv.Eventually(t, 10*time.Second, "the done channel to be unsubscribed after the poll", func() bool {
+		n, err := rdb.PubSubNumSub(ctx, done).Result()
+		return err == nil && n[done] == 0
+	})
 }
 
 func TestHealthAndOpenAPI(t *testing.T) {

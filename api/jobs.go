@@ -523,29 +523,37 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 }
 
 // waitJob returns the job once it is terminal or wait has passed. It waits
-// on the notifier's events, never by polling Redis.
+// on the job's done channel, never by polling Redis.
 func (s *Server) waitJob(ctx context.Context, id string, wait time.Duration) (*jobs.Job, error) {
-	if wait <= 0 {
-		return s.store.Get(ctx, id)
-	}
-	changed, cancel := s.notifier.Subscribe(id)
-	defer cancel()
 	job, err := s.store.Get(ctx, id)
-	if err != nil || job.Status.Terminal() {
+	if err != nil || job.Status.Terminal() || wait <= 0 {
 		return job, err
 	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		select {
-		case <-changed:
-		case <-timer.C:
-			return s.store.Get(ctx, id)
-		case <-ctx.Done():
+	waitCtx, stop := context.WithTimeout(ctx, wait)
+	defer stop()
+	changed, unsubscribe, err := s.notifier.Subscribe(waitCtx, id)
+	if err != nil {
+		// Not subscribed within the wait (Redis away, say): answer with
+		// what the record says now.
+		if ctx.Err() != nil {
 			return job, nil
 		}
+		return s.store.Get(ctx, id)
+	}
+	defer unsubscribe()
+	for {
+		// Subscribed first, then read: an end after the subscription is
+		// announced, an end before it is in the record.
 		if job, err = s.store.Get(ctx, id); err != nil || job.Status.Terminal() {
 			return job, err
+		}
+		select {
+		case <-changed:
+		case <-waitCtx.Done():
+			if ctx.Err() != nil {
+				return job, nil // the client went away
+			}
+			return s.store.Get(ctx, id)
 		}
 	}
 }

@@ -36,9 +36,10 @@ func startWarren(ctx context.Context, o options, ns jobs.Namespace, want []strin
 	}, want, args...)
 }
 
-// tracker hears every job reach a terminal state on the namespace's events
-// channel (the finish script publishes "done <id>"), and measures each
-// latency from its submission.
+// tracker hears every job reach a terminal state on the jobs' done
+// channels (the finish script publishes each job's status on its own, so
+// the tracker subscribes to their pattern), and measures each latency from
+// its submission.
 type tracker struct {
 	mu        sync.Mutex
 	submitted map[string]time.Time
@@ -55,16 +56,17 @@ type tracker struct {
 }
 
 func newTracker(ctx context.Context, rdb *redis.Client, ns jobs.Namespace) (*tracker, error) {
-	ps := rdb.Subscribe(ctx, ns.EventsChannel())
+	prefix := ns.DoneChannel("")
+	ps := rdb.PSubscribe(ctx, prefix+"*")
 	if _, err := ps.Receive(ctx); err != nil {
-		return nil, fmt.Errorf("subscribe to %s: %w", ns.EventsChannel(), err)
+		return nil, fmt.Errorf("subscribe to %s*: %w", prefix, err)
 	}
 	t := &tracker{ps: ps, stopped: make(chan struct{})}
 	t.reset(0)
 	go func() {
 		defer close(t.stopped)
 		for msg := range ps.Channel(redis.WithChannelSize(1 << 16)) {
-			if id, ok := strings.CutPrefix(msg.Payload, "done "); ok {
+			if id, ok := strings.CutPrefix(msg.Channel, prefix); ok {
 				t.finished(id, time.Now())
 			}
 		}

@@ -498,6 +498,7 @@ func TestNamespaceNames(t *testing.T) {
 				"WaitingKey":     "warren:waiting:sys",
 				"AutoscaleKey":   "warren:autoscale",
 				"EventsChannel":  "warren:events",
+				"DoneChannel":    "warren:done:01a21480-02c3-71b4-a283-a008d207c224",
 			},
 		},
 		{
@@ -513,6 +514,7 @@ func TestNamespaceNames(t *testing.T) {
 				"WaitingKey":     "t-x_1:waiting:sys",
 				"AutoscaleKey":   "t-x_1:autoscale",
 				"EventsChannel":  "t-x_1:events",
+				"DoneChannel":    "t-x_1:done:01a21480-02c3-71b4-a283-a008d207c224",
 			},
 		},
 	}
@@ -528,12 +530,13 @@ func TestNamespaceNames(t *testing.T) {
 			"WaitingKey":     tt.ns.WaitingKey("sys"),
 			"AutoscaleKey":   tt.ns.AutoscaleKey(),
 			"EventsChannel":  tt.ns.EventsChannel(),
+			"DoneChannel":    tt.ns.DoneChannel("01a21480-02c3-71b4-a283-a008d207c224"),
 		}
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("names of namespace %q (-want +got):\n%s", tt.ns, diff)
 		}
 		// Every Redis key starts with the prefix DeleteNamespace scans for.
-		for _, k := range []string{got["JobKey"], got["TypesKey"], got["IdempotencyKey"], got["WaitingKey"], got["AutoscaleKey"], got["EventsChannel"]} {
+		for _, k := range []string{got["JobKey"], got["TypesKey"], got["IdempotencyKey"], got["WaitingKey"], got["AutoscaleKey"], got["EventsChannel"], got["DoneChannel"]} {
 			if !strings.HasPrefix(k, tt.ns.KeyPrefix()) {
 				t.Errorf("%q does not start with the key prefix %q", k, tt.ns.KeyPrefix())
 			}

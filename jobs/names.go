@@ -69,9 +69,17 @@ func (ns Namespace) WaitingKey(pool string) string { return string(ns) + ":waiti
 // replica counts: field = pool, value = JSON.
 func (ns Namespace) AutoscaleKey() string { return string(ns) + ":autoscale" }
 
-// EventsChannel is the Redis pub/sub channel on which job completions
-// ("done <id>") and type declarations ("types <name>") are announced.
+// EventsChannel is the Redis pub/sub channel of what every process of a
+// namespace hears: type declarations ("types <name>") and cancellations
+// ("cancel <id>").
 func (ns Namespace) EventsChannel() string { return string(ns) + ":events" }
+
+// DoneChannel is the Redis pub/sub channel on which a job's end is
+// announced (the message is its terminal status). A channel per job, not
+// one for all, so that only those waiting for a job hear of it: a
+// publication nobody subscribed to costs Redis a lookup, and no worker or
+// API process wakes for jobs it does not wait for.
+func (ns Namespace) DoneChannel(id string) string { return string(ns) + ":done:" + id }
 
 // Delays are made of RabbitMQ queues whose messages all wait the same time
 // (a fixed TTL per queue), so no message blocks one behind it that is due

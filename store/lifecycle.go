@@ -94,92 +94,102 @@ var discardScript = redis.NewScript(discardLua)
 // (a reply lost on the way) finds its own token and changes nothing.
 // ARGV[5] and [6], the job id and the waiting index key prefix, take the
 // job out of its pool's index of waiting jobs.
+//
+// Every job runs this and the finish script, so both read the record with
+// one HMGET and write it with one HSET: each redis.call costs Redis about
+// as much as a small command of its own.
 const startLua = terminalLua + `
-local st = redis.call('HGET', KEYS[1], 'status')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool')
+local st = r[1]
 if not st then return {'missing', 0} end
-local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0
+local attempt = tonumber(r[2]) or 0
 if terminal(st) then return {st, attempt} end
-if st == 'running' and redis.call('HGET', KEYS[1], 'start_token') == ARGV[4] then
+if st == 'running' and r[3] == ARGV[4] then
   return {'running', attempt}
 end
 local made = tonumber(ARGV[3])
 if made >= 0 and attempt ~= made and not (st == 'running' and attempt == made + 1) then
   return {'stale', attempt}
 end
-attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
+attempt = attempt + 1
+redis.call('HSET', KEYS[1], 'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
-local pool = redis.call('HGET', KEYS[1], 'pool')
-if pool then redis.call('ZREM', ARGV[6] .. pool, ARGV[5]) end
+if r[4] then redis.call('ZREM', ARGV[6] .. r[4], ARGV[5]) end
 return {'running', attempt}
 `
 
 var startScript = redis.NewScript(startLua)
 
 // finishScript records an attempt's outcome. A terminal outcome sets the
-// record's expiry and announces the job on the events channel; "retrying"
-// records when the next attempt is due; "queued" (an attempt interrupted by
-// shutdown) takes the attempt back, since it did not count. It returns
-// {'ok', status} when it recorded the outcome, {'terminal', status} when the
-// job had already ended (nothing changed), {'missing', ""} without a record.
-// ARGV: status, now ms, retention ms, result (empty for none), error JSON
-// (empty for none), events channel, id, next attempt due ms (empty for
-// none), the attempt this outcome belongs to (-1: any), and for "queued"
-// the attempt count to restore (the attempts made before the interrupted
-// one), and the waiting index key prefix. An outcome of an attempt the
-// record has moved past (a run that overlapped a redelivery of its message)
-// is "superseded" and changes nothing. A retrying or queued outcome puts
-// the job back in its pool's index of waiting jobs, due when the next
-// attempt is (or now); any other takes it out.
+// record's expiry and publishes the status on the job's own done channel
+// (jobs.Namespace.DoneChannel), where only those waiting for this job
+// listen. "retrying" records when the next attempt is due; "queued" (an
+// attempt interrupted by shutdown) takes the attempt back, since it did not
+// count. It returns {'ok', status} when it recorded the outcome,
+// {'terminal', status} when the job had already ended (nothing changed),
+// {'missing', ""} without a record. ARGV: status, now ms, retention ms,
+// result (empty for none), error JSON (empty for none), the job's done
+// channel, id, next attempt due ms (empty for none), the attempt this
+// outcome belongs to (-1: any), and for "queued" the attempt count to
+// restore (the attempts made before the interrupted one), and the waiting
+// index key prefix. An outcome of an attempt the record has moved past (a
+// run that overlapped a redelivery of its message) is "superseded" and
+// changes nothing. A retrying or queued outcome puts the job back in its
+// pool's index of waiting jobs, due when the next attempt is (or now); any
+// other takes it out (a running job is not in it: the start script took it
+// out).
 const finishLua = terminalLua + `
-local st = redis.call('HGET', KEYS[1], 'status')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool', 'error', 'progress')
+local st = r[1]
 if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
 local of = tonumber(ARGV[9])
-if of >= 0 and (tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0) ~= of then
+if of >= 0 and (tonumber(r[2]) or 0) ~= of then
   return {'superseded', st}
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
+local set = {'status', ARGV[1]}
+local function put(field, value) set[#set + 1] = field; set[#set + 1] = value end
+if ARGV[4] ~= '' then put('result', ARGV[4]) end
 if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], 'error', ARGV[5])
-else
+  put('error', ARGV[5])
+elseif r[4] then
   redis.call('HDEL', KEYS[1], 'error')
 end
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'scheduled_at', ARGV[8]) end
-if ARGV[1] == 'queued' then redis.call('HSET', KEYS[1], 'attempt', ARGV[10]) end
-if ARGV[1] == 'succeeded' and redis.call('HEXISTS', KEYS[1], 'progress') == 1 then
-  redis.call('HSET', KEYS[1], 'progress', '{"percent":100}')
-end
-if terminal(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+if ARGV[8] ~= '' then put('scheduled_at', ARGV[8]) end
+if ARGV[1] == 'queued' then put('attempt', ARGV[10]) end
+if ARGV[1] == 'succeeded' and r[5] then put('progress', '{"percent":100}') end
+local ended = terminal(ARGV[1])
+if ended then put('finished_at', ARGV[2]) end
+redis.call('HSET', KEYS[1], unpack(set))
+if ended then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', ARGV[6], 'done ' .. ARGV[7])
+  redis.call('PUBLISH', ARGV[6], ARGV[1])
 end
-local pool = redis.call('HGET', KEYS[1], 'pool')
+local pool = r[3]
 if pool and (ARGV[1] == 'retrying' or ARGV[1] == 'queued') then
   redis.call('ZADD', ARGV[11] .. pool, ARGV[8] ~= '' and ARGV[8] or ARGV[2], ARGV[7])
-elseif pool then
+elseif pool and st ~= 'running' then
   redis.call('ZREM', ARGV[11] .. pool, ARGV[7])
 end
 return {'ok', ARGV[1]}
 `
 
 // cancelLua cancels a job that has not ended: it becomes canceled at once,
-// and workers hear "cancel <id>" on the events channel, so one running it
-// cancels its context. Returns {'ok', previous status}, {'terminal', status}
-// or {'missing', ""}. ARGV: now ms, retention ms, error JSON, events channel,
-// id, waiting index key prefix.
+// workers hear "cancel <id>" on the events channel, so one running it
+// cancels its context, and its done channel says "canceled". Returns {'ok',
+// previous status}, {'terminal', status} or {'missing', ""}. ARGV: now ms,
+// retention ms, error JSON, events channel, id, waiting index key prefix,
+// the job's done channel.
 const cancelLua = terminalLua + `
-local st = redis.call('HGET', KEYS[1], 'status')
+local r = redis.call('HMGET', KEYS[1], 'status', 'pool')
+local st = r[1]
 if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
 redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', ARGV[1], 'error', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local pool = redis.call('HGET', KEYS[1], 'pool')
-if pool then redis.call('ZREM', ARGV[6] .. pool, ARGV[5]) end
+if r[2] then redis.call('ZREM', ARGV[6] .. r[2], ARGV[5]) end
 redis.call('PUBLISH', ARGV[4], 'cancel ' .. ARGV[5])
-redis.call('PUBLISH', ARGV[4], 'done ' .. ARGV[5])
+redis.call('PUBLISH', ARGV[7], 'canceled')
 return {'ok', st}
 `
 
@@ -389,7 +399,7 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 	}
 	res, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
 		string(o.Status), ms(now), s.cfg.Retention.Milliseconds(),
-		string(o.Result), string(errJSON), s.ns.EventsChannel(), id, next, of, o.Restore, s.ns.WaitingKey("")).StringSlice()
+		string(o.Result), string(errJSON), s.ns.DoneChannel(id), id, next, of, o.Restore, s.ns.WaitingKey("")).StringSlice()
 	if err != nil {
 		return unavailable("finish job "+id, err)
 	}
@@ -435,7 +445,7 @@ var canceledError = &jobs.Error{Code: "canceled", Message: "canceled by request"
 func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error) {
 	errJSON, _ := json.Marshal(canceledError)
 	res, err := s.run(ctx, cancelScript, []string{s.ns.JobKey(id)},
-		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id, s.ns.WaitingKey("")).StringSlice()
+		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id, s.ns.WaitingKey(""), s.ns.DoneChannel(id)).StringSlice()
 	if err != nil {
 		return "", unavailable("cancel job "+id, err)
 	}

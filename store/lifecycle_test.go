@@ -316,7 +316,7 @@ func TestFinishSucceeded(t *testing.T) {
 	f.create(t, j)
 	f.start(t, j.ID)
 
-	sub := f.rdb.Subscribe(ctx(t), f.ns.EventsChannel())
+	sub := f.rdb.Subscribe(ctx(t), f.ns.DoneChannel(j.ID))
 	defer sub.Close()
 	if _, err := sub.Receive(ctx(t)); err != nil { // the subscription's confirmation
 		t.Fatal(err)
@@ -331,8 +331,8 @@ func TestFinishSucceeded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "done " + j.ID; msg.Payload != want {
-		t.Errorf("event = %q, want %q", msg.Payload, want)
+	if want := "succeeded"; msg.Payload != want {
+		t.Errorf("done channel said %q, want %q", msg.Payload, want)
 	}
 
 	got := f.get(t, j.ID)

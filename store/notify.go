@@ -13,20 +13,31 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Notifier holds one subscription to the namespace's events channel and
-// fans its events out in process: to callers waiting for a job to finish
-// (long-polls) and to a callback for type declarations. One subscription
-// serves every waiter, so waiting costs Redis nothing per request.
+// Notifier holds one pub/sub connection for a process: on it the
+// namespace's events channel, dispatched to Handlers, and the done channels
+// of the jobs someone in the process waits for (long-polls), each
+// subscribed while it has waiters. Waiting costs Redis nothing per
+// request beyond the subscription, and a process hears only of the jobs
+// it waits for.
 type Notifier struct {
 	s   *Store
 	on  Handlers
 	log *slog.Logger
 
-	mu      sync.Mutex
-	waiters map[string]map[chan struct{}]struct{}
-	ps      *redis.PubSub
-	stop    chan struct{}
-	done    chan struct{}
+	mu   sync.Mutex
+	done map[string]*doneWait // by done channel
+	ps   *redis.PubSub
+	stop chan struct{}
+	over chan struct{} // closed when the dispatcher returns
+}
+
+// doneWait is the subscription to one job's done channel.
+type doneWait struct {
+	waiters map[chan struct{}]struct{}
+	// live closes when Redis confirms the subscription: from then on no
+	// publication is missed, so a waiter may look at the record.
+	live      chan struct{}
+	confirmed bool
 }
 
 // Handlers are called by a Notifier's dispatcher, one event at a time; a
@@ -42,7 +53,7 @@ type Handlers struct {
 // NewNotifier returns a Notifier calling on's handlers for the events they
 // take; waiters for finished jobs are served in any case.
 func (s *Store) NewNotifier(on Handlers) *Notifier {
-	return &Notifier{s: s, on: on, log: s.log, waiters: map[string]map[chan struct{}]struct{}{}}
+	return &Notifier{s: s, on: on, log: s.log, done: map[string]*doneWait{}}
 }
 
 // Start subscribes and begins dispatching in the background. The
@@ -55,15 +66,15 @@ func (n *Notifier) Start(ctx context.Context) error {
 		return nil
 	}
 	n.ps = n.s.rdb.Subscribe(context.WithoutCancel(ctx), n.s.ns.EventsChannel())
-	n.stop, n.done = make(chan struct{}), make(chan struct{})
-	go n.run(n.ps, n.stop, n.done)
+	n.stop, n.over = make(chan struct{}), make(chan struct{})
+	go n.run(n.ps, n.stop, n.over)
 	return nil
 }
 
 // Stop ends the subscription and waits for the dispatcher to return.
 func (n *Notifier) Stop(ctx context.Context) error {
 	n.mu.Lock()
-	ps, stop, done := n.ps, n.stop, n.done
+	ps, stop, over := n.ps, n.stop, n.over
 	stopped := n.stop == nil
 	n.stop = nil
 	n.mu.Unlock()
@@ -75,15 +86,16 @@ func (n *Notifier) Stop(ctx context.Context) error {
 		_ = ps.Close()
 	}
 	select {
-	case <-done:
+	case <-over:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("stop notifier: %w", ctx.Err())
 	}
 }
 
-func (n *Notifier) run(ps *redis.PubSub, stop, done chan struct{}) {
-	defer close(done)
+func (n *Notifier) run(ps *redis.PubSub, stop, over chan struct{}) {
+	defer close(over)
+	events := n.s.ns.EventsChannel()
 	ctx := context.Background()
 	backoff := 100 * time.Millisecond
 	for {
@@ -112,17 +124,25 @@ func (n *Notifier) run(ps *redis.PubSub, stop, done chan struct{}) {
 		backoff = 100 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			// (Re)subscribed: events may have been missed while away, so
-			// every waiter looks again.
-			n.wakeAll()
-			if n.on.Type != nil {
-				n.on.Type("")
+			switch {
+			case m.Kind != "subscribe":
+			case m.Channel == events:
+				// (Re)subscribed: events may have been missed while away,
+				// so every waiter looks again.
+				n.wakeAll()
+				if n.on.Type != nil {
+					n.on.Type("")
+				}
+			default:
+				n.confirm(m.Channel)
 			}
 		case *redis.Message:
+			if m.Channel != events {
+				n.wake(m.Channel)
+				continue
+			}
 			kind, arg, _ := strings.Cut(m.Payload, " ")
 			switch kind {
-			case "done":
-				n.wake(arg)
 			case "types":
 				if n.on.Type != nil {
 					n.on.Type(arg)
@@ -136,33 +156,85 @@ func (n *Notifier) run(ps *redis.PubSub, stop, done chan struct{}) {
 	}
 }
 
+// ErrNotStarted is returned by Subscribe on a Notifier not started.
+var ErrNotStarted = errors.New("notifier not started")
+
 // Subscribe returns a channel that receives a value when the job may have
-// changed to a terminal state; call cancel when done waiting.
-func (n *Notifier) Subscribe(id string) (ch <-chan struct{}, cancel func()) {
+// changed to a terminal state; call cancel when done waiting. It returns
+// once Redis has confirmed the subscription, so a job that ends after it
+// returns is never missed: look at the record after Subscribe, not before
+// only. It fails when ctx ends first (Redis away, say).
+func (n *Notifier) Subscribe(ctx context.Context, id string) (ch <-chan struct{}, cancel func(), err error) {
+	name := n.s.ns.DoneChannel(id)
 	c := make(chan struct{}, 1)
 	n.mu.Lock()
-	if n.waiters[id] == nil {
-		n.waiters[id] = map[chan struct{}]struct{}{}
-	}
-	n.waiters[id][c] = struct{}{}
-	n.mu.Unlock()
-	return c, func() {
-		n.mu.Lock()
-		delete(n.waiters[id], c)
-		if len(n.waiters[id]) == 0 {
-			delete(n.waiters, id)
-		}
+	if n.ps == nil || n.stop == nil {
 		n.mu.Unlock()
+		return nil, nil, ErrNotStarted
+	}
+	w := n.done[name]
+	if w == nil {
+		w = &doneWait{waiters: map[chan struct{}]struct{}{}, live: make(chan struct{})}
+		n.done[name] = w
+		// An error means the connection is down; the PubSub subscribes
+		// again when it reconnects, and the confirmation comes then.
+		_ = n.ps.Subscribe(context.WithoutCancel(ctx), name)
+	}
+	w.waiters[c] = struct{}{}
+	n.mu.Unlock()
+	cancel = func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		delete(w.waiters, c)
+		// An unconfirmed subscription is left to confirm, which drops it
+		// if nobody waits by then: one SUBSCRIBE in flight per channel
+		// keeps confirmations matched to what they confirm.
+		if len(w.waiters) == 0 && w.confirmed && n.done[name] == w {
+			n.drop(name)
+		}
+	}
+	select {
+	case <-w.live:
+		return c, cancel, nil
+	case <-ctx.Done():
+		cancel()
+		return nil, nil, fmt.Errorf("subscribe to the end of job %s: %w", id, ctx.Err())
 	}
 }
 
-func (n *Notifier) wake(id string) {
+// confirm marks a done channel's subscription live.
+func (n *Notifier) confirm(name string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for c := range n.waiters[id] {
-		select {
-		case c <- struct{}{}:
-		default:
+	w := n.done[name]
+	if w == nil || w.confirmed {
+		return // a resubscription after a reconnect
+	}
+	w.confirmed = true
+	close(w.live)
+	if len(w.waiters) == 0 {
+		n.drop(name)
+	}
+}
+
+// drop unsubscribes from a done channel nobody waits on. Called with mu
+// held.
+func (n *Notifier) drop(name string) {
+	delete(n.done, name)
+	if n.ps != nil {
+		_ = n.ps.Unsubscribe(context.Background(), name)
+	}
+}
+
+func (n *Notifier) wake(name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if w := n.done[name]; w != nil {
+		for c := range w.waiters {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -170,8 +242,8 @@ func (n *Notifier) wake(id string) {
 func (n *Notifier) wakeAll() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, set := range n.waiters {
-		for c := range set {
+	for _, w := range n.done {
+		for c := range w.waiters {
 			select {
 			case c <- struct{}{}:
 			default:

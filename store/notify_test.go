@@ -2,9 +2,11 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/warrenhq/warren/internal/testenv"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/store"
 )
@@ -18,13 +20,13 @@ func TestNotifier(t *testing.T) {
 
 	a, b, c := newJob(1), newJob(2), newJob(3)
 	f.create(t, a, b, c)
-	waitA, cancelA := n.Subscribe(a.ID)
+	waitA, cancelA := subscribe(t, n, a.ID)
 	defer cancelA()
-	waitA2, cancelA2 := n.Subscribe(a.ID)
+	waitA2, cancelA2 := subscribe(t, n, a.ID)
 	defer cancelA2()
-	waitB, cancelB := n.Subscribe(b.ID)
+	waitB, cancelB := subscribe(t, n, b.ID)
 	defer cancelB()
-	waitC, cancelC := n.Subscribe(c.ID)
+	waitC, cancelC := subscribe(t, n, c.ID)
 	cancelC() // no longer waiting
 
 	// Finishing b wakes b's waiter only. Waiters are woken together as one
@@ -64,6 +66,54 @@ func TestNotifier(t *testing.T) {
 		default:
 		}
 	}
+}
+
+// A job's done channel is subscribed while someone waits for it, and not
+// after: the last waiter to leave unsubscribes, also when it leaves before
+// Redis confirmed the subscription.
+func TestNotifierSubscriptionsEnd(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	seen := make(chan string, 16)
+	n := f.st.NewNotifier(store.Handlers{Type: func(name string) { seen <- name }})
+	if _, _, err := n.Subscribe(context.Background(), "x"); !errors.Is(err, store.ErrNotStarted) {
+		t.Errorf("Subscribe before Start = %v, want ErrNotStarted", err)
+	}
+	startNotifier(t, n, seen)
+	j := newJob(1)
+	f.create(t, j)
+	subscribers := func() int64 {
+		m, err := f.rdb.PubSubNumSub(ctx(t), f.ns.DoneChannel(j.ID)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m[f.ns.DoneChannel(j.ID)]
+	}
+	_, cancel1 := subscribe(t, n, j.ID)
+	_, cancel2 := subscribe(t, n, j.ID)
+	if got := subscribers(); got != 1 {
+		t.Errorf("%d subscribers to the done channel with two waiters, want 1 (one connection)", got)
+	}
+	cancel1()
+	if got := subscribers(); got != 1 {
+		t.Errorf("%d subscribers with one waiter left, want 1", got)
+	}
+	cancel2()
+	testenv.Eventually(t, wait, "the done channel to be unsubscribed", func() bool { return subscribers() == 0 })
+
+	// A waiter that gives up before the confirmation.
+	gone, stop := context.WithCancel(context.Background())
+	stop()
+	if _, _, err := n.Subscribe(gone, j.ID); err == nil {
+		t.Error("Subscribe with an ended context succeeded")
+	}
+	testenv.Eventually(t, wait, "the abandoned subscription to be dropped", func() bool { return subscribers() == 0 })
+	// And the channel can be waited on again.
+	w, cancel3 := subscribe(t, n, j.ID)
+	defer cancel3()
+	f.start(t, j.ID)
+	f.finish(t, j.ID, store.Outcome{Status: jobs.StatusSucceeded})
+	recvSignal(t, w, "the waiter after resubscribing")
 }
 
 func TestNotifierStop(t *testing.T) {
@@ -113,6 +163,17 @@ func startNotifier(t *testing.T, n *store.Notifier, seen <-chan string) {
 	if name := recvName(t, seen); name != "" {
 		t.Fatalf("first notifier callback = %q, want the subscription's \"\"", name)
 	}
+}
+
+func subscribe(t *testing.T, n *store.Notifier, id string) (<-chan struct{}, func()) {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ch, unsubscribe, err := n.Subscribe(c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch, unsubscribe
 }
 
 func recvName(t *testing.T, seen <-chan string) string {

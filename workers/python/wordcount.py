@@ -97,54 +97,56 @@ end
 """
 
 START_LUA = TERMINAL_LUA + """
-local st = redis.call('HGET', KEYS[1], 'status')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool')
+local st = r[1]
 if not st then return {'missing', 0} end
-local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0
+local attempt = tonumber(r[2]) or 0
 if terminal(st) then return {st, attempt} end
-if st == 'running' and redis.call('HGET', KEYS[1], 'start_token') == ARGV[4] then
+if st == 'running' and r[3] == ARGV[4] then
   return {'running', attempt}
 end
 local made = tonumber(ARGV[3])
 if made >= 0 and attempt ~= made and not (st == 'running' and attempt == made + 1) then
   return {'stale', attempt}
 end
-attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
+attempt = attempt + 1
+redis.call('HSET', KEYS[1], 'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
-local pool = redis.call('HGET', KEYS[1], 'pool')
-if pool then redis.call('ZREM', ARGV[6] .. pool, ARGV[5]) end
+if r[4] then redis.call('ZREM', ARGV[6] .. r[4], ARGV[5]) end
 return {'running', attempt}
 """
 
 FINISH_LUA = TERMINAL_LUA + """
-local st = redis.call('HGET', KEYS[1], 'status')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool', 'error', 'progress')
+local st = r[1]
 if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
 local of = tonumber(ARGV[9])
-if of >= 0 and (tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0) ~= of then
+if of >= 0 and (tonumber(r[2]) or 0) ~= of then
   return {'superseded', st}
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
+local set = {'status', ARGV[1]}
+local function put(field, value) set[#set + 1] = field; set[#set + 1] = value end
+if ARGV[4] ~= '' then put('result', ARGV[4]) end
 if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], 'error', ARGV[5])
-else
+  put('error', ARGV[5])
+elseif r[4] then
   redis.call('HDEL', KEYS[1], 'error')
 end
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'scheduled_at', ARGV[8]) end
-if ARGV[1] == 'queued' then redis.call('HSET', KEYS[1], 'attempt', ARGV[10]) end
-if ARGV[1] == 'succeeded' and redis.call('HEXISTS', KEYS[1], 'progress') == 1 then
-  redis.call('HSET', KEYS[1], 'progress', '{"percent":100}')
-end
-if terminal(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+if ARGV[8] ~= '' then put('scheduled_at', ARGV[8]) end
+if ARGV[1] == 'queued' then put('attempt', ARGV[10]) end
+if ARGV[1] == 'succeeded' and r[5] then put('progress', '{"percent":100}') end
+local ended = terminal(ARGV[1])
+if ended then put('finished_at', ARGV[2]) end
+redis.call('HSET', KEYS[1], unpack(set))
+if ended then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', ARGV[6], 'done ' .. ARGV[7])
+  redis.call('PUBLISH', ARGV[6], ARGV[1])
 end
-local pool = redis.call('HGET', KEYS[1], 'pool')
+local pool = r[3]
 if pool and (ARGV[1] == 'retrying' or ARGV[1] == 'queued') then
   redis.call('ZADD', ARGV[11] .. pool, ARGV[8] ~= '' and ARGV[8] or ARGV[2], ARGV[7])
-elseif pool then
+elseif pool and st ~= 'running' then
   redis.call('ZREM', ARGV[11] .. pool, ARGV[7])
 end
 return {'ok', ARGV[1]}
@@ -272,6 +274,10 @@ class Config:
     def events(self):
         return self.ns + ":events"
 
+    def done_channel(self, job_id):
+        # Section 10: the finish script announces the job's end there.
+        return "%s:done:%s" % (self.ns, job_id)
+
     def waiting_prefix(self):
         # Section 12: the scripts add the record's pool to it.
         return self.ns + ":waiting:"
@@ -303,8 +309,8 @@ class Store:
     def finish(self, job_id, status, attempt, result="", error=None, next_ms="", restore=0):
         err = json.dumps(error, separators=(",", ":")) if error else ""
         st, _ = self._finish(keys=[self.cfg.job_key(job_id)],
-                             args=[status, now_ms(), RETENTION_MS, result, err, self.cfg.events(),
-                                   job_id, next_ms, attempt, restore, self.cfg.waiting_prefix()])
+                             args=[status, now_ms(), RETENTION_MS, result, err,
+                                   self.cfg.done_channel(job_id), job_id, next_ms, attempt, restore, self.cfg.waiting_prefix()])
         return st.decode()
 
     def lease(self):
