@@ -238,7 +238,9 @@ func (s *Store) Create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 	out := make([]Created, len(js))
 	cmds := make([]*redis.Cmd, len(js))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	// Through the shared round trips: concurrent single-job requests to the
+	// API then cost Redis one round trip between them.
+	s.pipe.do(ctx, func(p redis.Pipeliner) {
 		for i, j := range js {
 			f, err := fields(j)
 			if err != nil {
@@ -261,10 +263,11 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 				j.Pool, s.ns.WaitingKey(""), ms(due)}, f...)
 			cmds[i] = createScript.EvalSha(ctx, p, keys, args...)
 		}
-		return nil
 	})
-	if err != nil {
-		return nil, err
+	for _, c := range cmds {
+		if c != nil && c.Err() != nil {
+			return nil, c.Err()
+		}
 	}
 	var existing []int
 	for i, c := range cmds {
@@ -425,11 +428,6 @@ func (s *Store) Progress(ctx context.Context, id string, p jobs.Progress) error 
 		return unavailable("progress of job "+id, err)
 	}
 	return nil
-}
-
-// run evaluates a script by its hash, loading it if Redis lost it.
-func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
-	return sc.Run(ctx, s.rdb, keys, args...)
 }
 
 func isNoScript(err error) bool {

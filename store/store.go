@@ -55,10 +55,11 @@ type Config struct {
 
 // Store reads and writes job records. It is safe for concurrent use.
 type Store struct {
-	cfg Config
-	rdb *redis.Client
-	ns  jobs.Namespace
-	log *slog.Logger
+	cfg  Config
+	rdb  *redis.Client
+	pipe *pipeline // the scripts of concurrent callers, in shared round trips
+	ns   jobs.Namespace
+	log  *slog.Logger
 }
 
 // New returns a Store for the Redis at cfg.URL. It does not connect until
@@ -85,11 +86,13 @@ func New(cfg Config) (*Store, error) {
 	// A down Redis should turn into a quick 503, not a slow retry loop.
 	opts.MaxRetries = cmp.Or(opts.MaxRetries, 1)
 	opts.DialerRetries = cmp.Or(opts.DialerRetries, 1)
+	rdb := redis.NewClient(opts)
 	return &Store{
-		cfg: cfg,
-		rdb: redis.NewClient(opts),
-		ns:  cfg.Namespace,
-		log: cfg.Logger.With("component", "store"),
+		cfg:  cfg,
+		rdb:  rdb,
+		pipe: &pipeline{rdb: rdb},
+		ns:   cfg.Namespace,
+		log:  cfg.Logger.With("component", "store"),
 	}, nil
 }
 
