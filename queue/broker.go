@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -59,6 +60,7 @@ func (c Config) withDefaults() Config {
 // session is one live connection and the publisher on it.
 type session struct {
 	conn *amqp.Connection
+	wire *corkedConn // the connection's socket
 	// lost is closed when the connection is gone.
 	lost chan struct{}
 
@@ -246,7 +248,7 @@ func (b *Broker) hold(ctx context.Context, s *session) {
 			return
 		case <-pub.done:
 		}
-		next, err := b.openPublisher(s.conn)
+		next, err := b.openPublisher(s.conn, s.wire)
 		if err != nil {
 			b.log.Warn("cannot reopen the publishing channel; reconnecting", "err", err)
 			return
@@ -270,7 +272,7 @@ func (b *Broker) declareDelays(conn *amqp.Connection) error {
 
 // openPublisher opens a channel, declares the exchange (which may be what
 // went missing) and puts the channel in confirm mode.
-func (b *Broker) openPublisher(conn *amqp.Connection) (*publisher, error) {
+func (b *Broker) openPublisher(conn *amqp.Connection, wire *corkedConn) (*publisher, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open channel: %w", err)
@@ -278,21 +280,30 @@ func (b *Broker) openPublisher(conn *amqp.Connection) (*publisher, error) {
 	if err := declareExchange(ch, b.cfg.Namespace); err != nil {
 		return nil, err
 	}
-	return newPublisher(ch)
+	return newPublisher(ch, wire)
 }
 
 func (b *Broker) connect() (*session, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(b.cfg.Name)
+	dial := amqp.DefaultDial(5 * time.Second)
+	var wire *corkedConn
 	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Properties: props,
-		Dial:       amqp.DefaultDial(5 * time.Second),
+		Dial: func(network, addr string) (net.Conn, error) {
+			c, err := dial(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			wire = &corkedConn{Conn: c}
+			return wire, nil
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	pub, err := b.openPublisher(conn)
+	pub, err := b.openPublisher(conn, wire)
 	if err == nil {
 		err = b.declareDelays(conn)
 	}
@@ -300,7 +311,7 @@ func (b *Broker) connect() (*session, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("set up connection: %w", err)
 	}
-	return &session{conn: conn, pub: pub, lost: make(chan struct{})}, nil
+	return &session{conn: conn, wire: wire, pub: pub, lost: make(chan struct{})}, nil
 }
 
 // channel opens a fresh channel on the live connection, waiting for one

@@ -20,7 +20,9 @@ import (
 // sent: the broker is unreachable now (ErrUnavailable) or ctx ended.
 //
 // Messages of one call are pipelined: all are written, then all confirms are
-// awaited together; concurrent calls share one channel.
+// awaited together. Concurrent calls share one channel, and those that
+// arrive while another's messages are being written are written together
+// next, in one write to the socket (see send).
 func (b *Broker) Publish(ctx context.Context, msgs []Message) ([]error, error) {
 	s, err := b.live()
 	if err != nil {
@@ -32,14 +34,28 @@ func (b *Broker) Publish(ctx context.Context, msgs []Message) ([]error, error) {
 // publisher owns a channel in confirm mode and matches the broker's confirms
 // and returns to the calls waiting for them.
 type publisher struct {
-	ch *amqp.Channel
-	mu sync.Mutex // held while publishing, so sequence numbers stay ours
+	ch   *amqp.Channel
+	wire *corkedConn // nil: writes are never held back
+
+	qmu     sync.Mutex
+	queue   []*publishCall // waiting for the sender
+	sending bool           // one call at a time writes, so sequence numbers stay ours
 
 	pmu     sync.Mutex
 	pending map[uint64]pendingConfirm
 	closed  error
 
 	done chan struct{}
+}
+
+// publishCall is one call's messages on their way to the channel.
+type publishCall struct {
+	ctx  context.Context
+	ns   jobs.Namespace
+	msgs []Message
+	bt   *batch
+	sent chan struct{} // closed once its messages are written (or failed)
+	lead chan struct{} // closed when this queued call is to send the queue
 }
 
 type pendingConfirm struct {
@@ -62,11 +78,11 @@ func (b *batch) finish(i int, err error) {
 	}
 }
 
-func newPublisher(ch *amqp.Channel) (*publisher, error) {
+func newPublisher(ch *amqp.Channel, wire *corkedConn) (*publisher, error) {
 	if err := ch.Confirm(false); err != nil {
 		return nil, fmt.Errorf("confirm mode: %w", err)
 	}
-	p := &publisher{ch: ch, pending: map[uint64]pendingConfirm{}, done: make(chan struct{})}
+	p := &publisher{ch: ch, wire: wire, pending: map[uint64]pendingConfirm{}, done: make(chan struct{})}
 	// Both channels are drained by loop at all times: amqp091 blocks its
 	// reader while they are full.
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1024))
@@ -81,19 +97,78 @@ func (p *publisher) publish(ctx context.Context, ns jobs.Namespace, msgs []Messa
 	}
 	bt := &batch{errs: make([]error, len(msgs)), done: make(chan struct{})}
 	bt.left.Store(int64(len(msgs)))
+	c := &publishCall{ctx: ctx, ns: ns, msgs: msgs, bt: bt, sent: make(chan struct{})}
 
-	p.mu.Lock()
-	for i, m := range msgs {
+	p.qmu.Lock()
+	if !p.sending {
+		p.sending = true
+		p.send(c)
+	} else {
+		c.lead = make(chan struct{})
+		p.queue = append(p.queue, c)
+		p.qmu.Unlock()
+		select {
+		case <-c.sent: // written by the call before
+		case <-c.lead:
+			p.qmu.Lock()
+			p.send(c)
+		}
+	}
+
+	select {
+	case <-bt.done:
+		return bt.errs, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for confirms: %w", context.Cause(ctx))
+	}
+}
+
+// send writes c's messages and those of every call queued behind it, with
+// the connection corked so they leave in one write, then hands the sending
+// on to the oldest call queued meanwhile, if any. Called with qmu held; it
+// releases it. A lone call is written at once, as before; under load each
+// write carries the calls that came while the last one was made.
+func (p *publisher) send(c *publishCall) {
+	calls := append([]*publishCall{c}, p.queue...)
+	p.queue = nil
+	p.qmu.Unlock()
+	if p.wire != nil {
+		p.wire.cork()
+	}
+	for _, call := range calls {
+		p.write(call)
+	}
+	if p.wire != nil {
+		p.wire.uncork()
+	}
+	for _, call := range calls {
+		close(call.sent)
+	}
+	p.qmu.Lock()
+	if len(p.queue) > 0 {
+		next := p.queue[0]
+		p.queue = p.queue[1:]
+		close(next.lead)
+	} else {
+		p.sending = false
+	}
+	p.qmu.Unlock()
+}
+
+// write publishes one call's messages, registering each for its confirm
+// first. Only the sender calls it.
+func (p *publisher) write(c *publishCall) {
+	for i, m := range c.msgs {
 		seq := p.ch.GetNextPublishSeqNo()
 		p.pmu.Lock()
 		err := p.closed
 		if err == nil {
-			p.pending[seq] = pendingConfirm{id: m.ID, batch: bt, i: i}
+			p.pending[seq] = pendingConfirm{id: m.ID, batch: c.bt, i: i}
 		}
 		p.pmu.Unlock()
 		if err == nil {
-			exchange, key := m.route(ns)
-			err = p.ch.PublishWithContext(ctx, exchange, key, true, false, m.publishing())
+			exchange, key := m.route(c.ns)
+			err = p.ch.PublishWithContext(c.ctx, exchange, key, true, false, m.publishing())
 			if err != nil {
 				p.pmu.Lock()
 				_, stillPending := p.pending[seq]
@@ -106,16 +181,8 @@ func (p *publisher) publish(ctx context.Context, ns jobs.Namespace, msgs []Messa
 			}
 		}
 		if err != nil {
-			bt.finish(i, err)
+			c.bt.finish(i, err)
 		}
-	}
-	p.mu.Unlock()
-
-	select {
-	case <-bt.done:
-		return bt.errs, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for confirms: %w", context.Cause(ctx))
 	}
 }
 

@@ -381,3 +381,56 @@ func TestPublishRecoversFromChannelError(t *testing.T) {
 	}
 	ready(t, env, pool, 2)
 }
+
+// Concurrent calls of one message each are written together (see
+// publisher.send); each call still gets its own outcome: a call whose type
+// has no binding gets ErrUnroutable, its neighbours in the same write do
+// not, and exactly the routable messages reach the queue.
+func TestPublishConcurrentSingles(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	const pool = "singles"
+	declarePool(t, env.Broker, pool, "singles.job")
+	const callers, each = 32, 40
+	var (
+		wg                    sync.WaitGroup
+		confirmed, unroutable atomic.Int64
+	)
+	for c := range callers {
+		wg.Go(func() {
+			for i := range each {
+				typ := "singles.job"
+				if (c*each+i)%7 == 0 {
+					typ = "singles.unbound"
+				}
+				errs, err := env.Broker.Publish(context.Background(), []queue.Message{message(t, newJob(typ, i), "")})
+				if err != nil {
+					t.Errorf("caller %d: %v", c, err)
+					return
+				}
+				switch {
+				case typ == "singles.unbound" && errors.Is(errs[0], queue.ErrUnroutable):
+					unroutable.Add(1)
+				case typ == "singles.job" && errs[0] == nil:
+					confirmed.Add(1)
+				default:
+					t.Errorf("caller %d: a %s message: %v", c, typ, errs[0])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wantUnroutable := int64(0)
+	for n := range callers * each {
+		if n%7 == 0 {
+			wantUnroutable++
+		}
+	}
+	if got := unroutable.Load(); got != wantUnroutable {
+		t.Errorf("%d calls refused as unroutable, want %d", got, wantUnroutable)
+	}
+	ready(t, env, pool, int(confirmed.Load()))
+	if confirmed.Load() != callers*each-wantUnroutable {
+		t.Errorf("%d confirmed, want %d", confirmed.Load(), callers*each-wantUnroutable)
+	}
+}
