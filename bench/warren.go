@@ -396,6 +396,11 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 
 	// Submit, with no worker: what the API alone accepts.
 	nSingle := o.n / 2
+	// The API's profile of single POSTs: where a request's cost goes.
+	sprof := filepath.Join(o.outDir, "api-single.cpu.pprof")
+	secs := int(min(10, max(1, 0.6*float64(nSingle)/max(base.Publish/6, 1))))
+	singleProf := make(chan error, 1)
+	go func() { singleProf <- s.api.Profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), sprof) }()
 	m := startMeter(srv, s.api.PID())
 	took, err := submitSingle(ctx, s.base, nSingle, o.clients, nil, ignore)
 	if err != nil {
@@ -405,6 +410,9 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	cs, own := m.per10k(nSingle)
 	cs.API, c.APICPUPer10kSingle = own[0], own[0]
 	cpu["warren_submit_single"] = cs
+	if err := <-singleProf; err == nil {
+		profiles = append(profiles, sprof)
+	}
 	fmt.Printf("  submit, single POSTs from %d clients: %8.0f jobs/s  (%.0f%% of confirmed publish)\n",
 		o.clients, w.SubmitSingle, 100*ratio(w.SubmitSingle, base.Publish))
 
@@ -432,7 +440,7 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	m = startMeter(srv, worker.PID())
 	c.WorkerIdleMB, _, _ = memory(worker.PID())
 	profDone := make(chan error, 1)
-	secs := int(min(10, max(1, 0.6*float64(queued)/max(base.Consume, 1))))
+	secs = int(min(10, max(1, 0.6*float64(queued)/max(base.Consume, 1))))
 	wprof := filepath.Join(o.outDir, "worker-process.cpu.pprof")
 	go func() { profDone <- worker.Profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), wprof) }()
 	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
