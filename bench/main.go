@@ -123,6 +123,9 @@ type Warren struct {
 	Latency      Latencies `json:"e2e_latency_ms"`
 	HalfRate     float64   `json:"half_load_per_s"`
 	HalfLatency  Latencies `json:"half_load_latency_ms"`
+	// HalfSubmitLatency is the first part of HalfLatency: from a job's
+	// submission to the API's answer (its confirm from the broker).
+	HalfSubmitLatency Latencies `json:"half_load_submit_latency_ms"`
 }
 
 // Cost is CPU and memory of the warren processes.

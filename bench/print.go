@@ -38,6 +38,7 @@ func printResults(r Results) {
 	lat("baseline, full load", b.Latency)
 	lat("warren, full load", w.Latency)
 	lat(fmt.Sprintf("warren, half load (%.0f/s)", w.HalfRate), w.HalfLatency)
+	lat("  half load, until the POST is answered", w.HalfSubmitLatency)
 	_ = tw.Flush()
 	fmt.Println()
 	fmt.Printf("CPU seconds per 10,000 jobs: API %.2f (single POSTs), %.2f (batches); worker %.2f\n",

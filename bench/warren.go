@@ -45,6 +45,7 @@ type tracker struct {
 	submitted map[string]time.Time
 	early     map[string]time.Time // done before its submission was answered
 	lat       []time.Duration
+	submitLat []time.Duration // from submission to the API's answer
 	done      int
 	want      int
 	first     time.Time
@@ -84,7 +85,7 @@ func (t *tracker) reset(want int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.submitted, t.early = map[string]time.Time{}, map[string]time.Time{}
-	t.lat, t.done, t.want = nil, 0, want
+	t.lat, t.submitLat, t.done, t.want = nil, nil, 0, want
 	t.first, t.last = time.Time{}, time.Time{}
 	t.reached = make(chan struct{})
 	t.countOnly = false
@@ -107,8 +108,12 @@ func (t *tracker) doneSoFar() int {
 
 // accepted records when a job was submitted.
 func (t *tracker) accepted(id string, at time.Time) {
+	answered := time.Since(at) // called as the answer arrives
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.countOnly {
+		t.submitLat = append(t.submitLat, answered)
+	}
 	if end, ok := t.early[id]; ok {
 		delete(t.early, id)
 		t.lat = append(t.lat, end.Sub(at))
@@ -157,6 +162,14 @@ func (t *tracker) window() (first, last time.Time, lat []time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.first, t.last, t.lat
+}
+
+// answered returns each job's time from its submission to the API's
+// answer, the first part of its latency.
+func (t *tracker) answered() []time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.submitLat
 }
 
 // echoBody is the request body of one sys.echo job.
@@ -497,8 +510,9 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	}
 	_, _, lat = s.track.window()
 	w.HalfLatency = latencies(lat)
-	fmt.Printf("  end to end, half load (%0.f jobs/s):    latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
-		w.HalfRate, w.HalfLatency.P50, w.HalfLatency.P95, w.HalfLatency.P99)
+	w.HalfSubmitLatency = latencies(s.track.answered())
+	fmt.Printf("  end to end, half load (%0.f jobs/s):    latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms (answered: p50 %.1f, p99 %.1f)\n",
+		w.HalfRate, w.HalfLatency.P50, w.HalfLatency.P95, w.HalfLatency.P99, w.HalfSubmitLatency.P50, w.HalfSubmitLatency.P99)
 
 	_, c.APIPeakMB, _ = memory(s.api.PID())
 	_, c.WorkerPeakMB, _ = memory(worker.PID())
