@@ -8,6 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenhq/warren/internal/combine"
 	"github.com/warrenhq/warren/jobs"
 )
 
@@ -37,9 +38,9 @@ type publisher struct {
 	ch   *amqp.Channel
 	wire *corkedConn // nil: writes are never held back
 
-	qmu     sync.Mutex
-	queue   []*publishCall // waiting for the sender
-	sending bool           // one call at a time writes, so sequence numbers stay ours
+	// sender writes the messages of concurrent calls together, one batch
+	// at a time, so sequence numbers stay ours (see send).
+	sender *combine.Combiner[*publishCall]
 
 	pmu     sync.Mutex
 	pending map[uint64]pendingConfirm
@@ -54,8 +55,6 @@ type publishCall struct {
 	ns   jobs.Namespace
 	msgs []Message
 	bt   *batch
-	sent chan struct{} // closed once its messages are written (or failed)
-	lead chan struct{} // closed when this queued call is to send the queue
 }
 
 type pendingConfirm struct {
@@ -83,6 +82,7 @@ func newPublisher(ch *amqp.Channel, wire *corkedConn) (*publisher, error) {
 		return nil, fmt.Errorf("confirm mode: %w", err)
 	}
 	p := &publisher{ch: ch, wire: wire, pending: map[uint64]pendingConfirm{}, done: make(chan struct{})}
+	p.sender = &combine.Combiner[*publishCall]{Send: p.send}
 	// Both channels are drained by loop at all times: amqp091 blocks its
 	// reader while they are full.
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1024))
@@ -97,23 +97,7 @@ func (p *publisher) publish(ctx context.Context, ns jobs.Namespace, msgs []Messa
 	}
 	bt := &batch{errs: make([]error, len(msgs)), done: make(chan struct{})}
 	bt.left.Store(int64(len(msgs)))
-	c := &publishCall{ctx: ctx, ns: ns, msgs: msgs, bt: bt, sent: make(chan struct{})}
-
-	p.qmu.Lock()
-	if !p.sending {
-		p.sending = true
-		p.send(c)
-	} else {
-		c.lead = make(chan struct{})
-		p.queue = append(p.queue, c)
-		p.qmu.Unlock()
-		select {
-		case <-c.sent: // written by the call before
-		case <-c.lead:
-			p.qmu.Lock()
-			p.send(c)
-		}
-	}
+	p.sender.Do(&publishCall{ctx: ctx, ns: ns, msgs: msgs, bt: bt})
 
 	select {
 	case <-bt.done:
@@ -123,36 +107,18 @@ func (p *publisher) publish(ctx context.Context, ns jobs.Namespace, msgs []Messa
 	}
 }
 
-// send writes c's messages and those of every call queued behind it, with
-// the connection corked so they leave in one write, then hands the sending
-// on to the oldest call queued meanwhile, if any. Called with qmu held; it
-// releases it. A lone call is written at once, as before; under load each
-// write carries the calls that came while the last one was made.
-func (p *publisher) send(c *publishCall) {
-	calls := append([]*publishCall{c}, p.queue...)
-	p.queue = nil
-	p.qmu.Unlock()
+// send writes the messages of calls that came together, with the
+// connection corked so they leave in one write. A lone call is written at
+// once, as before; under load each write carries the calls that came while
+// the last one was made.
+func (p *publisher) send(calls []*publishCall) {
 	if p.wire != nil {
 		p.wire.cork()
+		defer p.wire.uncork()
 	}
-	for _, call := range calls {
-		p.write(call)
+	for _, c := range calls {
+		p.write(c)
 	}
-	if p.wire != nil {
-		p.wire.uncork()
-	}
-	for _, call := range calls {
-		close(call.sent)
-	}
-	p.qmu.Lock()
-	if len(p.queue) > 0 {
-		next := p.queue[0]
-		p.queue = p.queue[1:]
-		close(next.lead)
-	} else {
-		p.sending = false
-	}
-	p.qmu.Unlock()
 }
 
 // write publishes one call's messages, registering each for its confirm

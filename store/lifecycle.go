@@ -240,7 +240,7 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 	cmds := make([]*redis.Cmd, len(js))
 	// Through the shared round trips: concurrent single-job requests to the
 	// API then cost Redis one round trip between them.
-	s.pipe.do(ctx, func(p redis.Pipeliner) {
+	s.pipe.Do(func(p redis.Pipeliner) {
 		for i, j := range js {
 			f, err := fields(j)
 			if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/warrenhq/warren/internal/combine"
 	"github.com/warrenhq/warren/jobs"
 )
 
@@ -57,7 +58,7 @@ type Config struct {
 type Store struct {
 	cfg  Config
 	rdb  *redis.Client
-	pipe *pipeline // the scripts of concurrent callers, in shared round trips
+	pipe *combine.Combiner[func(redis.Pipeliner)] // the scripts of concurrent callers, in shared round trips
 	ns   jobs.Namespace
 	log  *slog.Logger
 }
@@ -90,7 +91,7 @@ func New(cfg Config) (*Store, error) {
 	return &Store{
 		cfg:  cfg,
 		rdb:  rdb,
-		pipe: &pipeline{rdb: rdb},
+		pipe: newPipeline(rdb),
 		ns:   cfg.Namespace,
 		log:  cfg.Logger.With("component", "store"),
 	}, nil
