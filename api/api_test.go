@@ -340,6 +340,37 @@ func TestUnboundTypeIsRefusedAndLeavesNothing(t *testing.T) {
 	}
 }
 
+// A creation that fails half-way leaves no record and publishes nothing:
+// the pool's index of waiting jobs is made a string, so each job's ZADD
+// fails after its record was written.
+func TestFailedCreationLeavesNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{})
+	opts, err := redis.ParseURL(testenv.RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	if err := rdb.Set(context.Background(), f.env.NS.WaitingKey("sys"), "not a sorted set", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for path, body := range map[string]string{
+		"/v1/jobs":       `{"type":"sys.echo"}`,
+		"/v1/jobs/batch": `{"jobs":[{"type":"sys.echo"},{"type":"sys.echo","payload":{"n":2}}]}`,
+	} {
+		if r := do(t, "POST", f.url+path, nil, body); r.status < 500 {
+			t.Errorf("%s: status %d body %s, want a 5xx", path, r.status, r.body)
+		}
+	}
+	if keys := f.env.JobKeys(t); len(keys) != 0 {
+		t.Errorf("failed creations left records: %v", keys)
+	}
+	if n := f.env.Messages(t, "sys"); n != 0 {
+		t.Errorf("%d messages published for jobs whose creation failed", n)
+	}
+}
+
 // unreachableBroker is a Broker in env's namespace whose RabbitMQ never
 // answers.
 func unreachableBroker(t *testing.T, env *testenv.Env) *queue.Broker {

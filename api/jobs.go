@@ -296,6 +296,11 @@ func (s *Server) accept(ctx context.Context, js []*jobs.Job, traceparent string)
 	}
 	created, err := s.store.Create(ctx, js)
 	if err != nil {
+		// Some records may have been written before the failure (a reply
+		// lost, say); none was published, so none may stay.
+		if derr := s.store.Discard(context.WithoutCancel(ctx), js); derr != nil {
+			s.log.Warn("cannot remove records of jobs whose creation failed", "err", derr, "jobs", len(js))
+		}
 		return nil, err
 	}
 	var (
