@@ -54,7 +54,8 @@ type acker struct {
 	pending []pendingAck // acknowledged by handlers, not sent
 	settled []span       // settled one by one above low; sorted, apart
 	counted uint64       // tags in settled
-	first   time.Time    // when the oldest unsent, unheld ack came
+	fresh   int          // acks that came since the last plan (none of them held yet)
+	first   time.Time    // when the oldest of them came
 	batch   int          // acks gathered before a flush
 	holdCap int          // acks held past a gap for as long as it lasts
 	workers int          // how many deliveries handlers take at once
@@ -102,9 +103,10 @@ func (a *acker) ack(tag uint64) error {
 		}
 		return err
 	}
-	if a.fresh() == 0 {
+	if a.fresh == 0 {
 		a.first = time.Now()
 	}
+	a.fresh++
 	a.pending = append(a.pending, pendingAck{tag: tag})
 	a.mu.Unlock()
 	select {
@@ -129,17 +131,6 @@ func (a *acker) nack(tag uint64, requeue bool) error {
 	default:
 	}
 	return nil
-}
-
-// fresh counts the pending acks no flush has held yet. Called with mu held.
-func (a *acker) fresh() int {
-	n := 0
-	for _, p := range a.pending {
-		if p.held.IsZero() {
-			n++
-		}
-	}
-	return n
 }
 
 // run sends batched acks until stop closes, then sends what is left.
@@ -175,8 +166,8 @@ func (a *acker) flush(force bool) (wait time.Duration) {
 		return 0
 	}
 	busy := int64(a.seen) - int64(a.low) - int64(a.counted) - int64(len(a.pending)) // delivered, not acknowledged
-	if fresh := a.fresh(); !force && busy > 0 && fresh < a.batch {
-		if w := ackLinger - time.Since(a.first); w > 0 && fresh > 0 {
+	if !force && busy > 0 && a.fresh < a.batch {
+		if w := ackLinger - time.Since(a.first); w > 0 && a.fresh > 0 {
 			a.mu.Unlock()
 			return w
 		}
@@ -209,7 +200,7 @@ func (a *acker) flush(force bool) (wait time.Duration) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.fresh() > 0 || len(a.pending) > a.holdCap {
+	if a.fresh > 0 || len(a.pending) > a.holdCap {
 		return ackLinger // for what came meanwhile, and what is held past its room
 	}
 	return 0 // held acks within their room wait for the next ack or nack
@@ -222,6 +213,7 @@ func (a *acker) flush(force bool) (wait time.Duration) {
 // of them when forced). The rest are held. Called with mu held.
 func (a *acker) plan(force bool) (multi uint64, singles []uint64) {
 	now := time.Now()
+	a.fresh = 0 // each pending ack is sent or held below
 	slices.SortFunc(a.pending, func(x, y pendingAck) int {
 		switch {
 		case x.tag < y.tag:
