@@ -165,7 +165,7 @@ func TestAckerSettlesEachTagAsItsHandlerSaid(t *testing.T) {
 					t.Errorf("tag %d: acknowledged by its handler, never by the acker", tag)
 				}
 			}
-			t.Logf("%d tags settled with %d frames, %d of them multiple acks", n, f.frames, f.multis)
+			t.Logf("prefetch %d concurrency %d long %v: %d tags settled with %d frames, %d of them multiple acks", c.prefetch, c.concurrency, c.long, n, f.frames, f.multis)
 			if c.prefetch > c.concurrency && !c.long && f.frames > n/4 {
 				t.Errorf("%d frames for %d tags: acks are not batched", f.frames, n)
 			}
