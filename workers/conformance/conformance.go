@@ -179,8 +179,15 @@ func typeDeclared(t *testing.T, f *fixture) {
 	}
 }
 
-// 2. A job runs once and its outcome is recorded in full.
+// 2. A job runs once, its outcome is recorded in full, and its end is
+// announced on its done channel (protocol section 10).
 func succeeds(t *testing.T, f *fixture) {
+	// Every job's done channel, subscribed before the job exists.
+	done := rawRedis(t).PSubscribe(context.Background(), f.env.NS.DoneChannel("*"))
+	t.Cleanup(func() { _ = done.Close() })
+	if _, err := done.Receive(context.Background()); err != nil {
+		t.Fatalf("subscribe to the done channels: %v", err)
+	}
 	text := "one two  three\nfour five\nsix wörds"
 	submitted := f.submit(t, fmt.Sprintf(`{"type":"text.wordcount","payload":{"text":%q}}`, text))
 	if submitted.Status != jobs.StatusQueued || submitted.Attempt != 0 {
@@ -205,6 +212,13 @@ func succeeds(t *testing.T, f *fixture) {
 	}
 	if again := f.get(t, j.ID, ""); again.Status != jobs.StatusSucceeded || !cmp.Equal(again.Result, j.Result) {
 		t.Errorf("GET again: %s %s", again.Status, again.Result)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if msg, err := done.ReceiveMessage(ctx); err != nil {
+		t.Errorf("no announcement on the job's done channel: %v", err)
+	} else if msg.Channel != f.env.NS.DoneChannel(j.ID) || msg.Payload != "succeeded" {
+		t.Errorf("announced %q on %s, want \"succeeded\" on %s", msg.Payload, msg.Channel, f.env.NS.DoneChannel(j.ID))
 	}
 	f.noneWaiting(t, "after the job succeeded")
 	f.drained(t)
