@@ -48,19 +48,20 @@ type acker struct {
 	ch   acknowledger
 	kick chan struct{}
 
-	mu      sync.Mutex
-	seen    uint64       // the highest tag delivered
-	low     uint64       // every tag up to low is settled with the broker
-	pending []pendingAck // acknowledged by handlers, not sent
-	settled []span       // settled one by one above low; sorted, apart
-	counted uint64       // tags in settled
-	fresh   int          // acks that came since the last plan (none of them held yet)
-	first   time.Time    // when the oldest of them came
-	batch   int          // acks gathered before a flush
-	holdCap int          // acks held past a gap for as long as it lasts
-	workers int          // how many deliveries handlers take at once
-	err     error        // the first failure to send; later acks report it
-	stopped bool
+	mu       sync.Mutex
+	seen     uint64       // the highest tag delivered
+	handling int          // deliveries in handlers' hands: delivered, neither acked nor rejected
+	low      uint64       // every tag up to low is settled with the broker
+	pending  []pendingAck // acknowledged by handlers, not sent
+	settled  []span       // settled one by one above low; sorted, apart
+	counted  uint64       // tags in settled
+	fresh    int          // acks that came since the last plan (none of them held yet)
+	first    time.Time    // when the oldest of them came
+	batch    int          // acks gathered before a flush
+	holdCap  int          // acks held past a gap for as long as it lasts
+	workers  int          // how many deliveries handlers take at once
+	err      error        // the first failure to send; later acks report it
+	stopped  bool
 }
 
 // newAcker returns an acker for a channel with the given prefetch whose
@@ -89,12 +90,22 @@ func (a *acker) setPrefetch(prefetch int) {
 func (a *acker) delivered(tag uint64) {
 	a.mu.Lock()
 	a.seen = max(a.seen, tag)
+	a.handling++
 	a.mu.Unlock()
+}
+
+// inHand is how many deliveries are in handlers' hands: delivered, and
+// neither acknowledged nor rejected by them yet.
+func (a *acker) inHand() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.handling
 }
 
 // ack queues tag for a batched acknowledgement.
 func (a *acker) ack(tag uint64) error {
 	a.mu.Lock()
+	a.handling--
 	if a.stopped || a.err != nil {
 		err := a.err
 		a.mu.Unlock()
@@ -120,12 +131,16 @@ func (a *acker) ack(tag uint64) error {
 // and one must reach the broker before any multiple ack whose run covers
 // its tag, which only happens once it counts as settled.
 func (a *acker) nack(tag uint64, requeue bool) error {
-	if err := a.ch.Nack(tag, false, requeue); err != nil {
+	err := a.ch.Nack(tag, false, requeue)
+	a.mu.Lock()
+	a.handling--
+	if err == nil {
+		a.settle(tag)
+	}
+	a.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	a.settle(tag)
-	a.mu.Unlock()
 	select { // it may close the gap that held acks wait on
 	case a.kick <- struct{}{}:
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -138,8 +139,7 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 			}
 			return err
 		}
-		err = b.consumeSession(ctx, ch, opts, tuner, handle)
-		_ = ch.Close()
+		err = b.consumeSession(ctx, s, ch, opts, tuner, handle)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -160,43 +160,33 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 	}
 }
 
-func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts ConsumeOptions, tuner *prefetchTuner, handle func(Delivery)) error {
+func (b *Broker) consumeSession(ctx context.Context, s *session, ch *amqp.Channel, opts ConsumeOptions, tuner *prefetchTuner, handle func(Delivery)) error {
 	ns := b.cfg.Namespace
 	q := ns.Queue(opts.Pool)
 	if opts.Intake {
 		q = ns.DeadIntakeQueue(opts.Pool)
 	}
 	if err := declarePool(ch, ns, opts.Pool, opts.Types); err != nil {
+		_ = ch.Close()
 		return err
 	}
 	prefetch := opts.Prefetch
 	if tuner != nil {
 		prefetch = tuner.current
 	}
-	if err := ch.Qos(prefetch, 0, false); err != nil {
-		return fmt.Errorf("set prefetch on %s: %w", q, err)
-	}
-	first, err := subscribe(ch, b.cfg.Name, q)
+	first, err := b.subscribe(ch, q, prefetch, opts.Concurrency)
 	if err != nil {
+		_ = ch.Close()
 		return err
 	}
 	if opts.Ready != nil {
 		opts.Ready()
 	}
-	acks := newAcker(ch, prefetch, opts.Concurrency)
-	stopAcks, acksDone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(acksDone)
-		acks.run(stopAcks)
-	}()
-	// Sent last, after every handler returned, and before the caller
-	// closes the channel.
-	defer func() { close(stopAcks); <-acksDone }()
 
 	// Handlers take deliveries from merged, which forwarders fill from the
 	// consumer and, after adaptive prefetch has replaced it, from the one
 	// before it until that is drained.
-	merged := make(chan amqp.Delivery)
+	merged := make(chan Delivery)
 	var handlers sync.WaitGroup
 	for range opts.Concurrency {
 		handlers.Go(func() {
@@ -209,64 +199,105 @@ func (b *Broker) consumeSession(ctx context.Context, ch *amqp.Channel, opts Cons
 						return
 					}
 					if ctx.Err() != nil {
-						_ = acks.nack(d.DeliveryTag, true)
+						_ = d.Requeue()
 						return
 					}
 					if tuner == nil {
-						handle(Delivery{d: d, acks: acks})
+						handle(d)
 						continue
 					}
 					start := tuner.begin()
-					handle(Delivery{d: d, acks: acks})
+					handle(d)
 					tuner.end(start)
 				}
 			}
 		})
 	}
-	b.runSubscriptions(ctx, ch, q, opts, tuner, acks, first, merged)
+	subs := b.runSubscriptions(ctx, s, q, opts, tuner, first, merged)
 	// Handlers end on ctx (finishing what they run), or when merged closes
 	// because the channel or connection was lost.
 	handlers.Wait()
+	// Every ack is sent before its channel closes; anything still
+	// unacknowledged then goes back to the queue.
+	for _, sub := range subs {
+		sub.close()
+	}
 	return nil
 }
 
-// subscription is one basic.consume on a channel.
+// subscription is one basic.consume, on a channel of its own with the
+// consumer's prefetch, and the acker of that channel.
 type subscription struct {
+	ch         *amqp.Channel
 	tag        string
 	deliveries <-chan amqp.Delivery
+	acks       *acker
+	stopAcks   chan struct{}
+	acksDone   chan struct{}
+	closeOnce  sync.Once
 }
 
-func subscribe(ch *amqp.Channel, name, q string) (*subscription, error) {
-	tag := name + "-" + q + "-" + strconv.FormatUint(consumerSeq.Add(1), 10)
+// subscribe sets the prefetch on ch and consumes q on it.
+func (b *Broker) subscribe(ch *amqp.Channel, q string, prefetch, concurrency int) (*subscription, error) {
+	if err := ch.Qos(prefetch, 0, false); err != nil {
+		return nil, fmt.Errorf("set prefetch on %s: %w", q, err)
+	}
+	tag := b.cfg.Name + "-" + q + "-" + strconv.FormatUint(consumerSeq.Add(1), 10)
 	deliveries, err := ch.Consume(q, tag, false, false, false, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", q, err)
 	}
-	return &subscription{tag: tag, deliveries: deliveries}, nil
+	sub := &subscription{ch: ch, tag: tag, deliveries: deliveries, acks: newAcker(ch, prefetch, concurrency),
+		stopAcks: make(chan struct{}), acksDone: make(chan struct{})}
+	go func() {
+		defer close(sub.acksDone)
+		sub.acks.run(sub.stopAcks)
+	}()
+	return sub, nil
+}
+
+// close sends the subscription's last acks and closes its channel, which
+// returns whatever is still unacknowledged on it to the queue. Called once
+// no handler holds one of its deliveries (or they failed to settle).
+func (s *subscription) close() {
+	s.closeOnce.Do(func() {
+		close(s.stopAcks)
+		<-s.acksDone
+		_ = s.ch.Close()
+	})
 }
 
 // runSubscriptions forwards the deliveries of the session's consumer to
-// merged until ctx ends or the channel is lost, then closes merged. When
-// ctx ends it cancels the consumer, so the broker sends no more, and gives
-// back what arrived but was not started. With a tuner it replaces the
-// consumer when the prefetch should change: RabbitMQ applies a new
-// per-consumer prefetch (the only kind quorum queues have) to consumers
-// started after it, and the messages the old consumer holds stay on the
-// channel, to be handled and acknowledged as usual, not requeued.
-func (b *Broker) runSubscriptions(ctx context.Context, ch *amqp.Channel, q string, opts ConsumeOptions, tuner *prefetchTuner, acks *acker, cur *subscription, merged chan<- amqp.Delivery) {
+// merged until ctx ends or the channel is lost, then closes merged and
+// returns every subscription it opened, for the caller to close once the
+// handlers are done. When ctx ends it cancels the consumer, so the broker
+// sends no more, and gives back what arrived but was not started.
+//
+// With a tuner it replaces the consumer when the prefetch should change,
+// with a new one on a channel of its own: RabbitMQ applies a per-consumer
+// prefetch (the only kind quorum queues have) to consumers started after
+// it. The old consumer is cancelled; what it holds is handled and
+// acknowledged as usual, not requeued, and once none of its deliveries is
+// in a handler's hands its channel is closed. Closing it matters: RabbitMQ
+// may still send a delivery for a consumer it has just cancelled, which
+// amqp091-go drops as addressed to no consumer; the message would then
+// stay unacknowledged on the channel, and only closing the channel returns
+// it to the queue.
+func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opts ConsumeOptions, tuner *prefetchTuner, cur *subscription, merged chan<- Delivery) []*subscription {
+	all := []*subscription{cur}
 	var forwarders sync.WaitGroup
 	ended := make(chan *subscription, 2)
-	forward := func(s *subscription) {
+	forward := func(sub *subscription) {
 		forwarders.Go(func() {
-			for d := range s.deliveries {
-				acks.delivered(d.DeliveryTag)
+			for d := range sub.deliveries {
+				sub.acks.delivered(d.DeliveryTag)
 				select {
-				case merged <- d:
+				case merged <- Delivery{d: d, acks: sub.acks}:
 				case <-ctx.Done(): // the handlers take no more
-					_ = acks.nack(d.DeliveryTag, true)
+					_ = sub.acks.nack(d.DeliveryTag, true)
 				}
 			}
-			ended <- s
+			ended <- sub
 		})
 	}
 	forward(cur)
@@ -276,60 +307,84 @@ func (b *Broker) runSubscriptions(ctx context.Context, ch *amqp.Channel, q strin
 		defer t.Stop()
 		tick = t.C
 	}
+	// Replaced subscriptions whose forwarders have ended, waiting for the
+	// deliveries they handed out to be settled.
+	var retiring []*subscription
 	live := 1 // forwarders running
+	finish := func() []*subscription {
+		for ; live > 0; live-- {
+			<-ended
+		}
+		forwarders.Wait()
+		close(merged)
+		return all
+	}
 	for {
+		var retire <-chan time.Time
+		if len(retiring) > 0 {
+			retire = time.After(retireEvery)
+		}
 		select {
 		case <-ctx.Done():
-			if err := ch.Cancel(cur.tag, false); err != nil {
+			if err := cur.ch.Cancel(cur.tag, false); err != nil {
 				b.log.Debug("cancel consumer", "queue", q, "err", err) // the channel is gone: its deliveries close
 			}
-			for ; live > 0; live-- {
-				<-ended
-			}
-			forwarders.Wait()
-			close(merged)
-			return
-		case s := <-ended:
+			return finish()
+		case sub := <-ended:
 			live--
-			if s == cur {
+			if sub == cur {
 				// Not cancelled by us: the channel or connection is gone,
 				// or the broker cancelled the consumer (queue deleted).
-				for ; live > 0; live-- {
-					<-ended
-				}
-				forwarders.Wait()
-				close(merged)
-				return
+				return finish()
 			}
+			retiring = append(retiring, sub)
+		case <-retire:
+			kept := retiring[:0]
+			for _, sub := range retiring {
+				if sub.acks.inHand() > 0 {
+					kept = append(kept, sub)
+					continue
+				}
+				sub.close()
+				all = slices.DeleteFunc(all, func(x *subscription) bool { return x == sub })
+			}
+			retiring = kept
 		case <-tick:
 			want := tuner.next()
 			if want == tuner.current {
 				continue
 			}
-			if err := ch.Qos(want, 0, false); err != nil {
-				continue // the channel is failing; its deliveries will close
-			}
-			next, err := subscribe(ch, b.cfg.Name, q)
+			ch, err := s.conn.Channel()
 			if err != nil {
+				continue // the connection is failing; the deliveries will close
+			}
+			next, err := b.subscribe(ch, q, want, opts.Concurrency)
+			if err != nil {
+				_ = ch.Close()
 				continue
 			}
 			old := cur
 			cur = next
+			all = append(all, next)
 			forward(cur)
 			live++
 			b.log.Debug("prefetch changed", "queue", q, "from", tuner.current, "to", want)
 			tuner.current = want
-			acks.setPrefetch(want)
 			if opts.PrefetchChanged != nil {
 				opts.PrefetchChanged(want)
 			}
 			// The old consumer's deliveries close once the broker confirms;
-			// its forwarder hands on what it still holds. If the channel is
-			// failing instead, every forwarder ends and the session with it.
-			_ = ch.Cancel(old.tag, false)
+			// its forwarder hands on what it still holds, then it retires.
+			// If its channel is failing instead, its deliveries close and
+			// it retires all the same; what it held is redelivered.
+			_ = old.ch.Cancel(old.tag, false)
 		}
 	}
 }
+
+// retireEvery is how often a replaced subscription is checked for
+// deliveries still in a handler's hands.
+const retireEvery = 100 * time.Millisecond
 
 // Adaptive prefetch. A consumer whose prefetch equals its concurrency waits
 // on the broker for each next message as it acks one; for jobs of a few

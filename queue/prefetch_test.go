@@ -1,6 +1,9 @@
 package queue_test
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,4 +71,32 @@ func TestAdaptivePrefetch(t *testing.T) {
 	if n := handled.Load(); n != 3010 {
 		t.Errorf("%d messages handled, want 3010", n)
 	}
+	// Each replaced consumer's channel was closed once its deliveries were
+	// settled: the connection keeps its publishing channel and the current
+	// consumer's.
+	testenv.Eventually(t, wait, "the replaced consumers' channels to close", func() bool {
+		return channelsOf(t, "test-"+string(env.NS)) == 2
+	})
+}
+
+// channelsOf counts the channels of the connection a client named.
+func channelsOf(t *testing.T, client string) int {
+	t.Helper()
+	var conns []struct {
+		Name       string `json:"name"`
+		Properties struct {
+			Name string `json:"connection_name"`
+		} `json:"client_properties"`
+	}
+	mgmt(t, http.MethodGet, "/api/connections", &conns)
+	for _, c := range conns {
+		if c.Properties.Name != client {
+			continue
+		}
+		var chans []json.RawMessage
+		mgmt(t, http.MethodGet, "/api/connections/"+url.PathEscape(c.Name)+"/channels", &chans)
+		return len(chans)
+	}
+	t.Fatalf("no connection named %s", client)
+	return 0
 }
