@@ -55,6 +55,10 @@ func TestAdaptivePrefetch(t *testing.T) {
 	testenv.Eventually(t, wait, "the consumer's prefetch to show as raised", func() bool {
 		return consumerPrefetch(t, env.NS.Queue(pool)) == concurrency*queue.AdaptivePrefetchFactor
 	})
+	// Only then are messages slow: a quick one left when they turn slow
+	// would take 300 ms too, and enough of them (a slow run, -race) would
+	// outlast the wait below.
+	testenv.Eventually(t, wait, "the quick messages handled", func() bool { return handled.Load() == 3000 })
 	slow.Store(true)
 	burst(10, 3000)
 	select {
