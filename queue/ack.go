@@ -49,12 +49,10 @@ type acker struct {
 	kick chan struct{}
 
 	mu       sync.Mutex
-	seen     uint64       // the highest tag delivered
 	handling int          // deliveries in handlers' hands: delivered, neither acked nor rejected
 	low      uint64       // every tag up to low is settled with the broker
 	pending  []pendingAck // acknowledged by handlers, not sent
 	settled  []span       // settled one by one above low; sorted, apart
-	counted  uint64       // tags in settled
 	fresh    int          // acks that came since the last plan (none of them held yet)
 	first    time.Time    // when the oldest of them came
 	batch    int          // acks gathered before a flush
@@ -85,11 +83,9 @@ func (a *acker) setPrefetch(prefetch int) {
 	a.mu.Unlock()
 }
 
-// delivered records a delivery's tag; the channel numbers deliveries 1, 2,
-// 3 … in the order it delivers them.
-func (a *acker) delivered(tag uint64) {
+// delivered records that a delivery was handed to the handlers.
+func (a *acker) delivered() {
 	a.mu.Lock()
-	a.seen = max(a.seen, tag)
 	a.handling++
 	a.mu.Unlock()
 }
@@ -180,8 +176,7 @@ func (a *acker) flush(force bool) (wait time.Duration) {
 		a.mu.Unlock()
 		return 0
 	}
-	busy := int64(a.seen) - int64(a.low) - int64(a.counted) - int64(len(a.pending)) // delivered, not acknowledged
-	if !force && busy > 0 && a.fresh < a.batch {
+	if !force && a.handling > 0 && a.fresh < a.batch {
 		if w := ackLinger - time.Since(a.first); w > 0 && a.fresh > 0 {
 			a.mu.Unlock()
 			return w
@@ -248,7 +243,6 @@ func (a *acker) plan(force bool) (multi uint64, singles []uint64) {
 			i++
 		case len(a.settled) > 0 && a.settled[0].from == next:
 			a.low = a.settled[0].to
-			a.counted -= a.settled[0].to - a.settled[0].from + 1
 			a.settled = a.settled[1:]
 		default:
 			rest := a.pending[i:]
@@ -285,7 +279,6 @@ func (a *acker) settle(tag uint64) {
 	if tag <= a.low {
 		return
 	}
-	a.counted++
 	i, _ := slices.BinarySearchFunc(a.settled, tag, func(s span, t uint64) int {
 		switch {
 		case s.to < t:
@@ -310,7 +303,6 @@ func (a *acker) settle(tag uint64) {
 	}
 	if len(a.settled) > 0 && a.settled[0].from == a.low+1 {
 		a.low = a.settled[0].to
-		a.counted -= a.settled[0].to - a.settled[0].from + 1
 		a.settled = a.settled[1:]
 	}
 }

@@ -290,7 +290,7 @@ func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opt
 	forward := func(sub *subscription) {
 		forwarders.Go(func() {
 			for d := range sub.deliveries {
-				sub.acks.delivered(d.DeliveryTag)
+				sub.acks.delivered()
 				select {
 				case merged <- Delivery{d: d, acks: sub.acks}:
 				case <-ctx.Done(): // the handlers take no more

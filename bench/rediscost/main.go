@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -110,7 +111,7 @@ func run() error {
 	}{{1, plain[:n/2]}, {32, plain[n/2:]}} {
 		lifecycle := func() error {
 			var (
-				next counter
+				next atomic.Int64
 				wg   sync.WaitGroup
 				mu   sync.Mutex
 				fail error
@@ -118,7 +119,7 @@ func run() error {
 			for range c.callers {
 				wg.Go(func() {
 					for {
-						i := next.add()
+						i := int(next.Add(1)) - 1
 						if i >= len(c.js) {
 							return
 						}
@@ -147,19 +148,6 @@ func run() error {
 		}
 	}
 	return nil
-}
-
-// counter hands out indexes to concurrent callers.
-type counter struct {
-	mu sync.Mutex
-	i  int
-}
-
-func (a *counter) add() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.i++
-	return a.i - 1
 }
 
 // redisCPU reads Redis's own CPU time, user and system.
