@@ -65,6 +65,30 @@ func (ns Namespace) WorkerKey(worker string) string { return string(ns) + ":work
 // keep this index, and the autoscaler reads the oldest due entry from it.
 func (ns Namespace) WaitingKey(pool string) string { return string(ns) + ":waiting:" + pool }
 
+// RunningKey is the Redis sorted set of a pool's running jobs: member = job
+// id, score = the Unix time in milliseconds at which its attempt started (or
+// was last rescued). The start script adds a job and every outcome takes it
+// out, so the rescuer finds a job whose worker was lost without a scan.
+func (ns Namespace) RunningKey(pool string) string { return string(ns) + ":running:" + pool }
+
+// StartedKey is the Redis sorted set in which workers record how far each
+// pool's queue has come: member = pool, score = the latest due time (Unix
+// ms) of a job a worker of the pool started. The queue hands out jobs
+// roughly in the order they became due, so a job due well before it that
+// has not started is not waiting in the queue: its message was lost.
+func (ns Namespace) StartedKey() string { return string(ns) + ":started" }
+
+// RescuedKey counts a pool's rescued jobs in one minute (minute = Unix
+// time in minutes); each counter expires after two hours.
+func (ns Namespace) RescuedKey(pool string, minute int64) string {
+	return string(ns) + ":rescued:" + pool + ":" + strconv.FormatInt(minute, 10)
+}
+
+// RescuerKey is the Redis string holding the rescuer's lease: the process
+// that holds it is the one that looks for lost jobs, so that one process at
+// a time does it per namespace.
+func (ns Namespace) RescuerKey() string { return string(ns) + ":rescuer" }
+
 // AutoscaleKey is the Redis hash in which autoscalers publish each pool's
 // replica counts: field = pool, value = JSON.
 func (ns Namespace) AutoscaleKey() string { return string(ns) + ":autoscale" }
@@ -103,8 +127,19 @@ func (ns Namespace) DelayExchange(level int) string {
 	return string(ns) + ".delay." + strconv.Itoa(level)
 }
 
-// DelayQueue is the queue of delay level n (TTL DelayUnit·2ⁿ).
-func (ns Namespace) DelayQueue(level int) string { return ns.DelayExchange(level) }
+// DelayQueue is the quorum queue of delay level n (TTL DelayUnit·2ⁿ). Its
+// name is not its exchange's: namespaces made before the levels were quorum
+// queues hold classic queues under the exchanges' names, and a queue cannot
+// change its type, so the quorum levels took new names and the classic ones
+// drain into them (queue.declareDelays).
+func (ns Namespace) DelayQueue(level int) string {
+	return string(ns) + ".delay-q." + strconv.Itoa(level)
+}
+
+// ClassicDelayQueue is the name of delay level n's queue in namespaces made
+// before the levels were quorum queues: a classic queue named as its
+// exchange. It is only ever drained and deleted.
+func (ns Namespace) ClassicDelayQueue(level int) string { return ns.DelayExchange(level) }
 
 // DelayDeliverExchange receives messages whose delay has passed and routes
 // them to pool queues by the type at the end of their routing key.

@@ -267,7 +267,10 @@ func (b *Broker) declareDelays(conn *amqp.Connection) error {
 		return fmt.Errorf("open channel: %w", err)
 	}
 	defer ch.Close()
-	return declareDelays(ch, b.cfg.Namespace)
+	if err := declareDelays(ch, b.cfg.Namespace); err != nil {
+		return err
+	}
+	return retireClassicDelays(conn, b.cfg.Namespace, b.log)
 }
 
 // openPublisher opens a channel, declares the exchange (which may be what

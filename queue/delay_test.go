@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warrenhq/warren/internal/testenv"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
@@ -98,4 +100,131 @@ func TestDelayRoutingKey(t *testing.T) {
 	if len(ns.DelayRoutingKey(time.Hour, "a."+string(make([]byte, jobs.MaxTypeName-2)))) > 255 {
 		t.Error("longest routing key is over AMQP's 255 bytes")
 	}
+}
+
+// A namespace made when the delay levels were classic queues (named as
+// their exchanges) is migrated by the next process that connects: its empty
+// classic levels are deleted, and one that holds a delayed message is
+// unbound and kept, so the message waits out its time there, then travels
+// on through the quorum levels to its pool, once, not early; a later connection
+// deletes that level once it is empty. A message delayed after the
+// migration travels through the quorum levels alone.
+func TestClassicDelayLevelsAreRetired(t *testing.T) {
+	t.Parallel()
+	testenv.RequireServices(t)
+	ns := testenv.Namespace(t)
+	ctx := context.Background()
+	ch := testenv.Channel(t)
+	// The old topology, as protocol.md described it, with a message 3.1 s
+	// away (31 units: levels 4 to 0) waiting in it.
+	below := ns.DelayDeliverExchange()
+	must(t, ch.ExchangeDeclare(below, "topic", true, false, false, false, nil))
+	for level := range jobs.DelayLevels {
+		ex := ns.DelayExchange(level)
+		must(t, ch.ExchangeDeclare(ex, "topic", true, false, false, false, nil))
+		_, err := ch.QueueDeclare(ns.ClassicDelayQueue(level), true, false, false, false, amqp.Table{
+			"x-message-ttl": int64(100) << level, "x-dead-letter-exchange": below})
+		must(t, err)
+		must(t, ch.QueueBind(ns.ClassicDelayQueue(level), jobs.DelayBitPattern(level, '1'), ex, false, nil))
+		must(t, ch.ExchangeBind(below, jobs.DelayBitPattern(level, '0'), ex, false, nil))
+		below = ex
+	}
+	old := message(t, newJob("mig.job", 1), "")
+	must(t, ch.PublishWithContext(ctx, ns.DelayExchange(jobs.DelayLevels-1), ns.DelayRoutingKey(3100*time.Millisecond, "mig.job"),
+		false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: old.ID, Body: old.Body, Headers: old.Headers}))
+	published := time.Now()
+	testenv.Eventually(t, 5*time.Second, "the old message in classic level 4", func() bool {
+		q, err := ch.QueueDeclarePassive(ns.ClassicDelayQueue(4), true, false, false, false, nil)
+		return err == nil && q.Messages == 1
+	})
+
+	b := connect(t, ns)
+	declarePool(t, b, "mig", "mig.job")
+	exists := func(name string) bool {
+		// A missing queue closes the channel it was asked on.
+		_, err := testenv.Channel(t).QueueDeclarePassive(name, true, false, false, false, nil)
+		return err == nil
+	}
+	// The message is in one of the levels 4 to 0 when the broker connects
+	// (connecting takes a while: the quorum levels are declared first);
+	// that one level stays, and it alone: the message leaves it for the
+	// quorum levels, never for another classic one.
+	var kept []int
+	for level := range jobs.DelayLevels {
+		if exists(ns.ClassicDelayQueue(level)) {
+			kept = append(kept, level)
+		}
+	}
+	if len(kept) != 1 || kept[0] > 4 {
+		t.Fatalf("classic levels left after the migration: %v; want the one that held the message", kept)
+	}
+	fresh := message(t, newJob("mig.job", 2), "")
+	fresh.Delay = 1500 * time.Millisecond
+	if errs, err := b.Publish(ctx, []queue.Message{fresh}); err != nil || errs[0] != nil {
+		t.Fatalf("publish after the migration: %v %v", err, errs)
+	}
+
+	got := map[string]int{}
+	var mu sync.Mutex
+	cctx, cancel := context.WithCancel(ctx)
+	consumed := make(chan error, 1)
+	go func() {
+		consumed <- b.Consume(cctx, queue.ConsumeOptions{Pool: "mig", Types: []string{"mig.job"}}, func(d queue.Delivery) {
+			_ = d.Ack()
+			mu.Lock()
+			got[d.MessageID()]++
+			mu.Unlock()
+		})
+	}()
+	testenv.Eventually(t, 20*time.Second, "both messages to arrive", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got[old.ID] > 0 && got[fresh.ID] > 0
+	})
+	if took := time.Since(published); took < 3*time.Second {
+		t.Errorf("the old message arrived after %s, before its delay of 3.1s", took)
+	}
+	// Long enough for a second copy to arrive, were there one.
+	time.Sleep(2 * time.Second)
+	cancel()
+	if err := <-consumed; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if got[old.ID] != 1 || got[fresh.ID] != 1 {
+		t.Errorf("arrivals: old %d, fresh %d; want each once", got[old.ID], got[fresh.ID])
+	}
+	mu.Unlock()
+
+	// The next connection deletes the drained classic level.
+	connect(t, ns)
+	if exists(ns.ClassicDelayQueue(kept[0])) {
+		t.Errorf("the drained classic level %d was not deleted by the next connection", kept[0])
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// connect starts a broker of namespace ns and stops it when the test ends.
+func connect(t *testing.T, ns jobs.Namespace) *queue.Broker {
+	t.Helper()
+	b, err := queue.New(queue.Config{URL: testenv.AMQPURL(), Namespace: ns, Logger: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	return b
 }

@@ -2,7 +2,9 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -32,6 +34,13 @@ func declareExchange(ch *amqp.Channel, ns jobs.Namespace) error {
 // level's exchange passes a message to its queue if bit n of the routing key
 // is 1, else straight on to the next level. Level 0 ends at the deliver
 // exchange, where pool queues are bound by type.
+//
+// The levels are quorum queues that dead-letter at least once: the broker
+// keeps an expired message in its level until the next level (or the pool
+// queue) has confirmed it, so a broker restart or crash in the hand-over
+// cannot drop it, and a message due for a pool whose queue is gone waits in
+// its level and is retried until the queue is back. Classic queues
+// dead-letter at most once and lost messages in exactly that hand-over.
 func declareDelays(ch *amqp.Channel, ns jobs.Namespace) error {
 	deliver := ns.DelayDeliverExchange()
 	if err := ch.ExchangeDeclare(deliver, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
@@ -43,11 +52,7 @@ func declareDelays(ch *amqp.Channel, ns jobs.Namespace) error {
 		if err := ch.ExchangeDeclare(ex, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 			return fmt.Errorf("declare exchange %s: %w", ex, err)
 		}
-		ttl := int64(jobs.DelayUnit/time.Millisecond) << level
-		if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{
-			"x-message-ttl":          ttl,
-			"x-dead-letter-exchange": next,
-		}); err != nil {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, delayQueueArgs(level, next)); err != nil {
 			return fmt.Errorf("declare queue %s: %w", q, err)
 		}
 		if err := ch.QueueBind(q, jobs.DelayBitPattern(level, '1'), ex, false, nil); err != nil {
@@ -57,6 +62,67 @@ func declareDelays(ch *amqp.Channel, ns jobs.Namespace) error {
 			return fmt.Errorf("bind %s to %s: %w", next, ex, err)
 		}
 		next = ex
+	}
+	return nil
+}
+
+// delayQueueArgs are the arguments of delay level n's quorum queue, whose
+// messages dead-letter to the exchange next when their TTL ends.
+func delayQueueArgs(level int, next string) amqp.Table {
+	return amqp.Table{
+		amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
+		"x-message-ttl":          int64(jobs.DelayUnit/time.Millisecond) << level,
+		"x-dead-letter-exchange": next,
+		"x-dead-letter-strategy": "at-least-once",
+		"x-overflow":             "reject-publish", // required by at-least-once dead-lettering
+	}
+}
+
+// retireClassicDelays drains the classic delay queues of a namespace made
+// before the levels were quorum queues into the quorum levels, which
+// declareDelays has declared by then. An empty classic level is deleted. One
+// that still holds messages is unbound, so nothing new enters it, and kept:
+// its messages wait out their TTL there and then dead-letter, as they always
+// did, to the next level's exchange, which now leads to the quorum levels;
+// a later start deletes it once it is empty. Nothing it holds is lost, and
+// nothing waits longer than it was meant to.
+//
+// Deleting with if-empty is what tells the cases apart in one call per
+// level: a queue that does not exist is deleted without complaint, and one
+// that holds messages refuses (406) and closes the channel, so each refusal
+// costs a new channel.
+func retireClassicDelays(conn *amqp.Connection, ns jobs.Namespace, log *slog.Logger) error {
+	var ch *amqp.Channel
+	defer func() {
+		if ch != nil {
+			_ = ch.Close()
+		}
+	}()
+	for level := 0; level < jobs.DelayLevels; level++ {
+		if ch == nil {
+			var err error
+			if ch, err = conn.Channel(); err != nil {
+				return fmt.Errorf("open channel: %w", err)
+			}
+		}
+		q := ns.ClassicDelayQueue(level)
+		_, err := ch.QueueDelete(q, false, true, false)
+		var aerr *amqp.Error
+		if err == nil || !errors.As(err, &aerr) || aerr.Code != amqp.PreconditionFailed {
+			if err != nil {
+				return fmt.Errorf("retire classic delay queue %s: %w", q, err)
+			}
+			continue
+		}
+		// Not empty: the refusal closed the channel.
+		if ch, err = conn.Channel(); err != nil {
+			return fmt.Errorf("open channel: %w", err)
+		}
+		if err := ch.QueueUnbind(q, jobs.DelayBitPattern(level, '1'), ns.DelayExchange(level), nil); err != nil {
+			return fmt.Errorf("unbind classic delay queue %s: %w", q, err)
+		}
+		log.Info("a classic delay queue still holds messages: unbound, it drains into the quorum delay levels and is deleted once empty",
+			"queue", q)
 	}
 	return nil
 }
@@ -131,8 +197,11 @@ type QueueInfo struct {
 	Consumers int
 }
 
-// InspectPool reports a pool's queue; the error wraps amqp's 404 when the
-// queue does not exist.
+// ErrNoQueue means the queue asked about does not exist (the broker's 404).
+var ErrNoQueue = errors.New("no such queue")
+
+// InspectPool reports a pool's queue; the error wraps ErrNoQueue (and
+// amqp's 404) when the queue does not exist.
 func (b *Broker) InspectPool(ctx context.Context, pool string) (QueueInfo, error) {
 	return b.inspect(ctx, b.cfg.Namespace.Queue(pool))
 }
@@ -149,6 +218,10 @@ func (b *Broker) inspect(ctx context.Context, name string) (QueueInfo, error) {
 	}
 	defer ch.Close()
 	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		return QueueInfo{}, fmt.Errorf("inspect %s: %w: %w", name, ErrNoQueue, err)
+	}
 	if err != nil {
 		return QueueInfo{}, fmt.Errorf("inspect %s: %w", name, err)
 	}
@@ -169,7 +242,7 @@ func (b *Broker) DeleteNamespace(ctx context.Context, pools []string) error {
 		queues = append(queues, ns.Queue(p), ns.DeadQueue(p), ns.DeadIntakeQueue(p))
 	}
 	for level := 0; level < jobs.DelayLevels; level++ {
-		queues = append(queues, ns.DelayQueue(level))
+		queues = append(queues, ns.DelayQueue(level), ns.ClassicDelayQueue(level))
 	}
 	for _, q := range queues {
 		if _, err := ch.QueueDelete(q, false, false, false); err != nil {

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/warrenhq/warren/jobs"
@@ -349,4 +350,22 @@ func Summary(t testing.TB, format string, args ...any) {
 	if _, err := fmt.Fprintln(f, line); err != nil {
 		t.Errorf("summary file: %v", err)
 	}
+}
+
+// Channel opens an AMQP channel on a connection of its own to the shared
+// broker, for tests that act behind warren's back (purge a queue, read one
+// without consuming it); both close when the test ends. A broker error on
+// the channel (a 404, say) closes it: open another.
+func Channel(t testing.TB) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(AMQPURL())
+	if err != nil {
+		t.Fatalf("connect to RabbitMQ at %s: %v", AMQPURL(), err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
 }
