@@ -91,33 +91,55 @@ var discardScript = redis.NewScript(discardLua)
 // message says were made before it was published (-1: unknown, no check).
 // A message whose count disagrees with the record is a stale copy ("stale")
 // and must not run, except when the record shows that very attempt still
-// running: its worker was lost, and the broker redelivered the message.
+// running: then either its worker was lost and the broker redelivered the
+// message, or this is a second copy of the message (one the rescuer
+// republished, say) while the first runs. The worker's lease tells them
+// apart: while it lasts the attempt is in live hands and this copy is
+// "busy", with the milliseconds to wait before offering it again (until
+// the lease would lapse, or a tenth of the time the attempt has run, up to
+// a minute, so an attempt that runs for hours is not asked after every few
+// seconds); once it has lapsed the attempt was lost and this one runs.
 // ARGV[4] is a token unique to this delivery: a repeat of the same start
 // (a reply lost on the way) finds its own token and changes nothing.
 // ARGV[5] and [6], the job id and the waiting index key prefix, take the
-// job out of its pool's index of waiting jobs.
+// job out of its pool's index of waiting jobs; [7] is the worker lease key
+// prefix and [8] the running index key prefix, which the job enters. A
+// running job also returns when it was due (Unix ms: when it was scheduled
+// for, or created), which tells a worker how far its pool's queue has come.
 //
 // Every job runs this and the finish script, so both read the record with
 // one HMGET and write it with one HSET: each redis.call costs Redis about
 // as much as a small command of its own.
 const startLua = terminalLua + `
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at')
 local st = r[1]
 if not st then return {'missing', 0} end
 local attempt = tonumber(r[2]) or 0
 if terminal(st) then return {st, attempt} end
 if st == 'running' and r[3] == ARGV[4] then
-  return {'running', attempt}
+  return {'running', attempt, tonumber(r[7] or r[8]) or 0}
 end
 local made = tonumber(ARGV[3])
-if made >= 0 and attempt ~= made and not (st == 'running' and attempt == made + 1) then
-  return {'stale', attempt}
+if made >= 0 and attempt ~= made then
+  if not (st == 'running' and attempt == made + 1) then
+    return {'stale', attempt}
+  end
+  if ARGV[7] and r[5] then
+    local left = redis.call('PTTL', ARGV[7] .. r[5])
+    if left ~= -2 then
+      local ran = tonumber(ARGV[2]) - (tonumber(r[6]) or tonumber(ARGV[2]))
+      return {'busy', attempt, math.max(left + 1000, math.min(math.floor(ran / 10), 60000))}
+    end
+  end
 end
 attempt = attempt + 1
 redis.call('HSET', KEYS[1], 'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
-if r[4] then redis.call('ZREM', ARGV[6] .. r[4], ARGV[5]) end
-return {'running', attempt}
+if r[4] then
+  redis.call('ZREM', ARGV[6] .. r[4], ARGV[5])
+  if ARGV[8] then redis.call('ZADD', ARGV[8] .. r[4], ARGV[2], ARGV[5]) end
+end
+return {'running', attempt, tonumber(r[7] or r[8]) or 0}
 `
 
 var startScript = redis.NewScript(startLua)
@@ -134,12 +156,13 @@ var startScript = redis.NewScript(startLua)
 // channel, id, next attempt due ms (empty for none), the attempt this
 // outcome belongs to (-1: any), and for "queued" the attempt count to
 // restore (the attempts made before the interrupted one), and the waiting
-// index key prefix. An outcome of an attempt the record has moved past (a
-// run that overlapped a redelivery of its message) is "superseded" and
-// changes nothing. A retrying or queued outcome puts the job back in its
-// pool's index of waiting jobs, due when the next attempt is (or now); any
-// other takes it out (a running job is not in it: the start script took it
-// out).
+// index key prefix, and the running index key prefix. An outcome of an
+// attempt the record has moved past (a run that overlapped a redelivery of
+// its message) is "superseded" and changes nothing. A retrying or queued
+// outcome puts the job back in its pool's index of waiting jobs, due when
+// the next attempt is (or now); any other takes it out (a running job is
+// not in it: the start script took it out). A job that was running leaves
+// its pool's index of running jobs.
 const finishLua = terminalLua + `
 local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool', 'error', 'progress')
 local st = r[1]
@@ -173,6 +196,7 @@ if pool and (ARGV[1] == 'retrying' or ARGV[1] == 'queued') then
 elseif pool and st ~= 'running' then
   redis.call('ZREM', ARGV[11] .. pool, ARGV[7])
 end
+if pool and st == 'running' and ARGV[12] then redis.call('ZREM', ARGV[12] .. pool, ARGV[7]) end
 return {'ok', ARGV[1]}
 `
 
@@ -181,7 +205,7 @@ return {'ok', ARGV[1]}
 // cancels its context, and its done channel says "canceled". Returns {'ok',
 // previous status}, {'terminal', status} or {'missing', ""}. ARGV: now ms,
 // retention ms, error JSON, events channel, id, waiting index key prefix,
-// the job's done channel.
+// the job's done channel, running index key prefix.
 const cancelLua = terminalLua + `
 local r = redis.call('HMGET', KEYS[1], 'status', 'pool')
 local st = r[1]
@@ -189,7 +213,10 @@ if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
 redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', ARGV[1], 'error', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if r[2] then redis.call('ZREM', ARGV[6] .. r[2], ARGV[5]) end
+if r[2] then
+  redis.call('ZREM', ARGV[6] .. r[2], ARGV[5])
+  if st == 'running' and ARGV[8] then redis.call('ZREM', ARGV[8] .. r[2], ARGV[5]) end
+end
 redis.call('PUBLISH', ARGV[4], 'cancel ' .. ARGV[5])
 redis.call('PUBLISH', ARGV[7], 'canceled')
 return {'ok', st}
@@ -356,6 +383,16 @@ type Started struct {
 	// Stale is true when the record has moved past the message: another
 	// copy of the job (a retry) is on its way, so this one must not run.
 	Stale bool
+	// Busy is true when the message is a second copy of an attempt that a
+	// live worker runs: it must not run now. Offered again after Wait, it
+	// finds the attempt ended (and is stale), or still running, or lost
+	// with its worker (and then runs).
+	Busy bool
+	// Wait is how long a busy copy should wait before it is offered again.
+	Wait time.Duration
+	// Due is when a running job was due: when it was scheduled for, or
+	// created. Zero for a record that does not say.
+	Due time.Time
 }
 
 // Start marks the job running for a new attempt by worker. made is the
@@ -363,19 +400,30 @@ type Started struct {
 // not say); see Started.Stale. token identifies this delivery: calling
 // Start again with the same token (after a lost reply) changes nothing.
 func (s *Store) Start(ctx context.Context, id, worker string, made int, token string, now time.Time) (Started, error) {
-	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now), made, token, id, s.ns.WaitingKey("")).Slice()
+	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now), made, token, id,
+		s.ns.WaitingKey(""), s.ns.WorkerKey(""), s.ns.RunningKey("")).Slice()
 	if err != nil {
 		return Started{}, unavailable("start job "+id, err)
 	}
 	st, _ := res[0].(string)
 	n, _ := res[1].(int64)
+	var third int64
+	if len(res) > 2 {
+		third, _ = res[2].(int64)
+	}
 	switch st {
 	case "missing":
 		return Started{Missing: true}, nil
 	case "stale":
 		return Started{Stale: true, Attempt: int(n)}, nil
+	case "busy":
+		return Started{Busy: true, Attempt: int(n), Wait: time.Duration(third) * time.Millisecond}, nil
 	}
-	return Started{Status: jobs.Status(st), Attempt: int(n)}, nil
+	out := Started{Status: jobs.Status(st), Attempt: int(n)}
+	if third > 0 {
+		out.Due = time.UnixMilli(third)
+	}
+	return out, nil
 }
 
 // Outcome is the end of an attempt, as Finish records it.
@@ -423,7 +471,7 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 	}
 	res, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
 		string(o.Status), ms(now), s.cfg.Retention.Milliseconds(),
-		string(o.Result), string(errJSON), s.ns.DoneChannel(id), id, next, of, o.Restore, s.ns.WaitingKey("")).StringSlice()
+		string(o.Result), string(errJSON), s.ns.DoneChannel(id), id, next, of, o.Restore, s.ns.WaitingKey(""), s.ns.RunningKey("")).StringSlice()
 	if err != nil {
 		return unavailable("finish job "+id, err)
 	}
@@ -464,7 +512,7 @@ var canceledError = &jobs.Error{Code: "canceled", Message: "canceled by request"
 func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error) {
 	errJSON, _ := json.Marshal(canceledError)
 	res, err := s.run(ctx, cancelScript, []string{s.ns.JobKey(id)},
-		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id, s.ns.WaitingKey(""), s.ns.DoneChannel(id)).StringSlice()
+		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id, s.ns.WaitingKey(""), s.ns.DoneChannel(id), s.ns.RunningKey("")).StringSlice()
 	if err != nil {
 		return "", unavailable("cancel job "+id, err)
 	}

@@ -262,7 +262,7 @@ func TestStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(store.Started{Status: jobs.StatusRunning, Attempt: 1}, got); diff != "" {
+	if diff := cmp.Diff(store.Started{Status: jobs.StatusRunning, Attempt: 1, Due: j.CreatedAt}, got); diff != "" {
 		t.Errorf("first Start (-want +got):\n%s", diff)
 	}
 	rec := f.get(t, j.ID)
@@ -273,13 +273,14 @@ func TestStart(t *testing.T) {
 	if err := f.st.Progress(ctx(t), j.ID, jobs.Progress{Percent: 40}); err != nil {
 		t.Fatal(err)
 	}
-	f.finish(t, j.ID, store.Outcome{Status: jobs.StatusRetrying, Error: &jobs.Error{Code: "handler", Message: "x", Retryable: true}})
+	due := now.Add(500 * time.Millisecond)
+	f.finish(t, j.ID, store.Outcome{Status: jobs.StatusRetrying, Error: &jobs.Error{Code: "handler", Message: "x", Retryable: true}, Next: due})
 	later := now.Add(time.Second)
 	got, err = f.st.Start(ctx(t), j.ID, "w-b", -1, "token-"+jobs.NewID(), later)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(store.Started{Status: jobs.StatusRunning, Attempt: 2}, got); diff != "" {
+	if diff := cmp.Diff(store.Started{Status: jobs.StatusRunning, Attempt: 2, Due: due}, got); diff != "" {
 		t.Errorf("second Start (-want +got):\n%s", diff)
 	}
 	rec = f.get(t, j.ID)

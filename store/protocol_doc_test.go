@@ -18,7 +18,8 @@ func TestProtocolDocHoldsTheScripts(t *testing.T) {
 	for name, src := range map[string]string{
 		"create": createLua, "discard": discardLua, "start": startLua,
 		"finish": finishLua, "progress": progressLua, "declare": declareLua, "cancel": cancelLua, "revive": reviveLua,
-		"oldest waiting": oldestLua,
+		"oldest waiting": oldestLua, "overdue": overdueLua, "orphaned": orphanedLua, "rescue": rescueLua,
+		"rescuer lease": leaseLua,
 	} {
 		if !strings.Contains(flat(string(doc)), flat(src)) {
 			t.Errorf("docs/protocol.md lacks the %s script as the store has it", name)

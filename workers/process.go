@@ -59,12 +59,22 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 		log.Info("stale copy of a job; dropping it", "attempt", started.Attempt)
 		_ = d.Ack()
 		return
+	case started.Busy:
+		// A second copy of an attempt a live worker is running (one the
+		// rescuer republished, or a redelivery after that worker's
+		// connection dropped): it must not run beside it, and it must not
+		// vanish either, in case that worker dies before the attempt ends.
+		// It goes round the delay levels and is offered again.
+		log.Info("another worker runs this attempt; parking this copy", "attempt", started.Attempt, "for", started.Wait)
+		a.park(ctx, started.Wait)
+		return
 	case started.Status.Terminal():
 		// A redelivery of a job that already ended: never run it twice.
 		log.Info("job already finished; acknowledging redelivery", "status", started.Status)
 		_ = d.Ack()
 		return
 	}
+	w.marks.add(pool, started.Due)
 	job.Status, job.Attempt, job.Worker = jobs.StatusRunning, started.Attempt, w.cfg.ID
 	now := w.cfg.Now()
 	job.StartedAt = &now
@@ -229,6 +239,28 @@ func (a attempt) fail(ctx context.Context, e *jobs.Error) {
 		a.log.Error("cannot encode dead letter", "err", err)
 	}
 	a.settle(ctx, store.Outcome{Status: jobs.StatusFailed, Error: e})
+}
+
+// park publishes the delivery again, unchanged in what the start script
+// reads (the same attempts made), to come back after wait, and acknowledges
+// it.
+func (a attempt) park(ctx context.Context, wait time.Duration) {
+	copyOf := *a.job
+	copyOf.Attempt = max(a.d.Attempts(), 0)
+	m, err := queue.NewMessage(&copyOf, a.traceparent)
+	if err != nil {
+		// It decoded, so it encodes; should it not, the broker keeps it.
+		a.log.Error("cannot park a copy of a job", "err", err)
+		_ = a.d.Requeue()
+		return
+	}
+	m.Delay = max(wait, jobs.DelayUnit)
+	if !a.publish(ctx, m, "park the copy") {
+		return
+	}
+	if err := a.d.Ack(); err != nil {
+		a.log.Warn("ack of a parked copy failed; the broker redelivers it", "err", err)
+	}
 }
 
 // publish sends a message with confirms, retrying while the broker is away

@@ -84,6 +84,7 @@ type Store interface {
 	PutArtifact(ctx context.Context, id string, a jobs.Artifact) error
 	Lease(ctx context.Context, worker string, ttl time.Duration) error
 	Release(ctx context.Context, worker string) error
+	MarkStarted(ctx context.Context, due map[string]time.Time) error
 }
 
 // LeaseTTL is how long a worker's lease lasts without renewal; it renews
@@ -113,6 +114,7 @@ type Worker struct {
 	middleware []jobs.Middleware
 	ready      map[string]bool
 	running    *running
+	marks      marks
 	notifier   *store.Notifier
 	started    bool
 	stopTaking context.CancelFunc // phase 1: stop consuming
@@ -231,6 +233,15 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.stopTaking, w.cancelJobs = stopTaking, cancelJobs
 	w.done = make(chan struct{})
 
+	// The lease outlives taking work: it ends when the last running job
+	// has, so jobs finishing during the grace period still show running. It
+	// starts before the consumers, so that a job this worker starts never
+	// names a worker without a lease (a second copy of its message would
+	// take the attempt for lost).
+	leaseCtx, endLease := context.WithCancel(base)
+	leaseDone := make(chan struct{})
+	go func() { defer close(leaseDone); w.lease(leaseCtx) }()
+
 	var wg sync.WaitGroup
 	for _, pool := range w.poolsLocked() {
 		var types []jobs.Type
@@ -269,11 +280,6 @@ func (w *Worker) Start(ctx context.Context) error {
 		all = append(all, r.t)
 	}
 	wg.Go(func() { w.redeclare(takeCtx, all) })
-	// The lease outlives taking work: it ends when the last running job
-	// has, so jobs finishing during the grace period still show running.
-	leaseCtx, endLease := context.WithCancel(base)
-	leaseDone := make(chan struct{})
-	go func() { defer close(leaseDone); w.lease(leaseCtx) }()
 	// Cancel requests arrive on the events channel; one subscription serves
 	// every pool of the process.
 	w.notifier = w.store.NewNotifier(store.Handlers{Cancel: w.running.cancel})
@@ -304,6 +310,9 @@ func (w *Worker) lease(ctx context.Context) {
 	for {
 		if err := w.store.Lease(ctx, w.cfg.ID, LeaseTTL); err != nil && ctx.Err() == nil {
 			w.log.Debug("cannot renew the worker lease", "err", err)
+		}
+		if err := w.store.MarkStarted(ctx, w.marks.take()); err != nil && ctx.Err() == nil {
+			w.log.Debug("cannot record how far the pools' queues have come", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -454,4 +463,36 @@ func safeRun(ctx context.Context, h jobs.Handler, j *jobs.Job) (result any, err 
 		}
 	}()
 	return h.Run(ctx, j)
+}
+
+// marks keeps, per pool, the latest due time of a job this process started
+// since the lease last reported it: how far the pool's queue has come,
+// which the rescuer compares with jobs that have waited long (a job due
+// well before it that has not started is not in the queue).
+type marks struct {
+	mu  sync.Mutex
+	due map[string]time.Time
+}
+
+func (m *marks) add(pool string, due time.Time) {
+	if due.IsZero() {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.due == nil {
+		m.due = map[string]time.Time{}
+	}
+	if due.After(m.due[pool]) {
+		m.due[pool] = due
+	}
+}
+
+// take returns the marks gathered and starts anew.
+func (m *marks) take() map[string]time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	due := m.due
+	m.due = nil
+	return due
 }
