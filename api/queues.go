@@ -25,10 +25,13 @@ type queueEntry struct {
 	Consumers int    `json:"consumers"`
 	// Source is what measured the queue: "management", or "amqp", which
 	// cannot count unacknowledged messages (unacked is then 0).
-	Source           string         `json:"source"`
-	OldestAgeSeconds float64        `json:"oldest_age_seconds"`
-	Dead             int            `json:"dead"`
-	Replicas         *replicasEntry `json:"replicas,omitempty"`
+	Source           string  `json:"source"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	Dead             int     `json:"dead"`
+	// RescuedLastHour is how many of the pool's jobs the rescuer published
+	// again in the last hour because their messages were lost.
+	RescuedLastHour int            `json:"rescued_last_hour"`
+	Replicas        *replicasEntry `json:"replicas,omitempty"`
 }
 
 // replicasEntry is an autoscaler's latest word on a pool.
@@ -92,6 +95,10 @@ func (s *Server) queues(ctx context.Context) ([]queueEntry, error) {
 	for pool := range replicas {
 		pools = append(pools, pool)
 	}
+	rescued, err := s.store.Rescued(ctx, pools, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
 	entries := []queueEntry{}
 	for _, m := range s.metrics.Measure(ctx, pools) {
 		if m.Err != nil {
@@ -106,6 +113,7 @@ func (s *Server) queues(ctx context.Context) ([]queueEntry, error) {
 			Source:           m.Depth.Source,
 			OldestAgeSeconds: m.OldestAge.Seconds(),
 			Dead:             *m.Dead,
+			RescuedLastHour:  rescued[m.Pool],
 		}
 		if r, ok := replicas[m.Pool]; ok {
 			e.Replicas = &replicasEntry{Current: r.Current, Desired: r.Desired, Reason: r.Reason, At: r.At}

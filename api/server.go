@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
@@ -44,6 +46,9 @@ type Config struct {
 	// GET /metrics ask for each queue's unacknowledged messages as well as
 	// its ready ones; nil means AMQP alone (ready messages and consumers).
 	Management *queue.Management
+	// Collectors are more figures GET /metrics serves, the process's own
+	// (such as its rescuer's counter); nil means none.
+	Collectors []prometheus.Collector
 }
 
 func (c Config) withDefaults() Config {
@@ -87,6 +92,7 @@ type Store interface {
 	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
 	OldestWaiting(ctx context.Context, pool string) (time.Duration, error)
 	Replicas(ctx context.Context) (map[string]store.Replicas, error)
+	Rescued(ctx context.Context, pools []string, now time.Time) (map[string]int, error)
 }
 
 var (
@@ -147,7 +153,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/dead/replay", s.replayDead)
 	mux.HandleFunc("DELETE /v1/dead", s.purgeDead)
 	mux.HandleFunc("GET /v1/queues", s.listQueues)
-	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.Handle("GET /metrics", s.metrics.Handler(s.cfg.Collectors...))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /openapi.json", s.openAPI)

@@ -373,6 +373,9 @@ type Queue struct {
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
 	// Dead is the messages in the pool's dead-letter queue.
 	Dead int `json:"dead"`
+	// RescuedLastHour is how many of the pool's jobs the rescuer published
+	// again in the last hour because their messages were lost.
+	RescuedLastHour int `json:"rescued_last_hour"`
 	// Replicas is the pool's autoscaler's latest word; nil when no
 	// autoscaler reported on the pool recently.
 	Replicas *Replicas `json:"replicas,omitempty"`

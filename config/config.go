@@ -46,6 +46,7 @@ type Config struct {
 	// Never expose it beyond loopback.
 	DebugAddr string `yaml:"debug_addr"`
 
+	Rescue     Rescue          `yaml:"rescue"`
 	API        API             `yaml:"api"`
 	Store      Store           `yaml:"store"`
 	Worker     Worker          `yaml:"worker"`
@@ -135,6 +136,20 @@ type Worker struct {
 	// ShutdownGrace is how long running jobs may finish after a stop signal
 	// (worker.shutdown_grace, WARREN_SHUTDOWN_GRACE).
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+// Rescue configures the rescuer, which every API and worker process runs
+// (one at a time per namespace holds its lease and looks): it publishes
+// again the jobs whose messages the broker lost.
+type Rescue struct {
+	// Interval is how often it looks (rescue.interval,
+	// WARREN_RESCUE_INTERVAL); a negative one ("-1s") turns it off in this
+	// process.
+	Interval Duration `yaml:"interval"`
+	// Grace is how long past its due time a job may wait, or run without
+	// its worker's lease, before it is rescued (rescue.grace,
+	// WARREN_RESCUE_GRACE).
+	Grace Duration `yaml:"grace"`
 }
 
 // Supervisor configures `warren autoscale`.
@@ -263,6 +278,7 @@ func Default() Config {
 			IdempotencyWindow: Duration(24 * time.Hour),
 		},
 		Worker: Worker{ShutdownGrace: Duration(30 * time.Second)},
+		Rescue: Rescue{Interval: Duration(30 * time.Second), Grace: Duration(time.Minute)},
 	}
 }
 
@@ -390,6 +406,8 @@ func (c *Config) settings() []setting {
 		{"worker.health_addr", "WARREN_HEALTH_ADDR", str(&c.Worker.HealthAddr)},
 		{"worker.shutdown_grace", "WARREN_SHUTDOWN_GRACE", dur(&c.Worker.ShutdownGrace)},
 		{"supervisor.addr", "WARREN_SUPERVISOR_ADDR", str(&c.Supervisor.Addr)},
+		{"rescue.interval", "WARREN_RESCUE_INTERVAL", dur(&c.Rescue.Interval)},
+		{"rescue.grace", "WARREN_RESCUE_GRACE", dur(&c.Rescue.Grace)},
 		{"webhook.secrets", "WARREN_WEBHOOK_SECRETS", func(v string) error {
 			m := map[string]string{}
 			for _, kv := range strings.Split(v, ",") {
@@ -457,6 +475,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("store.idempotency_window must be positive")
 	case c.Worker.ShutdownGrace <= 0:
 		return fmt.Errorf("worker.shutdown_grace must be positive")
+	case c.Rescue.Interval == 0:
+		return fmt.Errorf("rescue.interval must not be zero (a negative one turns the rescuer off)")
+	case c.Rescue.Grace <= 0:
+		return fmt.Errorf("rescue.grace must be positive")
 	}
 	for key, l := range map[string][]string{"webhook.allow": c.Webhook.Allow, "image.allow": c.Image.Allow} {
 		if _, err := Prefixes(l); err != nil {

@@ -43,6 +43,7 @@ func TestDefault(t *testing.T) {
 			IdempotencyWindow: config.Duration(24 * time.Hour),
 		},
 		Worker: config.Worker{ShutdownGrace: config.Duration(30 * time.Second)},
+		Rescue: config.Rescue{Interval: config.Duration(30 * time.Second), Grace: config.Duration(time.Minute)},
 	}
 	got := config.Default()
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -68,6 +69,9 @@ store:
 worker:
   health_addr: 127.0.0.1:9091
   shutdown_grace: 45s
+rescue:
+  interval: 10s
+  grace: 45s
 pools:
   sys:
     concurrency: 8
@@ -89,6 +93,7 @@ func fullConfig() config.Config {
 			IdempotencyWindow: config.Duration(90 * time.Minute),
 		},
 		Worker: config.Worker{HealthAddr: "127.0.0.1:9091", ShutdownGrace: config.Duration(45 * time.Second)},
+		Rescue: config.Rescue{Interval: config.Duration(10 * time.Second), Grace: config.Duration(45 * time.Second)},
 		Pools: map[string]config.Pool{
 			"sys":   {Concurrency: 8, Prefetch: 16},
 			"image": {Concurrency: 2},
@@ -329,6 +334,8 @@ func TestSet(t *testing.T) {
 		"supervisor.addr":          ":2",
 		"management_url":           "off",
 		"debug_addr":               "127.0.0.1:6060",
+		"rescue.interval":          "5s",
+		"rescue.grace":             "20s",
 	} {
 		if err := cfg.Set(key, value); err != nil {
 			t.Errorf("Set(%q, %q) = %v", key, value, err)
@@ -344,6 +351,7 @@ func TestSet(t *testing.T) {
 		Store:         config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)},
 		Worker:        config.Worker{HealthAddr: ":1", ShutdownGrace: config.Duration(time.Minute)},
 		Supervisor:    config.Supervisor{Addr: ":2"},
+		Rescue:        config.Rescue{Interval: config.Duration(5 * time.Second), Grace: config.Duration(20 * time.Second)},
 		ManagementURL: "off",
 		DebugAddr:     "127.0.0.1:6060",
 	}
@@ -390,6 +398,9 @@ func TestValidate(t *testing.T) {
 		{name: "zero idempotency window", edit: func(c *config.Config) { c.Store.IdempotencyWindow = 0 }, wantErr: "idempotency_window"},
 		{name: "negative grace", edit: func(c *config.Config) { c.Worker.ShutdownGrace = config.Duration(-time.Second) }, wantErr: "shutdown_grace"},
 		{name: "zero grace", edit: func(c *config.Config) { c.Worker.ShutdownGrace = 0 }, wantErr: "shutdown_grace"},
+		{name: "rescuer off", edit: func(c *config.Config) { c.Rescue.Interval = config.Duration(-time.Second) }},
+		{name: "zero rescue interval", edit: func(c *config.Config) { c.Rescue.Interval = 0 }, wantErr: "rescue.interval"},
+		{name: "zero rescue grace", edit: func(c *config.Config) { c.Rescue.Grace = 0 }, wantErr: "rescue.grace"},
 		{name: "bad pool name", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"Sys": {Concurrency: 1}} }, wantErr: "pools.Sys"},
 		{name: "negative concurrency", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {Concurrency: -1}} }, wantErr: "pools.sys"},
 		{name: "negative prefetch", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {Prefetch: -1}} }, wantErr: "pools.sys"},
@@ -577,6 +588,9 @@ func TestDocumentedExampleLoads(t *testing.T) {
 	}
 	if err != nil {
 		t.Errorf("the documented example does not load: %v", err)
+	}
+	if d := cmp.Diff(config.Default().Rescue, c.Rescue); d != "" {
+		t.Errorf("the example's rescue block differs from the defaults it claims (-default +example):\n%s", d)
 	}
 	if d := cmp.Diff(config.Default().API, c.API); d != "" {
 		t.Errorf("the example's api block differs from the defaults it claims (-default +example):\n%s", d)

@@ -174,15 +174,17 @@ func New(cfg Config) (*Collector, error) {
 	return c, nil
 }
 
-// Handler serves the pools' figures and the Go runtime's and process's
-// standard metrics in Prometheus's text format, for GET /metrics.
-func (c *Collector) Handler() http.Handler {
+// Handler serves the pools' figures, the Go runtime's and process's
+// standard metrics and those of more, the process's own (such as its
+// rescuer's counter), in Prometheus's text format, for GET /metrics.
+func (c *Collector) Handler(more ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		c,
 	)
+	reg.MustRegister(more...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(c.log.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,

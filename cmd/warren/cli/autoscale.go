@@ -123,11 +123,13 @@ func (s *stack) newSupervisor(a *app, names []string) (*autoscale.Supervisor, er
 func (a *app) workerEnv(cfg config.Config) []string {
 	env := slices.Clone(a.environ)
 	set := map[string]string{
-		"WARREN_AMQP_URL":       cfg.AMQPURL,
-		"WARREN_REDIS_URL":      cfg.RedisURL,
-		"WARREN_NAMESPACE":      string(cfg.Namespace),
-		"WARREN_LOG_LEVEL":      cfg.LogLevel,
-		"WARREN_SHUTDOWN_GRACE": cfg.Worker.ShutdownGrace.Std().String(),
+		"WARREN_AMQP_URL":        cfg.AMQPURL,
+		"WARREN_REDIS_URL":       cfg.RedisURL,
+		"WARREN_NAMESPACE":       string(cfg.Namespace),
+		"WARREN_LOG_LEVEL":       cfg.LogLevel,
+		"WARREN_SHUTDOWN_GRACE":  cfg.Worker.ShutdownGrace.Std().String(),
+		"WARREN_RESCUE_INTERVAL": cfg.Rescue.Interval.Std().String(),
+		"WARREN_RESCUE_GRACE":    cfg.Rescue.Grace.Std().String(),
 	}
 	if a.configPath != "" {
 		set["WARREN_CONFIG"] = a.configPath

@@ -27,7 +27,7 @@ func (a *app) queuesCmd() *cobra.Command {
 	var o queuesOptions
 	return &cobra.Command{
 		Use:   "queues",
-		Short: "Show each pool's queue: backlog, consumers, oldest waiting job, dead letters, replicas",
+		Short: "Show each pool's queue: backlog, consumers, oldest waiting job, dead letters, rescues, replicas",
 		Long: `Show the queue of every pool the API knows (those of declared types, and
 those an autoscaler reports on), one row each:
 
@@ -40,6 +40,8 @@ those an autoscaler reports on), one row each:
   CONSUMERS  consumers of the queue: one per worker process
   OLDEST     how long the oldest waiting job has waited; - when none waits
   DEAD       messages in the pool's dead-letter queue ('warren dead list')
+  RESCUED    jobs published again in the last hour because the broker had lost
+             their messages (docs/guarantees.md)
   REPLICAS   worker processes, current/desired, as the pool's autoscaler last
              reported; - when none reported recently
 
@@ -76,7 +78,7 @@ func writeQueuesTable(w io.Writer, qs []client.Queue) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tBACKLOG\tREADY\tUNACKED\tCONSUMERS\tOLDEST\tDEAD\tREPLICAS")
+	fmt.Fprintln(tw, "POOL\tBACKLOG\tREADY\tUNACKED\tCONSUMERS\tOLDEST\tDEAD\tRESCUED\tREPLICAS")
 	for _, q := range qs {
 		unacked := "-"
 		if q.Source != "amqp" {
@@ -93,8 +95,8 @@ func writeQueuesTable(w io.Writer, qs []client.Queue) error {
 		if r := q.Replicas; r != nil {
 			replicas = fmt.Sprintf("%d/%d", r.Current, r.Desired)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\t%s\n",
-			oneLine(q.Pool), q.Backlog, q.Ready, unacked, q.Consumers, oldest, q.Dead, replicas)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t%s\n",
+			oneLine(q.Pool), q.Backlog, q.Ready, unacked, q.Consumers, oldest, q.Dead, q.RescuedLastHour, replicas)
 	}
 	return tw.Flush()
 }

@@ -63,7 +63,7 @@ func someQueues() []client.Queue {
 	return []client.Queue{
 		{Pool: "image", Source: "management"},
 		{
-			Pool: "sys", Ready: 12, Unacked: 4, Backlog: 16, Consumers: 2, Source: "management", OldestAgeSeconds: 83.4567, Dead: 3,
+			Pool: "sys", Ready: 12, Unacked: 4, Backlog: 16, Consumers: 2, Source: "management", OldestAgeSeconds: 83.4567, Dead: 3, RescuedLastHour: 5,
 			Replicas: &client.Replicas{Current: 2, Desired: 4, Reason: "backlog 16 over target 4 per replica",
 				At: time.Date(2025, 3, 14, 9, 27, 1, 500_000_000, time.UTC)},
 		},
@@ -75,10 +75,10 @@ func TestQueuesTable(t *testing.T) {
 	t.Parallel()
 	f := newQueuesAPI(t, someQueues()...)
 	stdout, stderr, code := runWarren(t, f.url, "", "queues")
-	want := `POOL     BACKLOG  READY  UNACKED  CONSUMERS  OLDEST  DEAD  REPLICAS
-image    0        0      0        0          -       0     -
-sys      16       12     4        2          1m23s   3     2/4
-webhook  7        7      -        1          <1ms    0     -
+	want := `POOL     BACKLOG  READY  UNACKED  CONSUMERS  OLDEST  DEAD  RESCUED  REPLICAS
+image    0        0      0        0          -       0     0        -
+sys      16       12     4        2          1m23s   3     5        2/4
+webhook  7        7      -        1          <1ms    0     0        -
 `
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/warrenhq/warren/api"
@@ -23,6 +24,7 @@ import (
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/rescue"
 	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/workers"
 	"github.com/warrenhq/warren/workers/image"
@@ -83,6 +85,9 @@ type stack struct {
 	// mgmt is RabbitMQ's management API, for queue figures AMQP cannot
 	// give; nil when management_url is "off".
 	mgmt *queue.Management
+	// rescuer publishes again the jobs whose messages were lost; every
+	// server process runs one, and one at a time per namespace looks.
+	rescuer *rescue.Rescuer
 	// stopDebug stops the profiler's server, if debug_addr started one.
 	stopDebug func()
 }
@@ -119,6 +124,15 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 		log.Warn("RabbitMQ is not reachable yet; starting anyway and retrying", "url", redactURL(cfg.AMQPURL))
 	}
 	s := &stack{cfg: cfg, log: log, broker: b, store: st, mgmt: mgmt}
+	s.rescuer = rescue.New(rescue.Config{
+		Interval:  cfg.Rescue.Interval.Std(),
+		Grace:     cfg.Rescue.Grace.Std(),
+		Namespace: cfg.Namespace,
+		Logger:    log,
+	}, b, st)
+	if err := s.rescuer.Start(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.DebugAddr != "" {
 		// Not fatal: a worker started by a supervisor inherits the address
 		// its siblings already listen on.
@@ -175,6 +189,9 @@ func (s *stack) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := s.rescuer.Stop(ctx); err != nil {
+		s.log.Warn("stopping the rescuer", "err", err)
+	}
 	if err := s.broker.Stop(ctx); err != nil {
 		s.log.Warn("stopping broker connection", "err", err)
 	}
@@ -200,7 +217,7 @@ func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
 		Pools:         pc,
 		ShutdownGrace: s.cfg.Worker.ShutdownGrace.Std(),
 		Logger:        s.log,
-		Metrics:       coll.Handler(),
+		Metrics:       coll.Handler(s.rescuer.Collector()),
 	}, s.broker, s.store)
 	for _, svc := range builtinServices {
 		if !slices.Contains(pools, svc.pool) {
@@ -216,6 +233,18 @@ func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
 		}
 	}
 	return w, nil
+}
+
+// newAPI builds the HTTP API over the stack; its /metrics also serves the
+// rescuer's counter.
+func (s *stack) newAPI() (*api.Server, error) {
+	return api.New(api.Config{
+		Addr:         s.cfg.API.Addr,
+		MaxBodyBytes: s.cfg.API.MaxBodyBytes,
+		Logger:       s.log,
+		Management:   s.mgmt,
+		Collectors:   []prometheus.Collector{s.rescuer.Collector()},
+	}, s.broker, s.store)
 }
 
 // shutdownTimeout bounds the whole shutdown after the worker's grace.
@@ -251,7 +280,7 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
 			if err != nil {
 				return err
 			}
-			srv, err := api.New(api.Config{Addr: cfg.API.Addr, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: s.log, Management: s.mgmt}, s.broker, s.store)
+			srv, err := s.newAPI()
 			if err != nil {
 				return err
 			}
@@ -293,7 +322,7 @@ func (a *app) apiCmd() *cobra.Command {
 				return err
 			}
 			defer s.close()
-			srv, err := api.New(api.Config{Addr: cfg.API.Addr, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: s.log, Management: s.mgmt}, s.broker, s.store)
+			srv, err := s.newAPI()
 			if err != nil {
 				return err
 			}
