@@ -1,7 +1,11 @@
 package jobs
 
 import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/google/uuid"
@@ -28,4 +32,17 @@ func ValidID(s string) bool {
 	}
 	_, err := uuid.Parse(s)
 	return err == nil
+}
+
+// NewProcessID returns a name for this process, such as
+// "vm-18478-9f3a2c11": the host, the process id and four random bytes. The
+// random part keeps it unique where the first two repeat: a container
+// restarted in place has the same host name and is PID 1 again, and a
+// worker that took its predecessor's id would also take over its lease,
+// making the jobs that predecessor lost look alive for ever.
+func NewProcessID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return fmt.Sprintf("%s-%d-%s", cmp.Or(host, "warren"), os.Getpid(), hex.EncodeToString(b))
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -684,5 +685,20 @@ func TestHandlerFunc(t *testing.T) {
 	res, err := h.Run(context.Background(), &jobs.Job{ID: "x"})
 	if err != nil || res != "ran x" {
 		t.Errorf("Run = %v, %v; want ran x, nil", res, err)
+	}
+}
+
+// Two processes of one container (the same host, both PID 1 in turn) never
+// share an id: a worker that took its dead predecessor's id would keep that
+// predecessor's lease alive.
+func TestNewProcessIDIsUnique(t *testing.T) {
+	t.Parallel()
+	a, b := jobs.NewProcessID(), jobs.NewProcessID()
+	if a == b {
+		t.Errorf("NewProcessID twice = %q", a)
+	}
+	host, _ := os.Hostname()
+	if want := fmt.Sprintf("%s-%d-", host, os.Getpid()); !strings.HasPrefix(a, want) || len(a) != len(want)+8 {
+		t.Errorf("NewProcessID() = %q, want %s and 8 hex digits", a, want)
 	}
 }

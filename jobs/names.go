@@ -142,8 +142,23 @@ func (ns Namespace) DelayQueue(level int) string {
 func (ns Namespace) ClassicDelayQueue(level int) string { return ns.DelayExchange(level) }
 
 // DelayDeliverExchange receives messages whose delay has passed and routes
-// them to pool queues by the type at the end of their routing key.
-func (ns Namespace) DelayDeliverExchange() string { return string(ns) + ".delay.deliver" }
+// them to pool queues by the type at the end of their routing key. One it
+// cannot route (no pool queue is bound for the type) goes to its alternate
+// exchange, DelayUnrouted.
+func (ns Namespace) DelayDeliverExchange() string { return string(ns) + ".delay.due" }
+
+// DelayUnrouted names the fanout exchange, and the queue bound to it, that
+// hold the delayed messages DelayDeliverExchange could not route: the queue
+// sends each back to DelayDeliverExchange every minute, until a pool queue
+// is bound for its type. Without it, such a message would stay with the
+// delay level it expired from, and enough of them (about 32) would stop that
+// level from moving anything on, for every pool.
+func (ns Namespace) DelayUnrouted() string { return string(ns) + ".delay.unrouted" }
+
+// ClassicDelayDeliverExchange is the deliver exchange of namespaces made
+// before the levels were quorum queues; the classic levels drain through
+// it, and it is deleted with the last of them.
+func (ns Namespace) ClassicDelayDeliverExchange() string { return string(ns) + ".delay.deliver" }
 
 // DelayRoutingKey is the routing key of a job of type jobType delayed by d:
 // DelayLevels words "0" or "1" (the bits of d in units, highest first)

@@ -117,7 +117,7 @@ func TestClassicDelayLevelsAreRetired(t *testing.T) {
 	ch := testenv.Channel(t)
 	// The old topology, as protocol.md described it, with a message 3.1 s
 	// away (31 units: levels 4 to 0) waiting in it.
-	below := ns.DelayDeliverExchange()
+	below := ns.ClassicDelayDeliverExchange()
 	must(t, ch.ExchangeDeclare(below, "topic", true, false, false, false, nil))
 	for level := range jobs.DelayLevels {
 		ex := ns.DelayExchange(level)
@@ -140,6 +140,8 @@ func TestClassicDelayLevelsAreRetired(t *testing.T) {
 
 	b := connect(t, ns)
 	declarePool(t, b, "mig", "mig.job")
+	// The pool as a worker of the old version bound it, too.
+	must(t, ch.QueueBind(ns.Queue("mig"), jobs.DelayDeliverPattern("mig.job"), ns.ClassicDelayDeliverExchange(), false, nil))
 	exists := func(name string) bool {
 		// A missing queue closes the channel it was asked on.
 		_, err := testenv.Channel(t).QueueDeclarePassive(name, true, false, false, false, nil)
@@ -196,10 +198,14 @@ func TestClassicDelayLevelsAreRetired(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// The next connection deletes the drained classic level.
+	// The next connection deletes the drained classic level, and with the
+	// last of them the classic deliver exchange.
 	connect(t, ns)
 	if exists(ns.ClassicDelayQueue(kept[0])) {
 		t.Errorf("the drained classic level %d was not deleted by the next connection", kept[0])
+	}
+	if err := testenv.Channel(t).ExchangeDeclarePassive(ns.ClassicDelayDeliverExchange(), "topic", true, false, false, false, nil); err == nil {
+		t.Error("the classic deliver exchange outlived the classic levels")
 	}
 }
 
@@ -227,4 +233,48 @@ func connect(t *testing.T, ns jobs.Namespace) *queue.Broker {
 	}
 	t.Cleanup(func() { _ = b.Stop(context.Background()) })
 	return b
+}
+
+// Delayed messages that come due for a type no pool queue is bound for
+// (its queue was deleted, say) wait in the unrouted queue, and do not hold
+// up the delay level they left: at-least-once dead-lettering keeps an
+// unroutable message with its level, and enough of them (the broker
+// settles about 32 at a time) would stop the level for every pool.
+func TestUnroutedDelayedMessagesDoNotBlock(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	ctx := context.Background()
+	declarePool(t, env.Broker, "bound", "bound.job")
+	// A pool bound for orphan.job, then deleted, as an operator might.
+	declarePool(t, env.Broker, "gone", "orphan.job")
+	if _, err := testenv.Channel(t).QueueDelete(env.NS.Queue("gone"), false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []queue.Message
+	for i := range 60 {
+		m := message(t, newJob("orphan.job", i), "")
+		m.Delay = 300 * time.Millisecond
+		msgs = append(msgs, m)
+	}
+	late := message(t, newJob("bound.job", 1), "")
+	late.Delay = 500 * time.Millisecond
+	msgs = append(msgs, late)
+	errs, err := env.Broker.Publish(ctx, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Held up, it would wait minutes: the broker retries unroutable
+	// dead letters every few minutes.
+	testenv.Eventually(t, 10*time.Second, "the routable message to arrive", func() bool {
+		return env.Messages(t, "bound") == 1
+	})
+	testenv.Eventually(t, 10*time.Second, "the unroutable messages to wait in the unrouted queue", func() bool {
+		q, err := testenv.Channel(t).QueueDeclarePassive(env.NS.DelayUnrouted(), true, false, false, false, nil)
+		return err == nil && q.Messages == 60
+	})
 }

@@ -42,9 +42,19 @@ func declareExchange(ch *amqp.Channel, ns jobs.Namespace) error {
 // its level and is retried until the queue is back. Classic queues
 // dead-letter at most once and lost messages in exactly that hand-over.
 func declareDelays(ch *amqp.Channel, ns jobs.Namespace) error {
-	deliver := ns.DelayDeliverExchange()
-	if err := ch.ExchangeDeclare(deliver, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+	deliver, unrouted := ns.DelayDeliverExchange(), ns.DelayUnrouted()
+	if err := ch.ExchangeDeclare(unrouted, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", unrouted, err)
+	}
+	if err := ch.ExchangeDeclare(deliver, amqp.ExchangeTopic, true, false, false, false,
+		amqp.Table{"alternate-exchange": unrouted}); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", deliver, err)
+	}
+	if _, err := ch.QueueDeclare(unrouted, true, false, false, false, delayArgs(UnroutedWait, deliver)); err != nil {
+		return fmt.Errorf("declare queue %s: %w", unrouted, err)
+	}
+	if err := ch.QueueBind(unrouted, "", unrouted, false, nil); err != nil {
+		return fmt.Errorf("bind %s: %w", unrouted, err)
 	}
 	next := deliver
 	for level := 0; level < jobs.DelayLevels; level++ {
@@ -66,12 +76,23 @@ func declareDelays(ch *amqp.Channel, ns jobs.Namespace) error {
 	return nil
 }
 
+// UnroutedWait is how long a delayed message that no pool queue was bound
+// for waits in the unrouted queue (jobs.Namespace.DelayUnrouted) before it
+// is offered to the pools again.
+const UnroutedWait = time.Minute
+
 // delayQueueArgs are the arguments of delay level n's quorum queue, whose
 // messages dead-letter to the exchange next when their TTL ends.
 func delayQueueArgs(level int, next string) amqp.Table {
+	return delayArgs(jobs.DelayUnit<<level, next)
+}
+
+// delayArgs are the arguments of a quorum queue whose every message waits
+// ttl and then dead-letters, at least once, to the exchange next.
+func delayArgs(ttl time.Duration, next string) amqp.Table {
 	return amqp.Table{
 		amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
-		"x-message-ttl":          int64(jobs.DelayUnit/time.Millisecond) << level,
+		"x-message-ttl":          ttl.Milliseconds(),
 		"x-dead-letter-exchange": next,
 		"x-dead-letter-strategy": "at-least-once",
 		"x-overflow":             "reject-publish", // required by at-least-once dead-lettering
@@ -92,7 +113,10 @@ func delayQueueArgs(level int, next string) amqp.Table {
 // that holds messages refuses (406) and closes the channel, so each refusal
 // costs a new channel.
 func retireClassicDelays(conn *amqp.Connection, ns jobs.Namespace, log *slog.Logger) error {
-	var ch *amqp.Channel
+	var (
+		ch   *amqp.Channel
+		kept bool // a classic level still holds messages
+	)
 	defer func() {
 		if ch != nil {
 			_ = ch.Close()
@@ -123,6 +147,38 @@ func retireClassicDelays(conn *amqp.Connection, ns jobs.Namespace, log *slog.Log
 		}
 		log.Info("a classic delay queue still holds messages: unbound, it drains into the quorum delay levels and is deleted once empty",
 			"queue", q)
+		kept = true
+	}
+	return retireClassicDeliver(conn, ns, kept)
+}
+
+// retireClassicDeliver takes the classic deliver exchange out of the path
+// of delayed messages: level 0's exchange no longer passes messages on to
+// it (they go to the new deliver exchange), and once no classic level is
+// left to drain through it, it is deleted. Asking whether it exists costs a
+// channel when it does not.
+func retireClassicDeliver(conn *amqp.Connection, ns jobs.Namespace, kept bool) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	old := ns.ClassicDelayDeliverExchange()
+	if err := ch.ExchangeDeclarePassive(old, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.NotFound {
+			return nil
+		}
+		return fmt.Errorf("retire classic deliver exchange %s: %w", old, err)
+	}
+	if err := ch.ExchangeUnbind(old, jobs.DelayBitPattern(0, '0'), ns.DelayExchange(0), false, nil); err != nil {
+		return fmt.Errorf("retire classic deliver exchange %s: %w", old, err)
+	}
+	if kept {
+		return nil
+	}
+	if err := ch.ExchangeDelete(old, false, false); err != nil {
+		return fmt.Errorf("retire classic deliver exchange %s: %w", old, err)
 	}
 	return nil
 }
@@ -244,12 +300,13 @@ func (b *Broker) DeleteNamespace(ctx context.Context, pools []string) error {
 	for level := 0; level < jobs.DelayLevels; level++ {
 		queues = append(queues, ns.DelayQueue(level), ns.ClassicDelayQueue(level))
 	}
+	queues = append(queues, ns.DelayUnrouted())
 	for _, q := range queues {
 		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
 			return fmt.Errorf("delete queue %s: %w", q, err)
 		}
 	}
-	exchanges := []string{ns.Exchange(), ns.DeadExchange(), ns.DelayDeliverExchange()}
+	exchanges := []string{ns.Exchange(), ns.DeadExchange(), ns.DelayDeliverExchange(), ns.DelayUnrouted(), ns.ClassicDelayDeliverExchange()}
 	for level := 0; level < jobs.DelayLevels; level++ {
 		exchanges = append(exchanges, ns.DelayExchange(level))
 	}

@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -61,8 +60,8 @@ type Config struct {
 	// Grace is how long past its due time a job may wait, or run without
 	// its worker's lease, before it is rescued; zero means 1m.
 	Grace time.Duration
-	// Holder names this process in the lease; zero means HOST-PID and a
-	// random suffix.
+	// Holder names this process in the lease; zero means
+	// jobs.NewProcessID().
 	Holder string
 	// Batch bounds the jobs of one pool and kind examined per look; zero
 	// means 1000.
@@ -123,10 +122,7 @@ func New(cfg Config, b Broker, st Store) *Rescuer {
 	cfg.Batch = cmp.Or(cfg.Batch, 1000)
 	cfg.Namespace = cmp.Or(cfg.Namespace, jobs.DefaultNamespace)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	if cfg.Holder == "" {
-		host, _ := os.Hostname()
-		cfg.Holder = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "warren"), os.Getpid(), jobs.NewID()[:8])
-	}
+	cfg.Holder = cmp.Or(cfg.Holder, jobs.NewProcessID())
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

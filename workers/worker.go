@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -29,7 +28,9 @@ import (
 
 // Config configures a Worker. Zero fields take the defaults noted.
 type Config struct {
-	// ID identifies this process in job records; zero means "HOST-PID".
+	// ID identifies this process in job records and names its lease; it
+	// must be unique among the live processes of a namespace. Zero means
+	// jobs.NewProcessID() ("HOST-PID-RANDOM").
 	ID string
 	// Pools sets concurrency and prefetch per pool; a pool not listed runs
 	// with DefaultConcurrency.
@@ -128,8 +129,7 @@ var _ jobs.Registrar = (*Worker)(nil)
 // Start it.
 func New(cfg Config, broker Broker, st Store) *Worker {
 	if cfg.ID == "" {
-		host, _ := os.Hostname()
-		cfg.ID = fmt.Sprintf("%s-%d", cmp.Or(host, "worker"), os.Getpid())
+		cfg.ID = jobs.NewProcessID()
 	}
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 30*time.Second)
 	cfg.RedeclareEvery = cmp.Or(cfg.RedeclareEvery, 15*time.Second)
