@@ -124,6 +124,8 @@ func Run(t *testing.T, start Start) {
 		{"Permanent", permanent},
 		{"CancelQueued", cancelQueued},
 		{"Redelivered", redelivered},
+		{"CopyWhileRunning", copyWhileRunning},
+		{"CopyOfLostAttempt", copyOfLostAttempt},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -352,15 +354,7 @@ func redelivered(t *testing.T, f *fixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	errs, err := f.env.Broker.Publish(ctx, []queue.Message{dup, unknown})
-	if err == nil {
-		err = errorsJoin(errs)
-	}
-	if err != nil {
-		t.Fatalf("publish copies: %v", err)
-	}
+	f.publish(t, dup, unknown)
 	// Ready = 0 only says the copies were delivered; the management API's
 	// figures include unacknowledged messages. Its delivery counter (the
 	// first job and the two copies: 3) rules out a snapshot older than the
@@ -382,6 +376,116 @@ func redelivered(t *testing.T, f *fixture) {
 			t.Errorf("a record was written for a job that was never accepted")
 		}
 	}
+}
+
+// 8. Two copies of one attempt run at most once while the attempt's worker
+// lives: a second copy of a message whose attempt runs is parked in the
+// delay levels, neither run beside it nor dropped, and once the attempt has
+// ended the parked copy comes back and is acknowledged unrun (protocol
+// section 7.1).
+//
+// The attempt is held running on the worker under test without a slow
+// handler: its job fails for good, and the dead letter it must publish
+// before recording the failure (section 7.4) cannot be routed while the
+// pool's dead-letter queue is unbound, so the worker holds the attempt
+// until the test binds the queue again.
+func copyWhileRunning(t *testing.T, f *fixture) {
+	ns, rdb := f.env.NS, rawRedis(t)
+	f.bindDead(t, false)
+	t.Cleanup(func() { f.bindDead(t, true) }) // before the worker stops, should the test end early
+	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"held","permanent":true},"max_attempts":3}`)
+	var worker string
+	testenv.Eventually(t, 10*time.Second, "the worker to start attempt 1 and hold it", func() bool {
+		r := f.get(t, j.ID, "")
+		worker = r.Worker
+		return r.Status == jobs.StatusRunning && r.Attempt == 1 && worker != ""
+	})
+	if n, _ := rdb.Exists(context.Background(), ns.WorkerKey(worker)).Result(); n != 1 {
+		t.Fatalf("worker %q runs attempt 1 without a lease", worker)
+	}
+	if _, err := rdb.ZScore(context.Background(), ns.RunningKey(Pool), j.ID).Result(); err != nil {
+		t.Errorf("the running job is not in its pool's index of running jobs: %v", err)
+	}
+
+	// A second copy of the message the API published: the same body, and
+	// x-warren-attempts 0.
+	copyOf := j
+	copyOf.Attempt = 0
+	dup, err := queue.NewMessage(&copyOf, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, dup)
+	testenv.Eventually(t, 10*time.Second, "the copy to be parked in the delay levels", func() bool { return f.delayed(t) > 0 })
+	if r := f.get(t, j.ID, ""); r.Status != jobs.StatusRunning || r.Attempt != 1 || r.Worker != worker {
+		t.Errorf("after the copy arrived: status %s attempt %d worker %q, want running attempt 1 on %q still", r.Status, r.Attempt, r.Worker, worker)
+	}
+
+	f.bindDead(t, true)
+	done := f.wait(t, j.ID)
+	if done.Status != jobs.StatusFailed || done.Attempt != 1 || done.Error == nil || done.Error.Code != "permanent" {
+		t.Fatalf("status %s attempt %d error %+v, want failed at attempt 1, code permanent", done.Status, done.Attempt, done.Error)
+	}
+	// The parked copy comes back once the worker's lease would have lapsed
+	// (10 s at most, and a second): the original, the copy and its return.
+	settled(t, ns.Queue(Pool), 3)
+	if n := f.delayed(t); n != 0 {
+		t.Errorf("%d messages in the delay levels after the parked copy came back, want none (parked again?)", n)
+	}
+	got := f.get(t, j.ID, "")
+	if got.Status != jobs.StatusFailed || got.Attempt != 1 || !got.FinishedAt.Equal(*done.FinishedAt) {
+		t.Errorf("record changed by the copy: status %s attempt %d finished %v", got.Status, got.Attempt, got.FinishedAt)
+	}
+	// Each run of the handler leaves a dead letter.
+	if d := f.dead(t); len(d) != 1 || d[0].ID != j.ID || d[0].Attempts != 1 {
+		t.Errorf("dead letters %+v, want one, of attempt 1: the handler ran more than once", d)
+	}
+	f.notRunning(t, j.ID)
+	f.noneWaiting(t, "after the held job failed")
+	// The worker recorded how far its pool's queue has come: it started a
+	// job due when this one was created (jobs.Namespace.StartedKey).
+	testenv.Eventually(t, 10*time.Second, "the worker to record the due time of the job it started", func() bool {
+		score, err := rdb.ZScore(context.Background(), ns.StartedKey(), Pool).Result()
+		return err == nil && int64(score) >= j.CreatedAt.UnixMilli()
+	})
+	f.stop()
+	if n := f.env.Messages(t, Pool); n != 0 {
+		t.Errorf("%d messages back in the queue after the worker stopped, want 0", n)
+	}
+}
+
+// 9. A copy of an attempt whose worker is gone (its lease lapsed) runs, as
+// the next attempt: the lost attempt is not waited for.
+func copyOfLostAttempt(t *testing.T, f *fixture) {
+	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"a b c"},"delay":"2s"}`)
+	// While the message waits in the delay levels, a worker that has no
+	// lease (it died) starts attempt 1, through the start script as any
+	// worker does.
+	const gone = "gone-worker"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := f.env.Store.Start(ctx, j.ID, gone, 0, gone+"/"+jobs.NewID(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != jobs.StatusRunning || st.Attempt != 1 {
+		t.Fatalf("start as a lost worker: %+v, want running attempt 1 (did the delayed message arrive first?)", st)
+	}
+	done := f.wait(t, j.ID)
+	if done.Status != jobs.StatusSucceeded || done.Attempt != 2 || done.Worker == gone || done.Error != nil {
+		t.Fatalf("status %s attempt %d worker %q error %+v, want succeeded at attempt 2 on the worker under test",
+			done.Status, done.Attempt, done.Worker, done.Error)
+	}
+	var res Result
+	if err := json.Unmarshal(done.Result, &res); err != nil || res.Words != 3 {
+		t.Errorf("result %s, want 3 words", done.Result)
+	}
+	settled(t, f.env.NS.Queue(Pool), 1)
+	if n := f.delayed(t); n != 0 {
+		t.Errorf("%d messages in the delay levels, want none", n)
+	}
+	f.notRunning(t, j.ID)
+	f.noneWaiting(t, "after the job succeeded")
 }
 
 // ---- helpers
@@ -502,6 +606,68 @@ func (f *fixture) noneWaiting(t *testing.T, when string) {
 	}
 	if len(ids) != 0 {
 		t.Errorf("%s: jobs %v still indexed as waiting, want none", when, ids)
+	}
+}
+
+// notRunning requires that a job has left its pool's index of running jobs:
+// the worker's start script put it there, its finish script took it out.
+func (f *fixture) notRunning(t *testing.T, id string) {
+	t.Helper()
+	if _, err := rawRedis(t).ZScore(context.Background(), f.env.NS.RunningKey(Pool), id).Result(); err != redis.Nil {
+		t.Errorf("job %s still in its pool's index of running jobs (%v), want it gone", id, err)
+	}
+}
+
+// publish publishes messages straight to the broker, confirmed.
+func (f *fixture) publish(t *testing.T, msgs ...queue.Message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs, err := f.env.Broker.Publish(ctx, msgs)
+	if err == nil {
+		err = errorsJoin(errs)
+	}
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
+
+// bindDead binds the pool's dead-letter queue to the dead-letter exchange
+// for failed jobs, or unbinds it: a worker's dead letter then cannot be
+// routed, and the worker holds the job's attempt until it can.
+func (f *fixture) bindDead(t *testing.T, bind bool) {
+	t.Helper()
+	f.amqp(t, func(ch *amqp.Channel) error {
+		q, key, ex := f.env.NS.DeadQueue(Pool), jobs.DeadRoutingKey("*", Pool), f.env.NS.DeadExchange()
+		if bind {
+			return ch.QueueBind(q, key, ex, false, nil)
+		}
+		return ch.QueueUnbind(q, key, ex, nil)
+	})
+}
+
+// delayed is how many messages wait in the namespace's delay levels.
+func (f *fixture) delayed(t *testing.T) int {
+	t.Helper()
+	n := 0
+	f.amqp(t, func(ch *amqp.Channel) error {
+		for level := range jobs.DelayLevels {
+			q, err := ch.QueueDeclarePassive(f.env.NS.DelayQueue(level), true, false, false, false, nil)
+			if err != nil {
+				return err
+			}
+			n += q.Messages
+		}
+		return nil
+	})
+	return n
+}
+
+// amqp runs do on a channel of a connection of its own.
+func (f *fixture) amqp(t *testing.T, do func(*amqp.Channel) error) {
+	t.Helper()
+	if err := do(testenv.Channel(t)); err != nil {
+		t.Fatal(err)
 	}
 }
 
