@@ -2,11 +2,15 @@
 """A warren worker in Python: type text.wordcount in pool text.
 
 It follows docs/protocol.md (and nothing else): it declares the pool's
-topology and the delay levels, declares the type in Redis, consumes the pool
-queue and the dead-letter intake with manual acknowledgements, records each
-attempt with the protocol's Lua scripts, retries through the delay levels,
-dead-letters jobs that fail for good, keeps a worker lease and listens for
-cancel requests.
+topology and the delay levels (quorum queues, with a queue for delayed
+messages no pool queue is bound for; the classic levels of an older namespace
+and their exit exchange are retired), declares the type in Redis, consumes the pool queue
+and the dead-letter intake with manual acknowledgements, records each attempt
+with the protocol's Lua scripts (which also keep the pool's indexes of waiting
+and running jobs), retries through the delay levels, parks a second copy of an
+attempt that a live worker runs (it goes round the delay levels and is offered
+again), dead-letters jobs that fail for good, keeps a worker lease, records how
+far the pool's queue has come, and listens for cancel requests.
 
 Payload: {"text": string, "fail_times": integer (optional), "permanent": bool
 (optional)}. Result: {"words": n, "lines": n, "chars": n}. fail_times makes
@@ -16,7 +20,8 @@ job fail for good at once (both for tests).
 Configuration (environment): WARREN_AMQP_URL, WARREN_REDIS_URL,
 WARREN_NAMESPACE (default warren), WARREN_POOL_TEXT_CONCURRENCY (default 4),
 WARREN_SHUTDOWN_GRACE (Go duration text, default 30s), WARREN_WORKER_ID
-(default <hostname>-<pid>). Logs go to stderr. SIGTERM or SIGINT stops it
+(default <hostname>-<pid>-<8 random hex digits>: unique even for a container
+restarted in place, which has the same host name and PID). Logs go to stderr. SIGTERM or SIGINT stops it
 cleanly (exit 0).
 
 Standard library, pika and redis only.
@@ -45,6 +50,7 @@ POOL = "text"
 DELAY_LEVELS = 32
 DELAY_UNIT_MS = 100
 MAX_DELAY_MS = (2**32 - 1) * DELAY_UNIT_MS
+UNROUTED_WAIT_MS = 60000  # how long an unroutable delayed message waits before it is offered again
 DELIVERY_LIMIT = 20
 LEASE_TTL_S = 10
 REDECLARE_EVERY_S = 15
@@ -97,23 +103,35 @@ end
 """
 
 START_LUA = TERMINAL_LUA + """
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at')
 local st = r[1]
 if not st then return {'missing', 0} end
 local attempt = tonumber(r[2]) or 0
 if terminal(st) then return {st, attempt} end
 if st == 'running' and r[3] == ARGV[4] then
-  return {'running', attempt}
+  return {'running', attempt, tonumber(r[7] or r[8]) or 0}
 end
 local made = tonumber(ARGV[3])
-if made >= 0 and attempt ~= made and not (st == 'running' and attempt == made + 1) then
-  return {'stale', attempt}
+if made >= 0 and attempt ~= made then
+  if not (st == 'running' and attempt == made + 1) then
+    return {'stale', attempt}
+  end
+  if ARGV[7] and r[5] then
+    local left = redis.call('PTTL', ARGV[7] .. r[5])
+    if left ~= -2 then
+      local ran = tonumber(ARGV[2]) - (tonumber(r[6]) or tonumber(ARGV[2]))
+      return {'busy', attempt, math.max(left + 1000, math.min(math.floor(ran / 10), 60000))}
+    end
+  end
 end
 attempt = attempt + 1
 redis.call('HSET', KEYS[1], 'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
-if r[4] then redis.call('ZREM', ARGV[6] .. r[4], ARGV[5]) end
-return {'running', attempt}
+if r[4] then
+  redis.call('ZREM', ARGV[6] .. r[4], ARGV[5])
+  if ARGV[8] then redis.call('ZADD', ARGV[8] .. r[4], ARGV[2], ARGV[5]) end
+end
+return {'running', attempt, tonumber(r[7] or r[8]) or 0}
 """
 
 FINISH_LUA = TERMINAL_LUA + """
@@ -149,6 +167,7 @@ if pool and (ARGV[1] == 'retrying' or ARGV[1] == 'queued') then
 elseif pool and st ~= 'running' then
   redis.call('ZREM', ARGV[11] .. pool, ARGV[7])
 end
+if pool and st == 'running' and ARGV[12] then redis.call('ZREM', ARGV[12] .. pool, ARGV[7]) end
 return {'ok', ARGV[1]}
 """
 
@@ -193,6 +212,23 @@ def now_ms():
 def delay_routing_key(delay_ms, job_type):
     units = min((max(int(delay_ms), 0) + 50) // 100, 2**32 - 1)
     return ".".join(format(units, "032b")) + "." + job_type
+
+
+def delay_bit_pattern(level, bit):
+    """The binding of delay level n for bit n of the routing key being bit."""
+    return "*." * (DELAY_LEVELS - 1 - level) + bit + ".#"
+
+
+def delay_args(ttl_ms, next_exchange):
+    """The arguments of a quorum queue whose every message waits ttl_ms and
+    then dead-letters, at least once, to next_exchange (section 2.4)."""
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": pika.compat.long(ttl_ms),  # any integer width will do
+        "x-dead-letter-exchange": next_exchange,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",  # required by at-least-once dead-lettering
+    }
 
 
 def header_int(headers, name):
@@ -241,7 +277,12 @@ class Config:
         if self.concurrency < 1:
             raise ValueError("WARREN_POOL_TEXT_CONCURRENCY must be at least 1")
         self.grace_s = go_duration_ms(env.get("WARREN_SHUTDOWN_GRACE") or "30s") / 1000.0
-        self.worker_id = env.get("WARREN_WORKER_ID") or "%s-%d" % (socket.gethostname() or "worker", os.getpid())
+        # The random part keeps the id unique where host and PID repeat (a
+        # container restarted in place is PID 1 again): a worker that took a
+        # dead predecessor's id would keep its lease, and its lost attempts,
+        # alive (section 1).
+        self.worker_id = env.get("WARREN_WORKER_ID") or "%s-%d-%s" % (
+            socket.gethostname() or "worker", os.getpid(), os.urandom(4).hex())
 
     # Names (section 1).
     def exchange(self):
@@ -262,7 +303,25 @@ class Config:
     def delay_exchange(self, n):
         return "%s.delay.%d" % (self.ns, n)
 
+    def delay_queue(self, n):
+        # A quorum queue, not named as its exchange: the classic queues of
+        # older namespaces hold that name (section 2.4).
+        return "%s.delay-q.%d" % (self.ns, n)
+
+    def classic_delay_queue(self, n):
+        return self.delay_exchange(n)
+
     def deliver_exchange(self):
+        # The levels' exit; what it cannot route goes to unrouted().
+        return self.ns + ".delay.due"
+
+    def unrouted(self):
+        # The fanout exchange and the quorum queue of the same name that keep
+        # delayed messages no pool queue is bound for (section 2.4).
+        return self.ns + ".delay.unrouted"
+
+    def classic_deliver_exchange(self):
+        # The exit of the classic levels of older namespaces: only retired.
         return self.ns + ".delay.deliver"
 
     def job_key(self, job_id):
@@ -282,8 +341,22 @@ class Config:
         # Section 12: the scripts add the record's pool to it.
         return self.ns + ":waiting:"
 
+    def running_prefix(self):
+        # The scripts add the record's pool to it: the pool's running jobs.
+        return self.ns + ":running:"
+
+    def worker_prefix(self):
+        # Section 11: the start script adds the worker id of a running
+        # attempt to it, to ask whether that worker still lives.
+        return self.ns + ":worker:"
+
     def worker_key(self):
-        return "%s:worker:%s" % (self.ns, self.worker_id)
+        return self.worker_prefix() + self.worker_id
+
+    def started_key(self):
+        # Member = pool, score = the latest due time (Unix ms) of a job a
+        # worker of the pool started.
+        return self.ns + ":started"
 
 
 # ---------------------------------------------------------------- Redis
@@ -301,16 +374,21 @@ class Store:
         return self._declare(keys=[self.cfg.types_key()], args=[TYPE_NAME, TYPE_JSON, self.cfg.events()])
 
     def start(self, job_id, made, token):
-        st, attempt = self._start(keys=[self.cfg.job_key(job_id)],
-                                  args=[self.cfg.worker_id, now_ms(), made, token, job_id,
-                                        self.cfg.waiting_prefix()])
-        return st.decode(), int(attempt)
+        """Returns (status, attempt, n): n is, for "running", when the job was
+        due (Unix ms, 0 if the record does not say); for "busy", how many
+        milliseconds to wait before offering the copy again; else 0."""
+        reply = self._start(keys=[self.cfg.job_key(job_id)],
+                            args=[self.cfg.worker_id, now_ms(), made, token, job_id,
+                                  self.cfg.waiting_prefix(), self.cfg.worker_prefix(), self.cfg.running_prefix()])
+        n = int(reply[2]) if len(reply) > 2 else 0
+        return reply[0].decode(), int(reply[1]), n
 
     def finish(self, job_id, status, attempt, result="", error=None, next_ms="", restore=0):
         err = json.dumps(error, separators=(",", ":")) if error else ""
         st, _ = self._finish(keys=[self.cfg.job_key(job_id)],
                              args=[status, now_ms(), RETENTION_MS, result, err,
-                                   self.cfg.done_channel(job_id), job_id, next_ms, attempt, restore, self.cfg.waiting_prefix()])
+                                   self.cfg.done_channel(job_id), job_id, next_ms, attempt, restore,
+                                   self.cfg.waiting_prefix(), self.cfg.running_prefix()])
         return st.decode()
 
     def lease(self):
@@ -319,6 +397,11 @@ class Store:
 
     def release(self):
         self.rdb.delete(self.cfg.worker_key())
+
+    def mark_started(self, due_ms):
+        """Records how far the pool's queue has come: the latest due time of
+        a job this worker started (an earlier one changes nothing)."""
+        self.rdb.zadd(self.cfg.started_key(), {POOL: due_ms}, gt=True)
 
 
 # ---------------------------------------------------------------- AMQP
@@ -370,19 +453,80 @@ class Session:
         self.tags = []
         self._on_message = on_message
 
-    def declare_delays(self, ch):
+    def declare_delays(self):
         """Section 2.4: the delay levels, exactly as the Go processes declare
-        them; retries go through them and the pool binds to their exit."""
-        below = self.cfg.deliver_exchange()
-        ch.exchange_declare(below, exchange_type="topic", durable=True)
+        them; retries and parked copies go through them and the pool binds to
+        their exit. Each level's queue is a quorum queue that dead-letters at
+        least once, so no hand-over between levels can lose a message."""
+        ch = self.conn.channel()
+        below, unrouted = self.cfg.deliver_exchange(), self.cfg.unrouted()
+        # What the exit cannot route (no pool queue is bound for its type)
+        # waits a minute in the unrouted queue and is offered again, rather
+        # than staying with its level, where a few dozen would stop the level.
+        ch.exchange_declare(unrouted, exchange_type="fanout", durable=True)
+        ch.exchange_declare(below, exchange_type="topic", durable=True,
+                            arguments={"alternate-exchange": unrouted})
+        ch.queue_declare(unrouted, durable=True, arguments=delay_args(UNROUTED_WAIT_MS, below))
+        ch.queue_bind(unrouted, unrouted, routing_key="")
         for n in range(DELAY_LEVELS):
-            name = self.cfg.delay_exchange(n)
+            name, q = self.cfg.delay_exchange(n), self.cfg.delay_queue(n)
             ch.exchange_declare(name, exchange_type="topic", durable=True)
-            ch.queue_declare(name, durable=True, arguments={
-                "x-message-ttl": pika.compat.long(DELAY_UNIT_MS << n), "x-dead-letter-exchange": below})
-            ch.queue_bind(name, name, routing_key="*." * (31 - n) + "1.#")
-            ch.exchange_bind(destination=below, source=name, routing_key="*." * (31 - n) + "0.#")
+            ch.queue_declare(q, durable=True, arguments=delay_args(DELAY_UNIT_MS << n, below))
+            ch.queue_bind(q, name, routing_key=delay_bit_pattern(n, "1"))
+            ch.exchange_bind(destination=below, source=name, routing_key=delay_bit_pattern(n, "0"))
             below = name
+        self.retire_classic_delays(ch)
+
+    def retire_classic_delays(self, ch):
+        """Section 2.4: the classic delay queues of a namespace made before
+        the levels were quorum queues (named as their exchanges) drain into
+        the quorum levels. An empty one (or none) is deleted; one that still
+        holds messages refuses (406, which closes the channel) and is unbound
+        instead, so nothing new enters it and its messages dead-letter, when
+        their time is up, to the next level down as they always did; a later
+        start deletes it. Then the classic exit exchange is retired. Closes ch
+        (or the channel that replaced it)."""
+        kept = False  # a classic level still holds messages
+        try:
+            for n in range(DELAY_LEVELS):
+                q = self.cfg.classic_delay_queue(n)
+                try:
+                    ch.queue_delete(q, if_empty=True)
+                    continue
+                except pika.exceptions.ChannelClosedByBroker as e:
+                    if e.reply_code != 406:
+                        raise
+                ch = self.conn.channel()
+                ch.queue_unbind(q, self.cfg.delay_exchange(n), routing_key=delay_bit_pattern(n, "1"))
+                log.info("classic delay queue %s still holds messages: unbound, it drains into the quorum "
+                         "delay levels and is deleted once empty", q)
+                kept = True
+        finally:
+            if ch.is_open:
+                ch.close()
+        self.retire_classic_deliver(kept)
+
+    def retire_classic_deliver(self, kept):
+        """Section 2.4: the classic levels' exit exchange is taken out of the
+        path of delayed messages (level 0's exchange no longer passes them on
+        to it) and, once no classic level is left to drain through it,
+        deleted. Asking whether it exists costs a channel when it does not."""
+        old = self.cfg.classic_deliver_exchange()
+        ch = self.conn.channel()
+        try:
+            try:
+                ch.exchange_declare(old, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as e:
+                if e.reply_code == 404:
+                    return
+                raise
+            ch.exchange_unbind(destination=old, source=self.cfg.delay_exchange(0),
+                               routing_key=delay_bit_pattern(0, "0"))
+            if not kept:
+                ch.exchange_delete(old)
+        finally:
+            if ch.is_open:
+                ch.close()
 
     def declare_pool(self, ch):
         """Section 2, steps 1 to 4."""
@@ -406,9 +550,7 @@ class Session:
         ch.queue_bind(c.queue(), c.deliver_exchange(), routing_key="*." * DELAY_LEVELS + TYPE_NAME)
 
     def setup(self, prefetch):
-        setup_ch = self.conn.channel()
-        self.declare_delays(setup_ch)
-        setup_ch.close()
+        self.declare_delays()
         for queue_name, n, intake in ((self.cfg.queue(), prefetch, False), (self.cfg.intake_queue(), 1, True)):
             ch = self.conn.channel()
             self.declare_pool(ch)
@@ -479,6 +621,7 @@ class Worker:
         self.ready = threading.Event()  # types declared on the live connection
         self.session = None
         self.running = {}  # job id -> cancel Event
+        self.due_mark = 0  # latest due time (Unix ms) of a job started since the lease thread took it
         self.running_mu = threading.Lock()
 
     # --- holding (section 7)
@@ -590,7 +733,7 @@ class Worker:
         ok, started = self.hold(d, "record the start", lambda: self.store.start(job_id, made, token))
         if not ok:
             return
-        status, attempt = started
+        status, attempt, n = started
         if status == "missing":
             log.warning("no record for job %s; dropping message", job_id)
             d.ack()
@@ -599,6 +742,15 @@ class Worker:
             log.info("job %s is %s (attempt %d); acknowledging without running", job_id, status, attempt)
             d.ack()
             return
+        if status == "busy":
+            # A second copy of an attempt that a live worker runs (the
+            # rescuer republished it, or the broker redelivered it after that
+            # worker's connection dropped): it must not run beside it, nor
+            # vanish, in case that worker dies before the attempt ends.
+            log.info("job %s: another worker runs attempt %d; parking this copy for %dms", job_id, attempt, n)
+            self.park(d, job, made, n)
+            return
+        self.mark(n)
         if job["type"] != TYPE_NAME:
             self.fail(d, job, attempt, "unknown_type",
                       "worker %s has no handler for type %s" % (self.cfg.worker_id, job["type"]))
@@ -640,6 +792,22 @@ class Worker:
         else:
             log.debug("job %s attempt %d succeeded", job_id, attempt)
             self.settle(d, job_id, "succeeded", attempt, result=json.dumps(result, separators=(",", ":")))
+
+    def park(self, d, job, made, wait_ms):
+        """Publishes the copy again through the delay levels, with the same
+        attempts made (section 7.3's headers), to be offered again after
+        wait_ms (at least 100 ms); acks it once the broker has confirmed."""
+        wait_ms = min(max(wait_ms, DELAY_UNIT_MS), MAX_DELAY_MS)
+        ok, _ = self.publish(d, self.cfg.delay_exchange(DELAY_LEVELS - 1), delay_routing_key(wait_ms, job["type"]),
+                             self.headers(d, job, made))
+        if ok:
+            d.ack()
+
+    def mark(self, due_ms):
+        """Keeps the latest due time of a job this worker started; the lease
+        thread records it."""
+        with self.running_mu:
+            self.due_mark = max(self.due_mark, due_ms)
 
     def after_failure(self, d, job, attempt, err):
         if err.permanent or attempt >= int(job.get("max_attempts") or 0):
@@ -684,13 +852,21 @@ class Worker:
                 d.requeue()
 
     def housekeeping(self, done):
-        """Keeps the lease (section 11) and re-asserts the type (2.5)."""
+        """Keeps the lease (section 11), records how far the pool's queue
+        has come, and re-asserts the type (2.5)."""
         last_declare = time.monotonic()
         while not done.is_set():
             try:
                 self.store.lease()
             except Exception as e:  # noqa: BLE001
                 log.debug("cannot renew the worker lease: %s", e)
+            with self.running_mu:
+                due, self.due_mark = self.due_mark, 0
+            if due > 0:
+                try:
+                    self.store.mark_started(due)
+                except Exception as e:  # noqa: BLE001
+                    log.debug("cannot record how far the pool's queue has come: %s", e)
             if self.ready.is_set() and time.monotonic() - last_declare >= REDECLARE_EVERY_S:
                 last_declare = time.monotonic()
                 try:
@@ -820,6 +996,20 @@ class Worker:
         time.sleep(seconds)
 
 
+class QuietExpectedClose(logging.Filter):
+    """Drops pika's warning of the one channel close every connection
+    expects: the 404 that answers whether the classic exit exchange (name)
+    still exists, which in all but the oldest namespaces it does not."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.exchange = name
+
+    def filter(self, record):
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) >= 2 and args[0] == 404 and "'%s'" % self.exchange in str(args[1]))
+
+
 def go_text(ms):
     """Go duration text of a whole number of milliseconds, e.g. 30s, 10m0s, 1.5s."""
     ms = int(ms)
@@ -845,6 +1035,7 @@ def main():
     except ValueError as e:
         log.error("configuration: %s", e)
         return 2
+    logging.getLogger("pika.channel").addFilter(QuietExpectedClose(cfg.classic_deliver_exchange()))
     w = Worker(cfg)
 
     def stop(signum, _frame):
