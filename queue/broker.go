@@ -61,6 +61,7 @@ func (c Config) withDefaults() Config {
 type session struct {
 	conn *amqp.Connection
 	wire *corkedConn // the connection's socket
+	at   time.Time   // when it was set up
 	// lost is closed when the connection is gone.
 	lost chan struct{}
 
@@ -147,6 +148,19 @@ func (b *Broker) Connected() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.cur != nil
+}
+
+// ConnectedSince returns when the current connection was set up, or zero
+// while there is none. After a reconnect, the broker may still be handing
+// on what it held before (delayed messages that came due meanwhile, say),
+// so a rescuer counts lateness from then.
+func (b *Broker) ConnectedSince() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur == nil {
+		return time.Time{}
+	}
+	return b.cur.at
 }
 
 // WaitConnected waits until a connection is open, or returns an error
@@ -314,7 +328,7 @@ func (b *Broker) connect() (*session, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("set up connection: %w", err)
 	}
-	return &session{conn: conn, wire: wire, pub: pub, lost: make(chan struct{})}, nil
+	return &session{conn: conn, wire: wire, pub: pub, lost: make(chan struct{}), at: time.Now()}, nil
 }
 
 // channel opens a fresh channel on the live connection, waiting for one

@@ -79,6 +79,7 @@ type Config struct {
 type Broker interface {
 	Publish(ctx context.Context, msgs []queue.Message) ([]error, error)
 	InspectPool(ctx context.Context, pool string) (queue.QueueInfo, error)
+	ConnectedSince() time.Time
 }
 
 // Store is what rescuing needs of Redis.
@@ -218,9 +219,17 @@ func (r *Rescuer) run(ctx context.Context) {
 
 // Look looks once for lost jobs in every pool of the type registry and
 // publishes them again, whoever holds the lease; it returns how many it
-// rescued. A pool that cannot be looked at is skipped, and the errors are
-// joined.
+// rescued. It does not look until the broker connection is a grace old. A
+// pool that cannot be looked at is skipped, and the errors are joined.
 func (r *Rescuer) Look(ctx context.Context) (int, error) {
+	// A broker that has just come back (or this process's connection to
+	// it) may still be handing on what it held: delayed messages that came
+	// due while it was away, messages returned from connections it lost.
+	// Jobs are late only a grace after that.
+	if since := r.broker.ConnectedSince(); since.IsZero() || r.cfg.Now().Sub(since) < r.cfg.Grace {
+		r.log.Debug("not looking for lost jobs: the broker connection is younger than the grace", "since", since)
+		return 0, nil
+	}
 	ts, err := r.store.Types(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("look for lost jobs: %w", err)

@@ -316,3 +316,42 @@ func TestRunningJobOfADeadWorkerIsRescued(t *testing.T) {
 		t.Errorf("the live worker's job: %s attempt %d runs %v; want running attempt 1, not run here", j.Status, j.Attempt, ran.of(alive))
 	}
 }
+
+// A broker that has just come back may still hand on what it held (delayed
+// messages that came due while it was away): the rescuer counts a job late
+// only a grace after its connection to the broker began.
+func TestNoRescueWhileTheConnectionIsYoung(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	ctx := context.Background()
+	if err := env.Broker.DeclarePool(ctx, pool, []string{"r.quick"}); err != nil {
+		t.Fatal(err)
+	}
+	// The rescuer looks at the pools of the type registry.
+	if err := env.Store.DeclareTypes(ctx, []jobs.Type{{Name: "r.quick", Pool: pool, Timeout: jobs.Duration(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	since := env.Broker.ConnectedSince()
+	j := &jobs.Job{
+		ID: jobs.NewID(), Type: "r.quick", Pool: pool, Status: jobs.StatusQueued, Payload: json.RawMessage(`{}`),
+		MaxAttempts: 1, CreatedAt: since.Add(-5 * time.Minute).UTC().Truncate(time.Millisecond),
+	}
+	if _, err := env.Store.Create(ctx, []*jobs.Job{j}); err != nil { // recorded, never published
+		t.Fatal(err)
+	}
+	var now time.Time
+	r := rescue.New(rescue.Config{Grace: time.Minute, Namespace: env.NS, Logger: env.Log, Now: func() time.Time { return now }},
+		env.Broker, env.Store)
+	for _, tt := range []struct {
+		at   time.Duration
+		want int
+	}{{30 * time.Second, 0}, {2 * time.Minute, 1}} {
+		now = since.Add(tt.at)
+		if n, err := r.Look(ctx); err != nil || n != tt.want {
+			t.Errorf("a look %s after the connection began rescued %d (%v), want %d", tt.at, n, err, tt.want)
+		}
+	}
+	if n := env.Messages(t, pool); n != 1 {
+		t.Errorf("%d messages in the pool queue after the rescue, want 1", n)
+	}
+}

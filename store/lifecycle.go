@@ -98,7 +98,9 @@ var discardScript = redis.NewScript(discardLua)
 // "busy", with the milliseconds to wait before offering it again (until
 // the lease would lapse, or a tenth of the time the attempt has run, up to
 // a minute, so an attempt that runs for hours is not asked after every few
-// seconds); once it has lapsed the attempt was lost and this one runs.
+// seconds), which the record keeps as parked_until, so that the rescuer
+// does not publish another copy while this one is on its way back; once
+// the lease has lapsed the attempt was lost and this one runs.
 // ARGV[4] is a token unique to this delivery: a repeat of the same start
 // (a reply lost on the way) finds its own token and changes nothing.
 // ARGV[5] and [6], the job id and the waiting index key prefix, take the
@@ -128,13 +130,15 @@ if made >= 0 and attempt ~= made then
     local left = redis.call('PTTL', ARGV[7] .. r[5])
     if left ~= -2 then
       local ran = tonumber(ARGV[2]) - (tonumber(r[6]) or tonumber(ARGV[2]))
-      return {'busy', attempt, math.max(left + 1000, math.min(math.floor(ran / 10), 60000))}
+      local wait = math.max(left + 1000, math.min(math.floor(ran / 10), 60000))
+      redis.call('HSET', KEYS[1], 'parked_until', tonumber(ARGV[2]) + wait)
+      return {'busy', attempt, wait}
     end
   end
 end
 attempt = attempt + 1
 redis.call('HSET', KEYS[1], 'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
-redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at')
+redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at', 'parked_until')
 if r[4] then
   redis.call('ZREM', ARGV[6] .. r[4], ARGV[5])
   if ARGV[8] then redis.call('ZADD', ARGV[8] .. r[4], ARGV[2], ARGV[5]) end

@@ -72,18 +72,20 @@ func (s *Store) Overdue(ctx context.Context, pool string, cutoff time.Time, limi
 
 // orphanedLua lists the entries of a pool's index of running jobs that
 // started at or before ARGV[1] (and after ARGV[5], a cursor: '-inf' or
-// '(score') whose record still runs but whose worker's lease is gone. An
-// entry whose record no longer runs is removed on the way. KEYS[1]: the
+// '(score') whose record still runs but whose worker's lease is gone, and
+// whose parked copy (parked_until, written by the start script) was not
+// due back after ARGV[1] either: one that was is on its way and will run
+// the attempt. An entry whose record no longer runs is removed on the way. KEYS[1]: the
 // index. ARGV: cutoff ms, job key prefix, worker lease key prefix, limit,
 // cursor. Returns {id, attempt pairs, entries examined, last score}.
 const orphanedLua = `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[5], ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {}
 for i = 1, #ids, 2 do
-  local r = redis.call('HMGET', ARGV[2] .. ids[i], 'status', 'worker', 'attempt')
+  local r = redis.call('HMGET', ARGV[2] .. ids[i], 'status', 'worker', 'attempt', 'parked_until')
   if r[1] ~= 'running' then
     redis.call('ZREM', KEYS[1], ids[i])
-  elseif not r[2] or redis.call('EXISTS', ARGV[3] .. r[2]) == 0 then
+  elseif (tonumber(r[4]) or 0) <= tonumber(ARGV[1]) and (not r[2] or redis.call('EXISTS', ARGV[3] .. r[2]) == 0) then
     out[#out + 1] = ids[i]
     out[#out + 1] = ids[i + 1]
     out[#out + 1] = r[3] or '0'

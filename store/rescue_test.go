@@ -305,3 +305,49 @@ func TestRescuerLease(t *testing.T) {
 func redisZ(at time.Time, id string) redis.Z {
 	return redis.Z{Score: float64(at.UnixMilli()), Member: id}
 }
+
+// A copy parked because its attempt's worker lived is on its way back: the
+// rescuer does not publish another until that copy was due back more than
+// the grace ago, though the worker has died meanwhile.
+func TestParkedCopyHoldsOffTheRescuer(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	j := newJob(1)
+	f.create(t, j)
+	started := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	if err := f.st.Lease(ctx(t), "w-dying", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.mustStart(t, j.ID, "w-dying", started)
+	now := time.Now()
+	busy, err := f.st.Start(ctx(t), j.ID, "w-other", 0, "token-copy", now)
+	if err != nil || !busy.Busy {
+		t.Fatalf("copy while the worker lives: %+v, %v; want busy", busy, err)
+	}
+	if err := f.st.Release(ctx(t), "w-dying"); err != nil { // it dies
+		t.Fatal(err)
+	}
+	back := now.Add(busy.Wait)
+	for _, tt := range []struct {
+		cutoff time.Time
+		want   int
+	}{
+		{cutoff: back.Add(-time.Second), want: 0}, // the copy is due back after the cutoff
+		{cutoff: back.Add(time.Second), want: 1},  // it was due back before: lost too
+	} {
+		found, _, err := f.st.Orphaned(ctx(t), pool, tt.cutoff, 10, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(found) != tt.want {
+			t.Errorf("Orphaned with the parked copy due back %s after the cutoff: %d jobs, want %d", back.Sub(tt.cutoff), len(found), tt.want)
+		}
+	}
+	// When the copy runs, the record no longer says it is parked.
+	if s, err := f.st.Start(ctx(t), j.ID, "w-other", 0, "token-copy-2", back); err != nil || s.Attempt != 2 {
+		t.Fatalf("the parked copy back: %+v, %v; want attempt 2", s, err)
+	}
+	if _, ok := f.raw(t, j.ID)["parked_until"]; ok {
+		t.Error("parked_until outlived the start of the copy")
+	}
+}
