@@ -11,7 +11,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test test-short lint clean services-up services-down services-status bench bench-autoscale
+.PHONY: help build run test test-short soak lint clean services-up services-down services-status bench bench-autoscale
 
 help:
 	@echo 'Targets:'
@@ -19,6 +19,9 @@ help:
 	@echo '  run              start RabbitMQ and Redis, build, run `bin/warren dev` (Ctrl-C stops it)'
 	@echo '  test             start RabbitMQ and Redis, then go test -race ./... (extra flags: TESTFLAGS=... or ARGS=...)'
 	@echo '  test-short       go test -short ./... (no services needed)'
+	@echo '  soak             start RabbitMQ and Redis, then TestSoak for SOAK (default 10m): jobs submitted while'
+	@echo '                   workers, the API and RabbitMQ are killed and restarted; fails on any lost job'
+	@echo '                   (SOAK_SEED=... replays a run; full log in bin/soak.log; `make test` runs a short one)'
 	@echo '  lint             gofmt -l (fails on unformatted files) and go vet'
 	@echo '  bench            warren against the raw RabbitMQ+Redis limit, as ratios (N=jobs, default 20000;'
 	@echo '                   ARGS=-workers=1,2,4 adds scaling, ARGS=-soak=1000000 a memory soak); bench/out/'
@@ -55,6 +58,22 @@ test: services-up
 	@mkdir -p bin && rm -f bin/test-summary.txt
 	WARREN_TEST_SUMMARY=$(CURDIR)/bin/test-summary.txt $(GO) test -race -count=1 -timeout 12m $(TESTFLAGS) $(ARGS) ./...
 	@if [ -s bin/test-summary.txt ]; then echo 'Summaries:'; sed 's/^/  /' bin/test-summary.txt; fi
+
+# The soak (cmd/warren/soak_test.go): SOAK of faults, then every accepted job
+# must succeed. Its own lines and the summary are printed; the processes'
+# logs are in bin/soak.log. SOAK_TIMEOUT bounds the whole run.
+SOAK ?= 10m
+SOAK_SEED ?=
+SOAK_TIMEOUT ?= 1h
+soak: services-up
+	@mkdir -p bin && rm -f bin/soak-summary.txt
+	@echo 'soak: $(SOAK) of faults (the full log goes to bin/soak.log)'
+	@WARREN_TEST_SUMMARY=$(CURDIR)/bin/soak-summary.txt $(GO) test -race -count=1 -timeout $(SOAK_TIMEOUT) \
+		-run '^TestSoak$$' -v $(TESTFLAGS) ./cmd/warren/ -args -soak=$(SOAK) $(if $(SOAK_SEED),-soak.seed=$(SOAK_SEED)) \
+		>bin/soak.log 2>&1; status=$$?; \
+	grep -v 'outage_test.go:[0-9]*: \[' bin/soak.log; \
+	if [ -s bin/soak-summary.txt ]; then echo 'Summary:'; sed 's/^/  /' bin/soak-summary.txt; fi; \
+	exit $$status
 
 test-short:
 	$(GO) test -short $(TESTFLAGS) $(ARGS) ./...
