@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -700,5 +701,35 @@ func TestNewProcessIDIsUnique(t *testing.T) {
 	host, _ := os.Hostname()
 	if want := fmt.Sprintf("%s-%d-", host, os.Getpid()); !strings.HasPrefix(a, want) || len(a) != len(want)+8 {
 		t.Errorf("NewProcessID() = %q, want %s and 8 hex digits", a, want)
+	}
+}
+
+// A delayed message enters the levels at the highest level whose bit of
+// its delay is set: every level above would only pass it down.
+func TestDelayEntry(t *testing.T) {
+	t.Parallel()
+	ns := jobs.Namespace("w")
+	for _, tt := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "w.delay.0"},
+		{40 * time.Millisecond, "w.delay.0"},
+		{100 * time.Millisecond, "w.delay.0"},  // 1 unit
+		{1300 * time.Millisecond, "w.delay.3"}, // 13 units: 1101
+		{1600 * time.Millisecond, "w.delay.4"}, // 16 units: 10000
+		{jobs.MaxDelay, "w.delay.31"},
+		{jobs.MaxDelay * 2, "w.delay.31"},
+	} {
+		if got := ns.DelayEntry(tt.d); got != tt.want {
+			t.Errorf("DelayEntry(%s) = %s, want %s", tt.d, got, tt.want)
+		}
+		// The key's bits above the entry level are all 0: nothing above
+		// it would have held the message.
+		key := ns.DelayRoutingKey(tt.d, "a.b")
+		level, _ := strconv.Atoi(strings.TrimPrefix(tt.want, "w.delay."))
+		if above := key[:2*(jobs.DelayLevels-1-level)]; strings.Contains(above, "1") {
+			t.Errorf("DelayRoutingKey(%s) = %s has a bit set above its entry level %d", tt.d, key, level)
+		}
 	}
 }

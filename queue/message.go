@@ -93,7 +93,7 @@ func (m Message) route(ns jobs.Namespace) (exchange, key string) {
 	case m.DeadPool != "":
 		return ns.DeadExchange(), jobs.DeadRoutingKey("failed", m.DeadPool)
 	case m.Delay >= jobs.DelayUnit:
-		return ns.DelayExchange(jobs.DelayLevels - 1), ns.DelayRoutingKey(m.Delay, m.Type)
+		return ns.DelayEntry(m.Delay), ns.DelayRoutingKey(m.Delay, m.Type)
 	}
 	return ns.Exchange(), ns.RoutingKey(m.Type)
 }

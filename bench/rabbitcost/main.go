@@ -6,45 +6,43 @@
 // needs RabbitMQ on this machine. docs/performance.md cites its figures:
 //
 //	go run ./bench/rabbitcost
+//
+// It also measures a delayed message's trip through the delay levels, the
+// classic levels warren had against the quorum ones it has (delay.go).
+// -run selects variants by a regular expression on their names, and -count
+// repeats the delay variants, which matters on a broker others use too:
+//
+//	go run ./bench/rabbitcost -run '^delay' -count 3
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
+	"regexp"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-func beamCPU() time.Duration {
-	entries, _ := os.ReadDir("/proc")
-	var total time.Duration
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if strings.TrimSpace(string(comm)) != "beam.smp" {
-			continue
-		}
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		_, rest, _ := strings.Cut(string(b), ") ")
-		f := strings.Fields(rest)
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(u+s) * 10 * time.Millisecond
-	}
-	return total
-}
-
 func main() {
+	run := flag.String("run", "", "run only the variants whose names match this regular expression")
+	count := flag.Int("count", 1, "run each delay variant this many times and summarise the least broker CPU")
+	flag.Parse()
+	re, err := regexp.Compile(*run)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rabbitcost: -run:", err)
+		os.Exit(2)
+	}
 	url := os.Getenv("WARREN_AMQP_URL")
 	if url == "" {
 		url = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	br, err := findBroker(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rabbitcost: find the broker's process:", err)
+		os.Exit(1)
 	}
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -77,6 +75,9 @@ func main() {
 		{"direct+headers+mandatory prefetch128 limits", "direct", true, true, 128, 0, true},
 		{"direct+headers+mandatory prefetch128 limits ack x16", "direct", true, true, 128, 16, true},
 	} {
+		if !re.MatchString(v.name) {
+			continue
+		}
 		ch, _ := conn.Channel()
 		q := fmt.Sprintf("rabbitcost-%d", time.Now().UnixNano())
 		args := amqp.Table{"x-queue-type": "quorum"}
@@ -98,7 +99,7 @@ func main() {
 			key = "sys.t1"
 		}
 		ch.Confirm(false)
-		c0 := beamCPU()
+		c0 := br.cpuOrZero()
 		t0 := time.Now()
 		var pend []*amqp.DeferredConfirmation
 		for i := 0; i < n; i++ {
@@ -126,7 +127,7 @@ func main() {
 			d.Wait()
 		}
 		pub := time.Since(t0)
-		c1 := beamCPU()
+		c1 := br.cpuOrZero()
 		// Consume with 32 handlers, as a sys worker runs 32 jobs at once.
 		cc, _ := conn.Channel()
 		cc.Qos(v.prefetch, 0, false)
@@ -163,7 +164,7 @@ func main() {
 		}
 		<-done
 		cons := time.Since(t1)
-		c2 := beamCPU()
+		c2 := br.cpuOrZero()
 		cc.Close()
 		wg.Wait()
 		ch.QueueDelete(q, false, false, false)
@@ -173,5 +174,9 @@ func main() {
 		ch.Close()
 		fmt.Printf("%-40s publish %6.0f/s beam %.2fs/10k | consume %6.0f/s beam %.2fs/10k\n", v.name,
 			float64(n)/pub.Seconds(), (c1-c0).Seconds()*10000/float64(n), float64(n)/cons.Seconds(), (c2-c1).Seconds()*10000/float64(n))
+	}
+	if err := runDelays(conn, br, re.MatchString, max(*count, 1)); err != nil {
+		fmt.Fprintln(os.Stderr, "rabbitcost:", err)
+		os.Exit(1)
 	}
 }

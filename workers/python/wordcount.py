@@ -211,9 +211,18 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+def delay_units(delay_ms):
+    return min((max(int(delay_ms), 0) + 50) // 100, 2**32 - 1)
+
+
 def delay_routing_key(delay_ms, job_type):
-    units = min((max(int(delay_ms), 0) + 50) // 100, 2**32 - 1)
-    return ".".join(format(units, "032b")) + "." + job_type
+    return ".".join(format(delay_units(delay_ms), "032b")) + "." + job_type
+
+
+def delay_entry_level(delay_ms):
+    """Section 2.4: a delayed message enters at the highest level whose bit
+    is set (the levels above would only pass it down, at a cost)."""
+    return max(delay_units(delay_ms).bit_length() - 1, 0)
 
 
 def delay_bit_pattern(level, bit):
@@ -710,7 +719,7 @@ class Worker:
         if wait_ms < DELAY_UNIT_MS:
             exchange, key = self.cfg.exchange(), job["type"]
         else:
-            exchange, key = self.cfg.delay_exchange(DELAY_LEVELS - 1), delay_routing_key(wait_ms, job["type"])
+            exchange, key = self.cfg.delay_exchange(delay_entry_level(wait_ms)), delay_routing_key(wait_ms, job["type"])
         ok, _ = self.publish(d, exchange, key, self.headers(d, job, attempt))
         if ok:
             self.settle(d, job["id"], "retrying", attempt,
@@ -800,7 +809,7 @@ class Worker:
         attempts made (section 7.3's headers), to be offered again after
         wait_ms (at least 100 ms); acks it once the broker has confirmed."""
         wait_ms = min(max(wait_ms, DELAY_UNIT_MS), MAX_DELAY_MS)
-        ok, _ = self.publish(d, self.cfg.delay_exchange(DELAY_LEVELS - 1), delay_routing_key(wait_ms, job["type"]),
+        ok, _ = self.publish(d, self.cfg.delay_exchange(delay_entry_level(wait_ms)), delay_routing_key(wait_ms, job["type"]),
                              self.headers(d, job, made))
         if ok:
             d.ack()
