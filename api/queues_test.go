@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenhq/warren/api"
 	"github.com/warrenhq/warren/internal/testenv"
@@ -171,5 +172,35 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(body, s) {
 			t.Errorf("/metrics lacks %s:\n%s", s, body)
 		}
+	}
+}
+
+// GET /v1/queues counts each pool's rescues of the last hour, and /metrics
+// serves the collectors the process adds (the rescuer's counter).
+func TestQueuesRescuedAndMoreMetrics(t *testing.T) {
+	t.Parallel()
+	counter := prometheus.NewCounter(prometheus.CounterOpts{Name: "warren_test_extra_total", Help: "a collector of the process"})
+	counter.Add(7)
+	env := testenv.New(t)
+	ctx := context.Background()
+	if err := env.Store.DeclareTypes(ctx, []jobs.Type{sys.Echo.WithDefaults()}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, n := range []int{2, 3} {
+		if err := env.Store.CountRescued(ctx, sys.Pool, n, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.Store.CountRescued(ctx, sys.Pool, 100, now.Add(-2*time.Hour)); err != nil { // long ago
+		t.Fatal(err)
+	}
+	url := start(t, api.Config{Collectors: []prometheus.Collector{counter}}, env.Broker, env.Store)
+	r := do(t, "GET", url+"/v1/queues", nil, "")
+	if !strings.Contains(string(r.body), `"rescued_last_hour":5`) {
+		t.Errorf("GET /v1/queues: %d %s; want sys with rescued_last_hour 5", r.status, r.body)
+	}
+	if r := do(t, "GET", url+"/metrics", nil, ""); !strings.Contains(string(r.body), "warren_test_extra_total 7") {
+		t.Errorf("GET /metrics lacks the added collector:\n%s", r.body)
 	}
 }
