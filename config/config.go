@@ -161,6 +161,11 @@ type Supervisor struct {
 
 // Pool configures one worker pool (pools.NAME; env WARREN_POOL_NAME_*).
 type Pool struct {
+	// Enabled says whether `warren autoscale` (given no pools) and `warren
+	// deploy render` run the pool (pools.NAME.enabled); nil means yes, but
+	// for the built-in sys pool, which runs only where asked for (see
+	// SysPool).
+	Enabled *bool `yaml:"enabled"`
 	// Concurrency is how many jobs run at once in one process; zero means
 	// the pool's own default.
 	Concurrency int `yaml:"concurrency"`
@@ -229,6 +234,23 @@ func (a Autoscale) policy() autoscale.Policy {
 		ScaleDownWindow:   a.ScaleDownWindow.Std(),
 		MaxStep:           a.MaxStep,
 	}
+}
+
+// SysPool is the built-in pool of test and load types (sys.echo, sys.sleep,
+// sys.spin, sys.fail). Anyone who may submit jobs could burn a CPU with
+// sys.spin, so no deployment serves it unasked: `warren dev` and `warren
+// worker sys` do, `warren autoscale` and `warren deploy render` only with
+// pools.sys.enabled.
+const SysPool = "sys"
+
+// PoolEnabled reports whether `warren autoscale` and `warren deploy render`
+// run the pool: its pools.NAME.enabled, else true for every pool but
+// SysPool.
+func (c *Config) PoolEnabled(name string) bool {
+	if e := c.Pools[name].Enabled; e != nil {
+		return *e
+	}
+	return name != SysPool
 }
 
 // DefaultAutoscale is the policy of a pool with no autoscale block: one

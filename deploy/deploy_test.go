@@ -108,9 +108,33 @@ func TestRenderIsDeterministic(t *testing.T) {
 		}
 	}
 	k := first["kustomization.yaml"]
-	for _, want := range []string{"- alpha.yaml\n- image.yaml\n- sys.yaml\n- webhook.yaml\n- zeta.yaml\n"} {
+	for _, want := range []string{"- alpha.yaml\n- image.yaml\n- webhook.yaml\n- zeta.yaml\n"} {
 		if !bytes.Contains(k, []byte(want)) {
 			t.Errorf("kustomization.yaml does not list the pools in order:\n%s", k)
+		}
+	}
+}
+
+// The sys pool (sys.spin burns a CPU for whoever submits it) is rendered
+// only when enabled; any pool can be left out.
+func TestRenderLeavesOutPoolsNotEnabled(t *testing.T) {
+	yes, no := true, false
+	for _, tt := range []struct {
+		pools map[string]config.Pool
+		want  []string
+	}{
+		{nil, []string{"image.yaml", "kustomization.yaml", "webhook.yaml"}},
+		{map[string]config.Pool{"sys": {Enabled: &yes}}, []string{"image.yaml", "kustomization.yaml", "sys.yaml", "webhook.yaml"}},
+		{map[string]config.Pool{"image": {Enabled: &no}, "text": {Image: "example.com/text:1"}}, []string{"kustomization.yaml", "text.yaml", "webhook.yaml"}},
+	} {
+		cfg := config.Default()
+		cfg.Pools = tt.pools
+		files, err := deploy.Render(cfg, deploy.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Sorted(maps.Keys(files)); !slices.Equal(got, tt.want) {
+			t.Errorf("pools %v: rendered %v, want %v", tt.pools, got, tt.want)
 		}
 	}
 }
@@ -217,8 +241,9 @@ func TestRenderScaleToZeroWithAge(t *testing.T) {
 	cfg := config.Default()
 	cfg.Namespace = "shop"
 	cfg.Worker.ShutdownGrace = config.Duration(45 * time.Second)
+	enabled := true
 	cfg.Pools = map[string]config.Pool{
-		"sys": {Autoscale: &config.Autoscale{
+		"sys": {Enabled: &enabled, Autoscale: &config.Autoscale{
 			Min:               0,
 			Max:               6,
 			TargetBacklog:     20,
@@ -308,7 +333,7 @@ func TestRenderDefaultPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := slices.Sorted(maps.Keys(files)); !slices.Equal(got, []string{"image.yaml", "kustomization.yaml", "sys.yaml", "webhook.yaml"}) {
+	if got := slices.Sorted(maps.Keys(files)); !slices.Equal(got, []string{"image.yaml", "kustomization.yaml", "webhook.yaml"}) {
 		t.Errorf("files %q", got)
 	}
 	objs := decodeFile(t, files["webhook.yaml"])
@@ -346,7 +371,7 @@ func TestRenderVHost(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		so := decodeFile(t, files["sys.yaml"])[1].(*scaledObject)
+		so := decodeFile(t, files["webhook.yaml"])[1].(*scaledObject)
 		if got := so.Spec.Triggers[0].Metadata["vhostName"]; got != want {
 			t.Errorf("vhost %q: vhostName %q, want %q", vhost, got, want)
 		}
@@ -429,13 +454,13 @@ func TestWriteAndDiff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(os.WriteFile(filepath.Join(dir, "sys.yaml"), []byte(deploy.Header+"edited\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "webhook.yaml"), []byte(deploy.Header+"edited\n"), 0o644))
 	must(os.Remove(filepath.Join(dir, "image.yaml")))
 	must(os.WriteFile(filepath.Join(dir, "gone.yaml"), []byte(deploy.Header+"a pool since removed\n"), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "mine.yaml"), []byte("# written by hand\n"), 0o644))
 	changes, err := deploy.Diff(dir, files)
 	must(err)
-	want := []deploy.Change{{File: "gone.yaml", What: "stale"}, {File: "image.yaml", What: "missing"}, {File: "sys.yaml", What: "differs"}}
+	want := []deploy.Change{{File: "gone.yaml", What: "stale"}, {File: "image.yaml", What: "missing"}, {File: "webhook.yaml", What: "differs"}}
 	if d := cmp.Diff(want, changes); d != "" {
 		t.Errorf("Diff (-want +got):\n%s", d)
 	}
@@ -491,9 +516,14 @@ func checkBase(t *testing.T, cfg config.Config, objs []any, secretKeys []string)
 		}
 	}
 
-	pools := slices.Sorted(maps.Keys(cfg.Pools))
+	var pools []string
+	for _, p := range slices.Sorted(maps.Keys(cfg.Pools)) {
+		if cfg.PoolEnabled(p) {
+			pools = append(pools, p)
+		}
+	}
 	for _, b := range deploy.Builtin {
-		if !slices.Contains(pools, b) {
+		if _, ok := cfg.Pools[b]; !ok && cfg.PoolEnabled(b) {
 			pools = append(pools, b)
 		}
 	}

@@ -90,7 +90,9 @@ const (
 )
 
 // Builtin lists the pools compiled into warren (`warren worker POOL`);
-// Render writes them whether or not warren.yaml mentions them.
+// Render writes those that are enabled (config.Config.PoolEnabled: all but
+// sys, unless warren.yaml says otherwise) whether or not warren.yaml
+// mentions them.
 var Builtin = []string{image.Pool, sys.Pool, webhook.Pool}
 
 // Options are the settings of the manifests that warren.yaml does not hold.
@@ -122,9 +124,14 @@ func (o Options) WithDefaults() Options {
 // keys are in a fixed order.
 func Render(cfg config.Config, opts Options) (map[string][]byte, error) {
 	opts = opts.WithDefaults()
-	pools := slices.Sorted(maps.Keys(cfg.Pools))
+	var pools []string
+	for _, p := range slices.Sorted(maps.Keys(cfg.Pools)) {
+		if cfg.PoolEnabled(p) {
+			pools = append(pools, p)
+		}
+	}
 	for _, b := range Builtin {
-		if _, ok := cfg.Pools[b]; !ok {
+		if _, ok := cfg.Pools[b]; !ok && cfg.PoolEnabled(b) {
 			pools = append(pools, b)
 		}
 	}

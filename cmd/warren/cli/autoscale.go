@@ -33,7 +33,9 @@ warren.yaml (see docs/autoscaling.md). Pools without a policy run between 1
 and 4 processes, one per 100 jobs of backlog.
 
 Without arguments it runs the built-in pools (` + strings.Join(serviceNames(), ", ") + `) and every pool
-of warren.yaml that names a command; with arguments, only those pools.
+of warren.yaml that names a command, leaving out any with enabled: false, and
+sys unless pools.sys.enabled is true (its sys.spin burns a CPU for whoever
+submits it); with arguments, only those pools.
 A built-in pool's process is 'warren worker POOL'; another pool's is its
 pools.NAME.command, started with the WARREN_* settings in its environment.
 
@@ -54,6 +56,9 @@ logged with its inputs and shown by 'warren queues'.`,
 				return err
 			}
 			defer s.close()
+			if len(args) == 0 {
+				args = s.defaultPools(false)
+			}
 			sup, err := s.newSupervisor(a, args)
 			if err != nil {
 				return err
@@ -72,19 +77,28 @@ logged with its inputs and shown by 'warren queues'.`,
 	return cmd
 }
 
-// newSupervisor builds the supervisor of the named pools, or of the
-// built-in pools and every configured pool with a command.
+// defaultPools are the pools a supervisor runs when none is named: the
+// built-in pools and every configured pool with a command, those that are
+// enabled (config.Config.PoolEnabled), and sys as well when withSys.
+func (s *stack) defaultPools(withSys bool) []string {
+	var names []string
+	for _, name := range serviceNames() {
+		if s.cfg.PoolEnabled(name) || (withSys && name == config.SysPool) {
+			names = append(names, name)
+		}
+	}
+	for name, p := range s.cfg.Pools {
+		if len(p.Command) > 0 && s.cfg.PoolEnabled(name) && !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// newSupervisor builds the supervisor of the named pools.
 func (s *stack) newSupervisor(a *app, names []string) (*autoscale.Supervisor, error) {
 	cfg := s.cfg
-	if len(names) == 0 {
-		names = serviceNames()
-		for name, p := range cfg.Pools {
-			if len(p.Command) > 0 && !slices.Contains(names, name) {
-				names = append(names, name)
-			}
-		}
-		sort.Strings(names)
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find the warren executable: %w", err)

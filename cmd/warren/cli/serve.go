@@ -276,7 +276,9 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
 				return err
 			}
 			defer s.close()
-			sup, err := s.newSupervisor(a, nil)
+			// The whole stack for development, sys (the test and load
+			// types) included.
+			sup, err := s.newSupervisor(a, s.defaultPools(true))
 			if err != nil {
 				return err
 			}
