@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -86,6 +88,19 @@ func NewMessage(j *jobs.Job, traceparent string) (Message, error) {
 	return Message{ID: j.ID, Type: j.Type, Body: b, Headers: h, Time: j.CreatedAt}, nil
 }
 
+// DeadLetterOf makes m the dead letter of its job, failed for good with an
+// error code and message at the given time: bound for pool's dead-letter
+// queue, with the error in its headers (docs/protocol.md, section 7.4).
+func (m *Message) DeadLetterOf(pool, code, message string, at time.Time) {
+	if m.Headers == nil {
+		m.Headers = amqp.Table{}
+	}
+	m.DeadPool = pool
+	m.Headers[HeaderErrorCode] = code
+	m.Headers[HeaderError] = message
+	m.Headers[HeaderFailedAt] = strconv.FormatInt(at.UnixMilli(), 10)
+}
+
 // route returns where a message goes: its pool by type, the first delay
 // level, or a pool's dead letters.
 func (m Message) route(ns jobs.Namespace) (exchange, key string) {
@@ -113,8 +128,13 @@ func (m Message) publishing() amqp.Publishing {
 // ErrMalformed means a message is not a job message warren can read.
 var ErrMalformed = errors.New("malformed job message")
 
-// DecodeJob reads the job a message carries.
+// DecodeJob reads the job a message carries. A body that is not valid
+// UTF-8 is malformed: Go's JSON decoder would quietly turn its bad bytes
+// into U+FFFD and run the job on input nobody sent.
 func DecodeJob(data []byte) (*jobs.Job, error) {
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("%w: not valid UTF-8", ErrMalformed)
+	}
 	var b body
 	if err := json.Unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)

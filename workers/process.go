@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/warrenhq/warren/jobs"
@@ -27,9 +26,8 @@ const storeTimeout = 5 * time.Second
 func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d queue.Delivery) {
 	job, err := queue.DecodeJob(d.Body())
 	if err != nil {
-		// No retry can make it readable; keeping it would only cycle.
-		log.Error("dropping unreadable message", "message_id", d.MessageID(), "err", err)
-		_ = d.Drop()
+		// No retry can make it readable: it fails, once.
+		w.unreadable(ctx, log, pool, d, err)
 		return
 	}
 	log = jobLogger(log, job)
@@ -228,10 +226,7 @@ func (a attempt) fail(ctx context.Context, e *jobs.Error) {
 	dead := *a.job
 	m, err := queue.NewMessage(&dead, a.traceparent)
 	if err == nil {
-		m.DeadPool = a.pool
-		m.Headers[queue.HeaderErrorCode] = e.Code
-		m.Headers[queue.HeaderError] = e.Message
-		m.Headers[queue.HeaderFailedAt] = strconv.FormatInt(a.w.cfg.Now().UnixMilli(), 10)
+		m.DeadLetterOf(a.pool, e.Code, e.Message, a.w.cfg.Now())
 		if !a.publish(ctx, m, "dead-letter the job") {
 			return
 		}
@@ -327,6 +322,33 @@ func (a attempt) hold(ctx context.Context, what string, f func(context.Context) 
 			return false
 		}
 	}
+}
+
+// unreadable settles a message whose body is not a job message warren can
+// read (not JSON, not UTF-8, nested too deep, fields of the wrong type): no
+// retry can make it readable, so it must neither run nor go round the
+// queue again. When its message id names a job, that job fails with code
+// bad_message and the message, as it came, becomes its dead letter, as any
+// job's that fails for good (listed by neither GET /v1/dead nor replayed,
+// since it cannot be read). Without a job id there is no record to settle:
+// the message is rejected, and the broker dead-letters it once.
+func (w *Worker) unreadable(ctx context.Context, log *slog.Logger, pool string, d queue.Delivery, why error) {
+	id := d.MessageID()
+	if !jobs.ValidID(id) {
+		log.Error("rejecting an unreadable message that names no job", "message_id", id, "err", why)
+		_ = d.Drop()
+		return
+	}
+	job := &jobs.Job{ID: id}
+	a := attempt{w: w, log: log.With("job", id), pool: pool, d: d, job: job}
+	e := &jobs.Error{Code: "bad_message", Message: fmt.Sprintf("the worker cannot read the job's message: %v", why)}
+	a.log.Error("job failed: its message cannot be read", "err", why)
+	m := queue.Message{ID: id, Body: d.Body()}
+	m.DeadLetterOf(pool, e.Code, e.Message, w.cfg.Now())
+	if !a.publish(ctx, m, "dead-letter the unreadable message") {
+		return
+	}
+	a.settle(ctx, store.Outcome{Status: jobs.StatusFailed, Error: e})
 }
 
 // deadLettered handles a message the broker dead-lettered because it reached

@@ -126,6 +126,8 @@ func Run(t *testing.T, start Start) {
 		{"Redelivered", redelivered},
 		{"CopyWhileRunning", copyWhileRunning},
 		{"CopyOfLostAttempt", copyOfLostAttempt},
+		{"UnreadableMessage", unreadableMessage},
+		{"UnreadableAnonymous", unreadableAnonymous},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -486,6 +488,71 @@ func copyOfLostAttempt(t *testing.T, f *fixture) {
 	}
 	f.notRunning(t, j.ID)
 	f.noneWaiting(t, "after the job succeeded")
+}
+
+// 10. A message the worker cannot read (not valid UTF-8, nested deeper than
+// any decoder goes, or fields of the wrong type) fails its job, named by the
+// message id, with code bad_message, and becomes its dead letter: it is
+// settled once, never run, never dropped, never requeued in a loop.
+func unreadableMessage(t *testing.T, f *fixture) {
+	bodies := map[string]func(id string) []byte{
+		"invalid UTF-8": func(id string) []byte {
+			return []byte(`{"id":"` + id + `","type":"text.wordcount","payload":{"text":"caf\xe9"}}`)
+		},
+		"nested 50000 deep": func(string) []byte {
+			return []byte(strings.Repeat("[", 50000) + strings.Repeat("]", 50000))
+		},
+		"wrong types": func(id string) []byte {
+			return []byte(`{"id":"` + id + `","type":["text.wordcount"],"max_attempts":"many"}`)
+		},
+	}
+	var ids []string
+	for what, body := range bodies {
+		// A real job, waiting in the delay levels, whose message id the
+		// unreadable copy carries.
+		j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"a"},"delay":"10m"}`)
+		f.publish(t, queue.Message{ID: j.ID, Type: j.Type, Body: body(j.ID)})
+		done := f.wait(t, j.ID)
+		if done.Status != jobs.StatusFailed || done.Error == nil || done.Error.Code != "bad_message" || done.Attempt != 0 {
+			t.Errorf("%s: status %s attempt %d error %+v, want failed with bad_message, never run", what, done.Status, done.Attempt, done.Error)
+		}
+		ids = append(ids, j.ID)
+	}
+	settled(t, f.env.NS.Queue(Pool), len(bodies))
+	// Each became a dead letter, once; unreadable, so counted but not listed.
+	testenv.Eventually(t, 10*time.Second, "a dead letter for each", func() bool {
+		return f.ready(t, f.env.NS.DeadQueue(Pool)) == len(bodies)
+	})
+	time.Sleep(time.Second) // long enough for a loop to show
+	if n := f.ready(t, f.env.NS.DeadQueue(Pool)); n != len(bodies) {
+		t.Errorf("%d dead letters, want %d: one per unreadable message", n, len(bodies))
+	}
+	if n := f.env.Messages(t, Pool); n != 0 {
+		t.Errorf("%d messages back in the pool queue, want 0", n)
+	}
+	for _, id := range ids {
+		f.notRunning(t, id)
+	}
+}
+
+// 11. An unreadable message that names no job is rejected once: the broker
+// dead-letters it to the pool's dead letters and the intake, which the
+// worker acknowledges; nothing loops, and the worker carries on.
+func unreadableAnonymous(t *testing.T, f *fixture) {
+	f.publish(t, queue.Message{Type: "text.wordcount", Body: []byte(strings.Repeat("{", 50000))})
+	settled(t, f.env.NS.Queue(Pool), 1)
+	settled(t, f.env.NS.DeadIntakeQueue(Pool), 1)
+	testenv.Eventually(t, 10*time.Second, "the message in the dead letters", func() bool {
+		return f.ready(t, f.env.NS.DeadQueue(Pool)) == 1
+	})
+	time.Sleep(time.Second) // long enough for a loop to show
+	if n := f.ready(t, f.env.NS.DeadQueue(Pool)); n != 1 {
+		t.Errorf("%d dead letters, want 1", n)
+	}
+	// The worker carries on.
+	if done := f.wait(t, f.submit(t, `{"type":"text.wordcount","payload":{"text":"still here"}}`).ID); done.Status != jobs.StatusSucceeded {
+		t.Errorf("a job after the unreadable message: %s, want succeeded", done.Status)
+	}
 }
 
 // ---- helpers

@@ -242,6 +242,22 @@ def delay_args(ttl_ms, next_exchange):
     }
 
 
+def decode_job(body):
+    """Section 3: the job a readable message carries; raises, for any reason
+    (bad UTF-8, nesting too deep, wrong types), when it is not readable."""
+    job = json.loads(body.decode("utf-8"))
+    if not isinstance(job, dict) or not isinstance(job.get("id"), str) \
+            or not UUID_RE.match(job["id"]) or not isinstance(job.get("type"), str) or not job["type"]:
+        raise ValueError("missing id or type")
+    for name in ("max_attempts", "timeout_ms"):
+        if name in job and (isinstance(job[name], bool) or not isinstance(job[name], int)):
+            raise ValueError("%s is not an integer" % name)
+    for name in ("backoff", "metadata"):
+        if name in job and not isinstance(job[name], dict):
+            raise ValueError("%s is not an object" % name)
+    return job
+
+
 def header_int(headers, name):
     """An integer header of any AMQP integer width, or None."""
     v = (headers or {}).get(name)
@@ -729,13 +745,9 @@ class Worker:
     # --- one delivery (section 7)
     def process(self, d):
         try:
-            job = json.loads(d.body)
-            if not isinstance(job, dict) or not isinstance(job.get("id"), str) \
-                    or not UUID_RE.match(job["id"]) or not isinstance(job.get("type"), str) or not job["type"]:
-                raise ValueError("missing id or type")
-        except ValueError as e:
-            log.error("dropping unreadable message %s: %s", d.props.message_id, e)
-            d.drop()
+            job = decode_job(d.body)
+        except Exception as e:  # any reason, RecursionError for deep nesting included
+            self.unreadable(d, e)
             return
         job_id = job["id"]
         made = header_int(d.props.headers, "x-warren-attempts")
@@ -826,13 +838,30 @@ class Worker:
         else:
             self.retry(d, job, attempt, err.code, err.message)
 
+    def unreadable(self, d, err):
+        """Section 7, step 1: no retry can make a message readable. When its
+        message id names a job, the job fails with bad_message and the
+        message, as it came, is its dead letter; one that names no job is
+        rejected, and the broker dead-letters it once."""
+        job_id = d.props.message_id
+        if not isinstance(job_id, str) or not UUID_RE.match(job_id):
+            log.error("rejecting an unreadable message that names no job (%r): %.200s", job_id, err)
+            d.drop()
+            return
+        message = "the worker cannot read the job's message: %.200s" % (err,)
+        log.error("job %s failed: its message cannot be read: %.200s", job_id, err)
+        h = {"x-warren-error-code": "bad_message", "x-warren-error": message,
+             "x-warren-failed-at": str(now_ms())}
+        ok, _ = self.publish(d, self.cfg.dead_exchange(), "failed." + POOL, h)
+        if ok:
+            self.settle(d, job_id, "failed", -1,
+                        error={"code": "bad_message", "message": message, "retryable": False})
+
     def intake(self, d):
         """Section 8: a job whose message the broker dead-lettered fails."""
         try:
-            job = json.loads(d.body)
-            if not isinstance(job, dict) or not UUID_RE.match(str(job.get("id", ""))) or not job.get("type"):
-                raise ValueError("missing id or type")
-        except ValueError as e:
+            job = decode_job(d.body)
+        except Exception as e:  # any reason: it is acknowledged, never looped
             log.error("dropping unreadable dead letter %s: %s", d.props.message_id, e)
             d.ack()
             return
