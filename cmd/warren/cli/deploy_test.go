@@ -24,6 +24,7 @@ worker:
   shutdown_grace: 10s
 pools:
   sys:
+    enabled: true
     autoscale:
       min_replicas: 0
       max_replicas: 3
