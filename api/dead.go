@@ -101,7 +101,7 @@ func (s *Server) replayDead(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readBody(w, r)
 	if err == nil {
 		var req replayRequest
-		if err = decodeStrict(body, &req, ""); err == nil {
+		if err = decodeBody(body, &req, s.cfg.MaxJSONDepth, 0); err == nil {
 			ctx, cancel := context.WithTimeout(r.Context(), deadTimeout)
 			defer cancel()
 			err = s.replay(w, ctx, req)

@@ -27,6 +27,7 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // Error codes and their HTTP statuses: the one table that maps them.
 var statusOf = map[string]int{
 	"invalid_json":       http.StatusBadRequest,
+	"invalid_encoding":   http.StatusBadRequest,
 	"invalid_field":      http.StatusBadRequest,
 	"unknown_field":      http.StatusBadRequest,
 	"missing_field":      http.StatusBadRequest,
@@ -35,6 +36,7 @@ var statusOf = map[string]int{
 	"invalid_id":         http.StatusBadRequest,
 	"not_found":          http.StatusNotFound,
 	"method_not_allowed": http.StatusMethodNotAllowed,
+	"request_timeout":    http.StatusRequestTimeout,
 	"conflict":           http.StatusConflict,
 	"too_large":          http.StatusRequestEntityTooLarge,
 	"unsupported_media":  http.StatusUnsupportedMediaType,

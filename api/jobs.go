@@ -8,9 +8,13 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -44,27 +48,67 @@ type batchRequest struct {
 	Jobs []json.RawMessage `json:"jobs"`
 }
 
-// readBody reads a JSON request body within the size limit.
+// readBody reads a JSON request body: it must say it is JSON, arrive within
+// the read timeout (the server's ReadTimeout, which cuts the connection's
+// reads; the answer is then 408) and stay within the size limit.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, apiErr("unsupported_media", "", "Content-Type %q is not supported; send application/json", ct)
-		}
+	if err := jsonContentType(r.Header.Get("Content-Type")); err != nil {
+		return nil, err
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	var (
+		tooLarge *http.MaxBytesError
+		netErr   net.Error
+	)
+	switch {
+	case errors.As(err, &tooLarge):
 		return nil, apiErr("too_large", "", "request body is over the limit of %d bytes", s.cfg.MaxBodyBytes)
-	}
-	if err != nil {
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return nil, apiErr("request_timeout", "", "the request body did not arrive within %s", s.cfg.ReadTimeout)
+	case err != nil:
 		return nil, apiErr("invalid_json", "", "cannot read request body: %v", err)
 	}
 	return b, nil
 }
 
+// jsonContentType accepts application/json and the +json types, in UTF-8
+// (JSON's only encoding), and refuses the rest, no Content-Type included.
+func jsonContentType(ct string) error {
+	if ct == "" {
+		return apiErr("unsupported_media", "", "Content-Type is missing; send the body as JSON, with Content-Type: application/json")
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return apiErr("unsupported_media", "", "Content-Type %q is not supported; send application/json", ct)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return apiErr("unsupported_media", "", "charset %q is not supported; JSON is UTF-8", cs)
+	}
+	return nil
+}
+
+// decodeBody checks a whole request body (checkJSON: its encoding,
+// nesting and keys) and decodes it strictly into v. depth is the nesting
+// checkJSON does not count.
+func decodeBody(b []byte, v any, maxDepth, depth int) error {
+	checked := checkJSON(b, maxDepth, depth)
+	if checked != nil && !errors.Is(checked, errSyntax) {
+		return checked
+	}
+	if err := decodeStrict(b, v, ""); err != nil {
+		return err
+	}
+	if checked != nil {
+		// The decoder took what checkJSON did not: never accept that.
+		return apiErr("invalid_json", "", "request body is not valid JSON")
+	}
+	return nil
+}
+
 // decodeStrict decodes one JSON value into v, refusing unknown fields and
-// trailing data, and names the field at fault.
+// trailing data, and names the field at fault. Field names must match
+// exactly: encoding/json would take {"Type": …} as type, and {"type": …,
+// "TYPE": …} as one field given twice.
 func decodeStrict(b []byte, v any, prefix string) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -73,7 +117,7 @@ func decodeStrict(b []byte, v any, prefix string) error {
 		return apiErr("invalid_json", "", "request body holds more than one JSON value")
 	}
 	if err == nil {
-		return nil
+		return exactFields(b, v, prefix)
 	}
 	var (
 		syntax *json.SyntaxError
@@ -97,6 +141,52 @@ func decodeStrict(b []byte, v any, prefix string) error {
 	}
 	return apiErr("invalid_json", "", "request body is not valid JSON: %v", err)
 }
+
+// exactFields refuses a member of the JSON object b whose name matches a
+// field of the struct v points to only when case is ignored.
+func exactFields(b []byte, v any, prefix string) error {
+	t := reflect.TypeOf(v)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	names := fieldNames(t.Elem())
+	for _, name := range objectKeys(b) {
+		if names[name] {
+			continue
+		}
+		field := join(prefix, name)
+		for known := range names {
+			if strings.EqualFold(known, name) {
+				return apiErr("unknown_field", field, "unknown field %s; names are case-sensitive: did you mean %s?", field, join(prefix, known))
+			}
+		}
+		return apiErr("unknown_field", field, "unknown field %s", field)
+	}
+	return nil
+}
+
+// fieldNames returns the JSON names of a struct's fields.
+func fieldNames(t reflect.Type) map[string]bool {
+	if n, ok := fieldNameCache.Load(t); ok {
+		return n.(map[string]bool)
+	}
+	names := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported():
+			continue
+		case name == "":
+			name = f.Name
+		}
+		names[name] = true
+	}
+	fieldNameCache.Store(t, names)
+	return names
+}
+
+var fieldNameCache sync.Map // reflect.Type → map[string]bool
 
 func join(prefix, field string) string {
 	if prefix == "" {
@@ -124,16 +214,75 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
-// buildJob validates a request and builds the job it asks for. prefix
-// qualifies field names (for batch entries).
-func (s *Server) buildJob(ctx context.Context, req jobRequest, headerKey string) (*jobs.Job, error) {
+// decoder turns the bodies of POST /v1/jobs and /v1/jobs/batch into jobs:
+// it checks the JSON, decodes it strictly and validates each job against
+// its declared type. It records and publishes nothing.
+type decoder struct {
+	maxDepth int // JSON nesting of one job
+	maxBatch int
+	now      func() time.Time
+	// lookup returns a declared type, or an unknown_type error.
+	lookup func(ctx context.Context, name string) (*typeEntry, error)
+}
+
+// job decodes the body of POST /v1/jobs; headerKey is its Idempotency-Key
+// header.
+func (d *decoder) job(ctx context.Context, body []byte, headerKey string) (*jobs.Job, error) {
+	var req jobRequest
+	if err := decodeBody(body, &req, d.maxDepth, 0); err != nil {
+		return nil, err
+	}
+	return d.build(ctx, req, headerKey)
+}
+
+// batchItem is one entry of a batch: its job, or why it was refused.
+type batchItem struct {
+	job *jobs.Job
+	err *Error
+}
+
+// batch decodes the body of POST /v1/jobs/batch. An entry that is refused
+// does not stop the others; the error is for a body that is unusable as a
+// whole, or a failure to look types up (Redis away).
+func (d *decoder) batch(ctx context.Context, body []byte) ([]batchItem, error) {
+	var req batchRequest
+	// The object and its jobs array: each job is nested as if sent alone.
+	if err := decodeBody(body, &req, d.maxDepth, 2); err != nil {
+		return nil, err
+	}
+	switch {
+	case req.Jobs == nil:
+		return nil, apiErr("missing_field", "jobs", "jobs is required: an array of job requests")
+	case len(req.Jobs) > d.maxBatch:
+		return nil, apiErr("invalid_field", "jobs", "a batch holds at most %d jobs, got %d", d.maxBatch, len(req.Jobs))
+	}
+	items := make([]batchItem, len(req.Jobs))
+	for i, raw := range req.Jobs {
+		var jr jobRequest
+		err := decodeStrict(raw, &jr, "")
+		if err == nil {
+			if items[i].job, err = d.build(ctx, jr, ""); err == nil {
+				continue
+			}
+		}
+		var ae *Error
+		if !errors.As(err, &ae) {
+			return nil, err
+		}
+		items[i].err = ae
+	}
+	return items, nil
+}
+
+// build validates a request and builds the job it asks for.
+func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (*jobs.Job, error) {
 	if req.Type == "" {
 		return nil, apiErr("missing_field", "type", "type is required, such as \"sys.echo\"")
 	}
 	if !jobs.ValidTypeName(req.Type) {
 		return nil, apiErr("invalid_field", "type", "type %q is not a valid type name (lower-case words joined by dots)", req.Type)
 	}
-	te, err := s.types.get(ctx, req.Type)
+	te, err := d.lookup(ctx, req.Type)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +345,11 @@ func (s *Server) buildJob(ctx context.Context, req jobRequest, headerKey string)
 	case key == "":
 		key = headerKey
 	}
-	if len(key) > maxIdempotencyKey || !utf8.ValidString(key) {
-		return nil, apiErr("invalid_field", "idempotency_key", "idempotency_key must be valid text of at most %d bytes", maxIdempotencyKey)
+	if !utf8.ValidString(key) { // the header's: the body was checked
+		return nil, apiErr("invalid_encoding", "idempotency_key", "idempotency_key: the Idempotency-Key header is not UTF-8 text")
+	}
+	if len(key) > maxIdempotencyKey {
+		return nil, apiErr("invalid_field", "idempotency_key", "idempotency_key must be at most %d bytes", maxIdempotencyKey)
 	}
 
 	var backoff *jobs.Backoff
@@ -215,7 +367,7 @@ func (s *Server) buildJob(ctx context.Context, req jobRequest, headerKey string)
 		}
 	}
 
-	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+	now := d.now().UTC().Truncate(time.Millisecond)
 	delay, err := requestDelay(req, now)
 	if err != nil {
 		return nil, err
@@ -359,22 +511,22 @@ func (s *Server) accept(ctx context.Context, js []*jobs.Job, traceparent string)
 
 // submit handles POST /v1/jobs.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
+	key, traceparent, err := s.submitHeaders(r, true)
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
 	body, err := s.readBody(w, r)
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	var req jobRequest
-	if err := decodeStrict(body, &req, ""); err != nil {
-		writeError(w, toAPIError(s.log, err))
-		return
-	}
-	job, err := s.buildJob(r.Context(), req, r.Header.Get("Idempotency-Key"))
+	job, err := s.decode.job(r.Context(), body, key)
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	res, err := s.accept(r.Context(), []*jobs.Job{job}, r.Header.Get("traceparent"))
+	res, err := s.accept(r.Context(), []*jobs.Job{job}, traceparent)
 	if err == nil {
 		err = res[0].err
 	}
@@ -390,6 +542,53 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, s.present(r.Context(), res[0].job))
 }
 
+// submitHeaders reads the headers of a submission: its Idempotency-Key
+// (when withKey; the batch has none) and its traceparent. A traceparent
+// that is text but not a W3C trace context is left out, as the W3C asks;
+// it would otherwise travel with every job's message.
+func (s *Server) submitHeaders(r *http.Request, withKey bool) (key, traceparent string, err error) {
+	if withKey {
+		if keys := r.Header.Values("Idempotency-Key"); len(keys) > 1 {
+			return "", "", apiErr("invalid_field", "idempotency_key", "send one Idempotency-Key header, not %d", len(keys))
+		}
+		key = r.Header.Get("Idempotency-Key")
+	}
+	tps := r.Header.Values("traceparent")
+	for _, tp := range tps {
+		if !utf8.ValidString(tp) {
+			return "", "", apiErr("invalid_encoding", "traceparent", "traceparent: the header is not UTF-8 text")
+		}
+	}
+	if len(tps) == 1 && validTraceParent(tps[0]) {
+		traceparent = tps[0]
+	} else if len(tps) > 0 {
+		s.log.Debug("ignoring a malformed traceparent header", "traceparent", truncateText(strings.Join(tps, ", "), 128))
+	}
+	return key, traceparent, nil
+}
+
+// validTraceParent reports whether tp is a W3C trace context: version,
+// trace id, parent id and flags in lower-case hex, ids not all zero. A
+// version after 00 may carry more fields after a dash.
+func validTraceParent(tp string) bool {
+	const length = 55 // 00-<32>-<16>-<2>
+	if len(tp) < length || len(tp) > 512 || (len(tp) > length && (tp[:2] == "00" || tp[length] != '-')) {
+		return false
+	}
+	hex := func(s string) bool {
+		for i := range len(s) {
+			if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	version, trace, parent, flags := tp[0:2], tp[3:35], tp[36:52], tp[53:55]
+	return tp[2] == '-' && tp[35] == '-' && tp[52] == '-' && version != "ff" &&
+		hex(version) && hex(trace) && hex(parent) && hex(flags) &&
+		trace != strings.Repeat("0", 32) && parent != strings.Repeat("0", 16)
+}
+
 type batchEntry struct {
 	Job   *jobs.Job `json:"job,omitempty"`
 	Error *Error    `json:"error,omitempty"`
@@ -398,47 +597,34 @@ type batchEntry struct {
 // submitBatch handles POST /v1/jobs/batch: every entry is validated on its
 // own, and the valid ones are recorded and published together.
 func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
+	_, traceparent, err := s.submitHeaders(r, false)
+	if err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
 	body, err := s.readBody(w, r)
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	var req batchRequest
-	if err := decodeStrict(body, &req, ""); err != nil {
+	items, err := s.decode.batch(r.Context(), body)
+	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	switch {
-	case req.Jobs == nil:
-		writeError(w, apiErr("missing_field", "jobs", "jobs is required: an array of job requests"))
-		return
-	case len(req.Jobs) > s.cfg.MaxBatch:
-		writeError(w, apiErr("invalid_field", "jobs", "a batch holds at most %d jobs, got %d", s.cfg.MaxBatch, len(req.Jobs)))
-		return
-	}
-	entries := make([]batchEntry, len(req.Jobs))
+	entries := make([]batchEntry, len(items))
 	var (
 		valid []*jobs.Job
 		index []int
 	)
-	for i, raw := range req.Jobs {
-		var jr jobRequest
-		err := decodeStrict(raw, &jr, "")
-		if err == nil {
-			var job *jobs.Job
-			if job, err = s.buildJob(r.Context(), jr, ""); err == nil {
-				valid, index = append(valid, job), append(index, i)
-				continue
-			}
+	for i, it := range items {
+		if it.err != nil {
+			entries[i].Error = it.err
+			continue
 		}
-		ae := toAPIError(s.log, err)
-		if ae.Code == "unavailable" || ae.Code == "internal" {
-			writeError(w, ae)
-			return
-		}
-		entries[i].Error = ae
+		valid, index = append(valid, it.job), append(index, i)
 	}
-	res, err := s.accept(r.Context(), valid, r.Header.Get("traceparent"))
+	res, err := s.accept(r.Context(), valid, traceparent)
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -38,6 +39,17 @@ type Config struct {
 	MaxWait time.Duration
 	// MaxBatch bounds the jobs of one batch request; zero means 1000.
 	MaxBatch int
+	// ReadTimeout bounds the reading of a request, headers and body, from
+	// its first byte: a body still arriving then gets 408 and its
+	// connection is closed. Zero means 30s.
+	ReadTimeout time.Duration
+	// MaxConnections bounds the connections the server holds at once;
+	// further ones wait to be accepted until one closes. Zero means 1024.
+	MaxConnections int
+	// MaxJSONDepth bounds how deeply the arrays and objects of a request
+	// body nest (a body that is one object is 1 deep; each job of a batch
+	// counts as if sent alone). Zero means 64.
+	MaxJSONDepth int
 	// Logger receives request and error logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Now tells the time; nil means time.Now.
@@ -56,12 +68,31 @@ func (c Config) withDefaults() Config {
 	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, 1<<20)
 	c.MaxWait = cmp.Or(c.MaxWait, 60*time.Second)
 	c.MaxBatch = cmp.Or(c.MaxBatch, 1000)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, 30*time.Second)
+	c.MaxConnections = cmp.Or(c.MaxConnections, 1024)
+	c.MaxJSONDepth = cmp.Or(c.MaxJSONDepth, 64)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	return c
 }
+
+func (c Config) validate() error {
+	switch {
+	case c.MaxBodyBytes < 0, c.MaxWait < 0, c.MaxBatch < 0, c.ReadTimeout < 0, c.MaxConnections < 0, c.MaxJSONDepth < 0:
+		return errors.New("api: limits must not be negative")
+	case c.MaxJSONDepth > MaxJSONDepth:
+		return fmt.Errorf("api: the JSON nesting limit (api.max_json_depth) is %d, over the most allowed, %d", c.MaxJSONDepth, MaxJSONDepth)
+	}
+	return nil
+}
+
+// MaxJSONDepth is the deepest nesting Config.MaxJSONDepth may allow. A
+// worker must be able to read what the API accepts: Python's json module
+// stops at its recursion limit (1000 levels by default, fewer when called
+// deep in a stack), and a message wraps the payload in one more level.
+const MaxJSONDepth = 500
 
 // Broker is what the API needs of RabbitMQ.
 type Broker interface {
@@ -107,6 +138,7 @@ type Server struct {
 	store    Store
 	notifier *store.Notifier
 	types    *types
+	decode   *decoder
 	metrics  *metrics.Collector
 	log      *slog.Logger
 	handler  http.Handler
@@ -120,6 +152,9 @@ type Server struct {
 
 // New returns a Server over the given broker and store.
 func New(cfg Config, b Broker, st Store) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg:    cfg,
@@ -129,6 +164,7 @@ func New(cfg Config, b Broker, st Store) (*Server, error) {
 		log:    cfg.Logger.With("component", "api"),
 	}
 	s.notifier = st.NewNotifier(store.Handlers{Type: s.types.invalidate})
+	s.decode = &decoder{maxDepth: cfg.MaxJSONDepth, maxBatch: cfg.MaxBatch, now: cfg.Now, lookup: s.types.get}
 	m, err := s.newMetrics()
 	if err != nil {
 		return nil, err
@@ -175,7 +211,30 @@ func (s *Server) routes() http.Handler {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(w, apiErr("method_not_allowed", "", "%s %s is not allowed; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")))
 	})
-	return s.recoverer(mux)
+	return s.recoverer(checkEncoding(mux))
+}
+
+// checkEncoding refuses a request whose path or query is not UTF-8 text
+// (after %-decoding); the body is checked where it is decoded.
+func checkEncoding(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !utf8.ValidString(r.URL.Path) {
+			writeError(w, apiErr("invalid_encoding", "path", "path: the request path is not UTF-8 text"))
+			return
+		}
+		for k, vs := range r.URL.Query() {
+			bad := !utf8.ValidString(k)
+			for _, v := range vs {
+				bad = bad || !utf8.ValidString(v)
+			}
+			if bad {
+				field := truncateText(strings.ToValidUTF8(k, "\uFFFD"), maxFieldPath)
+				writeError(w, apiErr("invalid_encoding", field, "%s: the query parameter is not UTF-8 text", field))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // recoverer turns a handler panic into a 500 and a log line.
@@ -211,10 +270,14 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	// Requests get a context that Stop cancels, so long-polls end at once.
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	ln = newLimitListener(ln, s.cfg.MaxConnections)
 	s.ln, s.cancel = ln, cancel
 	s.srv = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: s.handler,
+		// ReadTimeout covers the headers too, but the server gives them
+		// their own deadline first: keep it no longer.
+		ReadHeaderTimeout: min(10*time.Second, s.cfg.ReadTimeout),
+		ReadTimeout:       s.cfg.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
