@@ -76,6 +76,9 @@ func TestRefusal(t *testing.T) {
 		{"64:ff9b::808:808", false},  // NAT64 of 8.8.8.8
 		{"2002:7f00:1::1", true},     // 6to4 of 127.0.0.1
 		{"2002:0808:0808::1", false}, // 6to4 of 8.8.8.8
+		{"::ffff:0:7f00:1", true},    // IPv4-translated 127.0.0.1
+		{"::ffff:0:808:808", true},   // IPv4-translated 8.8.8.8: nothing public
+		{"::ffff:0:a9fe:a9fe", true}, // IPv4-translated metadata
 	} {
 		addr := netip.MustParseAddr(tt.addr)
 		reason := guard{}.refusal(addr)
@@ -122,7 +125,7 @@ func TestControl(t *testing.T) {
 		{"[2606:4700:4700::1111]:443", false},
 		{"not-an-address", true},
 	} {
-		err := guard{}.control("tcp", tt.address, nil)
+		err := guard{}.control("", tt.address)
 		if errors.Is(err, ErrRefused) != tt.refused {
 			t.Errorf("%s: %v, want refused %v", tt.address, err, tt.refused)
 		}
@@ -173,11 +176,11 @@ func TestLoopbackRefusedByDefault(t *testing.T) {
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("err = %v, want ErrRefused", err)
 	}
-	// The error arrives wrapped as url.Error → net.OpError → ours.
+	// A literal address is refused before anything is dialed.
 	var ue *url.Error
 	var oe *net.OpError
-	if !errors.As(err, &ue) || !errors.As(err, &oe) || oe.Op != "dial" {
-		t.Errorf("err = %#v, want a *url.Error wrapping a dial *net.OpError", err)
+	if !errors.As(err, &ue) || errors.As(err, &oe) {
+		t.Errorf("err = %#v, want a *url.Error and no dial", err)
 	}
 	if hits.Load() != 0 {
 		t.Errorf("server reached %d times", hits.Load())
@@ -188,8 +191,16 @@ func TestHostNameResolvedAndChecked(t *testing.T) {
 	t.Parallel()
 	srv, hits := server(t, ok)
 	u := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
-	if _, err := get(client(t, Config{}), u); !errors.Is(err, ErrRefused) {
+	_, err := get(client(t, Config{}), u)
+	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("err = %v, want ErrRefused", err)
+	}
+	// A name is judged by the address it resolves to, as the connection
+	// is opened: the error arrives wrapped as url.Error → net.OpError → ours.
+	var ue *url.Error
+	var oe *net.OpError
+	if !errors.As(err, &ue) || !errors.As(err, &oe) || oe.Op != "dial" {
+		t.Errorf("err = %#v, want a *url.Error wrapping a dial *net.OpError", err)
 	}
 	if hits.Load() != 0 {
 		t.Errorf("server reached %d times", hits.Load())
@@ -246,7 +257,7 @@ func TestRedirectLimit(t *testing.T) {
 		http.Redirect(w, r, srv.URL+"/again", http.StatusFound)
 	})
 	_, err := get(client(t, Config{Allow: loopback, MaxRedirects: 2}), srv.URL)
-	if err == nil || !strings.Contains(err.Error(), "stopped after 2 redirects") {
+	if !errors.Is(err, ErrTooManyRedirects) || !strings.Contains(err.Error(), "stopped after 2 redirects") {
 		t.Errorf("err = %v, want stopped after 2 redirects", err)
 	}
 	if got := hits.Load(); got != 3 {
@@ -275,7 +286,7 @@ func TestSchemeRefused(t *testing.T) {
 
 func TestNoProxy(t *testing.T) {
 	t.Parallel()
-	tr := NewClient(Config{}).Transport.(schemeCheck).tr
+	tr := NewClient(Config{}).Transport.(hostCheck).tr
 	if tr.Proxy != nil {
 		t.Error("transport uses a proxy")
 	}

@@ -492,7 +492,15 @@ func TestWebhookDelivery(t *testing.T) {
 	}))
 	defer receiver.Close()
 	env := testenv.New(t)
-	p := startProcWith(t, env, []string{"WARREN_WEBHOOK_ALLOW=127.0.0.1", "WARREN_WEBHOOK_SECRETS=test=s3cret"},
+	// The secret signs for the receiver's /hook alone (its value comes
+	// from the environment, as from a Kubernetes Secret), and the test
+	// reads the receiver's answer back from the result.
+	cfg := filepath.Join(t.TempDir(), "warren.yaml")
+	yml := "webhook:\n  secrets:\n    test: {allow: [\"" + receiver.URL + "/hook\"]}\n  keep_response_body: true\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcWith(t, env, []string{"WARREN_CONFIG=" + cfg, "WARREN_WEBHOOK_ALLOW=127.0.0.1", "WARREN_WEBHOOK_SECRETS=test=s3cret"},
 		"dev", "--addr", "127.0.0.1:0")
 	url := "http://" + p.addr(t, "api listening")
 	waitReady(t, url)

@@ -2,7 +2,8 @@
 // webhook.deliver type sends a request to a URL the submitter names, signs it
 // when asked, and records the receiver's answer. Targets go through package
 // egress, so internal addresses (loopback, private networks, cloud metadata)
-// are refused unless Config.Allow lets them through.
+// and hosts written as numbers (2130706433, 127.1) are refused unless
+// Config.Allow lets them through.
 //
 // # Payload
 //
@@ -25,18 +26,30 @@
 //
 // A 2xx answer succeeds, with the result
 //
-//	{"status": 200, "headers": {"Content-Type": "…"}, "body": "…", "body_truncated": true, "duration_ms": 12}
+//	{"status": 200, "headers": {"Content-Type": "…"}, "duration_ms": 12}
 //
 // where headers keeps Content-Type, Content-Length, Location, Retry-After and
-// X-Request-Id when present, and body the first Config.MaxResponseBody bytes.
+// X-Request-Id when present. The receiver's body is not kept unless
+// Config.KeepResponseBody is set: the result then has "body", its first
+// Config.MaxResponseBody bytes, and "body_truncated", and a failure's message
+// quotes its start. (Kept bodies let whoever submits jobs read what any
+// allowed address answers, internal ones included.)
+//
 // Network errors, timeouts, 408, 429 and 5xx are retried (codes "network",
 // "timeout", "http_503", …), after the receiver's Retry-After for 429 and
-// 503 when it gives one (capped at MaxRetryAfter). Other answers fail at once:
-// "http_404" and the like, "refused_target" for an address egress refuses,
-// "unknown_secret" for a secret name not configured, "invalid_payload".
-// Redirects are followed up to egress's limit, each hop checked again; a 302
-// or 303 turns the request into a GET without a body, as browsers do, so
-// receivers should answer at the URL they were given.
+// 503 when it gives one (capped at MaxRetryAfter). Everything else fails at
+// once, never retried: "http_404" and the like; "refused_target" for a
+// target egress refuses (an internal address, a host written as a number);
+// "unknown_secret" for a secret name not configured; "secret_not_allowed"
+// for a secret that does not sign for the URL; "too_many_redirects";
+// "invalid_payload".
+//
+// Redirects are not followed: a 3xx answer fails the job as "http_302" and
+// the like. With Config.FollowRedirects, a redirect within the origin
+// (scheme, host and port) of the URL is followed, and for a signed delivery
+// only to a URL the secret signs for; a 302 or 303 turns the request into a
+// GET without a body, as browsers do. A redirect to another origin is never
+// followed.
 //
 // # Headers and signature
 //
@@ -77,8 +90,20 @@
 //	}
 //
 // called as verify(secret, r.Header.Get("Warren-Signature"), body, time.Now())
-// with body the raw bytes read from r.Body. Payloads name secrets, never hold
-// them: the worker's Config.Secrets maps names to secrets.
+// with body the raw bytes read from r.Body.
+//
+// # Secrets
+//
+// Payloads name secrets, never hold them: Config.Secrets maps names to
+// secrets, and binds each to the URLs it signs for, as a list of prefixes
+// such as https://a.example/hooks/. Whoever may submit jobs may name any
+// secret, so the binding is what keeps a secret's signature for its own
+// receivers. A URL is signed for when it has a prefix's origin and its path
+// lies under the prefix's path: whole segments (https://a.example/hooks
+// covers /hooks and /hooks/x, not /hooksx), compared as written (escaped),
+// and never a path with "." or ".." segments, which a receiver might
+// resolve to a place outside the prefix. A secret with no prefixes signs for
+// nothing: jobs naming it fail with "secret_not_allowed".
 package webhook
 
 import (
@@ -92,9 +117,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net/http"
-	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,14 +176,37 @@ var Deliver = jobs.Type{
 // Config configures the webhook service.
 type Config struct {
 	// Secrets maps a secret's name, which payloads give as "secret", to the
-	// signing secret itself. Nil means no delivery can be signed.
-	Secrets map[string]string
-	// Allow lists internal addresses deliveries may reach anyway (see
-	// egress.Config.Allow); empty allows none.
-	Allow []netip.Prefix
-	// MaxResponseBody is how many bytes of a response body a result keeps;
-	// zero means DefaultMaxResponseBody.
+	// signing secret and the URLs it signs for. Nil means no delivery can be
+	// signed. A secret without a value is as good as absent, and one without
+	// URLs signs for none; Register logs a warning for either.
+	Secrets map[string]Secret
+	// Allow lists internal targets deliveries may reach anyway, by address
+	// or name and port (see egress.Rule); empty allows none.
+	Allow []egress.Rule
+	// FollowRedirects, when true, follows redirects within the origin of
+	// the URL (and for a signed delivery, to URLs its secret signs for);
+	// false follows none, and a 3xx answer fails the job.
+	FollowRedirects bool
+	// KeepResponseBody, when true, keeps the start of the receiver's answer
+	// in the result and in failure messages; false keeps neither.
+	KeepResponseBody bool
+	// MaxResponseBody is how many bytes of a response body a result keeps
+	// when KeepResponseBody is set; zero means DefaultMaxResponseBody.
 	MaxResponseBody int
+	// Logger receives Register's warnings about secrets that cannot sign;
+	// nil discards them.
+	Logger *slog.Logger
+}
+
+// Secret is a signing secret and the URLs it signs for.
+type Secret struct {
+	// Value is the HMAC key.
+	Value string
+	// Allow lists the URL prefixes a delivery signed with this secret may
+	// go to, as scheme://host[:port][/path] (no query, fragment or user);
+	// see the package doc for how a URL is matched. Empty: none, and jobs
+	// naming the secret fail with secret_not_allowed.
+	Allow []string
 }
 
 // Result is what a successful delivery returns.
@@ -165,8 +215,9 @@ type Result struct {
 	Status int `json:"status"`
 	// Headers holds the response headers worth keeping, when present.
 	Headers map[string]string `json:"headers,omitempty"`
-	// Body is the start of the response body.
-	Body string `json:"body"`
+	// Body is the start of the response body, when Config.KeepResponseBody
+	// is set.
+	Body string `json:"body,omitempty"`
 	// BodyTruncated says Body was cut short (or could not be read whole).
 	BodyTruncated bool `json:"body_truncated,omitempty"`
 	// DurationMS is how long the request took, in milliseconds.
@@ -178,18 +229,51 @@ func Register(r jobs.Registrar, cfg Config) error {
 	if cfg.MaxResponseBody < 0 {
 		return fmt.Errorf("webhook: max response body %d: want 0 or more", cfg.MaxResponseBody)
 	}
-	secrets := make(map[string][]byte, len(cfg.Secrets))
-	for name, s := range cfg.Secrets {
-		if name == "" || s == "" {
-			return fmt.Errorf("webhook: secret %q: want a name and a value", name)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	secrets := make(map[string]*signer, len(cfg.Secrets))
+	for _, name := range slices.Sorted(maps.Keys(cfg.Secrets)) {
+		s := cfg.Secrets[name]
+		if name == "" {
+			return errors.New("webhook: a secret without a name")
 		}
-		secrets[name] = []byte(s)
+		sg := &signer{key: []byte(s.Value)}
+		for _, a := range s.Allow {
+			p, err := parsePrefix(a)
+			if err != nil {
+				return fmt.Errorf("webhook: secret %q: %w", name, err)
+			}
+			sg.allow = append(sg.allow, p)
+		}
+		switch {
+		case s.Value == "":
+			log.Warn("webhook: a signing secret has no value; jobs naming it fail with unknown_secret",
+				"secret", name, "fix", "set webhook.secrets."+name+".secret, or "+name+"=… in WARREN_WEBHOOK_SECRETS")
+			continue
+		case len(s.Allow) == 0:
+			log.Warn("webhook: a signing secret has no allow list and signs for no URL; jobs naming it fail with secret_not_allowed",
+				"secret", name, "fix", "list the URL prefixes it signs for, such as https://a.example/hooks/, in webhook.secrets."+name+".allow")
+		}
+		secrets[name] = sg
+	}
+	maxRedirects := -1
+	if cfg.FollowRedirects {
+		maxRedirects = egress.DefaultMaxRedirects
 	}
 	d := &deliverer{
-		secrets: secrets,
-		maxBody: cmp.Or(cfg.MaxResponseBody, DefaultMaxResponseBody),
-		client:  egress.NewClient(egress.Config{Allow: cfg.Allow, Timeout: MaxTimeout}),
-		now:     time.Now,
+		secrets:  secrets,
+		keepBody: cfg.KeepResponseBody,
+		follow:   cfg.FollowRedirects,
+		maxBody:  cmp.Or(cfg.MaxResponseBody, DefaultMaxResponseBody),
+		client: egress.NewClient(egress.Config{
+			Rules:               cfg.Allow,
+			Timeout:             MaxTimeout,
+			MaxRedirects:        maxRedirects,
+			SameOriginRedirects: true,
+		}),
+		now: time.Now,
 	}
 	if err := r.Handle(Deliver, d); err != nil {
 		return fmt.Errorf("webhook: %w", err)
@@ -198,10 +282,28 @@ func Register(r jobs.Registrar, cfg Config) error {
 }
 
 type deliverer struct {
-	secrets map[string][]byte
-	maxBody int
-	client  *http.Client
-	now     func() time.Time
+	secrets  map[string]*signer
+	keepBody bool
+	follow   bool
+	maxBody  int
+	client   *http.Client
+	now      func() time.Time
+}
+
+// signer is a secret and the URLs it signs for.
+type signer struct {
+	key   []byte
+	allow []urlPrefix
+}
+
+// signsFor says whether s may sign a request to u.
+func (s *signer) signsFor(u *url.URL) bool {
+	for _, p := range s.allow {
+		if p.matches(u) {
+			return true
+		}
+	}
+	return false
 }
 
 type payload struct {
@@ -223,7 +325,7 @@ func (d *deliverer) Run(ctx context.Context, job *jobs.Job) (any, error) {
 	if err := job.Decode(&p); err != nil {
 		return nil, invalid("%v", err)
 	}
-	req, target, err := d.request(ctx, job, &p)
+	req, target, sg, err := d.request(ctx, job, &p)
 	if err != nil {
 		return nil, err
 	}
@@ -235,22 +337,43 @@ func (d *deliverer) Run(ctx context.Context, job *jobs.Job) (any, error) {
 	defer cancel()
 	req = req.WithContext(reqCtx)
 
+	client := d.client
+	if sg != nil && d.follow {
+		// A signed delivery follows a redirect only to a URL its secret
+		// signs for; egress keeps it within the origin.
+		c := *d.client
+		sameOrigin := c.CheckRedirect
+		c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if err := sameOrigin(req, via); err != nil {
+				return err
+			}
+			if !sg.signsFor(req.URL) {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		}
+		client = &c
+	}
+
 	start := time.Now()
-	resp, err := d.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, failure(ctx, reqCtx, target, timeout, err)
 	}
 	defer resp.Body.Close()
-	// Read a byte more than kept, to know whether the body was cut. A read
-	// error after the status arrived does not change the outcome: the
-	// receiver has answered, and a 2xx must not be delivered again.
-	body, readErr := io.ReadAll(io.LimitReader(resp.Body, int64(d.maxBody)+1))
-	truncated := readErr != nil || len(body) > d.maxBody
-	body = body[:min(len(body), d.maxBody)]
-	if readErr == nil {
-		// Drain a little more so the connection can be reused.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	var body []byte
+	truncated := false
+	if d.keepBody {
+		// Read a byte more than kept, to know whether the body was cut. A
+		// read error after the status arrived does not change the outcome:
+		// the receiver has answered, and a 2xx must not be delivered again.
+		var readErr error
+		body, readErr = io.ReadAll(io.LimitReader(resp.Body, int64(d.maxBody)+1))
+		truncated = readErr != nil || len(body) > d.maxBody
+		body = body[:min(len(body), d.maxBody)]
 	}
+	// Drain a little more so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	elapsed := time.Since(start)
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -265,14 +388,20 @@ func (d *deliverer) Run(ctx context.Context, job *jobs.Job) (any, error) {
 	return nil, d.statusError(target, resp, body)
 }
 
-// request builds the signed request for p.
-func (d *deliverer) request(ctx context.Context, job *jobs.Job, p *payload) (*http.Request, string, error) {
+// request builds the signed request for p, and returns the signer when it
+// is signed.
+func (d *deliverer) request(ctx context.Context, job *jobs.Job, p *payload) (*http.Request, string, *signer, error) {
 	u, err := url.Parse(p.URL)
 	if err != nil {
-		return nil, "", invalid("url: %v", err)
+		return nil, "", nil, invalid("url: %v", err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, "", invalid("url %q: want an http or https URL with a host", u.Redacted())
+		return nil, "", nil, invalid("url %q: want an http or https URL with a host", u.Redacted())
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return nil, "", nil, invalid("url %q: port %s: want 1 to 65535", u.Redacted(), port)
+		}
 	}
 	// The target as errors name it: no credentials, no query (which often
 	// holds a token), no fragment.
@@ -284,16 +413,16 @@ func (d *deliverer) request(ctx context.Context, job *jobs.Job, p *payload) (*ht
 		method = http.MethodPost
 	case http.MethodPost, http.MethodPut, http.MethodPatch:
 	default:
-		return nil, "", invalid("method %q: want POST, PUT or PATCH", method)
+		return nil, "", nil, invalid("method %q: want POST, PUT or PATCH", method)
 	}
 	if p.Timeout != nil && (*p.Timeout <= 0 || p.Timeout.Std() > MaxTimeout) {
-		return nil, "", invalid("timeout %s: want more than 0 and at most %s", p.Timeout.Std(), MaxTimeout)
+		return nil, "", nil, invalid("timeout %s: want more than 0 and at most %s", p.Timeout.Std(), MaxTimeout)
 	}
 
 	header := make(http.Header, len(p.Headers)+5)
 	for k, v := range p.Headers {
 		if err := checkHeader(k, v); err != nil {
-			return nil, "", invalid("%v", err)
+			return nil, "", nil, invalid("%v", err)
 		}
 		header.Set(k, v)
 	}
@@ -305,7 +434,7 @@ func (d *deliverer) request(ctx context.Context, job *jobs.Job, p *payload) (*ht
 	case raw[0] == '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, "", invalid("body: %v", err)
+			return nil, "", nil, invalid("body: %v", err)
 		}
 		body, contentType = []byte(s), "text/plain; charset=utf-8"
 	default:
@@ -319,23 +448,32 @@ func (d *deliverer) request(ctx context.Context, job *jobs.Job, p *payload) (*ht
 	}
 	header.Set("Warren-Job-Id", job.ID)
 	header.Set("Warren-Attempt", strconv.Itoa(job.Attempt))
+	var sg *signer
 	if p.Secret != "" {
-		secret, ok := d.secrets[p.Secret]
+		var ok bool
+		sg, ok = d.secrets[p.Secret]
 		if !ok {
-			return nil, "", jobs.Permanent(&jobs.CodedError{
+			return nil, "", nil, jobs.Permanent(&jobs.CodedError{
 				Code: "unknown_secret",
 				Err:  fmt.Errorf("webhook: no signing secret named %q is configured", p.Secret),
 			})
 		}
-		header.Set("Warren-Signature", Sign(secret, d.now(), body))
+		if !sg.signsFor(u) {
+			why := fmt.Errorf("webhook: secret %q does not sign for %s", p.Secret, target)
+			if len(sg.allow) == 0 {
+				why = fmt.Errorf("webhook: secret %q signs for no URL: it has no allow list", p.Secret)
+			}
+			return nil, "", nil, jobs.Permanent(&jobs.CodedError{Code: "secret_not_allowed", Err: why})
+		}
+		header.Set("Warren-Signature", Sign(sg.key, d.now(), body))
 	}
 
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return nil, "", invalid("%v", err)
+		return nil, "", nil, invalid("%v", err)
 	}
 	req.Header = header
-	return req, target, nil
+	return req, target, sg, nil
 }
 
 // Sign returns the Warren-Signature header value for body sent at t:
@@ -395,6 +533,8 @@ func failure(ctx, reqCtx context.Context, target string, timeout time.Duration, 
 	switch {
 	case errors.Is(err, egress.ErrRefused):
 		return jobs.Permanent(&jobs.CodedError{Code: "refused_target", Err: err})
+	case errors.Is(err, egress.ErrTooManyRedirects):
+		return jobs.Permanent(&jobs.CodedError{Code: "too_many_redirects", Err: err})
 	case ctx.Err() != nil:
 		// The job's own timeout or a cancellation, which the runtime
 		// records as such.
@@ -409,6 +549,14 @@ func failure(ctx, reqCtx context.Context, target string, timeout time.Duration, 
 func (d *deliverer) statusError(target string, resp *http.Response, body []byte) error {
 	code := resp.StatusCode
 	msg := fmt.Sprintf("webhook: %s answered %s", target, resp.Status)
+	switch code {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		if d.follow {
+			msg += " (a redirect to another origin, or to a URL the secret does not sign for, is not followed)"
+		} else {
+			msg += " (redirects are not followed)"
+		}
+	}
 	if s := snippet(body); s != "" {
 		msg += ": " + s
 	}

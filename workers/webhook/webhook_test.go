@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/warrenhq/warren/egress"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/schema"
 	"github.com/warrenhq/warren/workers/webhook"
@@ -47,7 +48,7 @@ func (r registry) Handle(t jobs.Type, h jobs.Handler) error {
 
 var _ jobs.Registrar = registry(nil)
 
-var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+var loopback = []egress.Rule{{Prefix: netip.MustParsePrefix("127.0.0.1/32")}}
 
 // setup registers the service with cfg and returns its handler.
 func setup(t *testing.T, cfg webhook.Config) jobs.Handler {
@@ -132,7 +133,11 @@ func TestDeliverSigned(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		io.WriteString(w, `{"ok":true}`)
 	})
-	h := setup(t, webhook.Config{Allow: loopback, Secrets: map[string]string{"orders": "s3cret"}})
+	h := setup(t, webhook.Config{
+		Allow:            loopback,
+		Secrets:          map[string]webhook.Secret{"orders": {Value: "s3cret", Allow: []string{srv.URL + "/hook"}}},
+		KeepResponseBody: true,
+	})
 	res, err := run(t, h, map[string]any{
 		"url":     srv.URL + "/hook?token=abc",
 		"method":  "PUT",
@@ -336,9 +341,14 @@ func TestErrorNamesStatusAndBodyNotQuery(t *testing.T) {
 		w.WriteHeader(422)
 		io.WriteString(w, "field amount\nis missing")
 	})
-	_, err := run(t, setup(t, webhook.Config{Allow: loopback}), map[string]any{"url": srv.URL + "/h?token=hush"})
+	_, err := run(t, setup(t, webhook.Config{Allow: loopback, KeepResponseBody: true}), map[string]any{"url": srv.URL + "/h?token=hush"})
 	msg := err.Error()
 	if !strings.Contains(msg, "422") || !strings.Contains(msg, "field amount is missing") || strings.Contains(msg, "hush") {
+		t.Errorf("error %q", msg)
+	}
+	// By default the receiver's body is not quoted.
+	_, err = run(t, setup(t, webhook.Config{Allow: loopback}), map[string]any{"url": srv.URL + "/h"})
+	if msg := err.Error(); !strings.Contains(msg, "422") || strings.Contains(msg, "amount") {
 		t.Errorf("error %q", msg)
 	}
 }
@@ -380,35 +390,21 @@ func TestRefusedTarget(t *testing.T) {
 		t.Error("the receiver was reached")
 	}
 
-	// A redirect from an allowed receiver to a refused address is refused.
+	// A redirect from an allowed receiver to a refused address is not
+	// followed, whether redirects are or not: it leaves the origin.
 	from, _, _ := receiver(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusTemporaryRedirect)
 	})
-	_, err = run(t, setup(t, webhook.Config{Allow: loopback}), map[string]any{"url": from.URL})
-	check(t, err, outcome{"refused_target", true, 0})
-}
-
-func TestRedirectFollowed(t *testing.T) {
-	t.Parallel()
-	to, got, _ := receiver(t, status(200))
-	from, _, _ := receiver(t, func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, to.URL+"/moved", http.StatusPermanentRedirect)
-	})
-	h := setup(t, webhook.Config{Allow: loopback, Secrets: map[string]string{"k": "v"}})
-	res, err := run(t, h, map[string]any{"url": from.URL, "body": "payload", "secret": "k"})
-	if err != nil || res.(webhook.Result).Status != 200 {
-		t.Fatalf("%v, %v", res, err)
-	}
-	r := <-got
-	if r.method != "POST" || string(r.body) != "payload" || !verify([]byte("v"), r.header.Get("Warren-Signature"), r.body, time.Now()) {
-		t.Errorf("after a 308: %s %q, signature %q", r.method, r.body, r.header.Get("Warren-Signature"))
+	for _, follow := range []bool{false, true} {
+		_, err = run(t, setup(t, webhook.Config{Allow: loopback, FollowRedirects: follow}), map[string]any{"url": from.URL})
+		check(t, err, outcome{"http_307", true, 0})
 	}
 }
 
 func TestUnknownSecret(t *testing.T) {
 	t.Parallel()
 	srv, _, hits := receiver(t, status(200))
-	h := setup(t, webhook.Config{Allow: loopback, Secrets: map[string]string{"orders": "s3cret"}})
+	h := setup(t, webhook.Config{Allow: loopback, Secrets: map[string]webhook.Secret{"orders": {Value: "s3cret", Allow: []string{srv.URL}}}})
 	_, err := run(t, h, map[string]any{"url": srv.URL, "secret": "s3cret"})
 	check(t, err, outcome{"unknown_secret", true, 0})
 	if strings.Contains(err.Error(), `"orders"`) {
@@ -455,7 +451,7 @@ func TestResponseBodyTruncated(t *testing.T) {
 		{100, strings.Repeat("x", 100), false},
 		{0, strings.Repeat("x", 100), false}, // the default, 4096
 	} {
-		res, err := run(t, setup(t, webhook.Config{Allow: loopback, MaxResponseBody: tt.max}), map[string]any{"url": srv.URL})
+		res, err := run(t, setup(t, webhook.Config{Allow: loopback, KeepResponseBody: true, MaxResponseBody: tt.max}), map[string]any{"url": srv.URL})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -510,13 +506,24 @@ func TestSchema(t *testing.T) {
 
 func TestRegisterRefusesBadConfig(t *testing.T) {
 	t.Parallel()
-	for _, cfg := range []webhook.Config{
-		{MaxResponseBody: -1},
-		{Secrets: map[string]string{"empty": ""}},
-		{Secrets: map[string]string{"": "nameless"}},
+	for _, tt := range []struct {
+		cfg  webhook.Config
+		want string
+	}{
+		{webhook.Config{MaxResponseBody: -1}, "max response body"},
+		{webhook.Config{Secrets: map[string]webhook.Secret{"": {Value: "nameless", Allow: []string{"https://a.example/"}}}}, "without a name"},
+		{webhook.Config{Secrets: map[string]webhook.Secret{"q": {Value: "s", Allow: []string{"https://a.example/?x=1"}}}}, "query"},
+		{webhook.Config{Secrets: map[string]webhook.Secret{"f": {Value: "s", Allow: []string{"https://a.example/#x"}}}}, "fragment"},
+		{webhook.Config{Secrets: map[string]webhook.Secret{"u": {Value: "s", Allow: []string{"https://me@a.example/"}}}}, "user"},
+		{webhook.Config{Secrets: map[string]webhook.Secret{"s": {Value: "s", Allow: []string{"ftp://a.example/"}}}}, "http or https"},
+		{webhook.Config{Secrets: map[string]webhook.Secret{"h": {Value: "s", Allow: []string{"/hooks/"}}}}, "http or https"},
+		{webhook.Config{Secrets: map[string]webhook.Secret{"h": {Value: "s", Allow: []string{"https:///hooks/"}}}}, "no host"},
+		{webhook.Config{Secrets: map[string]webhook.Secret{"d": {Value: "s", Allow: []string{"https://a.example/hooks/../"}}}}, "segments"},
+		{webhook.Config{Secrets: map[string]webhook.Secret{"p": {Value: "s", Allow: []string{"https://a.example:0/"}}}}, "port"},
 	} {
-		if err := webhook.Register(registry{}, cfg); err == nil {
-			t.Errorf("%+v: no error", cfg)
+		err := webhook.Register(registry{}, tt.cfg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: err %v, want one saying %q", tt.cfg, err, tt.want)
 		}
 	}
 }
