@@ -19,6 +19,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/warrenhq/warren/autoscale"
+	"github.com/warrenhq/warren/egress"
 	"github.com/warrenhq/warren/jobs"
 )
 
@@ -58,17 +59,54 @@ type Config struct {
 
 // Webhook configures the webhook delivery service (pool "webhook").
 type Webhook struct {
-	// Secrets are the signing secrets by name; a job names one, never
-	// carries it (webhook.secrets; WARREN_WEBHOOK_SECRETS as
-	// "name=value,name2=value2").
-	Secrets map[string]string `yaml:"secrets"`
-	// Allow lists addresses (CIDR prefixes or single IPs) that may be
-	// called although they are loopback, private or link-local
-	// (webhook.allow; WARREN_WEBHOOK_ALLOW, comma-separated). Empty: none.
+	// Secrets are the signing secrets by name, each with the URLs it signs
+	// for; a job names one, never carries it (webhook.secrets.NAME).
+	// WARREN_WEBHOOK_SECRETS, "name=value,name2=value2", sets the values of
+	// the secrets it names, keeping their allow lists from the file. Only
+	// the webhook pool uses them: it warns at start of a secret without a
+	// value (jobs naming it fail with unknown_secret) or without an allow
+	// list (they fail with secret_not_allowed).
+	Secrets map[string]WebhookSecret `yaml:"secrets"`
+	// Allow lists targets that may be called although they are loopback,
+	// private or link-local: host[:port] or CIDR[:port], host an address
+	// or a name (webhook.allow; WARREN_WEBHOOK_ALLOW, comma-separated).
+	// Without a port every port is allowed. Empty: none.
 	Allow []string `yaml:"allow"`
+	// FollowRedirects follows redirects within the origin of a delivery's
+	// URL (webhook.follow_redirects, WARREN_WEBHOOK_FOLLOW_REDIRECTS); false
+	// follows none.
+	FollowRedirects bool `yaml:"follow_redirects"`
+	// KeepResponseBody keeps the start of the receiver's answer in the
+	// result and in failure messages (webhook.keep_response_body,
+	// WARREN_WEBHOOK_KEEP_RESPONSE_BODY); false keeps neither.
+	KeepResponseBody bool `yaml:"keep_response_body"`
 	// MaxResponseBody is how many bytes of a response body the result keeps
-	// (webhook.max_response_body); zero means 4096.
+	// when KeepResponseBody is set (webhook.max_response_body); zero means
+	// 4096.
 	MaxResponseBody int `yaml:"max_response_body"`
+}
+
+// WebhookSecret is a signing secret and the URLs it signs for
+// (webhook.secrets.NAME).
+type WebhookSecret struct {
+	// Secret is the signing key (webhook.secrets.NAME.secret); empty means
+	// it comes from WARREN_WEBHOOK_SECRETS.
+	Secret string `yaml:"secret"`
+	// Allow lists the URL prefixes, such as https://a.example/hooks/, that
+	// the secret signs for (webhook.secrets.NAME.allow). Empty: none.
+	Allow []string `yaml:"allow"`
+}
+
+// UnmarshalYAML reads a secret as a mapping, or as a plain string: the
+// form before secrets had allow lists, read as a secret with none.
+func (s *WebhookSecret) UnmarshalYAML(unmarshal func(any) error) error {
+	var value string
+	if err := unmarshal(&value); err == nil {
+		*s = WebhookSecret{Secret: value}
+		return nil
+	}
+	type plain WebhookSecret
+	return unmarshal((*plain)(s))
 }
 
 // Image configures the image service (pool "image").
@@ -85,6 +123,10 @@ type Image struct {
 	// MaxOutputBytes bounds an output image (image.max_output_bytes); zero
 	// means 10 MiB.
 	MaxOutputBytes int `yaml:"max_output_bytes"`
+	// MaxMemoryBytes is the memory budget a process's image jobs share,
+	// counted from each input's header before it is decoded
+	// (image.max_memory_bytes); zero means 1 GiB, negative means none.
+	MaxMemoryBytes int64 `yaml:"max_memory_bytes"`
 }
 
 // Prefixes parses an allow list: CIDR prefixes, or single addresses taken
@@ -116,6 +158,15 @@ type API struct {
 	// MaxBodyBytes bounds a request body (api.max_body_bytes,
 	// WARREN_MAX_BODY_BYTES).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ReadTimeout bounds the reading of a request, headers and body
+	// (api.read_timeout, WARREN_API_READ_TIMEOUT).
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// MaxConnections bounds the connections the API holds at once
+	// (api.max_connections, WARREN_API_MAX_CONNECTIONS).
+	MaxConnections int `yaml:"max_connections"`
+	// MaxJSONDepth bounds how deeply a request body's JSON nests
+	// (api.max_json_depth, WARREN_API_MAX_JSON_DEPTH).
+	MaxJSONDepth int `yaml:"max_json_depth"`
 }
 
 // Store configures the Redis records.
@@ -294,7 +345,10 @@ func Default() Config {
 		Namespace: jobs.DefaultNamespace,
 		LogLevel:  "info",
 		APIURL:    "http://127.0.0.1:8080",
-		API:       API{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20},
+		API: API{
+			Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20,
+			ReadTimeout: Duration(30 * time.Second), MaxConnections: 1024, MaxJSONDepth: 64,
+		},
 		Store: Store{
 			Retention:         Duration(7 * 24 * time.Hour),
 			IdempotencyWindow: Duration(24 * time.Hour),
@@ -333,6 +387,8 @@ func Load(path string, environ []string) (Config, error) {
 	case errors.Is(err, fs.ErrNotExist) && !named:
 	case err != nil:
 		return cfg, fmt.Errorf("read config: %w", err)
+	case emptyYAML(b):
+		// Decoding an empty document would zero every default.
 	default:
 		if err := yaml.UnmarshalWithOptions(b, &cfg, yaml.Strict()); err != nil {
 			return cfg, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
@@ -342,6 +398,18 @@ func Load(path string, environ []string) (Config, error) {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// emptyYAML reports whether a YAML file holds no document: nothing but
+// blank lines, comments and document markers.
+func emptyYAML(b []byte) bool {
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") && line != "---" && line != "..." {
+			return false
+		}
+	}
+	return true
 }
 
 // applyEnv overrides settings from WARREN_* variables.
@@ -423,6 +491,9 @@ func (c *Config) settings() []setting {
 			c.API.MaxBodyBytes = n
 			return nil
 		}},
+		{"api.read_timeout", "WARREN_API_READ_TIMEOUT", dur(&c.API.ReadTimeout)},
+		{"api.max_connections", "WARREN_API_MAX_CONNECTIONS", intSetting(&c.API.MaxConnections)},
+		{"api.max_json_depth", "WARREN_API_MAX_JSON_DEPTH", intSetting(&c.API.MaxJSONDepth)},
 		{"store.retention", "WARREN_RETENTION", dur(&c.Store.Retention)},
 		{"store.idempotency_window", "WARREN_IDEMPOTENCY_WINDOW", dur(&c.Store.IdempotencyWindow)},
 		{"worker.health_addr", "WARREN_HEALTH_ADDR", str(&c.Worker.HealthAddr)},
@@ -431,22 +502,31 @@ func (c *Config) settings() []setting {
 		{"rescue.interval", "WARREN_RESCUE_INTERVAL", dur(&c.Rescue.Interval)},
 		{"rescue.grace", "WARREN_RESCUE_GRACE", dur(&c.Rescue.Grace)},
 		{"webhook.secrets", "WARREN_WEBHOOK_SECRETS", func(v string) error {
-			m := map[string]string{}
+			// Values only: a secret's allow list comes from the file.
+			m := make(map[string]WebhookSecret, len(c.Webhook.Secrets))
+			for k, s := range c.Webhook.Secrets {
+				m[k] = s
+			}
 			for _, kv := range strings.Split(v, ",") {
 				k, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
 				if !ok || k == "" {
 					return fmt.Errorf("want name=secret pairs separated by commas")
 				}
-				m[k] = val
+				s := m[k]
+				s.Secret = val
+				m[k] = s
 			}
 			c.Webhook.Secrets = m
 			return nil
 		}},
 		{"webhook.allow", "WARREN_WEBHOOK_ALLOW", list(&c.Webhook.Allow)},
+		{"webhook.follow_redirects", "WARREN_WEBHOOK_FOLLOW_REDIRECTS", boolSetting(&c.Webhook.FollowRedirects)},
+		{"webhook.keep_response_body", "WARREN_WEBHOOK_KEEP_RESPONSE_BODY", boolSetting(&c.Webhook.KeepResponseBody)},
 		{"image.allow", "WARREN_IMAGE_ALLOW", list(&c.Image.Allow)},
 		{"image.max_input_bytes", "WARREN_IMAGE_MAX_INPUT_BYTES", int64Setting(&c.Image.MaxInputBytes)},
 		{"image.max_pixels", "WARREN_IMAGE_MAX_PIXELS", int64Setting(&c.Image.MaxPixels)},
 		{"image.max_output_bytes", "WARREN_IMAGE_MAX_OUTPUT_BYTES", intSetting(&c.Image.MaxOutputBytes)},
+		{"image.max_memory_bytes", "WARREN_IMAGE_MAX_MEMORY_BYTES", int64Setting(&c.Image.MaxMemoryBytes)},
 		{"webhook.max_response_body", "WARREN_WEBHOOK_MAX_RESPONSE_BODY", intSetting(&c.Webhook.MaxResponseBody)},
 	}
 }
@@ -458,6 +538,17 @@ func int64Setting(p *int64) func(string) error {
 			return fmt.Errorf("want a whole number, got %q", v)
 		}
 		*p = n
+		return nil
+	}
+}
+
+func boolSetting(p *bool) func(string) error {
+	return func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		*p = b
 		return nil
 	}
 }
@@ -491,6 +582,13 @@ func (c *Config) Validate() error {
 	switch {
 	case c.API.MaxBodyBytes <= 0:
 		return fmt.Errorf("api.max_body_bytes must be positive")
+	case c.API.ReadTimeout <= 0:
+		return fmt.Errorf("api.read_timeout must be positive")
+	case c.API.MaxConnections <= 0:
+		return fmt.Errorf("api.max_connections must be positive")
+	case c.API.MaxJSONDepth <= 0:
+		// The API refuses one over its own bound (api.MaxJSONDepth).
+		return fmt.Errorf("api.max_json_depth must be positive")
 	case c.Store.Retention <= 0:
 		return fmt.Errorf("store.retention must be positive")
 	case c.Store.IdempotencyWindow <= 0:
@@ -502,10 +600,13 @@ func (c *Config) Validate() error {
 	case c.Rescue.Grace <= 0:
 		return fmt.Errorf("rescue.grace must be positive")
 	}
-	for key, l := range map[string][]string{"webhook.allow": c.Webhook.Allow, "image.allow": c.Image.Allow} {
+	for key, l := range map[string][]string{"image.allow": c.Image.Allow} {
 		if _, err := Prefixes(l); err != nil {
 			return fmt.Errorf("%s: %w", key, err)
 		}
+	}
+	if _, err := egress.ParseRules(c.Webhook.Allow); err != nil {
+		return fmt.Errorf("webhook.allow: %w", err)
 	}
 	if c.Webhook.MaxResponseBody < 0 || c.Image.MaxInputBytes < 0 || c.Image.MaxPixels < 0 || c.Image.MaxOutputBytes < 0 {
 		return fmt.Errorf("webhook and image limits must not be negative")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/warrenhq/warren/autoscale"
 	"github.com/warrenhq/warren/config"
+	"github.com/warrenhq/warren/egress"
 	"github.com/warrenhq/warren/jobs"
 )
 
@@ -37,7 +38,10 @@ func TestDefault(t *testing.T) {
 		Namespace: "warren",
 		LogLevel:  "info",
 		APIURL:    "http://127.0.0.1:8080",
-		API:       config.API{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20},
+		API: config.API{
+			Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20,
+			ReadTimeout: config.Duration(30 * time.Second), MaxConnections: 1024, MaxJSONDepth: 64,
+		},
 		Store: config.Store{
 			Retention:         config.Duration(168 * time.Hour),
 			IdempotencyWindow: config.Duration(24 * time.Hour),
@@ -63,6 +67,9 @@ api_url: http://api.example:9000
 api:
   addr: 0.0.0.0:9000
   max_body_bytes: 2048
+  read_timeout: 5s
+  max_connections: 50
+  max_json_depth: 32
 store:
   retention: 1h
   idempotency_window: 90m
@@ -87,7 +94,10 @@ func fullConfig() config.Config {
 		Namespace: "staging",
 		LogLevel:  "debug",
 		APIURL:    "http://api.example:9000",
-		API:       config.API{Addr: "0.0.0.0:9000", MaxBodyBytes: 2048},
+		API: config.API{
+			Addr: "0.0.0.0:9000", MaxBodyBytes: 2048,
+			ReadTimeout: config.Duration(5 * time.Second), MaxConnections: 50, MaxJSONDepth: 32,
+		},
 		Store: config.Store{
 			Retention:         config.Duration(time.Hour),
 			IdempotencyWindow: config.Duration(90 * time.Minute),
@@ -131,6 +141,9 @@ func TestLoad(t *testing.T) {
 				"WARREN_API_URL=http://env:1",
 				"WARREN_HTTP_ADDR=127.0.0.1:1",
 				"WARREN_MAX_BODY_BYTES=99",
+				"WARREN_API_READ_TIMEOUT=7s",
+				"WARREN_API_MAX_CONNECTIONS=9",
+				"WARREN_API_MAX_JSON_DEPTH=10",
 				"WARREN_RETENTION=2h",
 				"WARREN_IDEMPOTENCY_WINDOW=3h",
 				"WARREN_HEALTH_ADDR=127.0.0.1:2",
@@ -143,7 +156,7 @@ func TestLoad(t *testing.T) {
 				c.Namespace = "fromenv"
 				c.LogLevel = "warn"
 				c.APIURL = "http://env:1"
-				c.API = config.API{Addr: "127.0.0.1:1", MaxBodyBytes: 99}
+				c.API = config.API{Addr: "127.0.0.1:1", MaxBodyBytes: 99, ReadTimeout: config.Duration(7 * time.Second), MaxConnections: 9, MaxJSONDepth: 10}
 				c.Store = config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)}
 				c.Worker = config.Worker{HealthAddr: "127.0.0.1:2", ShutdownGrace: config.Duration(5 * time.Second)}
 			},
@@ -297,6 +310,9 @@ func TestLoadBadEnv(t *testing.T) {
 		"WARREN_RETENTION=7d",
 		"WARREN_SHUTDOWN_GRACE=soon",
 		"WARREN_MAX_BODY_BYTES=1MB",
+		"WARREN_API_READ_TIMEOUT=30",
+		"WARREN_API_MAX_CONNECTIONS=lots",
+		"WARREN_API_MAX_JSON_DEPTH=6.4",
 		"WARREN_POOL_SYS_CONCURRENCY=many",
 		"WARREN_POOL_SYS_PREFETCH=1.5",
 	} {
@@ -323,6 +339,9 @@ func TestSet(t *testing.T) {
 		"api.addr":                 "127.0.0.1:9000",
 		"worker.shutdown_grace":    "1m",
 		"api.max_body_bytes":       "10",
+		"api.read_timeout":         "2s",
+		"api.max_connections":      "20",
+		"api.max_json_depth":       "16",
 		"namespace":                "flagged",
 		"store.retention":          "2h",
 		"store.idempotency_window": "3h",
@@ -342,12 +361,15 @@ func TestSet(t *testing.T) {
 		}
 	}
 	want := config.Config{
-		AMQPURL:       "amqp://flag/",
-		RedisURL:      "redis://flag/0",
-		Namespace:     "flagged",
-		LogLevel:      "error",
-		APIURL:        "http://flag",
-		API:           config.API{Addr: "127.0.0.1:9000", MaxBodyBytes: 10},
+		AMQPURL:   "amqp://flag/",
+		RedisURL:  "redis://flag/0",
+		Namespace: "flagged",
+		LogLevel:  "error",
+		APIURL:    "http://flag",
+		API: config.API{
+			Addr: "127.0.0.1:9000", MaxBodyBytes: 10,
+			ReadTimeout: config.Duration(2 * time.Second), MaxConnections: 20, MaxJSONDepth: 16,
+		},
 		Store:         config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)},
 		Worker:        config.Worker{HealthAddr: ":1", ShutdownGrace: config.Duration(time.Minute)},
 		Supervisor:    config.Supervisor{Addr: ":2"},
@@ -392,6 +414,12 @@ func TestValidate(t *testing.T) {
 		{name: "empty log level", edit: func(c *config.Config) { c.LogLevel = "" }, wantErr: "log level"},
 		{name: "zero body", edit: func(c *config.Config) { c.API.MaxBodyBytes = 0 }, wantErr: "max_body_bytes"},
 		{name: "negative body", edit: func(c *config.Config) { c.API.MaxBodyBytes = -1 }, wantErr: "max_body_bytes"},
+		{name: "zero read timeout", edit: func(c *config.Config) { c.API.ReadTimeout = 0 }, wantErr: "api.read_timeout"},
+		{name: "negative read timeout", edit: func(c *config.Config) { c.API.ReadTimeout = config.Duration(-time.Second) }, wantErr: "api.read_timeout"},
+		{name: "zero connections", edit: func(c *config.Config) { c.API.MaxConnections = 0 }, wantErr: "api.max_connections"},
+		{name: "negative connections", edit: func(c *config.Config) { c.API.MaxConnections = -1 }, wantErr: "api.max_connections"},
+		{name: "zero json depth", edit: func(c *config.Config) { c.API.MaxJSONDepth = 0 }, wantErr: "api.max_json_depth"},
+		{name: "negative json depth", edit: func(c *config.Config) { c.API.MaxJSONDepth = -1 }, wantErr: "api.max_json_depth"},
 		{name: "zero retention", edit: func(c *config.Config) { c.Store.Retention = 0 }, wantErr: "retention"},
 		{name: "negative retention", edit: func(c *config.Config) { c.Store.Retention = config.Duration(-time.Hour) }, wantErr: "retention"},
 		{name: "negative idempotency window", edit: func(c *config.Config) { c.Store.IdempotencyWindow = config.Duration(-time.Hour) }, wantErr: "idempotency_window"},
@@ -479,8 +507,10 @@ func TestServiceSettings(t *testing.T) {
 	path := dir + "/warren.yaml"
 	if err := os.WriteFile(path, []byte(`
 webhook:
-  secrets: {billing: s3cret}
-  allow: [127.0.0.1, 10.1.0.0/16]
+  secrets:
+    billing: {secret: s3cret, allow: ["https://billing.example/hooks/"]}
+    a: {allow: ["https://a.example/"]}
+  allow: [127.0.0.1, 10.1.0.0/16, "10.2.3.4:8080", "[fd00::/8]:443", "hooks.internal:8443"]
   max_response_body: 100
 image:
   allow: ["::1"]
@@ -489,26 +519,99 @@ image:
 		t.Fatal(err)
 	}
 	c, err := config.Load(path, []string{"WARREN_WEBHOOK_SECRETS=a=1,b=2", "WARREN_IMAGE_MAX_INPUT_BYTES=512",
-		"WARREN_IMAGE_MAX_OUTPUT_BYTES=2048", "WARREN_WEBHOOK_MAX_RESPONSE_BODY=64"})
+		"WARREN_IMAGE_MAX_OUTPUT_BYTES=2048", "WARREN_WEBHOOK_MAX_RESPONSE_BODY=64",
+		"WARREN_WEBHOOK_FOLLOW_REDIRECTS=true", "WARREN_WEBHOOK_KEEP_RESPONSE_BODY=1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff(map[string]string{"a": "1", "b": "2"}, c.Webhook.Secrets); d != "" {
-		t.Errorf("secrets from the environment (-want +got):\n%s", d)
+	// The environment sets values and keeps the file's allow lists.
+	want := map[string]config.WebhookSecret{
+		"billing": {Secret: "s3cret", Allow: []string{"https://billing.example/hooks/"}},
+		"a":       {Secret: "1", Allow: []string{"https://a.example/"}},
+		"b":       {Secret: "2"},
 	}
-	p, err := config.Prefixes(c.Webhook.Allow)
-	if err != nil || fmt.Sprint(p) != "[127.0.0.1/32 10.1.0.0/16]" {
-		t.Errorf("webhook allow list: %v %v", p, err)
+	if d := cmp.Diff(want, c.Webhook.Secrets); d != "" {
+		t.Errorf("secrets (-want +got):\n%s", d)
 	}
-	if c.Image.MaxPixels != 1000 || c.Image.MaxInputBytes != 512 || c.Image.MaxOutputBytes != 2048 || c.Webhook.MaxResponseBody != 64 {
+	r, err := egress.ParseRules(c.Webhook.Allow)
+	if err != nil || fmt.Sprint(r) != "[127.0.0.1 10.1.0.0/16 10.2.3.4:8080 [fd00::/8]:443 hooks.internal:8443]" {
+		t.Errorf("webhook allow list: %v %v", r, err)
+	}
+	if !c.Webhook.FollowRedirects || !c.Webhook.KeepResponseBody || c.Webhook.MaxResponseBody != 64 {
+		t.Errorf("webhook settings: %+v", c.Webhook)
+	}
+	if c.Image.MaxPixels != 1000 || c.Image.MaxInputBytes != 512 || c.Image.MaxOutputBytes != 2048 {
 		t.Errorf("image limits: %+v", c.Image)
 	}
 	c.Image.Allow = []string{"not-an-address"}
 	if err := c.Validate(); err == nil {
 		t.Error("a bad allow list entry passed validation")
+	}
+}
+
+func TestWebhookSettings(t *testing.T) {
+	t.Parallel()
+	load := func(t *testing.T, yml string, env ...string) (config.Config, error) {
+		t.Helper()
+		path := t.TempDir() + "/warren.yaml"
+		if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.Load(path, env)
+		if err == nil {
+			err = c.Validate()
+		}
+		return c, err
+	}
+
+	// Off unless asked for.
+	c, err := load(t, "webhook: {}\n")
+	if err != nil || c.Webhook.FollowRedirects || c.Webhook.KeepResponseBody || c.Webhook.Secrets != nil {
+		t.Errorf("defaults: %+v, %v", c.Webhook, err)
+	}
+
+	// The old form, a plain string, still loads: as a secret with no allow
+	// list, which signs for nothing (the webhook pool warns, and says what
+	// to add).
+	c, err = load(t, "webhook:\n  secrets: {billing: s3cret}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]config.WebhookSecret{"billing": {Secret: "s3cret"}}, c.Webhook.Secrets); d != "" {
+		t.Errorf("old form (-want +got):\n%s", d)
+	}
+
+	// A file holding only allow lists, the values coming from the
+	// environment of the webhook pool alone (as deploy does), is valid.
+	c, err = load(t, "webhook:\n  secrets:\n    billing:\n      allow: [\"https://b.example/\"]\n")
+	if err != nil || c.Webhook.Secrets["billing"].Secret != "" {
+		t.Errorf("allow lists alone: %+v, %v", c.Webhook.Secrets, err)
+	}
+	c, err = load(t, "webhook: {follow_redirects: true, keep_response_body: true}\n", "WARREN_WEBHOOK_FOLLOW_REDIRECTS=false")
+	if err != nil || c.Webhook.FollowRedirects || !c.Webhook.KeepResponseBody {
+		t.Errorf("booleans: %+v, %v", c.Webhook, err)
+	}
+
+	for _, tt := range []struct {
+		name string
+		yml  string
+		env  []string
+		want string
+	}{
+		{"unknown key in a secret", "webhook:\n  secrets:\n    billing: {secret: s, alow: [\"https://b.example/\"]}\n", nil, "alow"},
+		{"a list as a secret", "webhook:\n  secrets:\n    billing: [s]\n", nil, "billing"},
+		{"allow list entry", "webhook: {allow: [\"127.1\"]}\n", nil, "webhook.allow"},
+		{"allow list port", "webhook: {allow: [\"10.0.0.1:http\"]}\n", nil, "webhook.allow"},
+		{"allow list from the environment", "webhook: {}\n", []string{"WARREN_WEBHOOK_ALLOW=10.0.0.0/8:99999"}, "webhook.allow"},
+		{"secrets from the environment", "webhook: {}\n", []string{"WARREN_WEBHOOK_SECRETS=novalue"}, "name=secret"},
+		{"a boolean", "webhook: {}\n", []string{"WARREN_WEBHOOK_KEEP_RESPONSE_BODY=yes please"}, "true or false"},
+	} {
+		if _, err := load(t, tt.yml, tt.env...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err %v, want one naming %q", tt.name, err, tt.want)
+		}
 	}
 }
 
@@ -597,5 +700,51 @@ func TestDocumentedExampleLoads(t *testing.T) {
 	}
 	if d := cmp.Diff(config.DefaultAutoscale.Policy(), c.AutoscaleOf("sys").Policy()); d != "" {
 		t.Errorf("the example's autoscale block differs from the default policy it claims (-default +example):\n%s", d)
+	}
+}
+
+// image.max_memory_bytes comes from the file or the environment; zero (the
+// image pool's default) when unset, and negative (no budget) is valid.
+func TestImageMemoryBudget(t *testing.T) {
+	t.Parallel()
+	if got := config.Default().Image.MaxMemoryBytes; got != 0 {
+		t.Errorf("default image.max_memory_bytes = %d, want 0 (the image pool's default)", got)
+	}
+	path := t.TempDir() + "/warren.yaml"
+	if err := os.WriteFile(path, []byte("image:\n  max_memory_bytes: 536870912\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		env  []string
+		want int64
+	}{
+		{nil, 512 << 20},
+		{[]string{"WARREN_IMAGE_MAX_MEMORY_BYTES=268435456"}, 256 << 20},
+		{[]string{"WARREN_IMAGE_MAX_MEMORY_BYTES=-1"}, -1},
+	} {
+		c, err := config.Load(path, tt.env)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil || c.Image.MaxMemoryBytes != tt.want {
+			t.Errorf("with %q: image.max_memory_bytes = %d, %v; want %d", tt.env, c.Image.MaxMemoryBytes, err, tt.want)
+		}
+	}
+	if _, err := config.Load(path, []string{"WARREN_IMAGE_MAX_MEMORY_BYTES=1GiB"}); err == nil {
+		t.Error("WARREN_IMAGE_MAX_MEMORY_BYTES=1GiB loaded; want a whole number of bytes")
+	}
+}
+
+// A warren.yaml of comments only (a template, say) keeps every default.
+func TestEmptyFileKeepsDefaults(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{"", "\n", "# nothing yet\n\n# really\n", "---\n# x\n"} {
+		cfg, err := config.Load(writeFile(t, "warren.yaml", body), nil)
+		if err != nil {
+			t.Fatalf("Load of %q: %v", body, err)
+		}
+		if d := cmp.Diff(config.Default(), cfg); d != "" {
+			t.Errorf("Load of %q (-defaults +got):\n%s", body, d)
+		}
 	}
 }

@@ -37,6 +37,13 @@ const (
 type handler struct {
 	cfg  Config
 	mode mode
+	// mem is the memory budget, shared by the handlers of one Register
+	// call; nil means none.
+	mem *budget
+
+	// acquired, if set (tests), is called when a job has its share of mem,
+	// before it decodes.
+	acquired func()
 }
 
 type payload struct {
@@ -92,19 +99,27 @@ func (h *handler) run(ctx context.Context, j *jobs.Job) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := h.decode(in)
+	pl, err := h.plan(in, &p)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.mem.acquire(ctx, pl.need); err != nil {
+		return nil, fmt.Errorf("wait for %d bytes of the memory budget: %w", pl.need, err)
+	}
+	defer h.mem.release(pl.need)
+	if h.acquired != nil {
+		h.acquired()
+	}
+
+	src, err := h.decode(pl.f, in, pl.canvas)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-
-	srcRect, w, hgt := h.geometry(src.Bounds(), &p)
-	if int64(w)*int64(hgt) > h.cfg.MaxPixels {
-		return nil, permanent(CodeTooManyPixels, "output %d×%d is over the limit of %d pixels", w, hgt, h.cfg.MaxPixels)
-	}
-	dst := scale(src, srcRect, w, hgt, p.Format == "jpeg")
+	w, hgt := pl.w, pl.h
+	dst := scale(src, pl.src, w, hgt, p.Format == "jpeg")
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -121,6 +136,42 @@ func (h *handler) run(ctx context.Context, j *jobs.Job) (any, error) {
 		},
 		Artifact: &jobs.Artifact{ContentType: ctype, Data: out},
 	}, nil
+}
+
+// A plan is what a job will do, known from its input's header before
+// anything is decoded.
+type plan struct {
+	f *format
+	// canvas is the image as its header declares it; src the part of it
+	// to scale to w×h.
+	canvas, src image.Rectangle
+	w, h        int
+	// need is what the job will allocate (see cost).
+	need int64
+}
+
+// plan reads in's header and works out the output's geometry and the
+// memory the job needs, refusing inputs, outputs and needs over the limits.
+// The geometry comes from the header, not the decoded image, so that the
+// need is known before decoding: the two have the same bounds but for a GIF
+// whose first frame covers part of its screen, and there the rest of the
+// screen is transparent, as a browser shows it.
+func (h *handler) plan(in []byte, p *payload) (plan, error) {
+	f, c, err := h.header(in)
+	if err != nil {
+		return plan{}, err
+	}
+	pl := plan{f: f, canvas: image.Rect(0, 0, c.Width, c.Height)}
+	pl.src, pl.w, pl.h = h.geometry(pl.canvas, p)
+	if int64(pl.w)*int64(pl.h) > h.cfg.MaxPixels {
+		return plan{}, permanent(CodeTooManyPixels, "output %d×%d is over the limit of %d pixels", pl.w, pl.h, h.cfg.MaxPixels)
+	}
+	pl.need = h.cost(f, in, c, pl.src, pl.w, pl.h)
+	if !h.mem.fits(pl.need) {
+		return plan{}, permanent(CodeTooLargeForMemory, "%s %d×%d to %d×%d needs about %d bytes, over the memory budget of %d",
+			f.name, c.Width, c.Height, pl.w, pl.h, pl.need, h.mem.size)
+	}
+	return pl, nil
 }
 
 // input reads the encoded image from the payload's data or url, at most
@@ -228,14 +279,16 @@ type format struct {
 	match  func([]byte) bool
 	config func(io.Reader) (image.Config, error)
 	decode func(io.Reader) (image.Image, error)
+	// cost predicts what decode allocates for an input whose config is c.
+	cost func(in []byte, c image.Config) decodeCost
 }
 
 var formats = []format{
-	{"jpeg", prefix("\xff\xd8"), jpeg.DecodeConfig, jpeg.Decode},
-	{"png", prefix("\x89PNG\r\n\x1a\n"), png.DecodeConfig, png.Decode},
+	{"jpeg", prefix("\xff\xd8"), jpeg.DecodeConfig, jpeg.Decode, jpegCost},
+	{"png", prefix("\x89PNG\r\n\x1a\n"), png.DecodeConfig, png.Decode, pngCost},
 	// gif.Decode returns the first frame only.
-	{"gif", prefix("GIF87a", "GIF89a"), gif.DecodeConfig, gif.Decode},
-	{"webp", isWebP, webp.DecodeConfig, webp.Decode},
+	{"gif", prefix("GIF87a", "GIF89a"), gif.DecodeConfig, gif.Decode, gifCost},
+	{"webp", isWebP, webp.DecodeConfig, webp.Decode, webpCost},
 }
 
 func prefix(magic ...string) func([]byte) bool {
@@ -254,10 +307,9 @@ func isWebP(b []byte) bool {
 	return len(b) >= 12 && string(b[:4]) == "RIFF" && string(b[8:12]) == "WEBP"
 }
 
-// decode decodes in after checking the dimensions its header declares, so a
-// decompression bomb is refused before its pixels are allocated.
-func (h *handler) decode(in []byte) (img image.Image, err error) {
-	var f *format
+// header recognises in's format and reads the dimensions its header
+// declares, refusing a decompression bomb before its pixels are allocated.
+func (h *handler) header(in []byte) (f *format, c image.Config, err error) {
 	for i := range formats {
 		if formats[i].match(in) {
 			f = &formats[i]
@@ -265,30 +317,40 @@ func (h *handler) decode(in []byte) (img image.Image, err error) {
 		}
 	}
 	if f == nil {
-		return nil, permanent(CodeBadImage, "input is not JPEG, PNG, GIF or WebP")
+		return nil, c, permanent(CodeBadImage, "input is not JPEG, PNG, GIF or WebP")
 	}
 	// Decoders of untrusted input have panicked on crafted files before; a
 	// file that makes one panic is a bad image, not a reason to retry.
 	defer func() {
 		if r := recover(); r != nil {
+			err = permanent(CodeBadImage, "decode %s header: decoder failed: %v", f.name, r)
+		}
+	}()
+	c, err = f.config(bytes.NewReader(in))
+	if err != nil {
+		return nil, c, permanent(CodeBadImage, "decode %s header: %w", f.name, err)
+	}
+	if c.Width <= 0 || c.Height <= 0 {
+		return nil, c, permanent(CodeBadImage, "decode %s header: empty image %d×%d", f.name, c.Width, c.Height)
+	}
+	if int64(c.Width)*int64(c.Height) > h.cfg.MaxPixels || max(c.Width, c.Height) > maxInputSide {
+		return nil, c, permanent(CodeTooManyPixels, "input %d×%d is over the limit of %d pixels (and %d a side)", c.Width, c.Height, h.cfg.MaxPixels, maxInputSide)
+	}
+	return f, c, nil
+}
+
+// decode decodes in, whose header declared canvas.
+func (h *handler) decode(f *format, in []byte, canvas image.Rectangle) (img image.Image, err error) {
+	defer func() {
+		if r := recover(); r != nil {
 			img, err = nil, permanent(CodeBadImage, "decode %s: decoder failed: %v", f.name, r)
 		}
 	}()
-	c, err := f.config(bytes.NewReader(in))
-	if err != nil {
-		return nil, permanent(CodeBadImage, "decode %s header: %w", f.name, err)
-	}
-	if c.Width <= 0 || c.Height <= 0 {
-		return nil, permanent(CodeBadImage, "decode %s header: empty image %d×%d", f.name, c.Width, c.Height)
-	}
-	if int64(c.Width)*int64(c.Height) > h.cfg.MaxPixels || max(c.Width, c.Height) > maxInputSide {
-		return nil, permanent(CodeTooManyPixels, "input %d×%d is over the limit of %d pixels (and %d a side)", c.Width, c.Height, h.cfg.MaxPixels, maxInputSide)
-	}
 	img, err = f.decode(bytes.NewReader(in))
 	if err != nil {
 		return nil, permanent(CodeBadImage, "decode %s: %w", f.name, err)
 	}
-	if b := img.Bounds(); b.Empty() || int64(b.Dx())*int64(b.Dy()) > h.cfg.MaxPixels {
+	if b := img.Bounds(); b.Empty() || !b.In(canvas) {
 		return nil, permanent(CodeBadImage, "decode %s: bounds %v disagree with the header", f.name, b)
 	}
 	return img, nil
@@ -352,38 +414,38 @@ func scale(img image.Image, sr image.Rectangle, w, h int, opaque bool) *image.RG
 	return scaleBanded(img, sr, w, h, opaque, tmpCells)
 }
 
+// scaleBanded is scale in bands of at most about cells cells. scaleCost
+// (memory.go) predicts what it allocates: change them together.
 func scaleBanded(img image.Image, sr image.Rectangle, w, h int, opaque bool, cells int) *image.RGBA {
-	switch img.(type) {
-	case *image.RGBA, *image.NRGBA, *image.YCbCr, *image.Gray:
-		// x/image/draw has fast paths for these.
-	default:
+	if !direct(img) {
 		// Paletted (GIF), CMYK (some JPEGs), 16-bit PNGs, WebP with alpha:
 		// convert once with the standard library rather than make the
-		// kernel call At for every tap.
+		// kernel call At for every tap. Where sr reaches outside img (a GIF
+		// frame smaller than its screen) the copy stays transparent.
 		rgba := image.NewRGBA(sr)
 		draw.Draw(rgba, sr, img, sr.Min, draw.Src)
 		img = rgba
 	}
-	k := draw.CatmullRom
 	sw, sh := sr.Dx(), sr.Dy()
 	dst := image.NewRGBA(image.Rect(0, 0, w, h))
-	if int64(w)*int64(sh) <= int64(sw)*int64(h) {
+	var s1, s2 bandScaler
+	if widthsFirst(sw, sh, w, h) {
 		// Widths first: sw×sh → w×sh → w×h.
 		mid := image.NewRGBA(image.Rect(0, 0, w, sh))
 		bands(sh, w, cells, func(a, b int) {
-			k.Scale(mid, image.Rect(0, a, w, b), img, image.Rect(sr.Min.X, sr.Min.Y+a, sr.Max.X, sr.Min.Y+b), draw.Src, nil)
+			s1.scale(mid, image.Rect(0, a, w, b), img, image.Rect(sr.Min.X, sr.Min.Y+a, sr.Max.X, sr.Min.Y+b))
 		})
 		bands(w, sh, cells, func(a, b int) {
-			k.Scale(dst, image.Rect(a, 0, b, h), mid, image.Rect(a, 0, b, sh), draw.Src, nil)
+			s2.scale(dst, image.Rect(a, 0, b, h), mid, image.Rect(a, 0, b, sh))
 		})
 	} else {
 		// Heights first: sw×sh → sw×h → w×h.
 		mid := image.NewRGBA(image.Rect(0, 0, sw, h))
 		bands(sw, sh, cells, func(a, b int) {
-			k.Scale(mid, image.Rect(a, 0, b, h), img, image.Rect(sr.Min.X+a, sr.Min.Y, sr.Min.X+b, sr.Max.Y), draw.Src, nil)
+			s1.scale(mid, image.Rect(a, 0, b, h), img, image.Rect(sr.Min.X+a, sr.Min.Y, sr.Min.X+b, sr.Max.Y))
 		})
 		bands(h, sw, cells, func(a, b int) {
-			k.Scale(dst, image.Rect(0, a, w, b), mid, image.Rect(0, a, sw, b), draw.Src, nil)
+			s2.scale(dst, image.Rect(0, a, w, b), mid, image.Rect(0, a, sw, b))
 		})
 	}
 	if opaque {
@@ -396,18 +458,53 @@ func scaleBanded(img image.Image, sr image.Rectangle, w, h int, opaque bool, cel
 	return dst
 }
 
+// A bandScaler scales the bands of one pass. The bands are the same size,
+// so they share a draw.Scaler, which computes its weights once and reuses
+// its buffer; a Kernel.Scale call per band would make both anew each time,
+// and leave the garbage collector a buffer per band.
+type bandScaler struct {
+	size [4]int // dst width and height, src width and height
+	sc   draw.Scaler
+}
+
+func (s *bandScaler) scale(dst *image.RGBA, dr image.Rectangle, src image.Image, sr image.Rectangle) {
+	if size := [4]int{dr.Dx(), dr.Dy(), sr.Dx(), sr.Dy()}; s.sc == nil || size != s.size {
+		s.size, s.sc = size, draw.CatmullRom.NewScaler(size[0], size[1], size[2], size[3])
+	}
+	s.sc.Scale(dst, dr, src, sr, draw.Src, nil)
+}
+
+// widthsFirst reports whether scaling sw×sh to w×h does the widths first:
+// whichever order makes the smaller intermediate image.
+func widthsFirst(sw, sh, w, h int) bool { return int64(w)*int64(sh) <= int64(sw)*int64(h) }
+
 // tmpCells bounds the scaler's buffer per call: 32 MiB.
 const tmpCells = 1 << 20
 
-// bands calls f for runs [a, b) covering 0..n, each at most cells/other
-// long (at least 1). In the scaling direction's perpendicular a band is
-// scaled 1:1, which Catmull-Rom reproduces exactly (its weights at whole
-// offsets are 1, 0, 0), so bands join without seams.
+// bands calls f for runs [a, b) covering 0..n, all bandLen long: where n
+// is not a multiple of it, the last run overlaps the one before, so that
+// one scaler (and one buffer) serves them all. In the scaling direction's
+// perpendicular a band is scaled 1:1, which Catmull-Rom reproduces exactly
+// (its weights at whole offsets are 1, 0, 0), so bands join without seams
+// and a pixel scaled twice comes out the same both times.
 func bands(n, other, cells int, f func(a, b int)) {
-	step := max(1, cells/other)
+	step := bandLen(n, other, cells)
 	for a := 0; a < n; a += step {
-		f(a, min(a+step, n))
+		a = min(a, n-step)
+		f(a, a+step)
 	}
+}
+
+// bandLen is the length of the bands along a side of n whose other side is
+// other: at most cells/other (at least 1), and as even as the number of
+// bands allows, so that the last overlaps the others little.
+func bandLen(n, other, cells int) int {
+	step := max(1, cells/other)
+	if step >= n {
+		return n
+	}
+	k := (n + step - 1) / step
+	return (n + k - 1) / k
 }
 
 // errOutputLimit stops an encoder that has written too much.

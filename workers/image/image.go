@@ -6,7 +6,10 @@
 // Untrusted input is read within limits: at most MaxInputBytes, and the
 // dimensions a header declares are checked before anything is decoded, so a
 // small file that claims to be enormous (a decompression bomb) is refused
-// without allocating its pixels.
+// without allocating its pixels. Concurrent jobs share a memory budget
+// (MaxMemoryBytes): each takes the share its header says decoding and
+// scaling will need before it decodes, waiting while the others hold too
+// much.
 package image
 
 import (
@@ -32,6 +35,7 @@ const (
 	DefaultMaxInputBytes  = 20 << 20
 	DefaultMaxPixels      = 40_000_000
 	DefaultMaxOutputBytes = 10 << 20
+	DefaultMaxMemoryBytes = 1 << 30
 )
 
 // Error codes recorded with failed image jobs. All but CodeFetch are
@@ -54,6 +58,9 @@ const (
 	CodeFetch = "fetch_failed"
 	// CodeOutputTooLarge: the encoded output is over MaxOutputBytes.
 	CodeOutputTooLarge = "output_too_large"
+	// CodeTooLargeForMemory: decoding and scaling the input would need
+	// more than the whole of MaxMemoryBytes.
+	CodeTooLargeForMemory = "image_too_large_for_memory"
 )
 
 // Config configures the image handlers.
@@ -75,12 +82,23 @@ type Config struct {
 	// MaxOutputBytes bounds the encoded output; zero means
 	// DefaultMaxOutputBytes (10 MiB).
 	MaxOutputBytes int
+	// MaxMemoryBytes is the memory budget the jobs of the handlers one
+	// Register call makes share (in warren: per process). Before it
+	// decodes, a job takes the share its input's header says decoding,
+	// scaling and encoding will allocate (the decoded image and the
+	// decoder's working copies, the scaler's copies, the output), and gives
+	// it back when it ends; a job that does not fit beside the others waits
+	// for them, within its timeout; a job that needs more than the whole
+	// budget fails with CodeTooLargeForMemory. Zero means
+	// DefaultMaxMemoryBytes (1 GiB); negative means no budget.
+	MaxMemoryBytes int64
 }
 
 func (c Config) withDefaults() Config {
 	c.MaxInputBytes = cmp.Or(c.MaxInputBytes, DefaultMaxInputBytes)
 	c.MaxPixels = cmp.Or(c.MaxPixels, DefaultMaxPixels)
 	c.MaxOutputBytes = cmp.Or(c.MaxOutputBytes, DefaultMaxOutputBytes)
+	c.MaxMemoryBytes = cmp.Or(c.MaxMemoryBytes, DefaultMaxMemoryBytes)
 	if c.Refused == nil {
 		c.Refused = func(error) bool { return false }
 	}
@@ -149,11 +167,12 @@ func Register(r jobs.Registrar, cfg Config) error {
 		return fmt.Errorf("image: %w", err)
 	}
 	cfg = cfg.withDefaults()
+	mem := newBudget(cfg.MaxMemoryBytes)
 	for _, h := range []struct {
 		t    jobs.Type
 		mode mode
 	}{{Thumbnail, modeThumbnail}, {Resize, modeResize}} {
-		hd := &handler{cfg: cfg, mode: h.mode}
+		hd := &handler{cfg: cfg, mode: h.mode, mem: mem}
 		if err := r.Handle(h.t, jobs.HandlerFunc(hd.run)); err != nil {
 			return fmt.Errorf("image: %w", err)
 		}

@@ -11,16 +11,23 @@ import (
 	"fmt"
 	stdimage "image"
 	"image/color"
+	"image/gif"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/schema"
 	"github.com/warrenhq/warren/workers/image"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // registry collects what Register registers.
 type registry map[string]jobs.Handler
@@ -221,6 +228,40 @@ func TestPixels(t *testing.T) {
 	}
 }
 
+// A GIF's first frame may cover part of its logical screen: the output is
+// the screen, transparent (white in a JPEG) where the frame is not, as a
+// browser shows it.
+func TestGIFFrameOnItsScreen(t *testing.T) {
+	t.Parallel()
+	frame := stdimage.NewPaletted(stdimage.Rect(16, 12, 48, 36), color.Palette{color.RGBA{200, 20, 20, 255}})
+	var b bytes.Buffer
+	if err := gif.EncodeAll(&b, &gif.GIF{
+		Image: []*stdimage.Paletted{frame}, Delay: []int{0},
+		Config: stdimage.Config{ColorModel: frame.Palette, Width: 64, Height: 48},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := setup(t, image.Config{})
+	for _, format := range []string{"png", "jpeg"} {
+		res, art, err := run(t, r, "image.thumbnail", map[string]any{
+			"data": base64.StdEncoding.EncodeToString(b.Bytes()), "width": 64, "format": format})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := checkOutput(t, res, art)
+		if res.Width != 64 || res.Height != 48 {
+			t.Errorf("%s: %d×%d, want the screen's 64×48", format, res.Width, res.Height)
+		}
+		if c := img.At(32, 24); !near(c, 200, 20, 20) {
+			t.Errorf("%s: pixel in the frame = %v, want red", format, c)
+		}
+		_, _, _, a := img.At(2, 2).RGBA()
+		if format == "png" && a != 0 || format == "jpeg" && !near(img.At(2, 2), 255, 255, 255) {
+			t.Errorf("%s: pixel outside the frame = %v, want transparent (png) or white (jpeg)", format, img.At(2, 2))
+		}
+	}
+}
+
 func TestQuality(t *testing.T) {
 	t.Parallel()
 	r := setup(t, image.Config{})
@@ -254,6 +295,10 @@ func TestLimits(t *testing.T) {
 			map[string]any{"data": data(t, "sample.jpg"), "width": 10}, image.CodeTooManyPixels},
 		{"output over MaxPixels", image.Config{},
 			map[string]any{"data": data(t, "sample.jpg"), "width": 10000, "height": 10000}, image.CodeTooManyPixels},
+		// Every job needs a megabyte or two whatever its size; one byte fits
+		// none, so the job fails at once rather than wait.
+		{"over MaxMemoryBytes", image.Config{MaxMemoryBytes: 1},
+			map[string]any{"data": data(t, "sample.jpg"), "width": 10}, image.CodeTooLargeForMemory},
 		{"output over MaxOutputBytes", image.Config{MaxOutputBytes: 200},
 			map[string]any{"data": data(t, "sample.jpg"), "width": 64}, image.CodeOutputTooLarge},
 		{"truncated jpeg", image.Config{},
@@ -448,6 +493,12 @@ func TestRegisterRefusesNegativeLimits(t *testing.T) {
 		if err := image.Register(registry{}, cfg); err == nil {
 			t.Errorf("Register(%+v) accepted", cfg)
 		}
+	}
+	// A negative memory budget means none: jobs run whatever they need.
+	_, _, err := run(t, setup(t, image.Config{MaxMemoryBytes: -1}), "image.resize",
+		map[string]any{"data": data(t, "sample.png"), "width": 640})
+	if err != nil {
+		t.Errorf("without a memory budget: %v", err)
 	}
 	if image.DefaultConcurrency() != runtime.NumCPU() {
 		t.Error("DefaultConcurrency is not NumCPU")

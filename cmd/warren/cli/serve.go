@@ -37,22 +37,33 @@ import (
 type service struct {
 	pool        string
 	concurrency int
-	register    func(jobs.Registrar, config.Config) error
+	register    func(jobs.Registrar, config.Config, *slog.Logger) error
 }
 
 // builtinServices lists the worker services compiled into warren.
 var builtinServices = []service{
-	{pool: sys.Pool, concurrency: sys.DefaultConcurrency, register: func(r jobs.Registrar, _ config.Config) error {
+	{pool: sys.Pool, concurrency: sys.DefaultConcurrency, register: func(r jobs.Registrar, _ config.Config, _ *slog.Logger) error {
 		return sys.Register(r)
 	}},
-	{pool: webhook.Pool, concurrency: webhook.DefaultConcurrency, register: func(r jobs.Registrar, cfg config.Config) error {
-		allow, err := config.Prefixes(cfg.Webhook.Allow)
+	{pool: webhook.Pool, concurrency: webhook.DefaultConcurrency, register: func(r jobs.Registrar, cfg config.Config, log *slog.Logger) error {
+		allow, err := egress.ParseRules(cfg.Webhook.Allow)
 		if err != nil {
 			return fmt.Errorf("webhook.allow: %w", err)
 		}
-		return webhook.Register(r, webhook.Config{Secrets: cfg.Webhook.Secrets, Allow: allow, MaxResponseBody: cfg.Webhook.MaxResponseBody})
+		secrets := make(map[string]webhook.Secret, len(cfg.Webhook.Secrets))
+		for name, s := range cfg.Webhook.Secrets {
+			secrets[name] = webhook.Secret{Value: s.Secret, Allow: s.Allow}
+		}
+		return webhook.Register(r, webhook.Config{
+			Secrets:          secrets,
+			Allow:            allow,
+			FollowRedirects:  cfg.Webhook.FollowRedirects,
+			KeepResponseBody: cfg.Webhook.KeepResponseBody,
+			MaxResponseBody:  cfg.Webhook.MaxResponseBody,
+			Logger:           log,
+		})
 	}},
-	{pool: image.Pool, concurrency: image.DefaultConcurrency(), register: func(r jobs.Registrar, cfg config.Config) error {
+	{pool: image.Pool, concurrency: image.DefaultConcurrency(), register: func(r jobs.Registrar, cfg config.Config, _ *slog.Logger) error {
 		allow, err := config.Prefixes(cfg.Image.Allow)
 		if err != nil {
 			return fmt.Errorf("image.allow: %w", err)
@@ -63,6 +74,7 @@ var builtinServices = []service{
 			MaxInputBytes:  cfg.Image.MaxInputBytes,
 			MaxPixels:      cfg.Image.MaxPixels,
 			MaxOutputBytes: cfg.Image.MaxOutputBytes,
+			MaxMemoryBytes: cfg.Image.MaxMemoryBytes,
 		})
 	}},
 }
@@ -228,7 +240,7 @@ func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
 			Concurrency: cmp.Or(c.Concurrency, svc.concurrency),
 			Prefetch:    c.Prefetch,
 		}
-		if err := svc.register(w, s.cfg); err != nil {
+		if err := svc.register(w, s.cfg, s.log.With("pool", svc.pool)); err != nil {
 			return nil, err
 		}
 	}
@@ -239,11 +251,14 @@ func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
 // rescuer's counter.
 func (s *stack) newAPI() (*api.Server, error) {
 	return api.New(api.Config{
-		Addr:         s.cfg.API.Addr,
-		MaxBodyBytes: s.cfg.API.MaxBodyBytes,
-		Logger:       s.log,
-		Management:   s.mgmt,
-		Collectors:   []prometheus.Collector{s.rescuer.Collector()},
+		Addr:           s.cfg.API.Addr,
+		MaxBodyBytes:   s.cfg.API.MaxBodyBytes,
+		ReadTimeout:    s.cfg.API.ReadTimeout.Std(),
+		MaxConnections: s.cfg.API.MaxConnections,
+		MaxJSONDepth:   s.cfg.API.MaxJSONDepth,
+		Logger:         s.log,
+		Management:     s.mgmt,
+		Collectors:     []prometheus.Collector{s.rescuer.Collector()},
 	}, s.broker, s.store)
 }
 
