@@ -57,6 +57,8 @@ test: services-up
 	@$(SERVICES) python-deps
 	@mkdir -p bin && rm -f bin/test-summary.txt
 	WARREN_TEST_SUMMARY=$(CURDIR)/bin/test-summary.txt $(GO) test -race -count=1 -timeout 12m $(TESTFLAGS) $(ARGS) ./...
+	@# Allocation counts mean nothing under the race detector: this one runs without it.
+	$(GO) test -count=1 -run '^TestCostCoversAllocations$$' ./workers/image/
 	@if [ -s bin/test-summary.txt ]; then echo 'Summaries:'; sed 's/^/  /' bin/test-summary.txt; fi
 
 # The soak (cmd/warren/soak_test.go): SOAK of faults, then every accepted job

@@ -323,7 +323,7 @@ func (h *handler) header(in []byte) (f *format, c image.Config, err error) {
 	// file that makes one panic is a bad image, not a reason to retry.
 	defer func() {
 		if r := recover(); r != nil {
-			err = permanent(CodeBadImage, "decode %s header: decoder failed: %v", f.name, r)
+			f, err = nil, permanent(CodeBadImage, "decode %s header: decoder failed: %v", f.name, r)
 		}
 	}()
 	c, err = f.config(bytes.NewReader(in))

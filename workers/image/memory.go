@@ -352,6 +352,9 @@ func (b *budget) acquire(ctx context.Context, n int64) error {
 	if b == nil {
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	if len(b.queue) == 0 && b.used+n <= b.size {
 		b.used += n
