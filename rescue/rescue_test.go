@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -49,10 +50,12 @@ func (r *runs) add(j *jobs.Job) {
 	r.n[j.ID][j.Attempt]++
 }
 
+// of returns a copy of a job's runs per attempt: handlers still write the
+// map while the test reads it.
 func (r *runs) of(id string) map[int]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.n[id]
+	return maps.Clone(r.n[id])
 }
 
 // submit records and publishes jobs as the API does; delay > 0 makes them
