@@ -111,8 +111,10 @@ func (s *WebhookSecret) UnmarshalYAML(unmarshal func(any) error) error {
 
 // Image configures the image service (pool "image").
 type Image struct {
-	// Allow is as Webhook.Allow, for image URLs (image.allow;
-	// WARREN_IMAGE_ALLOW).
+	// Allow lists addresses or CIDR prefixes that image URLs may reach
+	// although they are loopback, private or link-local (image.allow;
+	// WARREN_IMAGE_ALLOW, comma-separated): unlike Webhook.Allow, no host
+	// names and no ports. Empty: none.
 	Allow []string `yaml:"allow"`
 	// MaxInputBytes bounds an input image (image.max_input_bytes); zero
 	// means 20 MiB.
