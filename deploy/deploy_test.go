@@ -516,17 +516,7 @@ func checkBase(t *testing.T, cfg config.Config, objs []any, secretKeys []string)
 		}
 	}
 
-	var pools []string
-	for _, p := range slices.Sorted(maps.Keys(cfg.Pools)) {
-		if cfg.PoolEnabled(p) {
-			pools = append(pools, p)
-		}
-	}
-	for _, b := range deploy.Builtin {
-		if _, ok := cfg.Pools[b]; !ok && cfg.PoolEnabled(b) {
-			pools = append(pools, b)
-		}
-	}
+	pools := deploy.Pools(cfg)
 	if len(scaled) != len(pools) {
 		t.Errorf("%d ScaledObjects for %d pools", len(scaled), len(pools))
 	}

@@ -117,6 +117,19 @@ func (o Options) WithDefaults() Options {
 	return o
 }
 
+// Pools returns the pools Render writes, sorted: the built-in ones and
+// every pool of cfg, those that are enabled (config.Config.PoolEnabled).
+func Pools(cfg config.Config) []string {
+	var pools []string
+	for _, p := range slices.Concat(Builtin, slices.Collect(maps.Keys(cfg.Pools))) {
+		if cfg.PoolEnabled(p) && !slices.Contains(pools, p) {
+			pools = append(pools, p)
+		}
+	}
+	slices.Sort(pools)
+	return pools
+}
+
 // Render returns the generated files of cfg's pools by file name: one
 // "POOL.yaml" per pool (the built-in pools and every pool in cfg.Pools),
 // holding its Deployment and ScaledObject, and "kustomization.yaml" listing
@@ -124,18 +137,7 @@ func (o Options) WithDefaults() Options {
 // keys are in a fixed order.
 func Render(cfg config.Config, opts Options) (map[string][]byte, error) {
 	opts = opts.WithDefaults()
-	var pools []string
-	for _, p := range slices.Sorted(maps.Keys(cfg.Pools)) {
-		if cfg.PoolEnabled(p) {
-			pools = append(pools, p)
-		}
-	}
-	for _, b := range Builtin {
-		if _, ok := cfg.Pools[b]; !ok && cfg.PoolEnabled(b) {
-			pools = append(pools, b)
-		}
-	}
-	slices.Sort(pools)
+	pools := Pools(cfg)
 
 	files := map[string][]byte{}
 	byObject := map[string]string{} // Kubernetes name → pool, to refuse collisions
