@@ -97,6 +97,9 @@ type Job struct {
 	Worker string `json:"worker,omitempty"`
 	// IdempotencyKey is the submitter's key for deduplicating submissions.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// SubmittedBy is the name of the API key that submitted the job (never
+	// the key itself); empty where the API runs without keys.
+	SubmittedBy string `json:"submitted_by,omitempty"`
 
 	CreatedAt   time.Time  `json:"created_at"`
 	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`

@@ -153,6 +153,7 @@ const (
 	fProgress       = "progress"
 	fWorker         = "worker"
 	fIdempotencyKey = "idempotency_key"
+	fSubmittedBy    = "submitted_by"
 	fCreatedAt      = "created_at"
 	fScheduledAt    = "scheduled_at"
 	fStartedAt      = "started_at"
@@ -186,6 +187,9 @@ func fields(j *jobs.Job) ([]any, error) {
 	if j.IdempotencyKey != "" {
 		f = append(f, fIdempotencyKey, j.IdempotencyKey)
 	}
+	if j.SubmittedBy != "" {
+		f = append(f, fSubmittedBy, j.SubmittedBy)
+	}
 	if j.Pool != "" {
 		f = append(f, fPool, j.Pool)
 	}
@@ -211,6 +215,7 @@ func decode(h map[string]string) (*jobs.Job, error) {
 		Status:         jobs.Status(h[fStatus]),
 		Worker:         h[fWorker],
 		IdempotencyKey: h[fIdempotencyKey],
+		SubmittedBy:    h[fSubmittedBy],
 		ScheduledAt:    parseMS(h[fScheduledAt]),
 		StartedAt:      parseMS(h[fStartedAt]),
 		FinishedAt:     parseMS(h[fFinishedAt]),
