@@ -11,7 +11,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test test-short soak lint clean services-up services-down services-status bench bench-autoscale
+.PHONY: help build run test test-short soak fuzz lint clean services-up services-down services-status bench bench-autoscale
 
 help:
 	@echo 'Targets:'
@@ -22,6 +22,9 @@ help:
 	@echo '  soak             start RabbitMQ and Redis, then TestSoak for SOAK (default 10m): jobs submitted while'
 	@echo '                   workers, the API and RabbitMQ are killed and restarted; fails on any lost job'
 	@echo '                   (SOAK_SEED=... replays a run; full log in bin/soak.log; `make test` runs a short one)'
+	@echo '  fuzz             run every fuzz target (func Fuzz... in a _test.go file) for FUZZTIME each (default 20s),'
+	@echo '                   one at a time; a failing input is saved in its package'"'"'s testdata/fuzz/ (`make test`'
+	@echo '                   runs the seeds there as tests). FUZZ=regexp picks targets by name'
 	@echo '  lint             gofmt -l (fails on unformatted files) and go vet'
 	@echo '  bench            warren against the raw RabbitMQ+Redis limit, as ratios (N=jobs, default 20000;'
 	@echo '                   ARGS=-workers=1,2,4 adds scaling, ARGS=-soak=1000000 a memory soak); bench/out/'
@@ -79,6 +82,18 @@ soak: services-up
 
 test-short:
 	$(GO) test -short $(TESTFLAGS) $(ARGS) ./...
+
+# Every fuzz target is found by its name, so a new one is included without
+# editing this file; go test -fuzz takes one target at a time.
+FUZZTIME ?= 20s
+FUZZ ?= .
+fuzz:
+	@grep -rlE --include='*_test.go' --exclude-dir=.git '^func Fuzz[A-Za-z0-9_]*\(' . | sort | while read -r file; do \
+		for name in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' "$$file" | grep -E '$(FUZZ)'); do \
+			echo "fuzz: $$name ($$(dirname "$$file")) for $(FUZZTIME)"; \
+			$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) "$$(dirname "$$file")" || exit 1; \
+		done; \
+	done
 
 lint:
 	@out=$$($(GOFMT) -l .) || exit 1; \

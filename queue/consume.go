@@ -36,7 +36,9 @@ type ConsumeOptions struct {
 	// connection.
 	Ready func()
 	// Intake consumes the pool's dead-letter intake queue instead of the
-	// pool's queue: the messages the broker dead-lettered.
+	// pool's queue: the messages the broker dead-lettered. On each new
+	// connection it first drains the pool's intake queue of an older
+	// version, which had no delivery limit, into it.
 	Intake bool
 }
 
@@ -169,6 +171,14 @@ func (b *Broker) consumeSession(ctx context.Context, s *session, ch *amqp.Channe
 	if err := declarePool(ch, ns, opts.Pool, opts.Types); err != nil {
 		_ = ch.Close()
 		return err
+	}
+	if opts.Intake {
+		// Best effort: what it leaves is retired on a later connection, and
+		// meanwhile the new intake queue is consumed all the same.
+		if err := retireUnlimitedIntake(ctx, s.conn, ns, opts.Pool, b.log); err != nil {
+			b.log.Warn("cannot retire the intake queue of an older version; trying again on the next connection",
+				"pool", opts.Pool, "err", err)
+		}
 	}
 	prefetch := opts.Prefetch
 	if tuner != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -40,10 +41,20 @@ func deadLetter(d amqp.Delivery) (DeadLetter, error) {
 	if n, ok := intHeader(d.Headers[HeaderAttempts]); ok {
 		j.Attempt = n
 	}
-	if d.RoutingKey == jobs.DeadRoutingKey("limit", "") || len(d.RoutingKey) > 6 && d.RoutingKey[:6] == "limit." {
+	switch reason, _, _ := strings.Cut(d.RoutingKey, "."); reason {
+	case "limit":
 		dl.Reason = "limit"
 		dl.ErrorCode = "delivery_limit"
 		dl.Error = fmt.Sprintf("the broker dead-lettered the message after %d deliveries", DeliveryLimit)
+		dl.FailedAt = deathTime(d.Headers)
+	case "intake":
+		// The intake queue's own limit (intakeQueueArgs): the workers could
+		// not record the job failed, so its record may still say queued or
+		// running.
+		dl.Reason = "limit"
+		dl.ErrorCode = "delivery_limit"
+		dl.Error = fmt.Sprintf("the broker dead-lettered the message after %d deliveries, then %d more on the dead-letter intake, whose workers could not record the job failed",
+			DeliveryLimit, DeliveryLimit)
 		dl.FailedAt = deathTime(d.Headers)
 	}
 	return dl, nil

@@ -187,13 +187,154 @@ func retireClassicDeliver(conn *amqp.Connection, ns jobs.Namespace, kept bool) e
 // past which the broker dead-letters the message (at least once) to the
 // pool's dead-letter and intake queues.
 func poolQueueArgs(ns jobs.Namespace, pool string) amqp.Table {
+	return limitedQueueArgs(ns, jobs.DeadRoutingKey("limit", pool))
+}
+
+// limitedQueueArgs are the arguments of a quorum queue with the delivery
+// limit, past which the broker dead-letters a message at least once with
+// the routing key deadKey.
+func limitedQueueArgs(ns jobs.Namespace, deadKey string) amqp.Table {
 	return amqp.Table{
 		amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
 		"x-delivery-limit":          int64(DeliveryLimit),
 		"x-dead-letter-exchange":    ns.DeadExchange(),
-		"x-dead-letter-routing-key": jobs.DeadRoutingKey("limit", pool),
+		"x-dead-letter-routing-key": deadKey,
 		"x-dead-letter-strategy":    "at-least-once",
 		"x-overflow":                "reject-publish", // required by at-least-once dead-lettering
+	}
+}
+
+// intakeQueueArgs are the arguments of a pool's dead-letter intake queue:
+// the same delivery limit as the pool queue's, past which the broker
+// dead-letters the message (at least once) with "intake.POOL", which only
+// the pool's dead-letter queue is bound for. A message its workers cannot
+// settle (one that kills them, say) is kept there for operators to see,
+// instead of going round the intake thousands of times a second. In the
+// usual course the dead-letter queue then holds it twice: the copy from the
+// pool queue, and this one, which says (deadLetter) that the job's record
+// was never marked failed.
+func intakeQueueArgs(ns jobs.Namespace, pool string) amqp.Table {
+	return limitedQueueArgs(ns, jobs.DeadRoutingKey("intake", pool))
+}
+
+// retireUnlimitedIntake drains the intake queue of a namespace made before
+// intake queues had a delivery limit (jobs.Namespace.UnlimitedIntakeQueue)
+// into the current one, which declarePool has declared by then. Such a
+// queue is unbound, so nothing new enters it; its ready messages are moved,
+// each published to the new intake queue and confirmed before it is
+// acknowledged, so none is lost (one moved twice, by two workers at once or
+// across a crash, only marks its job failed twice, which the finish script
+// allows); and once it holds nothing and no consumer (a worker of the old
+// version) it is deleted, by this call or a later one.
+//
+// Unlike the classic delay levels it cannot be deleted with if-empty: quorum
+// queues refuse that flag (540 NOT_IMPLEMENTED, which closes the
+// connection), so the counts of a passive declaration stand in for it. A
+// queue that does not exist, or that another worker deletes meanwhile,
+// answers 404, which closes the channel and ends the retirement.
+func retireUnlimitedIntake(ctx context.Context, conn *amqp.Connection, ns jobs.Namespace, pool string, log *slog.Logger) error {
+	old, intake := ns.UnlimitedIntakeQueue(pool), ns.DeadIntakeQueue(pool)
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	gone := func(err error) bool {
+		var aerr *amqp.Error
+		return errors.As(err, &aerr) && aerr.Code == amqp.NotFound
+	}
+	if _, err := ch.QueueDeclarePassive(old, true, false, false, false, nil); err != nil {
+		if gone(err) {
+			return nil
+		}
+		return fmt.Errorf("retire intake queue %s: %w", old, err)
+	}
+	moved, err := moveMessages(ctx, ch, old, jobs.DeadRoutingKey("limit", pool), ns.DeadExchange(), intake)
+	if moved > 0 {
+		log.Info("moved the messages of an intake queue without a delivery limit to the new intake queue",
+			"queue", old, "to", intake, "moved", moved)
+	}
+	if err != nil {
+		if gone(err) {
+			return nil
+		}
+		return fmt.Errorf("retire intake queue %s: %w", old, err)
+	}
+	q, err := ch.QueueDeclarePassive(old, true, false, false, false, nil)
+	if err != nil {
+		if gone(err) {
+			return nil
+		}
+		return fmt.Errorf("retire intake queue %s: %w", old, err)
+	}
+	if q.Messages > 0 || q.Consumers > 0 {
+		log.Info("an intake queue without a delivery limit is still in use: unbound, it is deleted on a later start once empty and unused",
+			"queue", old, "messages", q.Messages, "consumers", q.Consumers)
+		return nil
+	}
+	if _, err := ch.QueueDelete(old, false, false, false); err != nil && !gone(err) {
+		return fmt.Errorf("retire intake queue %s: %w", old, err)
+	}
+	return nil
+}
+
+// moveMessages unbinds queue src from exchange (binding key key), then
+// moves its ready messages, one at a time, to queue dst: each is published
+// with its properties and headers through the default exchange, mandatory,
+// and acknowledged in src only once the broker has confirmed it. It puts ch
+// in confirm mode and returns how many it moved; when ctx ends it stops, and
+// the message in hand goes back to src when ch closes.
+func moveMessages(ctx context.Context, ch *amqp.Channel, src, key, exchange, dst string) (int, error) {
+	if err := ch.QueueUnbind(src, key, exchange, nil); err != nil {
+		return 0, fmt.Errorf("unbind: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		return 0, fmt.Errorf("confirm mode: %w", err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	for moved := 0; ; moved++ {
+		d, ok, err := ch.Get(src, false)
+		if err != nil || !ok {
+			return moved, err
+		}
+		headers := amqp.Table{}
+		for k, v := range d.Headers {
+			if k != HeaderDeliveryCount { // the new queue counts afresh
+				headers[k] = v
+			}
+		}
+		err = ch.PublishWithContext(ctx, "", dst, true, false, amqp.Publishing{
+			Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
+			DeliveryMode: amqp.Persistent, Priority: d.Priority, CorrelationId: d.CorrelationId,
+			ReplyTo: d.ReplyTo, MessageId: d.MessageId, Timestamp: d.Timestamp, Type: d.Type,
+			AppId: d.AppId, Body: d.Body,
+		})
+		if err != nil {
+			return moved, fmt.Errorf("move to %s: %w", dst, err)
+		}
+		var c amqp.Confirmation
+		select {
+		case c, ok = <-confirms:
+			if !ok {
+				return moved, fmt.Errorf("move to %s: %w", dst, amqp.ErrClosed)
+			}
+		case <-ctx.Done():
+			return moved, fmt.Errorf("move to %s: %w", dst, context.Cause(ctx))
+		}
+		if !c.Ack {
+			return moved, fmt.Errorf("move to %s: %w", dst, ErrNacked)
+		}
+		// The broker confirms a message it returned (no queue named dst),
+		// and returns it first: by now the return has been handed over.
+		select {
+		case r := <-returns:
+			return moved, fmt.Errorf("move to %s: %w: %s", dst, ErrUnroutable, r.ReplyText)
+		default:
+		}
+		if err := d.Ack(false); err != nil {
+			return moved, fmt.Errorf("move to %s: %w", dst, err)
+		}
 	}
 }
 
@@ -208,16 +349,18 @@ func declarePool(ch *amqp.Channel, ns jobs.Namespace, pool string, types []strin
 	if err := ch.ExchangeDeclare(dead, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", dead, err)
 	}
-	quorum := amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
-	for q, key := range map[string]string{
-		ns.DeadQueue(pool):       "*." + pool,
-		ns.DeadIntakeQueue(pool): jobs.DeadRoutingKey("limit", pool),
+	for _, dq := range []struct {
+		name, key string
+		args      amqp.Table
+	}{
+		{ns.DeadQueue(pool), "*." + pool, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}},
+		{ns.DeadIntakeQueue(pool), jobs.DeadRoutingKey("limit", pool), intakeQueueArgs(ns, pool)},
 	} {
-		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum); err != nil {
-			return fmt.Errorf("declare queue %s: %w", q, err)
+		if _, err := ch.QueueDeclare(dq.name, true, false, false, false, dq.args); err != nil {
+			return fmt.Errorf("declare queue %s: %w", dq.name, err)
 		}
-		if err := ch.QueueBind(q, key, dead, false, nil); err != nil {
-			return fmt.Errorf("bind %s: %w", q, err)
+		if err := ch.QueueBind(dq.name, dq.key, dead, false, nil); err != nil {
+			return fmt.Errorf("bind %s: %w", dq.name, err)
 		}
 	}
 	q := ns.Queue(pool)
@@ -295,7 +438,7 @@ func (b *Broker) DeleteNamespace(ctx context.Context, pools []string) error {
 	ns := b.cfg.Namespace
 	var queues []string
 	for _, p := range pools {
-		queues = append(queues, ns.Queue(p), ns.DeadQueue(p), ns.DeadIntakeQueue(p))
+		queues = append(queues, ns.Queue(p), ns.DeadQueue(p), ns.DeadIntakeQueue(p), ns.UnlimitedIntakeQueue(p))
 	}
 	for level := 0; level < jobs.DelayLevels; level++ {
 		queues = append(queues, ns.DelayQueue(level), ns.ClassicDelayQueue(level))
