@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 )
@@ -16,7 +17,13 @@ type limitListener struct {
 	closeOnce sync.Once
 }
 
-func newLimitListener(ln net.Listener, n int) *limitListener {
+// newLimitListener caps ln at n connections. A tlsListener (from
+// Server.listen) comes out as TLS over the cap: the cap is on the TCP
+// connections under it.
+func newLimitListener(ln net.Listener, n int) net.Listener {
+	if t, ok := ln.(*tlsListener); ok {
+		return tls.NewListener(newLimitListener(t.Listener, n), t.config)
+	}
 	return &limitListener{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{})}
 }
 

@@ -7,16 +7,20 @@ package queue
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenhq/warren/internal/redact"
 	"github.com/warrenhq/warren/jobs"
 )
 
@@ -34,8 +38,12 @@ var (
 
 // Config configures a Broker. Zero fields take the defaults noted.
 type Config struct {
-	// URL is the AMQP address; required.
+	// URL is the AMQP address, amqp:// or amqps:// (TLS); required.
 	URL string
+	// TLS configures amqps:// connections: the CAs to trust, a client
+	// certificate, the server name (empty: the URL's host). Nil means the
+	// system's CAs and no client certificate.
+	TLS *tls.Config
 	// Namespace prefixes exchange and queue names; zero means
 	// jobs.DefaultNamespace.
 	Namespace jobs.Namespace
@@ -94,6 +102,12 @@ func New(cfg Config) (*Broker, error) {
 	cfg = cfg.withDefaults()
 	if cfg.URL == "" {
 		return nil, errors.New("queue: config: URL is required")
+	}
+	// Checked here, once, rather than by every dial: a bad URL cannot
+	// come good by retrying, and the parser's error quotes the URL, which
+	// may hold a password.
+	if _, err := amqp.ParseURI(cfg.URL); err != nil {
+		return nil, fmt.Errorf("queue: config: URL %s: %w", redact.URL(cfg.URL), redact.ParseError(cfg.URL, err))
 	}
 	if err := cfg.Namespace.Validate(); err != nil {
 		return nil, fmt.Errorf("queue: config: %w", err)
@@ -308,6 +322,8 @@ func (b *Broker) connect() (*session, error) {
 	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Properties: props,
+		// A copy: the dial fills in a missing ServerName.
+		TLSClientConfig: b.cfg.TLS.Clone(),
 		Dial: func(network, addr string) (net.Conn, error) {
 			c, err := dial(network, addr)
 			if err != nil {
@@ -318,7 +334,14 @@ func (b *Broker) connect() (*session, error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
+		err = fmt.Errorf("dial %s: %w", redact.URL(b.cfg.URL), err)
+		if b.cfg.TLS != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) {
+			// Under TLS 1.3 the client's handshake ends before the broker
+			// has judged its certificate; a refusal then often reaches
+			// the client as a reset, not as the broker's alert.
+			err = fmt.Errorf("%w (a broker that requires a client certificate resets the connection of a client that shows none it trusts)", err)
+		}
+		return nil, err
 	}
 	pub, err := b.openPublisher(conn, wire)
 	if err == nil {

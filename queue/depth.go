@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenhq/warren/internal/redact"
 )
 
 // Sources of a Depth.
@@ -50,9 +53,12 @@ func (d Depth) Backlog() int { return d.Ready + d.Unacked }
 // queues are then measured over AMQP alone.
 const ManagementOff = "off"
 
-// defaultManagementPort is where RabbitMQ's management plugin listens unless
-// configured otherwise.
-const defaultManagementPort = "15672"
+// Where RabbitMQ's management plugin listens unless configured otherwise:
+// over http, and over https (management.ssl.port in its documentation).
+const (
+	defaultManagementPort    = "15672"
+	defaultManagementTLSPort = "15671"
+)
 
 // Management is a client of RabbitMQ's management HTTP API, for the queue
 // figures AMQP cannot give. It is safe for concurrent use and needs no
@@ -68,57 +74,74 @@ type Management struct {
 	failing atomic.Bool
 }
 
-// NewManagement returns a client of the management API at managementURL.
-// An empty managementURL means port 15672 on the AMQP URL's host, over
-// http; a managementURL without credentials uses the AMQP URL's. "off"
-// returns nil, nil: measure with AMQP alone. The vhost of the AMQP URL is
-// the vhost Queue uses by default.
+// NewManagement is NewManagementTLS with no TLS configuration of its own:
+// an https API is checked against the system's CAs.
 func NewManagement(managementURL, amqpURL string) (*Management, error) {
+	return NewManagementTLS(managementURL, amqpURL, nil)
+}
+
+// NewManagementTLS returns a client of the management API at managementURL.
+// An empty managementURL means the AMQP URL's host, over the AMQP URL's
+// kind of connection: http on port 15672 for amqp://, https on port 15671
+// for amqps://. A managementURL without credentials uses the AMQP URL's.
+// "off" returns nil, nil: measure with AMQP alone. The vhost of the AMQP URL
+// is the vhost Queue uses by default.
+//
+// tlsConfig is the AMQP connection's (Config.TLS): an https API is checked
+// against its CAs and shown its client certificate, and, on the AMQP host,
+// expected to bear its server name. Nil means the system's CAs.
+//
+// The client never goes through a proxy: HTTPS_PROXY and the like are
+// ignored, as the API is the broker's own and its credentials must not
+// travel anywhere else.
+func NewManagementTLS(managementURL, amqpURL string, tlsConfig *tls.Config) (*Management, error) {
 	if strings.EqualFold(strings.TrimSpace(managementURL), ManagementOff) {
 		return nil, nil
 	}
 	uri, err := amqp.ParseURI(amqpURL)
 	if err != nil {
-		return nil, fmt.Errorf("management API: AMQP URL: %w", withoutURL(err))
+		return nil, fmt.Errorf("management API: AMQP URL: %w", redact.ParseError(amqpURL, err))
 	}
 	m := &Management{
 		user:  uri.Username,
 		pass:  uri.Password,
 		vhost: uri.Vhost,
+	}
+	if managementURL == "" {
+		scheme, port := "http", defaultManagementPort
+		if uri.Scheme == "amqps" {
+			scheme, port = "https", defaultManagementTLSPort
+		}
+		m.base = &url.URL{Scheme: scheme, Host: net.JoinHostPort(uri.Host, port)}
+	} else {
+		u, err := url.Parse(managementURL)
+		if err != nil {
+			return nil, fmt.Errorf("management URL: %w", redact.ParseError(managementURL, err))
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("management URL %q: want http:// or https:// and a host, such as http://127.0.0.1:15672, or %q", u.Redacted(), ManagementOff)
+		}
+		if u.User != nil {
+			m.user = u.User.Username()
+			m.pass, _ = u.User.Password()
+		}
+		m.base = &url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimRight(u.Path, "/")}
+	}
+	tc := tlsConfig.Clone()
+	if tc != nil && tc.ServerName != "" && m.base.Hostname() != uri.Host {
+		// The server name is the AMQP host's; another host is checked
+		// against its own name.
+		tc.ServerName = ""
+	}
+	m.hc = &http.Client{Transport: &http.Transport{
+		Proxy:           nil,
+		TLSClientConfig: tc,
 		// No keep-alive: a measurement every few seconds does not need a
 		// pooled connection, and without one no idle-connection goroutines
 		// outlive a request, so the client needs no owner to close it.
-		hc: &http.Client{Transport: &http.Transport{
-			Proxy:             http.ProxyFromEnvironment,
-			DisableKeepAlives: true,
-		}},
-	}
-	if managementURL == "" {
-		m.base = &url.URL{Scheme: "http", Host: net.JoinHostPort(uri.Host, defaultManagementPort)}
-		return m, nil
-	}
-	u, err := url.Parse(managementURL)
-	if err != nil {
-		return nil, fmt.Errorf("management URL: %w", withoutURL(err))
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("management URL %q: want http:// or https:// and a host, such as http://127.0.0.1:15672, or %q", u.Redacted(), ManagementOff)
-	}
-	if u.User != nil {
-		m.user = u.User.Username()
-		m.pass, _ = u.User.Password()
-	}
-	m.base = &url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimRight(u.Path, "/")}
+		DisableKeepAlives: true,
+	}}
 	return m, nil
-}
-
-// withoutURL drops the URL a *url.Error quotes, which may hold a password.
-func withoutURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // URL returns the API's address, without credentials.

@@ -157,21 +157,7 @@ func (p *proc) stop(t *testing.T) {
 // status.
 func warren(t *testing.T, apiURL string, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), "WARREN_API_URL="+apiURL)
-	cmd.Stdin = strings.NewReader(stdin)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return o.String(), e.String(), ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o.String(), e.String(), 0
+	return cliIn(t, []string{"WARREN_API_URL=" + apiURL}, stdin, args...)
 }
 
 func devStack(t *testing.T) (*testenv.Env, string) {

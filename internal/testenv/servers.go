@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -39,16 +40,31 @@ const (
 // ---------------------------------------------------------------------------
 // RabbitMQ
 
+// ServerOptions are what a private server has beyond the defaults.
+type ServerOptions struct {
+	// TLS, when set, makes the server speak TLS only: it shows the
+	// server certificate of TLS and requires a client certificate signed
+	// by its CA. URL then gives an amqps:// or rediss:// URL.
+	TLS *Certs
+	// Management enables RabbitMQ's management API on a port of its own
+	// (ManagementURL), over HTTPS with TLS's certificates (a client
+	// certificate required) when TLS is set. It makes a graceful Stop five
+	// seconds slower. RabbitMQ only.
+	Management bool
+}
+
 // RabbitMQ is a private RabbitMQ node for one test: its own node name, ports
 // and data directory, on loopback. The test may Stop, Kill and Start it; the
 // data directory outlives those, so durable queues and persistent messages
-// come back. The node has no plugins (so no management API: it would add
-// five seconds to every graceful stop). Its methods take turns, but they
-// fail the test with t.Fatalf, so call them from the test's goroutine.
+// come back. The node has no plugins unless asked for (the management API
+// adds five seconds to every graceful stop). Its methods take turns, but
+// they fail the test with t.Fatalf, so call them from the test's goroutine.
 type RabbitMQ struct {
 	node     string // warren-test-…@localhost
-	port     int    // AMQP
+	port     int    // AMQP, or AMQP over TLS alone with opts.TLS
 	distPort int    // Erlang distribution
+	mgmtPort int    // management API, with opts.Management
+	opts     ServerOptions
 	dir      string // config, data, logs; owned by the user the node runs as
 	bin      string
 	env      []string
@@ -60,8 +76,8 @@ type RabbitMQ struct {
 
 // StartRabbitMQ starts a private RabbitMQ node and returns once an AMQP login
 // to it works. When the test ends the node is killed and its data deleted.
-// Under -short the test is skipped.
-func StartRabbitMQ(t testing.TB) *RabbitMQ {
+// Under -short the test is skipped. Options, if given, are opts[0].
+func StartRabbitMQ(t testing.TB, opts ...ServerOptions) *RabbitMQ {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a private RabbitMQ node; skipped under -short")
@@ -80,6 +96,12 @@ func StartRabbitMQ(t testing.TB) *RabbitMQ {
 		port:     freePort(t),
 		distPort: freePort(t),
 		bin:      bin,
+	}
+	if len(opts) > 0 {
+		r.opts = opts[0]
+	}
+	if r.opts.Management {
+		r.mgmtPort = freePort(t)
 	}
 	home := os.Getenv("HOME")
 	uid, gid := -1, -1
@@ -103,14 +125,35 @@ func StartRabbitMQ(t testing.TB) *RabbitMQ {
 	r.dir = dir
 	t.Cleanup(func() { r.cleanup(t) })
 
-	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nloopback_users.guest = true\nlog.console = false\nlog.file.level = info\n", r.port)
-	files := map[string]string{
-		"rabbitmq.conf":     conf,
-		"enabled_plugins":   "[].\n",
-		"rabbitmq-env.conf": "", // instead of /etc/rabbitmq/rabbitmq-env.conf, which is the shared node's
+	conf := "loopback_users.guest = true\nlog.console = false\nlog.file.level = info\n"
+	plugins := "[].\n"
+	files := map[string]string{}
+	if c := r.opts.TLS; c != nil {
+		// Copies the node can read, as whatever user it runs as.
+		files["ca.pem"], files["server.pem"], files["server.key"] = readFile(t, c.CAFile), readFile(t, c.ServerCertFile), readFile(t, c.ServerKeyFile)
+		conf += "listeners.tcp = none\n" + fmt.Sprintf("listeners.ssl.default = 127.0.0.1:%d\n", r.port) +
+			sslOptions(dir, "ssl_options")
+	} else {
+		conf += fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\n", r.port)
 	}
+	if r.opts.Management {
+		plugins = "[rabbitmq_management].\n"
+		if r.opts.TLS != nil {
+			conf += fmt.Sprintf("management.ssl.ip = 127.0.0.1\nmanagement.ssl.port = %d\n", r.mgmtPort) +
+				sslOptions(dir, "management.ssl")
+		} else {
+			conf += fmt.Sprintf("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n", r.mgmtPort)
+		}
+	}
+	files["rabbitmq.conf"] = conf
+	files["enabled_plugins"] = plugins
+	files["rabbitmq-env.conf"] = "" // instead of /etc/rabbitmq/rabbitmq-env.conf, which is the shared node's
 	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".key") {
+			mode = 0o600
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), mode); err != nil {
 			t.Fatalf("private RabbitMQ: write %s: %v", name, err)
 		}
 	}
@@ -138,8 +181,6 @@ func StartRabbitMQ(t testing.TB) *RabbitMQ {
 		"ERL_EPMD_ADDRESS=127.0.0.1",
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
 		"RABBITMQ_NODENAME="+r.node,
-		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
-		"RABBITMQ_NODE_PORT="+strconv.Itoa(r.port),
 		"RABBITMQ_DIST_PORT="+strconv.Itoa(r.distPort),
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq.conf"),
 		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(dir, "advanced.config"),
@@ -149,13 +190,71 @@ func StartRabbitMQ(t testing.TB) *RabbitMQ {
 		"RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
 		"RABBITMQ_PID_FILE="+filepath.Join(dir, "rabbitmq.pid"),
 	)
+	if r.opts.TLS == nil {
+		// The node's port for AMQP in clear text (with TLS the config
+		// file names the TLS listener, and there is none in clear).
+		r.env = append(r.env, "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1", "RABBITMQ_NODE_PORT="+strconv.Itoa(r.port))
+	}
 	r.Start(t)
 	return r
 }
 
-// URL is the node's AMQP URL, amqp://guest:guest@127.0.0.1:PORT/.
+// sslOptions are the TLS settings of a RabbitMQ listener, under prefix
+// (ssl_options, management.ssl), for the certificates copied into dir: a
+// client certificate signed by the CA is required.
+func sslOptions(dir, prefix string) string {
+	var b strings.Builder
+	for _, kv := range [][2]string{
+		{"cacertfile", filepath.Join(dir, "ca.pem")},
+		{"certfile", filepath.Join(dir, "server.pem")},
+		{"keyfile", filepath.Join(dir, "server.key")},
+		{"verify", "verify_peer"},
+		{"fail_if_no_peer_cert", "true"},
+	} {
+		fmt.Fprintf(&b, "%s.%s = %s\n", prefix, kv[0], kv[1])
+	}
+	return b.String()
+}
+
+func readFile(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// URL is the node's AMQP URL, amqp://guest:guest@127.0.0.1:PORT/, or
+// amqps:// with ServerOptions.TLS.
 func (r *RabbitMQ) URL() string {
-	return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", r.port)
+	scheme := "amqp"
+	if r.opts.TLS != nil {
+		scheme = "amqps"
+	}
+	return fmt.Sprintf("%s://guest:guest@127.0.0.1:%d/", scheme, r.port)
+}
+
+// ManagementURL is the node's management API, http://127.0.0.1:PORT, or
+// https:// with ServerOptions.TLS; "" without ServerOptions.Management.
+func (r *RabbitMQ) ManagementURL() string {
+	switch {
+	case !r.opts.Management:
+		return ""
+	case r.opts.TLS != nil:
+		return fmt.Sprintf("https://127.0.0.1:%d", r.mgmtPort)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", r.mgmtPort)
+}
+
+// dialConfig is how the harness logs in to see that the node answers: as a
+// client of the node's CA, with its client certificate, under TLS.
+func (r *RabbitMQ) dialConfig(t testing.TB) amqp.Config {
+	cfg := amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)}
+	if r.opts.TLS != nil {
+		cfg.TLSClientConfig = r.opts.TLS.ClientTLS(t)
+	}
+	return cfg
 }
 
 // Node is the node's Erlang name, for rabbitmqctl -n.
@@ -191,10 +290,15 @@ func (r *RabbitMQ) Start(t testing.TB) {
 	r.proc = proc
 	start := time.Now()
 	for {
-		conn, err := amqp.DialConfig(r.URL(), amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+		conn, err := amqp.DialConfig(r.URL(), r.dialConfig(t))
 		if err == nil {
 			_ = conn.Close()
-			break
+			// The management API starts with the node's plugins, after
+			// the AMQP listener may already answer.
+			if r.mgmtPort == 0 || listening(r.mgmtPort) {
+				break
+			}
+			err = fmt.Errorf("AMQP answers, the management API on port %d not yet", r.mgmtPort)
 		}
 		select {
 		case <-proc.done:
@@ -318,7 +422,7 @@ func (r *RabbitMQ) beamPID() (int, error) {
 func (r *RabbitMQ) waitClosed(t testing.TB) {
 	t.Helper()
 	err := waitFor(serverGoneTimeout, func() bool {
-		return !listening(r.port) && !listening(r.distPort) && !epmdHas(r.node)
+		return !listening(r.port) && !listening(r.distPort) && (r.mgmtPort == 0 || !listening(r.mgmtPort)) && !epmdHas(r.node)
 	})
 	if err != nil {
 		t.Fatalf("private RabbitMQ %s: its ports %d, %d or its epmd name were still taken %s after it exited",
@@ -336,6 +440,9 @@ func (r *RabbitMQ) cleanup(t testing.TB) {
 	}
 	releasePort(r.port)
 	releasePort(r.distPort)
+	if r.mgmtPort != 0 {
+		releasePort(r.mgmtPort)
+	}
 	if err := os.RemoveAll(r.dir); err != nil {
 		t.Errorf("cleanup of private RabbitMQ %s: %v", r.node, err)
 	}
@@ -357,9 +464,10 @@ func (r *RabbitMQ) logTail() string {
 // take turns, but fail the test with t.Fatalf: call them from the test's
 // goroutine.
 type Redis struct {
-	port int
+	port int // clear text, or TLS alone with ServerOptions.TLS
 	dir  string
 	bin  string
+	tls  *Certs
 
 	mu   sync.Mutex
 	proc *serverProc // nil while stopped
@@ -367,8 +475,9 @@ type Redis struct {
 
 // StartRedis starts a private redis-server and returns once it answers PING.
 // When the test ends it is killed and its data deleted. Under -short the
-// test is skipped.
-func StartRedis(t testing.TB) *Redis {
+// test is skipped. Options, if given, are opts[0]; Management means nothing
+// here.
+func StartRedis(t testing.TB, opts ...ServerOptions) *Redis {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a private Redis; skipped under -short")
@@ -378,13 +487,20 @@ func StartRedis(t testing.TB) *Redis {
 		t.Fatalf("private Redis: redis-server is not installed (apt-get install redis-server): %v", err)
 	}
 	r := &Redis{port: freePort(t), dir: t.TempDir(), bin: bin}
+	if len(opts) > 0 {
+		r.tls = opts[0].TLS
+	}
 	t.Cleanup(func() { r.cleanup(t) })
 	r.Start(t)
 	return r
 }
 
-// URL is the server's URL, redis://127.0.0.1:PORT/0.
+// URL is the server's URL, redis://127.0.0.1:PORT/0, or rediss:// with
+// ServerOptions.TLS.
 func (r *Redis) URL() string {
+	if r.tls != nil {
+		return fmt.Sprintf("rediss://127.0.0.1:%d/0", r.port)
+	}
 	return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port)
 }
 
@@ -398,8 +514,15 @@ func (r *Redis) Start(t testing.TB) {
 	if r.proc != nil {
 		t.Fatalf("private Redis on port %d: Start while it runs", r.port)
 	}
-	cmd := exec.Command(r.bin,
-		"--port", strconv.Itoa(r.port),
+	ports := []string{"--port", strconv.Itoa(r.port)}
+	if c := r.tls; c != nil {
+		ports = []string{
+			"--port", "0", "--tls-port", strconv.Itoa(r.port),
+			"--tls-cert-file", c.ServerCertFile, "--tls-key-file", c.ServerKeyFile,
+			"--tls-ca-cert-file", c.CAFile, "--tls-auth-clients", "yes",
+		}
+	}
+	cmd := exec.Command(r.bin, append(ports,
 		"--bind", "127.0.0.1",
 		"--protected-mode", "yes",
 		"--dir", r.dir,
@@ -408,7 +531,7 @@ func (r *Redis) Start(t testing.TB) {
 		"--save", "",
 		"--daemonize", "no",
 		"--logfile", "",
-	)
+	)...)
 	cmd.Dir = r.dir
 	proc, err := startProc(cmd, filepath.Join(r.dir, "redis.log"))
 	if err != nil {
@@ -417,7 +540,7 @@ func (r *Redis) Start(t testing.TB) {
 	r.proc = proc
 	start := time.Now()
 	for {
-		reply, err := redisCommand(r.port, "PING")
+		reply, err := r.command("PING")
 		if err == nil && reply == "+PONG" {
 			break
 		}
@@ -447,7 +570,7 @@ func (r *Redis) Stop(t testing.TB) {
 		t.Fatalf("private Redis on port %d: Stop while it is stopped", r.port)
 	}
 	// A successful SHUTDOWN closes the connection without a reply.
-	if reply, err := redisCommand(r.port, "SHUTDOWN", "SAVE"); err == nil {
+	if reply, err := r.command("SHUTDOWN", "SAVE"); err == nil {
 		r.killLocked()
 		t.Fatalf("private Redis on port %d: SHUTDOWN SAVE answered %q", r.port, reply)
 	}
@@ -503,9 +626,21 @@ func (r *Redis) cleanup(t testing.TB) {
 
 func (r *Redis) logTail() string { return tail(filepath.Join(r.dir, "redis.log"), 20) }
 
-// redisCommand sends one command and reads the first line of the reply.
-func redisCommand(port int, args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+// command sends one command and reads the first line of the reply.
+func (r *Redis) command(args ...string) (string, error) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+	dialer := &net.Dialer{Timeout: time.Second}
+	var conn net.Conn
+	var err error
+	if r.tls != nil {
+		cfg, cerr := r.tls.clientConfig()
+		if cerr != nil {
+			return "", cerr
+		}
+		conn, err = tls.DialWithDialer(dialer, "tcp", addr, cfg)
+	} else {
+		conn, err = dialer.Dial("tcp", addr)
+	}
 	if err != nil {
 		return "", err
 	}

@@ -159,6 +159,21 @@ func (a *app) workerEnv(cfg config.Config) []string {
 			set[upper+"_PREFETCH"] = strconv.Itoa(p.Prefetch)
 		}
 	}
+	for prefix, t := range map[string]config.TLS{"WARREN_AMQP_TLS_": cfg.AMQPTLS, "WARREN_REDIS_TLS_": cfg.RedisTLS} {
+		for name, v := range map[string]string{"CA_FILE": t.CAFile, "CERT_FILE": t.CertFile, "KEY_FILE": t.KeyFile, "SERVER_NAME": t.ServerName} {
+			if v != "" {
+				set[prefix+name] = v
+			}
+		}
+	}
+	// A secret resolved here from X_FILE goes to the worker as X; the
+	// worker would refuse X and X_FILE both set as ambiguous.
+	env = slices.DeleteFunc(env, func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		base, ok := strings.CutSuffix(name, "_FILE")
+		_, resolved := set[base]
+		return ok && resolved
+	})
 	for k, v := range set {
 		env = append(env, k+"="+v)
 	}
