@@ -132,6 +132,7 @@ func fuzzDecoder(tb testing.TB) *decoder {
 	return &decoder{
 		maxDepth: fuzzDepth,
 		maxBatch: 10,
+		maxDelay: 30 * 24 * time.Hour,
 		now:      func() time.Time { return now },
 		lookup: func(_ context.Context, name string) (*typeEntry, error) {
 			if e, ok := entries[name]; ok {

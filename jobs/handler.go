@@ -44,9 +44,18 @@ type Type struct {
 	Schema json.RawMessage `json:"schema,omitempty"`
 	// Timeout is the default for one attempt; zero means DefaultTimeout.
 	Timeout Duration `json:"timeout,omitempty"`
+	// MaxTimeout is the longest timeout a job of the type may ask for;
+	// zero means Timeout: a job may shorten its timeout, not lengthen it,
+	// unless the type allows it here. A type declares more only when some
+	// of its jobs need it, since an attempt holds a worker's slot until
+	// its timeout.
+	MaxTimeout Duration `json:"max_timeout,omitempty"`
 	// MaxAttempts is the default attempt count; zero means
 	// DefaultMaxAttempts.
 	MaxAttempts int `json:"max_attempts,omitempty"`
+	// MaxAttemptsLimit is the most attempts a job of the type may ask for
+	// (its max_attempts); zero means MaxAttempts.
+	MaxAttemptsLimit int `json:"max_attempts_limit,omitempty"`
 	// Backoff is the default retry policy; zero fields take the defaults.
 	Backoff Backoff `json:"backoff,omitzero"`
 	// Description says what the type does, for people listing types.
@@ -69,13 +78,21 @@ func ValidTypeName(s string) bool { return len(s) <= MaxTypeName && typeNameRE.M
 // ValidPoolName reports whether s is a well-formed pool name.
 func ValidPoolName(s string) bool { return poolNameRE.MatchString(s) }
 
-// WithDefaults returns t with its zero fields filled in.
+// WithDefaults returns t with its zero fields filled in, its maxima
+// included: a type that declares no maximum has its default as its
+// maximum.
 func (t Type) WithDefaults() Type {
 	if t.Timeout == 0 {
 		t.Timeout = Duration(DefaultTimeout)
 	}
 	if t.MaxAttempts == 0 {
 		t.MaxAttempts = DefaultMaxAttempts
+	}
+	if t.MaxTimeout == 0 {
+		t.MaxTimeout = t.Timeout
+	}
+	if t.MaxAttemptsLimit == 0 {
+		t.MaxAttemptsLimit = t.MaxAttempts
 	}
 	return t
 }
@@ -91,6 +108,16 @@ func (t Type) Validate() error {
 		return fmt.Errorf("type %s: timeout %s out of range (0 to %s)", t.Name, t.Timeout.Std(), MaxTimeout)
 	case t.MaxAttempts < 0 || t.MaxAttempts > MaxMaxAttempts:
 		return fmt.Errorf("type %s: max_attempts %d out of range (1 to %d)", t.Name, t.MaxAttempts, MaxMaxAttempts)
+	case t.MaxTimeout < 0 || t.MaxTimeout.Std() > MaxTimeout:
+		return fmt.Errorf("type %s: max_timeout %s out of range (0 to %s)", t.Name, t.MaxTimeout.Std(), MaxTimeout)
+	case t.MaxAttemptsLimit < 0 || t.MaxAttemptsLimit > MaxMaxAttempts:
+		return fmt.Errorf("type %s: max_attempts_limit %d out of range (1 to %d)", t.Name, t.MaxAttemptsLimit, MaxMaxAttempts)
+	}
+	// A maximum under the default would refuse the default itself.
+	if d := t.WithDefaults(); d.MaxTimeout < d.Timeout {
+		return fmt.Errorf("type %s: max_timeout %s is under its timeout %s", t.Name, d.MaxTimeout.Std(), d.Timeout.Std())
+	} else if d.MaxAttemptsLimit < d.MaxAttempts {
+		return fmt.Errorf("type %s: max_attempts_limit %d is under its max_attempts %d", t.Name, d.MaxAttemptsLimit, d.MaxAttempts)
 	}
 	if err := t.Backoff.Validate(); err != nil {
 		return fmt.Errorf("type %s: %w", t.Name, err)

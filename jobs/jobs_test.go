@@ -238,24 +238,35 @@ func TestTypeWithDefaults(t *testing.T) {
 		{
 			name: "zero fields filled",
 			in:   jobs.Type{Name: "a.b", Pool: "p"},
-			want: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(jobs.DefaultTimeout), MaxAttempts: jobs.DefaultMaxAttempts},
+			want: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(jobs.DefaultTimeout), MaxAttempts: jobs.DefaultMaxAttempts,
+				MaxTimeout: jobs.Duration(jobs.DefaultTimeout), MaxAttemptsLimit: jobs.DefaultMaxAttempts},
 		},
 		{
 			name: "set fields kept",
 			in: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(time.Second), MaxAttempts: 7,
 				Schema: json.RawMessage(`{"type":"object"}`), Description: "d"},
 			want: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(time.Second), MaxAttempts: 7,
+				MaxTimeout: jobs.Duration(time.Second), MaxAttemptsLimit: 7,
 				Schema: json.RawMessage(`{"type":"object"}`), Description: "d"},
 		},
 		{
 			name: "only timeout set",
 			in:   jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(time.Minute)},
-			want: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(time.Minute), MaxAttempts: jobs.DefaultMaxAttempts},
+			want: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(time.Minute), MaxAttempts: jobs.DefaultMaxAttempts,
+				MaxTimeout: jobs.Duration(time.Minute), MaxAttemptsLimit: jobs.DefaultMaxAttempts},
 		},
 		{
 			name: "only max attempts set",
 			in:   jobs.Type{Name: "a.b", Pool: "p", MaxAttempts: 1},
-			want: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(jobs.DefaultTimeout), MaxAttempts: 1},
+			want: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(jobs.DefaultTimeout), MaxAttempts: 1,
+				MaxTimeout: jobs.Duration(jobs.DefaultTimeout), MaxAttemptsLimit: 1},
+		},
+		{
+			name: "maxima kept",
+			in: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(time.Minute), MaxTimeout: jobs.Duration(time.Hour),
+				MaxAttemptsLimit: 20},
+			want: jobs.Type{Name: "a.b", Pool: "p", Timeout: jobs.Duration(time.Minute), MaxTimeout: jobs.Duration(time.Hour),
+				MaxAttempts: jobs.DefaultMaxAttempts, MaxAttemptsLimit: 20},
 		},
 	}
 	for _, tt := range tests {
@@ -299,6 +310,20 @@ func TestTypeValidate(t *testing.T) {
 		{name: "timeout too long", edit: func(ty *jobs.Type) { ty.Timeout = jobs.Duration(jobs.MaxTimeout + time.Millisecond) }, wantErr: "timeout"},
 		{name: "negative attempts", edit: func(ty *jobs.Type) { ty.MaxAttempts = -1 }, wantErr: "max_attempts"},
 		{name: "too many attempts", edit: func(ty *jobs.Type) { ty.MaxAttempts = jobs.MaxMaxAttempts + 1 }, wantErr: "max_attempts"},
+		{name: "maxima", edit: func(ty *jobs.Type) {
+			ty.MaxTimeout = jobs.Duration(jobs.MaxTimeout)
+			ty.MaxAttemptsLimit = jobs.MaxMaxAttempts
+		}},
+		{name: "max timeout too long", edit: func(ty *jobs.Type) { ty.MaxTimeout = jobs.Duration(jobs.MaxTimeout + time.Millisecond) }, wantErr: "max_timeout"},
+		{name: "negative max timeout", edit: func(ty *jobs.Type) { ty.MaxTimeout = -1 }, wantErr: "max_timeout"},
+		// Against the default timeout when the type sets none.
+		{name: "max timeout under default", edit: func(ty *jobs.Type) { ty.MaxTimeout = jobs.Duration(time.Minute) }, wantErr: "max_timeout 1m0s is under its timeout 5m0s"},
+		{name: "max timeout under timeout", edit: func(ty *jobs.Type) {
+			ty.Timeout, ty.MaxTimeout = jobs.Duration(time.Hour), jobs.Duration(time.Minute)
+		}, wantErr: "max_timeout"},
+		{name: "attempts limit too high", edit: func(ty *jobs.Type) { ty.MaxAttemptsLimit = jobs.MaxMaxAttempts + 1 }, wantErr: "max_attempts_limit"},
+		{name: "negative attempts limit", edit: func(ty *jobs.Type) { ty.MaxAttemptsLimit = -1 }, wantErr: "max_attempts_limit"},
+		{name: "attempts limit under default", edit: func(ty *jobs.Type) { ty.MaxAttemptsLimit = 2 }, wantErr: "max_attempts_limit 2 is under its max_attempts 3"},
 		{name: "schema not JSON", edit: func(ty *jobs.Type) { ty.Schema = json.RawMessage(`{"type":`) }, wantErr: "schema"},
 	}
 	for _, tt := range tests {
@@ -496,7 +521,7 @@ func TestNamespaceNames(t *testing.T) {
 				"KeyPrefix":      "warren:",
 				"JobKey":         "warren:job:01a21480-02c3-71b4-a283-a008d207c224",
 				"TypesKey":       "warren:types",
-				"IdempotencyKey": "warren:idem:order-42",
+				"IdempotencyKey": "warren:idem:shop:order-42",
 				"WaitingKey":     "warren:waiting:sys",
 				"AutoscaleKey":   "warren:autoscale",
 				"EventsChannel":  "warren:events",
@@ -512,7 +537,7 @@ func TestNamespaceNames(t *testing.T) {
 				"KeyPrefix":      "t-x_1:",
 				"JobKey":         "t-x_1:job:01a21480-02c3-71b4-a283-a008d207c224",
 				"TypesKey":       "t-x_1:types",
-				"IdempotencyKey": "t-x_1:idem:order-42",
+				"IdempotencyKey": "t-x_1:idem:shop:order-42",
 				"WaitingKey":     "t-x_1:waiting:sys",
 				"AutoscaleKey":   "t-x_1:autoscale",
 				"EventsChannel":  "t-x_1:events",
@@ -528,7 +553,7 @@ func TestNamespaceNames(t *testing.T) {
 			"KeyPrefix":      tt.ns.KeyPrefix(),
 			"JobKey":         tt.ns.JobKey("01a21480-02c3-71b4-a283-a008d207c224"),
 			"TypesKey":       tt.ns.TypesKey(),
-			"IdempotencyKey": tt.ns.IdempotencyKey("order-42"),
+			"IdempotencyKey": tt.ns.IdempotencyKey("shop", "order-42"),
 			"WaitingKey":     tt.ns.WaitingKey("sys"),
 			"AutoscaleKey":   tt.ns.AutoscaleKey(),
 			"EventsChannel":  tt.ns.EventsChannel(),

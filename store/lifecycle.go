@@ -40,9 +40,13 @@ end
 
 // createScript writes a new record unless the idempotency key (KEYS[2], when
 // given) already names a job that still has a record, in which case it
-// returns that job's id. The job enters its pool's index of waiting jobs,
-// due at ARGV[6]. ARGV: id, idempotency window ms, job key prefix, pool
-// (empty: none, and no index), waiting index key prefix, due ms, then
+// returns that job's id: {0, id} when that job was submitted with the same
+// fingerprint (type and payload), {2, id} when not (a conflict: the key was
+// used for another job). The job enters its pool's index of waiting jobs,
+// due at ARGV[6], and its record expires ARGV[7] ms from now: the retention
+// after it is due, so that a job nobody ever runs does not stay for ever.
+// ARGV: id, idempotency window ms, job key prefix, pool (empty: none, and no
+// index), waiting index key prefix, due ms, expiry ms, fingerprint, then
 // field/value pairs.
 //
 // The index's key is derived from a prefix, as an earlier job's key is
@@ -52,12 +56,15 @@ const createLua = `
 if KEYS[2] then
   local existing = redis.call('GET', KEYS[2])
   if existing == ARGV[1] then return {1, ARGV[1]} end -- this very create, repeated
-  if existing and redis.call('EXISTS', ARGV[3] .. existing) == 1 then
-    return {0, existing}
+  if existing then
+    local r = redis.call('HMGET', ARGV[3] .. existing, 'status', 'idempotency_fp')
+    if r[1] and r[2] ~= ARGV[8] then return {2, existing} end
+    if r[1] then return {0, existing} end
   end
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if ARGV[4] ~= '' then redis.call('ZADD', ARGV[5] .. ARGV[4], ARGV[6], ARGV[1]) end
 return {1, ARGV[1]}
 `
@@ -108,12 +115,17 @@ var discardScript = redis.NewScript(discardLua)
 // prefix and [8] the running index key prefix, which the job enters. A
 // running job also returns when it was due (Unix ms: when it was scheduled
 // for, or created), which tells a worker how far its pool's queue has come.
+// ARGV[9] is the retention ms and [10] the longest timeout ms: a started
+// record expires the retention after its attempt's deadline (its
+// timeout_ms, or the longest timeout when it has none), and a parked copy
+// keeps it at least the retention after the copy is due back. Without
+// them (an older worker's call) the expiry stays as it was.
 //
 // Every job runs this and the finish script, so both read the record with
 // one HMGET and write it with one HSET: each redis.call costs Redis about
 // as much as a small command of its own.
 const startLua = terminalLua + `
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at', 'timeout_ms')
 local st = r[1]
 if not st then return {'missing', 0} end
 local attempt = tonumber(r[2]) or 0
@@ -132,6 +144,9 @@ if made >= 0 and attempt ~= made then
       local ran = tonumber(ARGV[2]) - (tonumber(r[6]) or tonumber(ARGV[2]))
       local wait = math.max(left + 1000, math.min(math.floor(ran / 10), 60000))
       redis.call('HSET', KEYS[1], 'parked_until', tonumber(ARGV[2]) + wait)
+      if ARGV[9] and redis.call('PTTL', KEYS[1]) < wait + tonumber(ARGV[9]) then
+        redis.call('PEXPIRE', KEYS[1], wait + tonumber(ARGV[9]))
+      end
       return {'busy', attempt, wait}
     end
   end
@@ -139,6 +154,11 @@ end
 attempt = attempt + 1
 redis.call('HSET', KEYS[1], 'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at', 'parked_until')
+if ARGV[9] then
+  local timeout = tonumber(r[9]) or 0
+  if timeout <= 0 then timeout = tonumber(ARGV[10]) end
+  redis.call('PEXPIRE', KEYS[1], timeout + tonumber(ARGV[9]))
+end
 if r[4] then
   redis.call('ZREM', ARGV[6] .. r[4], ARGV[5])
   if ARGV[8] then redis.call('ZADD', ARGV[8] .. r[4], ARGV[2], ARGV[5]) end
@@ -149,11 +169,12 @@ return {'running', attempt, tonumber(r[7] or r[8]) or 0}
 var startScript = redis.NewScript(startLua)
 
 // finishScript records an attempt's outcome. A terminal outcome sets the
-// record's expiry and publishes the status on the job's own done channel
-// (jobs.Namespace.DoneChannel), where only those waiting for this job
-// listen. "retrying" records when the next attempt is due; "queued" (an
-// attempt interrupted by shutdown) takes the attempt back, since it did not
-// count. It returns {'ok', status} when it recorded the outcome,
+// record's expiry to the retention and publishes the status on the job's
+// own done channel (jobs.Namespace.DoneChannel), where only those waiting
+// for this job listen. "retrying" records when the next attempt is due;
+// "queued" (an attempt interrupted by shutdown) takes the attempt back,
+// since it did not count; either keeps the record the retention after the
+// job is next due. It returns {'ok', status} when it recorded the outcome,
 // {'terminal', status} when the job had already ended (nothing changed),
 // {'missing', ""} without a record. ARGV: status, now ms, retention ms,
 // result (empty for none), error JSON (empty for none), the job's done
@@ -193,6 +214,9 @@ redis.call('HSET', KEYS[1], unpack(set))
 if ended then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PUBLISH', ARGV[6], ARGV[1])
+else
+  local due = tonumber(ARGV[8]) or tonumber(ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], math.max(due - tonumber(ARGV[2]), 0) + tonumber(ARGV[3]))
 end
 local pool = r[3]
 if pool and (ARGV[1] == 'retrying' or ARGV[1] == 'queued') then
@@ -249,9 +273,11 @@ type Created struct {
 }
 
 // Create records new jobs, in one round trip for the whole slice. A job whose
-// idempotency key is already taken is not written; its entry names the
-// earlier job instead. The error is non-nil when Redis could not be reached;
-// per-job problems are in the entries.
+// idempotency key its submitter already used is not written: its entry
+// names the earlier job when that job had the same type and payload, and
+// has an error wrapping ErrIdempotencyConflict when not. Each record expires
+// the retention after the job is due. The error is non-nil when Redis could
+// not be reached; per-job problems are in the entries.
 func (s *Store) Create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 	out, err := s.create(ctx, js)
 	if isNoScript(err) {
@@ -282,29 +308,37 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 				continue
 			}
 			// A job waits from its due time, or from its creation when it
-			// has none.
-			due := j.CreatedAt
+			// has none; its record is kept the retention after that.
+			created := j.CreatedAt
+			if created.IsZero() {
+				created = s.now()
+			}
+			due := created
 			if j.ScheduledAt != nil {
 				due = *j.ScheduledAt
-			} else if due.IsZero() {
-				due = s.now()
 			}
+			keep := max(due.Sub(created), 0) + s.cfg.Retention
 			if j.IdempotencyKey == "" {
 				// Nothing to check, so no script: a script call costs Redis
-				// more than the two commands it would run (0.087 against
-				// 0.052 s per 10,000 jobs, docs/performance.md). Should one
-				// of the two fail, Create fails and the API discards the
-				// jobs it tried to create; an index entry left without a
-				// record is healed by OldestWaiting.
-				plain[i] = append(plain[i], p.HSet(ctx, s.ns.JobKey(j.ID), f...))
+				// more than the commands it would run (0.087 against 0.052 s
+				// per 10,000 jobs for two of them, docs/performance.md; the
+				// expiry is a third). Should one fail, Create fails and the
+				// API discards the jobs it tried to create; an index entry
+				// left without a record is healed by OldestWaiting.
+				plain[i] = append(plain[i], p.HSet(ctx, s.ns.JobKey(j.ID), f...), p.PExpire(ctx, s.ns.JobKey(j.ID), keep))
 				if j.Pool != "" {
 					plain[i] = append(plain[i], p.ZAdd(ctx, s.ns.WaitingKey(j.Pool), redis.Z{Score: float64(due.UnixMilli()), Member: j.ID}))
 				}
 				continue
 			}
-			keys := []string{s.ns.JobKey(j.ID), s.ns.IdempotencyKey(j.IdempotencyKey)}
+			idem, err := s.idempotencyKey(j)
+			if err != nil {
+				out[i].Err = err
+				continue
+			}
+			keys := []string{s.ns.JobKey(j.ID), idem}
 			args := append([]any{j.ID, s.cfg.IdempotencyWindow.Milliseconds(), s.ns.JobKey(""),
-				j.Pool, s.ns.WaitingKey(""), ms(due)}, f...)
+				j.Pool, s.ns.WaitingKey(""), ms(due), keep.Milliseconds(), fingerprint(j)}, f...)
 			cmds[i] = createScript.EvalSha(ctx, p, keys, args...)
 		}
 	})
@@ -331,8 +365,14 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 			out[i].Err = fmt.Errorf("create job %s: %w", js[i].ID, err)
 			continue
 		}
-		if n, _ := res[0].(int64); n == 1 {
+		switch n, _ := res[0].(int64); n {
+		case 1:
 			out[i].Job = js[i]
+			continue
+		case 2:
+			// The earlier job is not read: the submitter learns only that
+			// the key is taken by another job.
+			out[i].Err = fmt.Errorf("create job of type %s: idempotency key %q: %w", js[i].Type, js[i].IdempotencyKey, ErrIdempotencyConflict)
 			continue
 		}
 		out[i].Existing = true
@@ -360,8 +400,8 @@ func (s *Store) Discard(ctx context.Context, js []*jobs.Job) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, j := range js {
 			keys := []string{s.ns.JobKey(j.ID)}
-			if j.IdempotencyKey != "" {
-				keys = append(keys, s.ns.IdempotencyKey(j.IdempotencyKey))
+			if idem, err := s.idempotencyKey(j); err == nil && j.IdempotencyKey != "" {
+				keys = append(keys, idem)
 			}
 			discardScript.Eval(ctx, p, keys, j.ID, s.ns.WaitingKey(""))
 		}
@@ -405,7 +445,8 @@ type Started struct {
 // Start again with the same token (after a lost reply) changes nothing.
 func (s *Store) Start(ctx context.Context, id, worker string, made int, token string, now time.Time) (Started, error) {
 	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now), made, token, id,
-		s.ns.WaitingKey(""), s.ns.WorkerKey(""), s.ns.RunningKey("")).Slice()
+		s.ns.WaitingKey(""), s.ns.WorkerKey(""), s.ns.RunningKey(""),
+		s.cfg.Retention.Milliseconds(), jobs.MaxTimeout.Milliseconds()).Slice()
 	if err != nil {
 		return Started{}, unavailable("start job "+id, err)
 	}
@@ -530,15 +571,15 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Stat
 }
 
 // reviveLua makes a failed job queued again for a replay from its pool's
-// dead letters: attempts reset, outcome cleared, no expiry. A record that
-// expired is written anew from the dead letter (ARGV from 7: field/value
-// pairs). Either way the job enters its pool's index of waiting jobs, due
-// now. Any other status means the job lives already (replayed before), and
+// dead letters: attempts reset, outcome cleared, expiring the retention
+// (ARGV[7] ms) from now, when it is due again. A record that expired is
+// written anew from the dead letter (ARGV from 8: field/value pairs).
+// Either way the job enters its pool's index of waiting jobs, due now. Any other status means the job lives already (replayed before), and
 // nothing changes. Returns 1 when the job should be published again.
 // ARGV: events channel, id, a token unique to this replay (a repeat of the
 // same revive after a lost reply finds it and returns 1 again), now ms,
-// types registry key, waiting index key prefix, then the fields of a new
-// record.
+// types registry key, waiting index key prefix, retention ms, then the
+// fields of a new record.
 const reviveLua = declaredPoolLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'queued' and redis.call('HGET', KEYS[1], 'revive_token') == ARGV[3] then
@@ -548,10 +589,10 @@ if st and st ~= 'failed' then return 0 end
 if st then
   redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, 'revive_token', ARGV[3])
   redis.call('HDEL', KEYS[1], 'error', 'result', 'progress', 'worker', 'started_at', 'finished_at', 'scheduled_at')
-  redis.call('PERSIST', KEYS[1])
 else
-  redis.call('HSET', KEYS[1], 'revive_token', ARGV[3], unpack(ARGV, 7))
+  redis.call('HSET', KEYS[1], 'revive_token', ARGV[3], unpack(ARGV, 8))
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
 local pool = redis.call('HGET', KEYS[1], 'pool') or declared_pool(ARGV[5], redis.call('HGET', KEYS[1], 'type'))
 if pool then
   redis.call('HSET', KEYS[1], 'pool', pool)
@@ -576,7 +617,8 @@ func (s *Store) Revive(ctx context.Context, j *jobs.Job) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("revive job %s: %w", j.ID, err)
 	}
-	args := append([]any{s.ns.EventsChannel(), j.ID, jobs.NewID(), ms(s.now()), s.ns.TypesKey(), s.ns.WaitingKey("")}, f...)
+	args := append([]any{s.ns.EventsChannel(), j.ID, jobs.NewID(), ms(s.now()), s.ns.TypesKey(), s.ns.WaitingKey(""),
+		s.cfg.Retention.Milliseconds()}, f...)
 	n, err := s.run(ctx, reviveScript, []string{s.ns.JobKey(j.ID)}, args...).Int()
 	if err != nil {
 		return false, unavailable("revive job "+j.ID, err)

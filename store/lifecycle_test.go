@@ -49,9 +49,13 @@ func TestCreateGetRoundTrip(t *testing.T) {
 		got.Result != nil || got.Progress != nil || got.Attempt != 0 {
 		t.Errorf("a new record has state it should not: %+v", got)
 	}
-	// A record without a terminal state does not expire.
-	if d := f.pttl(t, f.ns.JobKey(in[0].ID)); d != -1 {
-		t.Errorf("PTTL of a queued job = %s, want none (-1)", d)
+	// A queued record is kept the retention after it is due: at once, or
+	// at the end of its delay.
+	if d := f.pttl(t, f.ns.JobKey(in[0].ID)); d <= retention-time.Minute || d > retention {
+		t.Errorf("PTTL of a queued job = %s, want about the %s retention", d, retention)
+	}
+	if d, want := f.pttl(t, f.ns.JobKey(delayed.ID)), scheduled.Sub(delayed.CreatedAt)+retention; d <= want-time.Minute || d > want {
+		t.Errorf("PTTL of a job delayed an hour = %s, want about %s", d, want)
 	}
 	// The wire format other workers read (docs/protocol.md).
 	want := map[string]string{
@@ -79,13 +83,14 @@ func TestCreateIdempotency(t *testing.T) {
 	first := newJob(1)
 	first.IdempotencyKey = "k1"
 	f.create(t, first)
-	idemTTL := f.pttl(t, f.ns.IdempotencyKey("k1"))
+	idemTTL := f.pttl(t, f.ns.IdempotencyKey("", "k1"))
 	if idemTTL <= 59*time.Minute || idemTTL > time.Hour {
 		t.Errorf("idempotency key PTTL = %s, want about the 1h window", idemTTL)
 	}
 
 	second := newJob(2)
 	second.IdempotencyKey = "k1"
+	second.Payload = first.Payload
 	other := newJob(3)
 	other.IdempotencyKey = "k2"
 	out := f.create(t, second, other)
@@ -103,7 +108,7 @@ func TestCreateIdempotency(t *testing.T) {
 	}
 
 	// Two jobs with one key in one batch: the first is created.
-	a, b := newJob(4), newJob(5)
+	a, b := newJob(4), newJob(4)
 	a.IdempotencyKey, b.IdempotencyKey = "k3", "k3"
 	out = f.create(t, a, b)
 	if out[0].Existing || !out[1].Existing || out[1].Job.ID != a.ID {
@@ -129,7 +134,7 @@ func TestCreateIdempotencyAfterRecordExpired(t *testing.T) {
 	if out[0].Existing || out[0].Job.ID != fresh.ID {
 		t.Errorf("Create with the key of an expired job: %+v, want the new job created", out[0])
 	}
-	if id, _ := f.rdb.Get(ctx(t), f.ns.IdempotencyKey("k")).Result(); id != fresh.ID {
+	if id, _ := f.rdb.Get(ctx(t), f.ns.IdempotencyKey("", "k")).Result(); id != fresh.ID {
 		t.Errorf("idempotency key names %q, want the new job %s", id, fresh.ID)
 	}
 	f.get(t, fresh.ID)
@@ -141,7 +146,7 @@ func TestCreateIdempotencyConcurrent(t *testing.T) {
 	const n = 20
 	in := make([]*jobs.Job, n)
 	for i := range in {
-		in[i] = newJob(i)
+		in[i] = newJob(0) // the same submission, sent n times at once
 		in[i].IdempotencyKey = "race"
 	}
 	var (
@@ -203,7 +208,7 @@ func TestDiscard(t *testing.T) {
 			t.Errorf("Get after Discard = %v, want ErrNotFound", err)
 		}
 	}
-	if n, _ := f.rdb.Exists(ctx(t), f.ns.IdempotencyKey("k")).Result(); n != 0 {
+	if n, _ := f.rdb.Exists(ctx(t), f.ns.IdempotencyKey("", "k")).Result(); n != 0 {
 		t.Error("Discard left the idempotency key")
 	}
 
@@ -220,7 +225,7 @@ func TestDiscard(t *testing.T) {
 	if err := f.st.Discard(ctx(t), []*jobs.Job{stranger}); err != nil {
 		t.Fatal(err)
 	}
-	if id, err := f.rdb.Get(ctx(t), f.ns.IdempotencyKey("k")).Result(); err != nil || id != again.ID {
+	if id, err := f.rdb.Get(ctx(t), f.ns.IdempotencyKey("", "k")).Result(); err != nil || id != again.ID {
 		t.Errorf("idempotency key = %q, %v after discarding another job; want %s", id, err, again.ID)
 	}
 	f.get(t, again.ID)
@@ -243,7 +248,7 @@ func TestDiscardKeepsJobAWorkerTook(t *testing.T) {
 	if got := f.get(t, j.ID); got.Status != jobs.StatusRunning {
 		t.Errorf("status after Discard of a running job = %s, want running", got.Status)
 	}
-	if id, _ := f.rdb.Get(ctx(t), f.ns.IdempotencyKey("taken")).Result(); id != j.ID {
+	if id, _ := f.rdb.Get(ctx(t), f.ns.IdempotencyKey("", "taken")).Result(); id != j.ID {
 		t.Errorf("idempotency key = %q after Discard of a running job, want %s", id, j.ID)
 	}
 }
@@ -407,8 +412,9 @@ func TestFinishRetrying(t *testing.T) {
 	if diff := cmp.Diff(e, got.Error); diff != "" {
 		t.Errorf("error (-want +got):\n%s", diff)
 	}
-	if d := f.pttl(t, f.ns.JobKey(j.ID)); d != -1 {
-		t.Errorf("PTTL of a retrying job = %s, want none (-1)", d)
+	// Kept the retention after the retry is due (here: at once).
+	if d := f.pttl(t, f.ns.JobKey(j.ID)); d <= retention-time.Minute || d > retention {
+		t.Errorf("PTTL of a retrying job = %s, want about the %s retention", d, retention)
 	}
 	// The next attempt succeeds; the error of the last failure goes.
 	f.start(t, j.ID)

@@ -132,8 +132,10 @@ func (s *Store) Orphaned(ctx context.Context, pool string, cutoff time.Time, lim
 // attempt ARGV[2], or running (ARGV[1] 'running') attempt ARGV[2] for a
 // worker whose lease (ARGV[6] .. worker) is still gone. Its entry in the
 // index (ARGV[4]: the waiting or running index of its pool) moves to now
-// (ARGV[3]), so it is looked at again only after the grace. Returns the
-// record's fields, or nil when the record has moved on.
+// (ARGV[3]), so it is looked at again only after the grace, and the record,
+// whose job is due again now, is kept at least the retention (ARGV[7] ms)
+// from now. Returns the record's fields, or nil when the record has moved
+// on.
 const rescueLua = `
 local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'worker')
 local st = r[1]
@@ -144,6 +146,9 @@ elseif st ~= 'running' or (r[3] and redis.call('EXISTS', ARGV[6] .. r[3]) == 1) 
   return nil
 end
 redis.call('ZADD', ARGV[4], 'XX', ARGV[3], ARGV[5])
+if ARGV[7] and redis.call('PTTL', KEYS[1]) < tonumber(ARGV[7]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+end
 return redis.call('HGETALL', KEYS[1])
 `
 
@@ -161,7 +166,8 @@ func (s *Store) Rescue(ctx context.Context, pool string, found []Overdue, runnin
 	cmds := make([]*redis.Cmd, len(found))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, o := range found {
-			cmds[i] = rescueScript.EvalSha(ctx, p, []string{s.ns.JobKey(o.ID)}, kind, o.Attempt, ms(now), index, o.ID, s.ns.WorkerKey(""))
+			cmds[i] = rescueScript.EvalSha(ctx, p, []string{s.ns.JobKey(o.ID)}, kind, o.Attempt, ms(now), index, o.ID, s.ns.WorkerKey(""),
+				s.cfg.Retention.Milliseconds())
 		}
 		return nil
 	})

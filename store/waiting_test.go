@@ -109,7 +109,7 @@ func TestWaitingIndexCreate(t *testing.T) {
 	}
 	// A second submission with the same key names the first job and adds
 	// nothing.
-	again := newJob(5)
+	again := newJob(3)
 	again.IdempotencyKey = "k"
 	if out := f.create(t, again); !out[0].Existing || out[0].Job.ID != keyed.ID {
 		t.Fatalf("same key: %+v, want the earlier job", out[0])

@@ -156,12 +156,17 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 			err := error(nil)
 			if !a.hold(ctx, "store the artifact", func(ctx context.Context) error {
 				err = w.store.PutArtifact(ctx, job.ID, *artifact)
-				if errors.Is(err, store.ErrArtifactTooLarge) {
+				if errors.Is(err, store.ErrArtifactTooLarge) || errors.Is(err, store.ErrNotFound) {
 					return nil // not an outage: settled below
 				}
 				return err
 			}) {
 				return
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				// The record expired while the attempt ran: the finish
+				// below finds it missing, and the message is settled.
+				err = nil
 			}
 			if err != nil {
 				a.fail(ctx, &jobs.Error{Code: "artifact_too_large", Message: err.Error()})

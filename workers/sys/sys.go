@@ -24,13 +24,18 @@ const DefaultConcurrency = 32
 
 // Types of the sys pool.
 var (
+	// The sys types are for trying warren out and testing it, where a job
+	// may ask for more attempts than the defaults (a soak asks for 10).
 	Echo = jobs.Type{
 		Name: "sys.echo", Pool: Pool, Timeout: jobs.Duration(30 * time.Second),
+		MaxTimeout: jobs.Duration(time.Minute), MaxAttemptsLimit: 10,
 		Description: "Returns its payload as its result.",
 		Schema:      json.RawMessage(`{"type":"object"}`),
 	}
 	Sleep = jobs.Type{
 		Name: "sys.sleep", Pool: Pool, Timeout: jobs.Duration(10 * time.Minute),
+		// Room for the longest sleep the schema allows, an hour.
+		MaxTimeout: jobs.Duration(time.Hour + time.Minute), MaxAttemptsLimit: 10,
 		Description: "Sleeps for ms milliseconds, reporting progress; honours cancellation.",
 		Schema: json.RawMessage(`{
   "type": "object",
@@ -51,7 +56,9 @@ var (
 	}
 	Fail = jobs.Type{
 		Name: "sys.fail", Pool: Pool, Timeout: jobs.Duration(30 * time.Second),
-		Description: "Fails its first fail_times attempts (permanently if permanent), then succeeds.",
+		// As many attempts as fail_times may need.
+		MaxAttemptsLimit: jobs.MaxMaxAttempts,
+		Description:      "Fails its first fail_times attempts (permanently if permanent), then succeeds.",
 		Schema: json.RawMessage(`{
   "type": "object",
   "properties": {

@@ -150,14 +150,17 @@ const (
 
 // Deliver is the webhook.deliver type. Its defaults retry for about three
 // and a half hours (10 attempts, waits from 5s growing threefold to 1h);
-// a job may ask for other settings.
+// a job may ask for other settings, up to 30 attempts (about a day of
+// retries, for a receiver that is down that long). Its timeout covers the
+// longest request a job may ask for, so a job cannot ask for more.
 var Deliver = jobs.Type{
-	Name:        "webhook.deliver",
-	Pool:        Pool,
-	Timeout:     jobs.Duration(MaxTimeout + time.Minute),
-	MaxAttempts: 10,
-	Backoff:     jobs.Backoff{Base: jobs.Duration(5 * time.Second), Factor: 3, Max: jobs.Duration(time.Hour)},
-	Description: "Sends an HTTP request to url, signed with a named secret when asked; 2xx succeeds, 5xx/408/429/network errors retry.",
+	Name:             "webhook.deliver",
+	Pool:             Pool,
+	Timeout:          jobs.Duration(MaxTimeout + time.Minute),
+	MaxAttempts:      10,
+	MaxAttemptsLimit: 30,
+	Backoff:          jobs.Backoff{Base: jobs.Duration(5 * time.Second), Factor: 3, Max: jobs.Duration(time.Hour)},
+	Description:      "Sends an HTTP request to url, signed with a named secret when asked; 2xx succeeds, 5xx/408/429/network errors retry.",
 	Schema: json.RawMessage(`{
   "type": "object",
   "properties": {
