@@ -55,11 +55,21 @@ func setup(t *testing.T, cfg api.Config) *fixture {
 	return &fixture{env: env, url: start(t, cfg, env.Broker, env.Store)}
 }
 
-// start runs a Server on a free port until the test ends.
+// start runs a Server on a free port until the test ends and returns its
+// URL.
 func start(t *testing.T, cfg api.Config, b api.Broker, st api.Store) string {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
-	cfg.Logger = testenv.Logger(t)
+	return "http://" + startServer(t, cfg, b, st).Addr()
+}
+
+// startServer runs a Server as configured (a test's logger when cfg names
+// none) until the test ends.
+func startServer(t *testing.T, cfg api.Config, b api.Broker, st api.Store) *api.Server {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = testenv.Logger(t)
+	}
 	srv, err := api.New(cfg, b, st)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +82,7 @@ func start(t *testing.T, cfg api.Config, b api.Broker, st api.Store) string {
 			t.Error(err)
 		}
 	})
-	return "http://" + srv.Addr()
+	return srv
 }
 
 type response struct {
@@ -116,6 +126,9 @@ func do(t *testing.T, method, url string, header map[string]string, body string)
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
+	}
+	if h := header["Host"]; h != "" {
+		req.Host = h // the client sends req.Host, not the header
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,15 @@ func poolParam(pool string) error {
 	return nil
 }
 
+// everyType refuses dead letters to a key limited to some job types: a
+// pool's dead letters hold jobs of every type of the pool.
+func everyType(r *http.Request) error {
+	if c := callerOf(r.Context()); c.limited() {
+		return apiErr("forbidden", "", "key %s is limited to some job types; dead letters need a key that is not", c.key.Name)
+	}
+	return nil
+}
+
 // deadError maps a missing dead-letter queue to a 404 naming the pool.
 func (s *Server) deadError(w http.ResponseWriter, pool string, err error) {
 	var ae *amqp.Error
@@ -56,7 +66,7 @@ func (s *Server) deadError(w http.ResponseWriter, pool string, err error) {
 // listDead handles GET /v1/dead?pool=P&limit=N.
 func (s *Server) listDead(w http.ResponseWriter, r *http.Request) {
 	pool := r.URL.Query().Get("pool")
-	if err := poolParam(pool); err != nil {
+	if err := cmp.Or(everyType(r), poolParam(pool)); err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
@@ -104,7 +114,7 @@ func (s *Server) replayDead(w http.ResponseWriter, r *http.Request) {
 		if err = decodeBody(body, &req, s.cfg.MaxJSONDepth, 0); err == nil {
 			ctx, cancel := context.WithTimeout(r.Context(), deadTimeout)
 			defer cancel()
-			err = s.replay(w, ctx, req)
+			err = s.replay(w, r, ctx, req)
 		}
 	}
 	if err != nil {
@@ -112,8 +122,8 @@ func (s *Server) replayDead(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) replay(w http.ResponseWriter, ctx context.Context, req replayRequest) error {
-	if err := poolParam(req.Pool); err != nil {
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, ctx context.Context, req replayRequest) error {
+	if err := cmp.Or(everyType(r), poolParam(req.Pool)); err != nil {
 		return err
 	}
 	switch {
@@ -151,7 +161,7 @@ func (s *Server) replay(w http.ResponseWriter, ctx context.Context, req replayRe
 			notFound = append(notFound, id)
 		}
 	}
-	s.log.Info("dead letters replayed", "pool", req.Pool, "replayed", len(replayed), "missing", len(notFound))
+	s.audit(r, "replay", "pool", req.Pool, "replayed", len(replayed), "missing", len(notFound), "all", req.All)
 	writeJSON(w, http.StatusOK, map[string]any{"replayed": len(replayed), "missing": notFound})
 	return nil
 }
@@ -159,7 +169,7 @@ func (s *Server) replay(w http.ResponseWriter, ctx context.Context, req replayRe
 // purgeDead handles DELETE /v1/dead?pool=P.
 func (s *Server) purgeDead(w http.ResponseWriter, r *http.Request) {
 	pool := r.URL.Query().Get("pool")
-	if err := poolParam(pool); err != nil {
+	if err := cmp.Or(everyType(r), poolParam(pool)); err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
@@ -170,6 +180,6 @@ func (s *Server) purgeDead(w http.ResponseWriter, r *http.Request) {
 		s.deadError(w, pool, err)
 		return
 	}
-	s.log.Info("dead letters purged", "pool", pool, "purged", n)
+	s.audit(r, "purge", "pool", pool, "purged", n)
 	writeJSON(w, http.StatusOK, map[string]int{"purged": n})
 }

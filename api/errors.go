@@ -20,6 +20,8 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+
+	retryAfter int // seconds, for a 429
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -35,6 +37,11 @@ var statusOf = map[string]int{
 	"invalid_payload":    http.StatusBadRequest,
 	"invalid_id":         http.StatusBadRequest,
 	"not_found":          http.StatusNotFound,
+	"unauthorized":       http.StatusUnauthorized,
+	"forbidden":          http.StatusForbidden,
+	"forbidden_host":     http.StatusForbidden,
+	"forbidden_origin":   http.StatusForbidden,
+	"rate_limited":       http.StatusTooManyRequests,
 	"method_not_allowed": http.StatusMethodNotAllowed,
 	"request_timeout":    http.StatusRequestTimeout,
 	"conflict":           http.StatusConflict,
@@ -43,6 +50,9 @@ var statusOf = map[string]int{
 	"unavailable":        http.StatusServiceUnavailable,
 	"no_route":           http.StatusServiceUnavailable,
 	"internal":           http.StatusInternalServerError,
+
+	// The same idempotency key with another type or payload.
+	"idempotency_conflict": http.StatusConflict,
 }
 
 func apiErr(code, field, format string, args ...any) *Error {
@@ -69,6 +79,9 @@ func toAPIError(log *slog.Logger, err error) *Error {
 		return apiErr("unavailable", "", "the broker (RabbitMQ) is unavailable; nothing was accepted, try again")
 	case errors.Is(err, store.ErrNotFound):
 		return apiErr("not_found", "", "no such job")
+	case errors.Is(err, store.ErrIdempotencyConflict):
+		return apiErr("idempotency_conflict", "idempotency_key",
+			"idempotency_key was used for a job of another type or payload within the idempotency window; use a new key for a new job")
 	}
 	log.Error("internal error", "err", err)
 	return apiErr("internal", "", "internal error")
@@ -79,8 +92,8 @@ type errorBody struct {
 }
 
 func writeError(w http.ResponseWriter, e *Error) {
-	if e.Status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	if ra := retryAfterHeader(e); ra != "" {
+		w.Header().Set("Retry-After", ra)
 	}
 	writeJSON(w, e.Status, errorBody{e})
 }

@@ -215,7 +215,7 @@ func slowBody(addr string) (net.Conn, *bufio.Reader, error) {
 	}
 	// Bounds every read and write of the attack.
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	_, err = io.WriteString(conn, "POST /v1/jobs HTTP/1.1\r\nHost: warren\r\nContent-Type: application/json\r\n"+
+	_, err = io.WriteString(conn, "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"+
 		"Content-Length: 64\r\nExpect: 100-continue\r\n\r\n")
 	br := bufio.NewReader(conn)
 	var status string
@@ -299,7 +299,7 @@ func TestSlowBodiesAreCutOff(t *testing.T) {
 			defer conn.Close()
 			sent := time.Now()
 			_ = conn.SetDeadline(sent.Add(byteEvery))
-			_, err = io.WriteString(conn, "POST /v1/jobs HTTP/1.1\r\nHost: warren\r\n")
+			_, err = io.WriteString(conn, "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\n")
 			if err == nil {
 				_, err = conn.Read(make([]byte, 1))
 			}

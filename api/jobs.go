@@ -220,6 +220,9 @@ func jsonKind(goKind string) string {
 type decoder struct {
 	maxDepth int // JSON nesting of one job
 	maxBatch int
+	// maxDelay bounds how far ahead a job may be due (delay, run_at) and
+	// its retry waits (backoff): its record is kept until then.
+	maxDelay time.Duration
 	now      func() time.Time
 	// lookup returns a declared type, or an unknown_type error.
 	lookup func(ctx context.Context, name string) (*typeEntry, error)
@@ -299,11 +302,13 @@ func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (
 		return nil, err
 	}
 
+	// A job may lower its type's defaults, and raise them only as far as
+	// the type declares (t has its maxima filled in).
 	maxAttempts := t.MaxAttempts
 	if len(req.MaxAttempts) > 0 && string(req.MaxAttempts) != "null" {
 		n, err := strconv.Atoi(string(req.MaxAttempts))
-		if err != nil || n < 1 || n > jobs.MaxMaxAttempts {
-			return nil, apiErr("invalid_field", "max_attempts", "max_attempts must be a whole number from 1 to %d", jobs.MaxMaxAttempts)
+		if err != nil || n < 1 || n > t.MaxAttemptsLimit {
+			return nil, apiErr("invalid_field", "max_attempts", "max_attempts must be a whole number from 1 to %d, the most type %s allows", t.MaxAttemptsLimit, t.Name)
 		}
 		maxAttempts = n
 	}
@@ -314,8 +319,8 @@ func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (
 		if err := json.Unmarshal(req.Timeout, &d); err != nil {
 			return nil, apiErr("invalid_field", "timeout", "timeout: %v", err)
 		}
-		if d.Std() < time.Second || d.Std() > jobs.MaxTimeout {
-			return nil, apiErr("invalid_field", "timeout", "timeout must be from 1s to %s", jobs.MaxTimeout)
+		if d.Std() < time.Second || d > t.MaxTimeout {
+			return nil, apiErr("invalid_field", "timeout", "timeout must be from 1s to %s, the most type %s allows", t.MaxTimeout.Std(), t.Name)
 		}
 		timeout = d
 	}
@@ -365,10 +370,14 @@ func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (
 		if err := backoff.Validate(); err != nil {
 			return nil, apiErr("invalid_field", "backoff", "%v", err)
 		}
+		if backoff.Base.Std() > d.maxDelay || backoff.Max.Std() > d.maxDelay {
+			// A retry that far off would keep the record as long.
+			return nil, apiErr("invalid_field", "backoff", "backoff: base and max must be at most %s (api.max_delay)", d.maxDelay)
+		}
 	}
 
 	now := d.now().UTC().Truncate(time.Millisecond)
-	delay, err := requestDelay(req, now)
+	delay, err := requestDelay(req, now, d.maxDelay)
 	if err != nil {
 		return nil, err
 	}
@@ -392,8 +401,9 @@ func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (
 	return job, nil
 }
 
-// requestDelay reads delay or run_at: how long from now the job waits.
-func requestDelay(req jobRequest, now time.Time) (time.Duration, error) {
+// requestDelay reads delay or run_at: how long from now the job waits, at
+// most maxDelay.
+func requestDelay(req jobRequest, now time.Time, maxDelay time.Duration) (time.Duration, error) {
 	hasDelay := len(req.Delay) > 0 && string(req.Delay) != "null"
 	hasRunAt := len(req.RunAt) > 0 && string(req.RunAt) != "null"
 	switch {
@@ -404,8 +414,8 @@ func requestDelay(req jobRequest, now time.Time) (time.Duration, error) {
 		if err := json.Unmarshal(req.Delay, &d); err != nil {
 			return 0, apiErr("invalid_field", "delay", "delay: %v", err)
 		}
-		if d < 0 || d.Std() > jobs.MaxDelay {
-			return 0, apiErr("invalid_field", "delay", "delay must be from 0s to %s", jobs.MaxDelay)
+		if d < 0 || d.Std() > maxDelay {
+			return 0, apiErr("invalid_field", "delay", "delay must be from 0s to %s (api.max_delay)", maxDelay)
 		}
 		return d.Std(), nil
 	case hasRunAt:
@@ -418,8 +428,8 @@ func requestDelay(req jobRequest, now time.Time) (time.Duration, error) {
 			return 0, apiErr("invalid_field", "run_at", "run_at %q is not RFC 3339 text, such as \"2030-01-02T15:04:05Z\"", text)
 		}
 		d := at.Sub(now)
-		if d > jobs.MaxDelay {
-			return 0, apiErr("invalid_field", "run_at", "run_at is more than %s away", jobs.MaxDelay)
+		if d > maxDelay {
+			return 0, apiErr("invalid_field", "run_at", "run_at is more than %s away (api.max_delay)", maxDelay)
 		}
 		return max(d, 0), nil // a time past runs now
 	}
@@ -522,10 +532,18 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	job, err := s.decode.job(r.Context(), body, key)
+	c := callerOf(r.Context())
+	if err == nil && !c.allowsType(job.Type) {
+		err = forbidType(c, "type", job.Type)
+	}
+	if err == nil {
+		err = s.admit(r.Context(), c, 1)
+	}
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
+	job.SubmittedBy = c.name()
 	res, err := s.accept(r.Context(), []*jobs.Job{job}, traceparent)
 	if err == nil {
 		err = res[0].err
@@ -538,6 +556,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusAccepted
 	if res[0].existing {
 		status = http.StatusOK
+	} else {
+		s.audit(r, "submit", "jobs", 1, "type", job.Type, "job", job.ID)
 	}
 	writeJSON(w, status, s.present(r.Context(), res[0].job))
 }
@@ -608,6 +628,10 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items, err := s.decode.batch(r.Context(), body)
+	c := callerOf(r.Context())
+	if err == nil && len(items) > s.maxBatch(c) {
+		err = apiErr("invalid_field", "jobs", "key %s may send at most %d jobs a batch, got %d", c.name(), s.maxBatch(c), len(items))
+	}
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
@@ -618,17 +642,26 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		index []int
 	)
 	for i, it := range items {
-		if it.err != nil {
+		switch {
+		case it.err != nil:
 			entries[i].Error = it.err
-			continue
+		case !c.allowsType(it.job.Type):
+			entries[i].Error = forbidType(c, "type", it.job.Type)
+		default:
+			it.job.SubmittedBy = c.name()
+			valid, index = append(valid, it.job), append(index, i)
 		}
-		valid, index = append(valid, it.job), append(index, i)
+	}
+	if err := s.admit(r.Context(), c, len(valid)); err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
 	}
 	res, err := s.accept(r.Context(), valid, traceparent)
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
+	accepted := map[string]int{}
 	for k, a := range res {
 		i := index[k]
 		if a.err != nil {
@@ -636,6 +669,16 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		entries[i].Job = a.job
+		if !a.existing {
+			accepted[a.job.Type]++
+		}
+	}
+	if len(accepted) > 0 {
+		n := 0
+		for _, k := range accepted {
+			n += k
+		}
+		s.audit(r, "submit", "jobs", n, "types", accepted)
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Jobs []batchEntry `json:"jobs"`
@@ -663,6 +706,10 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wait = min(d, s.cfg.MaxWait)
+	}
+	if err := s.checkJobType(r.Context(), id); err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
 	}
 	job, err := s.waitJob(r.Context(), id, wait)
 	if err != nil {
@@ -695,6 +742,10 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr("invalid_id", "id", "%q is not a job id", id))
 		return
 	}
+	if err := s.checkJobType(r.Context(), id); err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return
+	}
 	prev, err := s.store.Cancel(r.Context(), id, s.cfg.Now())
 	if errors.Is(err, store.ErrTerminal) {
 		writeError(w, apiErr("conflict", "", "job %s already %s; only a job that has not ended can be canceled", id, prev))
@@ -704,13 +755,27 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	s.log.Info("job canceled", "job", id, "was", prev)
+	s.audit(r, "cancel", "job", id, "was", prev)
 	job, err := s.store.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, job)
+}
+
+// checkJobType refuses a caller limited to some job types a job of
+// another type. Only such callers pay the read it takes.
+func (s *Server) checkJobType(ctx context.Context, id string) error {
+	c := callerOf(ctx)
+	if !c.limited() {
+		return nil
+	}
+	j, err := s.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	return checkType(c, j.Type)
 }
 
 // waitJob returns the job once it is terminal or wait has passed. It waits
@@ -755,6 +820,10 @@ func (s *Server) artifact(w http.ResponseWriter, r *http.Request) {
 	id := strings.ToLower(r.PathValue("id"))
 	if !jobs.ValidID(id) {
 		writeError(w, apiErr("invalid_id", "id", "%q is not a job id", id))
+		return
+	}
+	if err := s.checkJobType(r.Context(), id); err != nil {
+		writeError(w, toAPIError(s.log, err))
 		return
 	}
 	a, err := s.store.Artifact(r.Context(), id)

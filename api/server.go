@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
@@ -33,6 +34,10 @@ type Config struct {
 	// Addr is the listen address; zero means 127.0.0.1:8080. Port 0 picks a
 	// free port; Addr() tells which.
 	Addr string
+	// TLSCert and TLSKey are PEM files of the server's certificate chain
+	// and its key: both set, the server speaks HTTPS only (HTTP/1.1); both
+	// empty, plain HTTP. One without the other fails Start.
+	TLSCert, TLSKey string
 	// MaxBodyBytes bounds a request body; zero means 1 MiB.
 	MaxBodyBytes int64
 	// MaxWait bounds a long-poll (?wait=); zero means 60s.
@@ -50,6 +55,10 @@ type Config struct {
 	// body nest (a body that is one object is 1 deep; each job of a batch
 	// counts as if sent alone). Zero means 64.
 	MaxJSONDepth int
+	// MaxDelay bounds how far ahead a job may be due (its delay or run_at)
+	// and its backoff's waits, since its record is kept until then; at most
+	// jobs.MaxDelay. Zero means 30 days.
+	MaxDelay time.Duration
 	// Logger receives request and error logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Now tells the time; nil means time.Now.
@@ -61,6 +70,25 @@ type Config struct {
 	// Collectors are more figures GET /metrics serves, the process's own
 	// (such as its rescuer's counter); nil means none.
 	Collectors []prometheus.Collector
+	// Keys are the API keys callers must present; nil or empty means none
+	// are asked for, and the API then serves loopback only.
+	Keys *apikey.Ring
+	// InsecureNoAuth lets an API without keys listen beyond loopback.
+	InsecureNoAuth bool
+	// MetricsAddr, when set, also serves GET /metrics there, without keys.
+	MetricsAddr string
+	// AllowedHosts are Host header values answered besides addresses and
+	// loopback names ("*": any). They are checked only where set, or where
+	// the API runs without keys.
+	AllowedHosts []string
+	// AllowedOrigins are the browser origins allowed besides the API's own.
+	AllowedOrigins []string
+	// RequestsPerSecond is a key's default sustained request rate (bursts
+	// of twice as many); zero means 100, negative no limit.
+	RequestsPerSecond float64
+	// JobsPerMinute is a key's default bound on the jobs it submits in any
+	// minute; zero means 60000, negative no limit.
+	JobsPerMinute int
 }
 
 func (c Config) withDefaults() Config {
@@ -71,6 +99,9 @@ func (c Config) withDefaults() Config {
 	c.ReadTimeout = cmp.Or(c.ReadTimeout, 30*time.Second)
 	c.MaxConnections = cmp.Or(c.MaxConnections, 1024)
 	c.MaxJSONDepth = cmp.Or(c.MaxJSONDepth, 64)
+	c.MaxDelay = cmp.Or(c.MaxDelay, 30*24*time.Hour)
+	c.RequestsPerSecond = cmp.Or(c.RequestsPerSecond, 100)
+	c.JobsPerMinute = cmp.Or(c.JobsPerMinute, 60000)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
 		c.Now = time.Now
@@ -84,6 +115,8 @@ func (c Config) validate() error {
 		return errors.New("api: limits must not be negative")
 	case c.MaxJSONDepth > MaxJSONDepth:
 		return fmt.Errorf("api: the JSON nesting limit (api.max_json_depth) is %d, over the most allowed, %d", c.MaxJSONDepth, MaxJSONDepth)
+	case c.MaxDelay < 0 || c.MaxDelay > jobs.MaxDelay:
+		return fmt.Errorf("api: the longest delay (api.max_delay) is %s, out of range (0 to %s)", c.MaxDelay, jobs.MaxDelay)
 	}
 	return nil
 }
@@ -124,6 +157,7 @@ type Store interface {
 	OldestWaiting(ctx context.Context, pool string) (time.Duration, error)
 	Replicas(ctx context.Context) (map[string]store.Replicas, error)
 	Rescued(ctx context.Context, pools []string, now time.Time) (map[string]int, error)
+	Take(ctx context.Context, name string, requests, jobs store.Rate, n int) (store.Allowance, error)
 }
 
 var (
@@ -141,6 +175,7 @@ type Server struct {
 	decode   *decoder
 	metrics  *metrics.Collector
 	log      *slog.Logger
+	auditLog *slog.Logger
 	handler  http.Handler
 
 	mu       sync.Mutex
@@ -148,6 +183,7 @@ type Server struct {
 	ln       net.Listener
 	cancel   context.CancelFunc
 	serveErr chan error
+	mserver  *metricsServer // nil unless Config.MetricsAddr
 }
 
 // New returns a Server over the given broker and store.
@@ -163,8 +199,9 @@ func New(cfg Config, b Broker, st Store) (*Server, error) {
 		types:  newTypes(st),
 		log:    cfg.Logger.With("component", "api"),
 	}
+	s.auditLog = cfg.Logger.With("component", "audit")
 	s.notifier = st.NewNotifier(store.Handlers{Type: s.types.invalidate})
-	s.decode = &decoder{maxDepth: cfg.MaxJSONDepth, maxBatch: cfg.MaxBatch, now: cfg.Now, lookup: s.types.get}
+	s.decode = &decoder{maxDepth: cfg.MaxJSONDepth, maxBatch: cfg.MaxBatch, maxDelay: cfg.MaxDelay, now: cfg.Now, lookup: s.types.get}
 	m, err := s.newMetrics()
 	if err != nil {
 		return nil, err
@@ -180,22 +217,24 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/jobs", s.submit)
-	mux.HandleFunc("POST /v1/jobs/batch", s.submitBatch)
-	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
-	mux.HandleFunc("POST /v1/jobs/{id}/cancel", s.cancelJob)
-	mux.HandleFunc("GET /v1/jobs/{id}/artifact", s.artifact)
-	mux.HandleFunc("GET /v1/dead", s.listDead)
-	mux.HandleFunc("POST /v1/dead/replay", s.replayDead)
-	mux.HandleFunc("DELETE /v1/dead", s.purgeDead)
-	mux.HandleFunc("GET /v1/queues", s.listQueues)
-	mux.Handle("GET /metrics", s.metrics.Handler(s.cfg.Collectors...))
+	mux.Handle("POST /v1/jobs", s.need(apikey.Submit, s.submit))
+	mux.Handle("POST /v1/jobs/batch", s.need(apikey.Submit, s.submitBatch))
+	mux.Handle("GET /v1/jobs/{id}", s.need(apikey.Read, s.getJob))
+	mux.Handle("POST /v1/jobs/{id}/cancel", s.need(apikey.Admin, s.cancelJob))
+	mux.Handle("GET /v1/jobs/{id}/artifact", s.need(apikey.Read, s.artifact))
+	mux.Handle("GET /v1/dead", s.need(apikey.Admin, s.listDead))
+	mux.Handle("POST /v1/dead/replay", s.need(apikey.Admin, s.replayDead))
+	mux.Handle("DELETE /v1/dead", s.need(apikey.Admin, s.purgeDead))
+	mux.Handle("GET /v1/queues", s.need(apikey.Read, s.listQueues))
+	mux.Handle("GET /metrics", s.need(apikey.Read, s.metrics.Handler(s.cfg.Collectors...).ServeHTTP))
+	// Probes and the API's description are open to all.
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /openapi.json", s.openAPI)
 	// Everything else lands here: a known path asked with the wrong method
-	// gets a 405 naming the methods it takes, the rest a 404, both in JSON.
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	// gets a 405 naming the methods it takes, the rest a 404, both in JSON;
+	// a stranger learns neither without a key.
+	mux.Handle("/", s.need("", func(w http.ResponseWriter, r *http.Request) {
 		var allowed []string
 		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 			probe := r.Clone(r.Context())
@@ -210,8 +249,8 @@ func (s *Server) routes() http.Handler {
 		}
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(w, apiErr("method_not_allowed", "", "%s %s is not allowed; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")))
-	})
-	return s.recoverer(checkEncoding(mux))
+	}))
+	return s.recoverer(s.guardOrigin(checkEncoding(mux)))
 }
 
 // checkEncoding refuses a request whose path or query is not UTF-8 text
@@ -260,14 +299,25 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.srv != nil {
 		return nil
 	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	ln, err := s.listen()
 	if err != nil {
 		return fmt.Errorf("api: listen: %w", err)
 	}
+	if err := s.loopbackOnly(ln); err != nil {
+		ln.Close()
+		return err
+	}
+	mserver, err := s.startMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if err := s.notifier.Start(ctx); err != nil {
 		ln.Close()
+		_ = mserver.stop(ctx)
 		return fmt.Errorf("api: %w", err)
 	}
+	s.mserver = mserver
 	// Requests get a context that Stop cancels, so long-polls end at once.
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	ln = newLimitListener(ln, s.cfg.MaxConnections)
@@ -295,6 +345,17 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+// MetricsAddr returns the address of the metrics listener, once started
+// with Config.MetricsAddr; "" otherwise.
+func (s *Server) MetricsAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mserver == nil {
+		return ""
+	}
+	return s.mserver.Addr()
+}
+
 // Addr returns the address the server listens on, once started.
 func (s *Server) Addr() string {
 	s.mu.Lock()
@@ -310,7 +371,7 @@ func (s *Server) Addr() string {
 // nothing.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	srv, cancel, serveErr := s.srv, s.cancel, s.serveErr
+	srv, cancel, serveErr, mserver := s.srv, s.cancel, s.serveErr, s.mserver
 	s.cancel = nil
 	s.mu.Unlock()
 	if srv == nil || cancel == nil {
@@ -320,6 +381,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	err := srv.Shutdown(ctx)
 	if serr := <-serveErr; err == nil {
 		err = serr
+	}
+	if merr := mserver.stop(ctx); err == nil {
+		err = merr
 	}
 	if nerr := s.notifier.Stop(ctx); err == nil {
 		err = nerr

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,13 @@ type Config struct {
 	// overall timeout: bound calls with their context instead, since Wait
 	// holds a request open for up to MaxWait.
 	HTTPClient *http.Client
+	// TLS configures the connections to an https API when HTTPClient is
+	// nil: RootCAs holding a private CA that signs the API's certificate,
+	// say. Nil means the system's CAs. Set HTTPClient or TLS, not both.
+	TLS *tls.Config
+	// APIKey, when set, is sent with every request as a bearer token
+	// (Authorization: Bearer APIKey).
+	APIKey string
 	// MinPollInterval is the least time between the starts of two of
 	// WaitDone's long polls, so that a server answering early is not asked
 	// again at once. Zero means one second.
@@ -54,6 +62,7 @@ type Config struct {
 
 // Client talks to one warren API. It is safe for concurrent use.
 type Client struct {
+	apiKey  string
 	baseURL string // without a trailing slash
 	hc      *http.Client
 	minPoll time.Duration
@@ -73,11 +82,23 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MinPollInterval < 0 {
 		return nil, fmt.Errorf("MinPollInterval must not be negative")
 	}
+	if cfg.HTTPClient != nil && cfg.TLS != nil {
+		return nil, errors.New("set HTTPClient or TLS, not both: TLS applies to the client New makes")
+	}
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{}
+		if cfg.TLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = cfg.TLS.Clone()
+			hc.Transport = tr
+		}
+	}
+	if strings.ContainsAny(cfg.APIKey, "\r\n") {
+		return nil, errors.New("the API key holds a line break")
 	}
 	return &Client{
+		apiKey:  strings.TrimSpace(cfg.APIKey),
 		baseURL: base,
 		hc:      hc,
 		minPoll: cmp.Or(cfg.MinPollInterval, defaultMinPollInterval),
@@ -447,6 +468,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "warren-go-client")
+	if c.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

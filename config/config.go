@@ -18,6 +18,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/autoscale"
 	"github.com/warrenhq/warren/egress"
 	"github.com/warrenhq/warren/jobs"
@@ -37,15 +38,29 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// APIURL is where CLI commands find the API (api_url, WARREN_API_URL).
 	APIURL string `yaml:"api_url"`
+	// APIKey is the key CLI commands send (api_key, WARREN_API_KEY,
+	// WARREN_API_KEY_FILE, --api-key). Never printed.
+	APIKey string `yaml:"api_key"`
 	// ManagementURL is RabbitMQ's management API, which gives a queue's
 	// unacknowledged messages as well as its ready ones (management_url,
 	// WARREN_MANAGEMENT_URL). Empty means port 15672 on the AMQP host with
-	// the AMQP credentials; "off" means measure with AMQP alone.
+	// the AMQP credentials (https on 15671 for amqps://); "off" means
+	// measure with AMQP alone.
 	ManagementURL string `yaml:"management_url"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) from the
 	// API, worker and supervisor processes (debug_addr, WARREN_DEBUG_ADDR).
 	// Never expose it beyond loopback.
 	DebugAddr string `yaml:"debug_addr"`
+	// AMQPTLS is how amqps:// connections reach RabbitMQ and its
+	// management API (amqp_tls.*, WARREN_AMQP_TLS_*).
+	AMQPTLS TLS `yaml:"amqp_tls"`
+	// RedisTLS is how rediss:// connections reach Redis (redis_tls.*,
+	// WARREN_REDIS_TLS_*).
+	RedisTLS TLS `yaml:"redis_tls"`
+	// APICAFile is a PEM file of the CAs that sign an https API's
+	// certificate, for the client commands (api_ca_file,
+	// WARREN_API_CA_FILE); empty means the system's.
+	APICAFile string `yaml:"api_ca_file"`
 
 	Rescue     Rescue          `yaml:"rescue"`
 	API        API             `yaml:"api"`
@@ -157,6 +172,12 @@ func Prefixes(list []string) ([]netip.Prefix, error) {
 type API struct {
 	// Addr is the listen address (api.addr, WARREN_HTTP_ADDR).
 	Addr string `yaml:"addr"`
+	// TLSCert and TLSKey are PEM files of the API's certificate chain and
+	// its key (api.tls_cert, api.tls_key; WARREN_API_TLS_CERT,
+	// WARREN_API_TLS_KEY): both set, the API serves HTTPS only; both
+	// empty, plain HTTP.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 	// MaxBodyBytes bounds a request body (api.max_body_bytes,
 	// WARREN_MAX_BODY_BYTES).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
@@ -169,12 +190,48 @@ type API struct {
 	// MaxJSONDepth bounds how deeply a request body's JSON nests
 	// (api.max_json_depth, WARREN_API_MAX_JSON_DEPTH).
 	MaxJSONDepth int `yaml:"max_json_depth"`
+	// MaxDelay bounds how far ahead a job may be due, by its delay or
+	// run_at, and its backoff's waits (api.max_delay,
+	// WARREN_API_MAX_DELAY); at most the delay levels' 13.6 years.
+	MaxDelay Duration `yaml:"max_delay"`
+	// Keys are the API keys callers must present (api.keys;
+	// WARREN_API_KEYS, entries NAME:SCOPE+SCOPE:SHA256HEX[:TYPE+TYPE]
+	// separated by commas or lines, or WARREN_API_KEYS_FILE naming a file
+	// of them). Empty: no keys, and the API serves loopback only.
+	Keys []apikey.Key `yaml:"keys"`
+	// InsecureNoAuth lets an API without keys listen beyond loopback
+	// (api.insecure_no_auth, WARREN_API_INSECURE_NO_AUTH,
+	// --insecure-no-auth): anyone who reaches it may do anything.
+	InsecureNoAuth bool `yaml:"insecure_no_auth"`
+	// MetricsAddr, when set, serves /metrics on an address of its own,
+	// without keys, for a scraper on a private network
+	// (api.metrics_addr, WARREN_API_METRICS_ADDR). Empty: /metrics is
+	// served with the API and needs a read key where keys are set.
+	MetricsAddr string `yaml:"metrics_addr"`
+	// AllowedHosts are the Host headers the API answers besides its
+	// defaults (api.allowed_hosts, WARREN_API_ALLOWED_HOSTS,
+	// comma-separated; "*" allows any). Without keys the default is
+	// loopback names only, which stops DNS rebinding; with keys any host.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// AllowedOrigins are the browser origins, such as
+	// https://ops.example.com, allowed to send requests besides the API's
+	// own (api.allowed_origins, WARREN_API_ALLOWED_ORIGINS). Empty: none.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// RequestsPerSecond is each key's default sustained request rate,
+	// with bursts of twice as many (api.requests_per_second,
+	// WARREN_API_REQUESTS_PER_SECOND); negative means no limit.
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// JobsPerMinute is each key's default bound on the jobs it submits in
+	// any minute (api.jobs_per_minute, WARREN_API_JOBS_PER_MINUTE);
+	// negative means no limit.
+	JobsPerMinute int `yaml:"jobs_per_minute"`
 }
 
 // Store configures the Redis records.
 type Store struct {
 	// Retention is how long a terminal job's record is kept (store.retention,
-	// WARREN_RETENTION).
+	// WARREN_RETENTION), and an unfinished one's after the job is next due
+	// or its running attempt's deadline.
 	Retention Duration `yaml:"retention"`
 	// IdempotencyWindow is how long an idempotency key is remembered
 	// (store.idempotency_window, WARREN_IDEMPOTENCY_WINDOW).
@@ -350,6 +407,8 @@ func Default() Config {
 		API: API{
 			Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20,
 			ReadTimeout: Duration(30 * time.Second), MaxConnections: 1024, MaxJSONDepth: 64,
+			RequestsPerSecond: 100, JobsPerMinute: 60000,
+			MaxDelay: Duration(30 * 24 * time.Hour),
 		},
 		Store: Store{
 			Retention:         Duration(7 * 24 * time.Hour),
@@ -393,7 +452,7 @@ func Load(path string, environ []string) (Config, error) {
 		// Decoding an empty document would zero every default.
 	default:
 		if err := yaml.UnmarshalWithOptions(b, &cfg, yaml.Strict()); err != nil {
-			return cfg, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
+			return cfg, fmt.Errorf("config %s: %s", path, redactSource(yaml.FormatError(err, false, true)))
 		}
 	}
 	if err := cfg.applyEnv(env); err != nil {
@@ -414,10 +473,50 @@ func emptyYAML(b []byte) bool {
 	return true
 }
 
+// secretEnv names the variables that may hold secrets. Each may instead be
+// given as X_FILE, naming a file that holds the value (a mounted Kubernetes
+// or Docker secret), so the secret need not sit in the environment, where
+// every process the user runs can read it.
+var secretEnv = map[string]bool{
+	"WARREN_AMQP_URL":        true,
+	"WARREN_REDIS_URL":       true,
+	"WARREN_MANAGEMENT_URL":  true,
+	"WARREN_WEBHOOK_SECRETS": true,
+	"WARREN_API_KEY":         true,
+	// Hashes, not secrets, but a list an operator keeps in a file.
+	"WARREN_API_KEYS": true,
+}
+
+// envValue returns the variable name's value: the variable itself or, for a
+// secret, the contents of the file its _FILE variable names, trailing line
+// breaks trimmed. Both set is an error, as it is ambiguous.
+func envValue(env map[string]string, name string) (string, error) {
+	path := env[name+"_FILE"]
+	if !secretEnv[name] || path == "" {
+		return env[name], nil
+	}
+	if env[name] != "" {
+		return "", fmt.Errorf("%s and %s_FILE are both set: set one", name, name)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s_FILE: %w", name, err)
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("%s_FILE: %s is empty", name, path)
+	}
+	return v, nil
+}
+
 // applyEnv overrides settings from WARREN_* variables.
 func (c *Config) applyEnv(env map[string]string) error {
 	for _, s := range c.settings() {
-		if v := env[s.env]; v != "" {
+		v, err := envValue(env, s.env)
+		if err != nil {
+			return err
+		}
+		if v != "" {
 			if err := s.set(v); err != nil {
 				return fmt.Errorf("%s: %w", s.env, err)
 			}
@@ -484,7 +583,18 @@ func (c *Config) settings() []setting {
 		{"api_url", "WARREN_API_URL", str(&c.APIURL)},
 		{"management_url", "WARREN_MANAGEMENT_URL", str(&c.ManagementURL)},
 		{"debug_addr", "WARREN_DEBUG_ADDR", str(&c.DebugAddr)},
+		{"amqp_tls.ca_file", "WARREN_AMQP_TLS_CA_FILE", str(&c.AMQPTLS.CAFile)},
+		{"amqp_tls.cert_file", "WARREN_AMQP_TLS_CERT_FILE", str(&c.AMQPTLS.CertFile)},
+		{"amqp_tls.key_file", "WARREN_AMQP_TLS_KEY_FILE", str(&c.AMQPTLS.KeyFile)},
+		{"amqp_tls.server_name", "WARREN_AMQP_TLS_SERVER_NAME", str(&c.AMQPTLS.ServerName)},
+		{"redis_tls.ca_file", "WARREN_REDIS_TLS_CA_FILE", str(&c.RedisTLS.CAFile)},
+		{"redis_tls.cert_file", "WARREN_REDIS_TLS_CERT_FILE", str(&c.RedisTLS.CertFile)},
+		{"redis_tls.key_file", "WARREN_REDIS_TLS_KEY_FILE", str(&c.RedisTLS.KeyFile)},
+		{"redis_tls.server_name", "WARREN_REDIS_TLS_SERVER_NAME", str(&c.RedisTLS.ServerName)},
+		{"api_ca_file", "WARREN_API_CA_FILE", str(&c.APICAFile)},
 		{"api.addr", "WARREN_HTTP_ADDR", str(&c.API.Addr)},
+		{"api.tls_cert", "WARREN_API_TLS_CERT", str(&c.API.TLSCert)},
+		{"api.tls_key", "WARREN_API_TLS_KEY", str(&c.API.TLSKey)},
 		{"api.max_body_bytes", "WARREN_MAX_BODY_BYTES", func(v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
@@ -496,6 +606,29 @@ func (c *Config) settings() []setting {
 		{"api.read_timeout", "WARREN_API_READ_TIMEOUT", dur(&c.API.ReadTimeout)},
 		{"api.max_connections", "WARREN_API_MAX_CONNECTIONS", intSetting(&c.API.MaxConnections)},
 		{"api.max_json_depth", "WARREN_API_MAX_JSON_DEPTH", intSetting(&c.API.MaxJSONDepth)},
+		{"api.max_delay", "WARREN_API_MAX_DELAY", dur(&c.API.MaxDelay)},
+		{"api_key", "WARREN_API_KEY", str(&c.APIKey)},
+		{"api.keys", "WARREN_API_KEYS", func(v string) error {
+			keys, err := apikey.ParseList(v)
+			if err != nil {
+				return err
+			}
+			c.API.Keys = keys
+			return nil
+		}},
+		{"api.insecure_no_auth", "WARREN_API_INSECURE_NO_AUTH", boolSetting(&c.API.InsecureNoAuth)},
+		{"api.metrics_addr", "WARREN_API_METRICS_ADDR", str(&c.API.MetricsAddr)},
+		{"api.allowed_hosts", "WARREN_API_ALLOWED_HOSTS", list(&c.API.AllowedHosts)},
+		{"api.allowed_origins", "WARREN_API_ALLOWED_ORIGINS", list(&c.API.AllowedOrigins)},
+		{"api.requests_per_second", "WARREN_API_REQUESTS_PER_SECOND", func(v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("want a number: %w", err)
+			}
+			c.API.RequestsPerSecond = f
+			return nil
+		}},
+		{"api.jobs_per_minute", "WARREN_API_JOBS_PER_MINUTE", intSetting(&c.API.JobsPerMinute)},
 		{"store.retention", "WARREN_RETENTION", dur(&c.Store.Retention)},
 		{"store.idempotency_window", "WARREN_IDEMPOTENCY_WINDOW", dur(&c.Store.IdempotencyWindow)},
 		{"worker.health_addr", "WARREN_HEALTH_ADDR", str(&c.Worker.HealthAddr)},
@@ -591,6 +724,9 @@ func (c *Config) Validate() error {
 	case c.API.MaxJSONDepth <= 0:
 		// The API refuses one over its own bound (api.MaxJSONDepth).
 		return fmt.Errorf("api.max_json_depth must be positive")
+	case c.API.MaxDelay <= 0 || c.API.MaxDelay.Std() > jobs.MaxDelay:
+		// The delay levels hold no more.
+		return fmt.Errorf("api.max_delay must be positive and at most %s", jobs.MaxDelay)
 	case c.Store.Retention <= 0:
 		return fmt.Errorf("store.retention must be positive")
 	case c.Store.IdempotencyWindow <= 0:
@@ -606,6 +742,12 @@ func (c *Config) Validate() error {
 		if _, err := Prefixes(l); err != nil {
 			return fmt.Errorf("%s: %w", key, err)
 		}
+	}
+	if _, err := apikey.NewRing(c.API.Keys); err != nil {
+		return fmt.Errorf("api.keys: %w", err)
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if _, err := egress.ParseRules(c.Webhook.Allow); err != nil {
 		return fmt.Errorf("webhook.allow: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/autoscale"
 	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/egress"
@@ -41,6 +42,8 @@ func TestDefault(t *testing.T) {
 		API: config.API{
 			Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20,
 			ReadTimeout: config.Duration(30 * time.Second), MaxConnections: 1024, MaxJSONDepth: 64,
+			MaxDelay:          config.Duration(30 * 24 * time.Hour),
+			RequestsPerSecond: 100, JobsPerMinute: 60000,
 		},
 		Store: config.Store{
 			Retention:         config.Duration(168 * time.Hour),
@@ -70,6 +73,12 @@ api:
   read_timeout: 5s
   max_connections: 50
   max_json_depth: 32
+  max_delay: 72h
+  metrics_addr: 0.0.0.0:9102
+  allowed_hosts: [warren.internal]
+  allowed_origins: [https://ops.example.com]
+  requests_per_second: 50.5
+  jobs_per_minute: 6000
 store:
   retention: 1h
   idempotency_window: 90m
@@ -97,6 +106,9 @@ func fullConfig() config.Config {
 		API: config.API{
 			Addr: "0.0.0.0:9000", MaxBodyBytes: 2048,
 			ReadTimeout: config.Duration(5 * time.Second), MaxConnections: 50, MaxJSONDepth: 32,
+			MaxDelay: config.Duration(72 * time.Hour), MetricsAddr: "0.0.0.0:9102",
+			AllowedHosts: []string{"warren.internal"}, AllowedOrigins: []string{"https://ops.example.com"},
+			RequestsPerSecond: 50.5, JobsPerMinute: 6000,
 		},
 		Store: config.Store{
 			Retention:         config.Duration(time.Hour),
@@ -144,6 +156,13 @@ func TestLoad(t *testing.T) {
 				"WARREN_API_READ_TIMEOUT=7s",
 				"WARREN_API_MAX_CONNECTIONS=9",
 				"WARREN_API_MAX_JSON_DEPTH=10",
+				"WARREN_API_MAX_DELAY=48h",
+				"WARREN_API_METRICS_ADDR=127.0.0.1:3",
+				"WARREN_API_ALLOWED_HOSTS=x.internal",
+				"WARREN_API_ALLOWED_ORIGINS=https://x.example",
+				"WARREN_API_REQUESTS_PER_SECOND=-1",
+				"WARREN_API_JOBS_PER_MINUTE=5",
+				"WARREN_API_INSECURE_NO_AUTH=1",
 				"WARREN_RETENTION=2h",
 				"WARREN_IDEMPOTENCY_WINDOW=3h",
 				"WARREN_HEALTH_ADDR=127.0.0.1:2",
@@ -156,7 +175,9 @@ func TestLoad(t *testing.T) {
 				c.Namespace = "fromenv"
 				c.LogLevel = "warn"
 				c.APIURL = "http://env:1"
-				c.API = config.API{Addr: "127.0.0.1:1", MaxBodyBytes: 99, ReadTimeout: config.Duration(7 * time.Second), MaxConnections: 9, MaxJSONDepth: 10}
+				c.API = config.API{Addr: "127.0.0.1:1", MaxBodyBytes: 99, ReadTimeout: config.Duration(7 * time.Second), MaxConnections: 9, MaxJSONDepth: 10, MaxDelay: config.Duration(48 * time.Hour),
+					MetricsAddr: "127.0.0.1:3", AllowedHosts: []string{"x.internal"}, AllowedOrigins: []string{"https://x.example"},
+					RequestsPerSecond: -1, JobsPerMinute: 5, InsecureNoAuth: true}
 				c.Store = config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)}
 				c.Worker = config.Worker{HealthAddr: "127.0.0.1:2", ShutdownGrace: config.Duration(5 * time.Second)}
 			},
@@ -342,6 +363,7 @@ func TestSet(t *testing.T) {
 		"api.read_timeout":         "2s",
 		"api.max_connections":      "20",
 		"api.max_json_depth":       "16",
+		"api.max_delay":            "12h",
 		"namespace":                "flagged",
 		"store.retention":          "2h",
 		"store.idempotency_window": "3h",
@@ -355,6 +377,13 @@ func TestSet(t *testing.T) {
 		"debug_addr":               "127.0.0.1:6060",
 		"rescue.interval":          "5s",
 		"rescue.grace":             "20s",
+		"api_key":                  "wrn_flag",
+		"api.insecure_no_auth":     "true",
+		"api.metrics_addr":         "127.0.0.1:9102",
+		"api.allowed_hosts":        "a.internal,b.internal",
+		"api.allowed_origins":      "https://ops.example.com",
+		"api.requests_per_second":  "0.5",
+		"api.jobs_per_minute":      "-1",
 	} {
 		if err := cfg.Set(key, value); err != nil {
 			t.Errorf("Set(%q, %q) = %v", key, value, err)
@@ -369,7 +398,11 @@ func TestSet(t *testing.T) {
 		API: config.API{
 			Addr: "127.0.0.1:9000", MaxBodyBytes: 10,
 			ReadTimeout: config.Duration(2 * time.Second), MaxConnections: 20, MaxJSONDepth: 16,
+			MaxDelay: config.Duration(12 * time.Hour), InsecureNoAuth: true, MetricsAddr: "127.0.0.1:9102",
+			AllowedHosts: []string{"a.internal", "b.internal"}, AllowedOrigins: []string{"https://ops.example.com"},
+			RequestsPerSecond: 0.5, JobsPerMinute: -1,
 		},
+		APIKey:        "wrn_flag",
 		Store:         config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)},
 		Worker:        config.Worker{HealthAddr: ":1", ShutdownGrace: config.Duration(time.Minute)},
 		Supervisor:    config.Supervisor{Addr: ":2"},
@@ -420,6 +453,10 @@ func TestValidate(t *testing.T) {
 		{name: "negative connections", edit: func(c *config.Config) { c.API.MaxConnections = -1 }, wantErr: "api.max_connections"},
 		{name: "zero json depth", edit: func(c *config.Config) { c.API.MaxJSONDepth = 0 }, wantErr: "api.max_json_depth"},
 		{name: "negative json depth", edit: func(c *config.Config) { c.API.MaxJSONDepth = -1 }, wantErr: "api.max_json_depth"},
+		{name: "zero max delay", edit: func(c *config.Config) { c.API.MaxDelay = 0 }, wantErr: "api.max_delay"},
+		{name: "negative max delay", edit: func(c *config.Config) { c.API.MaxDelay = config.Duration(-time.Hour) }, wantErr: "api.max_delay"},
+		{name: "max delay over the delay levels", edit: func(c *config.Config) { c.API.MaxDelay = config.Duration(jobs.MaxDelay + time.Second) }, wantErr: "api.max_delay"},
+		{name: "max delay at the delay levels", edit: func(c *config.Config) { c.API.MaxDelay = config.Duration(jobs.MaxDelay) }},
 		{name: "zero retention", edit: func(c *config.Config) { c.Store.Retention = 0 }, wantErr: "retention"},
 		{name: "negative retention", edit: func(c *config.Config) { c.Store.Retention = config.Duration(-time.Hour) }, wantErr: "retention"},
 		{name: "negative idempotency window", edit: func(c *config.Config) { c.Store.IdempotencyWindow = config.Duration(-time.Hour) }, wantErr: "idempotency_window"},
@@ -745,6 +782,67 @@ func TestEmptyFileKeepsDefaults(t *testing.T) {
 		}
 		if d := cmp.Diff(config.Default(), cfg); d != "" {
 			t.Errorf("Load of %q (-defaults +got):\n%s", body, d)
+		}
+	}
+}
+
+// API keys come from api.keys, WARREN_API_KEYS or the file
+// WARREN_API_KEYS_FILE names; bad entries are refused.
+func TestAPIKeys(t *testing.T) {
+	t.Parallel()
+	a, b := apikey.Sum("a"), apikey.Sum("b")
+	path := writeFile(t, "warren.yaml", `
+api:
+  keys:
+    - name: billing
+      sha256: `+a+`
+      scopes: [submit, read]
+      types: ["webhook.*"]
+      jobs_per_minute: 600
+`)
+	c, err := config.Load(path, nil)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []apikey.Key{{Name: "billing", SHA256: a, Scopes: []apikey.Scope{apikey.Submit, apikey.Read}, Types: []string{"webhook.*"}, JobsPerMinute: 600}}
+	if d := cmp.Diff(want, c.API.Keys); d != "" {
+		t.Errorf("api.keys from YAML (-want +got):\n%s", d)
+	}
+
+	env := []string{"WARREN_API_KEYS=ci:submit:" + a + ",ops:admin:" + b}
+	if c, err = config.Load(path, env); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.API.Keys) != 2 || c.API.Keys[0].Name != "ci" || c.API.Keys[1].Name != "ops" {
+		t.Errorf("WARREN_API_KEYS does not replace the file's keys: %+v", c.API.Keys)
+	}
+
+	file := writeFile(t, "keys", "# the API's keys\nci:submit:"+a+"\n\nops:admin:"+b+"\n")
+	if c, err = config.Load(path, []string{"WARREN_API_KEYS_FILE=" + file, "WARREN_API_KEY_FILE=" + writeFile(t, "key", "wrn_secret\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.API.Keys) != 2 || c.API.Keys[1].Name != "ops" || c.APIKey != "wrn_secret" {
+		t.Errorf("from files: keys %+v, api key %q", c.API.Keys, c.APIKey)
+	}
+
+	for name, env := range map[string][]string{
+		"malformed":      {"WARREN_API_KEYS=ci:submit"},
+		"unknown scope":  {"WARREN_API_KEYS=ci:write:" + a},
+		"secret as hash": {"WARREN_API_KEYS=ci:submit:wrn_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+		"duplicate name": {"WARREN_API_KEYS=ci:submit:" + a + ",ci:read:" + b},
+		"same secret":    {"WARREN_API_KEYS=ci:submit:" + a + ",ops:read:" + a},
+	} {
+		c, err := config.Load("", env)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "wrn_AAAA") {
+			t.Errorf("%s: the error repeats what may be a secret: %v", name, err)
 		}
 	}
 }

@@ -52,11 +52,15 @@ func (s Status) Valid() bool {
 const (
 	// DefaultMaxAttempts is how many attempts a job gets when it names none.
 	DefaultMaxAttempts = 3
-	// MaxMaxAttempts is the largest max_attempts a job may ask for.
+	// MaxMaxAttempts is the largest max_attempts a type may declare, as a
+	// default or a limit; a job may ask for no more than its type's
+	// Type.MaxAttemptsLimit.
 	MaxMaxAttempts = 100
 	// DefaultTimeout is the timeout of a job whose type declares none.
 	DefaultTimeout = 5 * time.Minute
-	// MaxTimeout is the longest timeout a job or type may ask for.
+	// MaxTimeout is the longest timeout a type may declare, as a default
+	// or a limit; a job may ask for no more than its type's
+	// Type.MaxTimeout.
 	MaxTimeout = 24 * time.Hour
 )
 

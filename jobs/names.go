@@ -48,8 +48,14 @@ func (ns Namespace) JobKey(id string) string { return string(ns) + ":job:" + id 
 // the Type as JSON.
 func (ns Namespace) TypesKey() string { return string(ns) + ":types" }
 
-// IdempotencyKey is the Redis string mapping a submitter's key to a job id.
-func (ns Namespace) IdempotencyKey(key string) string { return string(ns) + ":idem:" + key }
+// IdempotencyKey is the Redis string mapping an idempotency key to a job
+// id, scoped by its submitter (the name of the API key that sent it, ""
+// without keys), so that one submitter's key never finds another's job.
+// Key names hold no colon, so the first colon after "idem:" ends the
+// submitter, whatever the idempotency key holds.
+func (ns Namespace) IdempotencyKey(submitter, key string) string {
+	return string(ns) + ":idem:" + submitter + ":" + key
+}
 
 // ArtifactKey is the Redis hash holding a job's output bytes ("data") and
 // their media type ("content_type").
@@ -208,7 +214,8 @@ func DelayDeliverPattern(jobType string) string {
 
 // DeadExchange is the topic exchange of dead letters. Messages a worker gave
 // up on are published with routing key "failed.POOL"; those the broker
-// dead-letters (delivery limit reached) arrive with "limit.POOL".
+// dead-letters (delivery limit reached) arrive with "limit.POOL", and those
+// it dead-letters from the intake queue with "intake.POOL".
 func (ns Namespace) DeadExchange() string { return string(ns) + ".dead" }
 
 // DeadQueue is a pool's dead-letter queue, bound to DeadExchange with
@@ -217,10 +224,29 @@ func (ns Namespace) DeadQueue(pool string) string { return string(ns) + ".dead."
 
 // DeadIntakeQueue is bound with "limit.POOL" only: the pool's workers
 // consume it to mark jobs failed whose messages the broker dead-lettered.
+// It has a delivery limit of its own, past which the broker dead-letters the
+// message again, with "intake.POOL", into DeadQueue alone. Its name is not
+// the one it had before it had a limit: a quorum queue cannot change its
+// arguments, so the limited queue took a new name and the old one is drained
+// into it (queue.retireUnlimitedIntake).
 func (ns Namespace) DeadIntakeQueue(pool string) string {
+	return string(ns) + ".intake." + pool
+}
+
+// UnlimitedIntakeQueue is the name of a pool's intake queue in namespaces
+// made before intake queues had a delivery limit. It is only ever drained
+// and deleted.
+func (ns Namespace) UnlimitedIntakeQueue(pool string) string {
 	return string(ns) + ".dead-intake." + pool
 }
 
-// DeadRoutingKey is the routing key of a dead letter: reason is "failed" or
-// "limit".
+// DeadRoutingKey is the routing key of a dead letter: reason is "failed"
+// (a worker gave up), "limit" (the pool queue's delivery limit) or
+// "intake" (the intake queue's delivery limit).
 func DeadRoutingKey(reason, pool string) string { return reason + "." + pool }
+
+// RateLimitKey is the Redis hash of one token bucket of an API key (by its
+// name): "requests" or "jobs".
+func (ns Namespace) RateLimitKey(keyName, bucket string) string {
+	return string(ns) + ":ratelimit:" + keyName + ":" + bucket
+}

@@ -8,18 +8,24 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/warrenhq/warren/internal/combine"
+	"github.com/warrenhq/warren/internal/redact"
 	"github.com/warrenhq/warren/jobs"
 )
 
@@ -29,16 +35,27 @@ var (
 	ErrNotFound = errors.New("job not found")
 	// ErrUnavailable means Redis cannot be reached now.
 	ErrUnavailable = errors.New("redis unavailable")
+	// ErrIdempotencyConflict means a submitter's idempotency key already
+	// names a job of another type or payload, within the idempotency
+	// window.
+	ErrIdempotencyConflict = errors.New("idempotency key already used for another job")
 )
 
 // Config configures a Store. Zero fields take the defaults noted.
 type Config struct {
-	// URL is the Redis address, such as redis://127.0.0.1:6379/0; required.
+	// URL is the Redis address, such as redis://127.0.0.1:6379/0, or
+	// rediss:// for TLS; required.
 	URL string
+	// TLS configures a rediss:// connection: the CAs to trust, a client
+	// certificate, the server name (empty: the URL's host). Nil means the
+	// system's CAs and no client certificate.
+	TLS *tls.Config
 	// Namespace prefixes every key; zero means jobs.DefaultNamespace.
 	Namespace jobs.Namespace
 	// Retention is how long a terminal job's record is kept; zero means 7
-	// days.
+	// days. An unfinished job's record is kept as long after the job is next
+	// due (created, scheduled, retried, replayed) or its running attempt's
+	// deadline, so every record expires, and none while its job is alive.
 	Retention time.Duration
 	// IdempotencyWindow is how long an idempotency key maps to its job;
 	// zero means 24 hours.
@@ -79,7 +96,15 @@ func New(cfg Config) (*Store, error) {
 	}
 	opts, err := redis.ParseURL(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("store: config: redis url: %w", err)
+		return nil, fmt.Errorf("store: config: redis url %s: %w", redact.URL(cfg.URL), redact.ParseError(cfg.URL, err))
+	}
+	if cfg.TLS != nil {
+		if opts.TLSConfig == nil {
+			return nil, fmt.Errorf("store: config: TLS settings are given, but the redis url %s is not rediss://", redact.URL(cfg.URL))
+		}
+		tc := cfg.TLS.Clone()
+		tc.ServerName = cmp.Or(tc.ServerName, opts.TLSConfig.ServerName)
+		opts.TLSConfig = tc
 	}
 	opts.DialTimeout = cmp.Or(opts.DialTimeout, 2*time.Second)
 	opts.ReadTimeout = cmp.Or(opts.ReadTimeout, 3*time.Second)
@@ -163,6 +188,9 @@ const (
 	// fPool lets every script find the job's index of waiting jobs
 	// (jobs.Namespace.WaitingKey).
 	fPool = "pool"
+	// fIdempotencyFP is the fingerprint of a job with an idempotency key
+	// (see fingerprint), which a later use of the key is compared with.
+	fIdempotencyFP = "idempotency_fp"
 )
 
 // fields returns the hash fields of a new job record.
@@ -185,7 +213,7 @@ func fields(j *jobs.Job) ([]any, error) {
 		f = append(f, fMetadata, string(b))
 	}
 	if j.IdempotencyKey != "" {
-		f = append(f, fIdempotencyKey, j.IdempotencyKey)
+		f = append(f, fIdempotencyKey, j.IdempotencyKey, fIdempotencyFP, fingerprint(j))
 	}
 	if j.SubmittedBy != "" {
 		f = append(f, fSubmittedBy, j.SubmittedBy)
@@ -204,6 +232,32 @@ func fields(j *jobs.Job) ([]any, error) {
 		f = append(f, fBackoff, string(b))
 	}
 	return f, nil
+}
+
+// fingerprint identifies what a job asks for, as far as an idempotency key
+// promises it: its type and its payload, compacted, so that whitespace
+// alone does not tell two submissions apart (the order of members does).
+func fingerprint(j *jobs.Job) string {
+	h := sha256.New()
+	h.Write([]byte(j.Type))
+	h.Write([]byte{0}) // type names hold no NUL: the type ends here
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, j.Payload); err == nil {
+		h.Write(compact.Bytes())
+	} else {
+		h.Write(j.Payload) // not JSON (not from the API): as it is
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// idempotencyKey returns the Redis key of a job's idempotency key, scoped by
+// its submitter. A submitter name with a colon could pose as another
+// submitter's scope, so it is refused.
+func (s *Store) idempotencyKey(j *jobs.Job) (string, error) {
+	if strings.Contains(j.SubmittedBy, ":") {
+		return "", fmt.Errorf("create job %s: submitted_by %q: a key name holds no colon", j.ID, j.SubmittedBy)
+	}
+	return s.ns.IdempotencyKey(j.SubmittedBy, j.IdempotencyKey), nil
 }
 
 // decode builds a Job from a record's fields.

@@ -74,9 +74,10 @@ type Start func(t *testing.T, env *testenv.Env) (stop func())
 
 // fixture is one check's namespace, worker and API.
 type fixture struct {
-	env  *testenv.Env
-	url  string
-	stop func() // stops the worker; safe to call twice
+	env   *testenv.Env
+	url   string
+	start Start
+	stop  func() // stops the worker; safe to call twice
 }
 
 // setup gives a check a fresh namespace with the worker running and its
@@ -84,10 +85,8 @@ type fixture struct {
 func setup(t *testing.T, start Start) *fixture {
 	t.Helper()
 	env := testenv.New(t)
-	stopWorker := start(t, env)
-	var once sync.Once
-	f := &fixture{env: env, stop: func() { once.Do(stopWorker) }}
-	t.Cleanup(f.stop)
+	f := &fixture{env: env, start: start}
+	f.run(t)
 	testenv.Eventually(t, 30*time.Second, "the worker to declare "+TypeName, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -110,6 +109,16 @@ func setup(t *testing.T, start Start) *fixture {
 	return f
 }
 
+// run starts the worker, to be stopped by f.stop or when the test ends.
+func (f *fixture) run(t *testing.T) {
+	t.Helper()
+	stopWorker := f.start(t, f.env)
+	var once sync.Once
+	stop := func() { once.Do(stopWorker) }
+	f.stop = stop
+	t.Cleanup(stop)
+}
+
 // Run runs every check against the implementation start starts. Each check
 // is a parallel subtest with its own namespace and worker.
 func Run(t *testing.T, start Start) {
@@ -128,6 +137,7 @@ func Run(t *testing.T, start Start) {
 		{"CopyOfLostAttempt", copyOfLostAttempt},
 		{"UnreadableMessage", unreadableMessage},
 		{"UnreadableAnonymous", unreadableAnonymous},
+		{"UnlimitedIntake", unlimitedIntake},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -284,7 +294,8 @@ func deadLetters(t *testing.T, f *fixture) {
 
 // 5. A permanent failure is not retried.
 func permanent(t *testing.T, f *fixture) {
-	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"x","permanent":true},"max_attempts":5}`)
+	// Attempts remain (the type's most, 3), and none is used.
+	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"x","permanent":true},"max_attempts":3}`)
 	j = f.wait(t, j.ID)
 	if j.Status != jobs.StatusFailed || j.Attempt != 1 || j.Error == nil || j.Error.Retryable || j.Error.Code != "permanent" {
 		t.Fatalf("status %s attempt %d error %+v, want failed at attempt 1, code permanent, not retryable", j.Status, j.Attempt, j.Error)
@@ -553,6 +564,61 @@ func unreadableAnonymous(t *testing.T, f *fixture) {
 	if done := f.wait(t, f.submit(t, `{"type":"text.wordcount","payload":{"text":"still here"}}`).ID); done.Status != jobs.StatusSucceeded {
 		t.Errorf("a job after the unreadable message: %s, want succeeded", done.Status)
 	}
+}
+
+// 12. A namespace made when the intake queue had no delivery limit (it was
+// {ns}.dead-intake.{pool}) is migrated by the worker when it starts: the
+// message waiting in the old intake queue still fails its job, once, with
+// delivery_limit, and the old queue is deleted, at the latest by the
+// worker's next start (protocol section 8).
+func unlimitedIntake(t *testing.T, f *fixture) {
+	f.stop()
+	// A job the broker dead-lettered before the upgrade: its message waits
+	// in the delay levels for the test's sake, its dead letter in the old
+	// intake queue.
+	j := f.submit(t, `{"type":"text.wordcount","payload":{"text":"a"},"delay":"10m"}`)
+	m, err := queue.NewMessage(&j, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := f.env.NS.UnlimitedIntakeQueue(Pool)
+	f.amqp(t, func(ch *amqp.Channel) error {
+		if _, err := ch.QueueDeclare(old, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
+			return err
+		}
+		if err := ch.QueueBind(old, jobs.DeadRoutingKey("limit", Pool), f.env.NS.DeadExchange(), false, nil); err != nil {
+			return err
+		}
+		return ch.PublishWithContext(context.Background(), "", old, true, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, MessageId: m.ID, Headers: m.Headers, Body: m.Body})
+	})
+	testenv.Eventually(t, 10*time.Second, "the dead letter in the old intake queue", func() bool { return f.ready(t, old) == 1 })
+
+	f.run(t)
+	done := f.wait(t, j.ID)
+	if done.Status != jobs.StatusFailed || done.Error == nil || done.Error.Code != "delivery_limit" {
+		t.Errorf("status %s error %+v, want failed with delivery_limit", done.Status, done.Error)
+	}
+	settled(t, f.env.NS.DeadIntakeQueue(Pool), 1)
+	exists := func() bool {
+		_, err := queueReady(testenv.AMQPURL(), old)
+		return err == nil
+	}
+	if exists() {
+		// Deleting it may be left to the next start.
+		f.stop()
+		f.run(t)
+		testenv.Eventually(t, 30*time.Second, "the old intake queue to be deleted by the next start", func() bool { return !exists() })
+	}
+	// The intake publishes no dead letter of its own (section 8).
+	time.Sleep(time.Second) // long enough for a second copy to show
+	if n := f.ready(t, f.env.NS.DeadQueue(Pool)); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+	if got := f.get(t, j.ID, ""); got.Status != jobs.StatusFailed || !got.FinishedAt.Equal(*done.FinishedAt) {
+		t.Errorf("record changed after the job failed: status %s finished %v", got.Status, got.FinishedAt)
+	}
+	f.notRunning(t, j.ID)
 }
 
 // ---- helpers

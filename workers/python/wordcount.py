@@ -5,7 +5,8 @@ It follows docs/protocol.md (and nothing else): it declares the pool's
 topology and the delay levels (quorum queues, with a queue for delayed
 messages no pool queue is bound for; the classic levels of an older namespace
 and their exit exchange are retired), declares the type in Redis, consumes the pool queue
-and the dead-letter intake with manual acknowledgements, records each attempt
+and the dead-letter intake (draining into it the intake queue of an older namespace,
+which had no delivery limit) with manual acknowledgements, records each attempt
 with the protocol's Lua scripts (which also keep the pool's indexes of waiting
 and running jobs), retries through the delay levels, parks a second copy of an
 attempt that a live worker runs (it goes round the delay levels and is offered
@@ -56,6 +57,7 @@ LEASE_TTL_S = 10
 REDECLARE_EVERY_S = 15
 STORE_TIMEOUT_S = 5
 RETENTION_MS = 604800000  # store.retention default: 7 days
+MAX_TIMEOUT_MS = 86400000  # the longest timeout a job may have (24h): a record without one is kept that long while it runs
 
 # The type's own policy; the job's body may override any field.
 TYPE_TIMEOUT_MS = 30000
@@ -79,7 +81,9 @@ TYPE_DECL = {
         "additionalProperties": False,
     },
     "timeout": "30s",
+    "max_timeout": "30s",
     "max_attempts": 3,
+    "max_attempts_limit": 3,
     "backoff": {"base": "1s", "factor": 2, "max": "1m0s"},
     "description": "Counts the words, lines and characters of a text.",
 }
@@ -103,7 +107,7 @@ end
 """
 
 START_LUA = TERMINAL_LUA + """
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at', 'timeout_ms')
 local st = r[1]
 if not st then return {'missing', 0} end
 local attempt = tonumber(r[2]) or 0
@@ -122,6 +126,9 @@ if made >= 0 and attempt ~= made then
       local ran = tonumber(ARGV[2]) - (tonumber(r[6]) or tonumber(ARGV[2]))
       local wait = math.max(left + 1000, math.min(math.floor(ran / 10), 60000))
       redis.call('HSET', KEYS[1], 'parked_until', tonumber(ARGV[2]) + wait)
+      if ARGV[9] and redis.call('PTTL', KEYS[1]) < wait + tonumber(ARGV[9]) then
+        redis.call('PEXPIRE', KEYS[1], wait + tonumber(ARGV[9]))
+      end
       return {'busy', attempt, wait}
     end
   end
@@ -129,6 +136,11 @@ end
 attempt = attempt + 1
 redis.call('HSET', KEYS[1], 'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
 redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at', 'parked_until')
+if ARGV[9] then
+  local timeout = tonumber(r[9]) or 0
+  if timeout <= 0 then timeout = tonumber(ARGV[10]) end
+  redis.call('PEXPIRE', KEYS[1], timeout + tonumber(ARGV[9]))
+end
 if r[4] then
   redis.call('ZREM', ARGV[6] .. r[4], ARGV[5])
   if ARGV[8] then redis.call('ZADD', ARGV[8] .. r[4], ARGV[2], ARGV[5]) end
@@ -162,6 +174,9 @@ redis.call('HSET', KEYS[1], unpack(set))
 if ended then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PUBLISH', ARGV[6], ARGV[1])
+else
+  local due = tonumber(ARGV[8]) or tonumber(ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], math.max(due - tonumber(ARGV[2]), 0) + tonumber(ARGV[3]))
 end
 local pool = r[3]
 if pool and (ARGV[1] == 'retrying' or ARGV[1] == 'queued') then
@@ -325,6 +340,13 @@ class Config:
         return "%s.dead.%s" % (self.ns, POOL)
 
     def intake_queue(self):
+        # Not named as before: the intake queue now has a delivery limit, and
+        # a queue cannot change its arguments (section 2.2).
+        return "%s.intake.%s" % (self.ns, POOL)
+
+    def unlimited_intake_queue(self):
+        # The intake queue of older namespaces, which had no delivery limit:
+        # only drained and deleted (section 8).
         return "%s.dead-intake.%s" % (self.ns, POOL)
 
     def delay_exchange(self, n):
@@ -406,7 +428,8 @@ class Store:
         milliseconds to wait before offering the copy again; else 0."""
         reply = self._start(keys=[self.cfg.job_key(job_id)],
                             args=[self.cfg.worker_id, now_ms(), made, token, job_id,
-                                  self.cfg.waiting_prefix(), self.cfg.worker_prefix(), self.cfg.running_prefix()])
+                                  self.cfg.waiting_prefix(), self.cfg.worker_prefix(), self.cfg.running_prefix(),
+                                  RETENTION_MS, MAX_TIMEOUT_MS])
         n = int(reply[2]) if len(reply) > 2 else 0
         return reply[0].decode(), int(reply[1]), n
 
@@ -563,7 +586,14 @@ class Session:
         quorum = {"x-queue-type": "quorum"}
         ch.queue_declare(c.dead_queue(), durable=True, arguments=quorum)
         ch.queue_bind(c.dead_queue(), c.dead_exchange(), routing_key="*." + POOL)
-        ch.queue_declare(c.intake_queue(), durable=True, arguments=quorum)
+        ch.queue_declare(c.intake_queue(), durable=True, arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": pika.compat.long(DELIVERY_LIMIT),
+            "x-dead-letter-exchange": c.dead_exchange(),
+            "x-dead-letter-routing-key": "intake." + POOL,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        })
         ch.queue_bind(c.intake_queue(), c.dead_exchange(), routing_key="limit." + POOL)
         ch.queue_declare(c.queue(), durable=True, arguments={
             "x-queue-type": "quorum",
@@ -576,11 +606,67 @@ class Session:
         ch.queue_bind(c.queue(), c.exchange(), routing_key=TYPE_NAME)
         ch.queue_bind(c.queue(), c.deliver_exchange(), routing_key="*." * DELAY_LEVELS + TYPE_NAME)
 
+    def retire_unlimited_intake(self):
+        """Section 8: the intake queue of a namespace made before intake
+        queues had a delivery limit is unbound, so nothing new enters it, and
+        its ready messages are moved to the current intake queue, each
+        published (mandatory, confirmed) before it is acknowledged; once it
+        holds nothing and has no consumer (a worker of the old version) it is
+        deleted, now or on a later start. Quorum queues refuse queue.delete
+        with if-empty (540, which closes the connection), so the counts of a
+        passive declaration stand in for it. A queue that does not exist, or
+        that another worker deletes meanwhile, answers 404: nothing to do."""
+        c = self.cfg
+        old = c.unlimited_intake_queue()
+        ch = self.conn.channel()
+        moved = 0
+        try:
+            ch.queue_declare(old, passive=True)
+            ch.queue_unbind(old, c.dead_exchange(), routing_key="limit." + POOL)
+            ch.confirm_delivery()
+            while True:
+                method, props, body = ch.basic_get(old, auto_ack=False)
+                if method is None:
+                    break
+                headers = dict(props.headers or {})
+                headers.pop("x-delivery-count", None)  # the new queue counts afresh
+                props.headers = headers
+                props.delivery_mode = 2
+                props.user_id = None  # the broker checks it against this connection's user
+                # Raises when the broker returns or refuses it: the message
+                # then goes back to the old queue when the channel closes.
+                ch.basic_publish("", c.intake_queue(), body, props, mandatory=True)
+                ch.basic_ack(method.delivery_tag)
+                moved += 1
+            if moved:
+                log.info("moved %d messages of intake queue %s, which has no delivery limit, to %s",
+                         moved, old, c.intake_queue())
+            q = ch.queue_declare(old, passive=True).method
+            if q.message_count == 0 and q.consumer_count == 0:
+                ch.queue_delete(old)
+            else:
+                log.info("intake queue %s is still in use (%d messages, %d consumers): unbound, it is "
+                         "deleted on a later start once empty and unused", old, q.message_count, q.consumer_count)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code != 404:
+                raise
+        finally:
+            if ch.is_open:
+                ch.close()
+
     def setup(self, prefetch):
         self.declare_delays()
         for queue_name, n, intake in ((self.cfg.queue(), prefetch, False), (self.cfg.intake_queue(), 1, True)):
             ch = self.conn.channel()
             self.declare_pool(ch)
+            if intake:
+                try:
+                    self.retire_unlimited_intake()
+                except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.UnroutableError,
+                        pika.exceptions.NackError) as e:
+                    # Best effort: a later start retires what is left, and
+                    # the new intake queue is consumed meanwhile.
+                    log.warning("cannot retire intake queue %s: %s", self.cfg.unlimited_intake_queue(), e)
             ch.basic_qos(prefetch_count=n, global_qos=False)
 
             def cb(ch, method, props, body, intake=intake):

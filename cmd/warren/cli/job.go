@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,7 +49,14 @@ func (a *app) apiClient(cmd *cobra.Command) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(client.Config{BaseURL: cfg.APIURL})
+	tlsConfig, err := cfg.APIClientTLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tlsConfig != nil && !strings.HasPrefix(strings.ToLower(cfg.APIURL), "https://") {
+		return nil, fmt.Errorf("api_ca_file is set, but the API URL %s is not https://", cfg.APIURL)
+	}
+	c, err := client.New(client.Config{BaseURL: cfg.APIURL, APIKey: cfg.APIKey, TLS: tlsConfig})
 	if err != nil {
 		return nil, fmt.Errorf("--api: %w", err)
 	}
@@ -56,8 +66,14 @@ func (a *app) apiClient(cmd *cobra.Command) (*client.Client, error) {
 // apiError adds to an error from the client what only the command line can
 // say: how to point it at another API.
 func apiError(err error) error {
-	if client.IsUnreachable(err) {
+	var ae *client.APIError
+	switch {
+	case client.IsUnreachable(err):
 		return fmt.Errorf("%w, or point --api (WARREN_API_URL) at it", err)
+	case errors.As(err, new(*tls.CertificateVerificationError)):
+		return fmt.Errorf("%w; if a private CA signs the API's certificate, point api_ca_file (WARREN_API_CA_FILE) at that CA's certificate", err)
+	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
+		return fmt.Errorf("%w; give the CLI a key with --api-key, WARREN_API_KEY, WARREN_API_KEY_FILE or api_key in warren.yaml", err)
 	}
 	return err
 }

@@ -96,6 +96,9 @@ func writeJobView(w io.Writer, j *jobs.Job) error {
 	if len(j.Metadata) > 0 {
 		row("metadata", metadataText(j.Metadata))
 	}
+	if j.SubmittedBy != "" {
+		row("submitted by", oneLine(j.SubmittedBy))
+	}
 	if j.IdempotencyKey != "" {
 		row("idempotency key", oneLine(j.IdempotencyKey))
 	}

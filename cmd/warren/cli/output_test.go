@@ -32,6 +32,7 @@ duration:        1.23s
 progress:        100% done
 error:           timeout: attempt 1 took longer than 5m (will retry)
 metadata:        team=ops, ticket=42
+submitted by:    ci
 idempotency key: order-42
 payload:         {"message":"hello"}
 result:          {"message":"hello","n":[1,2]}
@@ -55,6 +56,7 @@ func fixedJob() *jobs.Job {
 		Progress:       &jobs.Progress{Percent: 100, Message: "done"},
 		Worker:         "host-1/4242",
 		IdempotencyKey: "order-42",
+		SubmittedBy:    "ci",
 		CreatedAt:      created,
 		StartedAt:      &started,
 		FinishedAt:     &finished,

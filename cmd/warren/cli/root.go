@@ -78,6 +78,7 @@ RabbitMQ and Redis on loopback.`,
 	pf.String("namespace", "", "prefix of every queue and Redis key (env WARREN_NAMESPACE; default warren)")
 	pf.String("log-level", "", "debug, info, warn or error (env WARREN_LOG_LEVEL; default info)")
 	pf.String("api", "", "API base URL for client commands (env WARREN_API_URL; default http://127.0.0.1:8080)")
+	pf.String("api-key", "", "API key client commands send (env WARREN_API_KEY or WARREN_API_KEY_FILE; api_key in warren.yaml); prefer those to this flag, which other users of the machine can see")
 	pf.StringVarP(&a.output, "output", "o", "", "output of client commands: table (the readable view, default) or json")
 
 	root.AddCommand(
@@ -90,6 +91,7 @@ RabbitMQ and Redis on loopback.`,
 		a.deadCmd(),
 		a.queuesCmd(),
 		a.deployCmd(),
+		a.keysCmd(),
 		a.versionCmd(),
 	)
 	return root
@@ -102,6 +104,7 @@ var globalFlags = map[string]string{
 	"namespace": "namespace",
 	"log-level": "log_level",
 	"api":       "api_url",
+	"api-key":   "api_key",
 }
 
 // config loads the settings: defaults, warren.yaml, WARREN_* variables, then

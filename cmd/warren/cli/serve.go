@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -19,8 +18,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warrenhq/warren/api"
+	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/egress"
+	"github.com/warrenhq/warren/internal/redact"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
@@ -106,16 +107,25 @@ type stack struct {
 
 func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*stack, error) {
 	log := a.logger(cfg)
-	mgmt, err := queue.NewManagement(cfg.ManagementURL, cfg.AMQPURL)
+	amqpTLS, err := cfg.AMQPTLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	redisTLS, err := cfg.RedisTLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	mgmt, err := queue.NewManagementTLS(cfg.ManagementURL, cfg.AMQPURL, amqpTLS)
 	if err != nil {
 		return nil, fmt.Errorf("management_url: %w", err)
 	}
-	b, err := queue.New(queue.Config{URL: cfg.AMQPURL, Namespace: cfg.Namespace, Logger: log, Name: "warren-" + name})
+	b, err := queue.New(queue.Config{URL: cfg.AMQPURL, TLS: amqpTLS, Namespace: cfg.Namespace, Logger: log, Name: "warren-" + name})
 	if err != nil {
 		return nil, err
 	}
 	st, err := store.New(store.Config{
 		URL:               cfg.RedisURL,
+		TLS:               redisTLS,
 		Namespace:         cfg.Namespace,
 		Retention:         cfg.Store.Retention.Std(),
 		IdempotencyWindow: cfg.Store.IdempotencyWindow.Std(),
@@ -133,7 +143,7 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	wait, cancel := context.WithTimeout(ctx, firstConnectWait)
 	defer cancel()
 	if err := b.WaitConnected(wait); err != nil {
-		log.Warn("RabbitMQ is not reachable yet; starting anyway and retrying", "url", redactURL(cfg.AMQPURL))
+		log.Warn("RabbitMQ is not reachable yet; starting anyway and retrying", "url", redact.URL(cfg.AMQPURL))
 	}
 	s := &stack{cfg: cfg, log: log, broker: b, store: st, mgmt: mgmt}
 	s.rescuer = rescue.New(rescue.Config{
@@ -185,15 +195,6 @@ func serveSide(addr string, h http.Handler, log *slog.Logger, what string) (stop
 // firstConnectWait bounds how long a server command waits for RabbitMQ
 // before it starts serving.
 const firstConnectWait = 5 * time.Second
-
-// redactURL hides the password of a URL for logs.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable URL)"
-	}
-	return u.Redacted()
-}
 
 func (s *stack) close() {
 	if s.stopDebug != nil {
@@ -250,23 +251,54 @@ func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
 // newAPI builds the HTTP API over the stack; its /metrics also serves the
 // rescuer's counter.
 func (s *stack) newAPI() (*api.Server, error) {
+	keys, err := apikey.NewRing(s.cfg.API.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("api.keys: %w", err)
+	}
 	return api.New(api.Config{
-		Addr:           s.cfg.API.Addr,
-		MaxBodyBytes:   s.cfg.API.MaxBodyBytes,
-		ReadTimeout:    s.cfg.API.ReadTimeout.Std(),
-		MaxConnections: s.cfg.API.MaxConnections,
-		MaxJSONDepth:   s.cfg.API.MaxJSONDepth,
-		Logger:         s.log,
-		Management:     s.mgmt,
-		Collectors:     []prometheus.Collector{s.rescuer.Collector()},
+		Addr:              s.cfg.API.Addr,
+		TLSCert:           s.cfg.API.TLSCert,
+		TLSKey:            s.cfg.API.TLSKey,
+		MaxBodyBytes:      s.cfg.API.MaxBodyBytes,
+		ReadTimeout:       s.cfg.API.ReadTimeout.Std(),
+		MaxConnections:    s.cfg.API.MaxConnections,
+		MaxJSONDepth:      s.cfg.API.MaxJSONDepth,
+		MaxDelay:          s.cfg.API.MaxDelay.Std(),
+		Logger:            s.log,
+		Management:        s.mgmt,
+		Collectors:        []prometheus.Collector{s.rescuer.Collector()},
+		Keys:              keys,
+		InsecureNoAuth:    s.cfg.API.InsecureNoAuth,
+		MetricsAddr:       s.cfg.API.MetricsAddr,
+		AllowedHosts:      s.cfg.API.AllowedHosts,
+		AllowedOrigins:    s.cfg.API.AllowedOrigins,
+		RequestsPerSecond: s.cfg.API.RequestsPerSecond,
+		JobsPerMinute:     s.cfg.API.JobsPerMinute,
 	}, s.broker, s.store)
+}
+
+// apiFlags are the flags of the commands that serve the API.
+var apiFlags = map[string]string{"addr": "api.addr", "insecure-no-auth": "api.insecure_no_auth"}
+
+// addAPIFlags adds them.
+func addAPIFlags(cmd *cobra.Command) {
+	cmd.Flags().String("addr", "", "API listen address (env WARREN_HTTP_ADDR; default 127.0.0.1:8080)")
+	cmd.Flags().Bool("insecure-no-auth", false, "serve beyond loopback without API keys: anyone who reaches the API may do anything (env WARREN_API_INSECURE_NO_AUTH)")
+}
+
+// apiScheme is how the API the settings describe is reached: https with a
+// certificate, else http.
+func apiScheme(cfg config.Config) string {
+	if cfg.API.TLSCert != "" {
+		return "https"
+	}
+	return "http"
 }
 
 // shutdownTimeout bounds the whole shutdown after the worker's grace.
 const shutdownTimeout = 15 * time.Second
 
 func (a *app) devCmd() *cobra.Command {
-	var addr string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole stack: the API and every built-in worker pool, autoscaled",
@@ -281,7 +313,7 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
   warren dev --addr 127.0.0.1:9090 --namespace demo`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := a.config(cmd, map[string]string{"addr": "api.addr"})
+			cfg, err := a.config(cmd, apiFlags)
 			if err != nil {
 				return err
 			}
@@ -309,7 +341,7 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
 				pools = append(pools, st.Pool)
 			}
 			s.log.Info("warren dev running; Ctrl-C stops it",
-				"api", "http://"+srv.Addr(), "pools", pools, "namespace", string(cfg.Namespace))
+				"api", apiScheme(cfg)+"://"+srv.Addr(), "pools", pools, "namespace", string(cfg.Namespace))
 			supErr := sup.Run(ctx) // returns once ctx is done and the workers have stopped
 			s.log.Info("shutting down")
 			stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -317,19 +349,23 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
 			return errors.Join(supErr, srv.Stop(stopCtx))
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "", "API listen address (env WARREN_HTTP_ADDR; default 127.0.0.1:8080)")
+	addAPIFlags(cmd)
 	return cmd
 }
 
 func (a *app) apiCmd() *cobra.Command {
-	var addr string
 	cmd := &cobra.Command{
-		Use:     "api",
-		Short:   "Run the producer HTTP API alone",
-		Example: `  warren api --addr 0.0.0.0:8080`,
-		Args:    cobra.NoArgs,
+		Use:   "api",
+		Short: "Run the producer HTTP API alone",
+		Long: `Run the producer HTTP API alone. With API keys configured (api.keys,
+WARREN_API_KEYS or WARREN_API_KEYS_FILE; 'warren keys new' makes them) every
+call but /healthz, /readyz and /openapi.json needs one. Without keys it serves
+loopback only, unless started with --insecure-no-auth.`,
+		Example: `  warren api
+  WARREN_API_KEYS_FILE=/etc/warren/api-keys warren api --addr 0.0.0.0:8080`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := a.config(cmd, map[string]string{"addr": "api.addr"})
+			cfg, err := a.config(cmd, apiFlags)
 			if err != nil {
 				return err
 			}
@@ -352,7 +388,7 @@ func (a *app) apiCmd() *cobra.Command {
 			return srv.Stop(stopCtx)
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "", "listen address (env WARREN_HTTP_ADDR; default 127.0.0.1:8080)")
+	addAPIFlags(cmd)
 	return cmd
 }
 
