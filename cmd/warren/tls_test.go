@@ -53,7 +53,13 @@ func (l *logged) String() string {
 // speaks); it is stopped with SIGTERM when the test ends.
 func runLogged(t *testing.T, env []string, args ...string) *logged {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return runProgram(t, env, binary, args...)
+}
+
+// runProgram is runLogged for another program, such as a worker service.
+func runProgram(t *testing.T, env []string, program string, args ...string) *logged {
+	t.Helper()
+	cmd := exec.Command(program, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "WARREN_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -74,7 +80,7 @@ func runLogged(t *testing.T, env []string, args ...string) *logged {
 			_ = cmd.Process.Kill()
 			<-l.done
 		}
-		t.Logf("[warren %s]\n%s", strings.Join(args, " "), l.String())
+		t.Logf("[%s]\n%s", strings.Join(append([]string{filepath.Base(program)}, args...), " "), l.String())
 	})
 	return l
 }
@@ -87,11 +93,11 @@ func (l *logged) waitLog(t *testing.T, s string) {
 	for !strings.Contains(l.String(), s) {
 		select {
 		case <-l.done:
-			t.Fatalf("warren exited (%v) before writing %q:\n%s", l.err, s, l.String())
+			t.Fatalf("%s exited (%v) before writing %q:\n%s", l.cmd.Path, l.err, s, l.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("warren did not write %q within 30s:\n%s", s, l.String())
+			t.Fatalf("%s did not write %q within 30s:\n%s", l.cmd.Path, s, l.String())
 		}
 	}
 }
@@ -233,6 +239,30 @@ func TestTLSEverywhere(t *testing.T) {
 		})
 	})
 
+	// Worker services that are not warren's own, given the settings
+	// warren's processes are given, reach both servers over TLS too.
+	python, err := filepath.Abs("../../workers/python/wordcount.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []struct {
+		name, ready, typ, want string
+		command                []string
+	}{
+		{"the Python worker", "pool text consuming", "text.wordcount", `{"words":2,"lines":1,"chars":8}`,
+			[]string{"/usr/bin/python3", python}},
+		{"examples/upper", `"msg":"pool consuming"`, "text.upper", `{"text":"OVER TLS"}`, []string{exampleBinary}},
+	} {
+		t.Run(svc.name+" runs a job", func(t *testing.T) {
+			p := runProgram(t, server, svc.command[0], svc.command[1:]...)
+			p.waitLog(t, svc.ready)
+			out, errOut, code := cli(t, clientEnv, "enqueue", svc.typ, `{"text":"over tls"}`, "--wait")
+			if code != 0 || compact(t, out) != svc.want {
+				t.Fatalf("enqueue %s --wait: exit %d, stdout %q, stderr %q; want %s", svc.typ, code, out, errOut, svc.want)
+			}
+		})
+	}
+
 	t.Run("the CLI needs the CA", func(t *testing.T) {
 		_, errOut, code := cli(t, []string{"WARREN_API_URL=" + apiURL}, "queues")
 		if code != 1 || !strings.Contains(errOut, "certificate signed by unknown authority") || !strings.Contains(errOut, "api_ca_file") {
@@ -269,6 +299,21 @@ func TestTLSEverywhere(t *testing.T) {
 		p := runLogged(t, env, "worker", "sys")
 		p.waitLog(t, "certificate signed by unknown authority")
 	})
+	// The Python worker uses each setting, and names what it cannot
+	// verify in its log, without the password.
+	for name, tc := range map[string]struct{ env, want string }{
+		"wrong CA for Redis":             {"WARREN_REDIS_TLS_CA_FILE=" + other.CAFile, "certificate verify failed"},
+		"wrong server name for RabbitMQ": {"WARREN_AMQP_TLS_SERVER_NAME=rabbit.wrong.example", "rabbit.wrong.example"},
+		"wrong server name for Redis":    {"WARREN_REDIS_TLS_SERVER_NAME=redis.wrong.example", "redis.wrong.example"},
+	} {
+		t.Run("the Python worker: "+name, func(t *testing.T) {
+			p := runProgram(t, append(append([]string{}, server...), tc.env), "/usr/bin/python3", python)
+			p.waitLog(t, tc.want)
+			if strings.Contains(p.String(), "guest:guest") {
+				t.Error("the log shows the AMQP password")
+			}
+		})
+	}
 	t.Run("half a key pair for the API", func(t *testing.T) {
 		_, errOut, code := cli(t, append(append([]string{}, server...), "WARREN_API_TLS_CERT="+certs.ServerCertFile), "api")
 		if code != 1 || !strings.Contains(errOut, "api.tls_cert and api.tls_key: set both") {

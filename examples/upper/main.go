@@ -1,6 +1,7 @@
 // Command upper is a complete worker service in one file: it declares the
 // type text.upper in its own pool, "text-upper", and runs it with the same
-// settings (WARREN_* variables) as warren itself. docs/workers.md explains it.
+// settings as warren itself (warren.yaml, WARREN_* variables, TLS).
+// docs/workers.md explains it.
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
@@ -48,12 +50,32 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
-	ns := jobs.Namespace(env("WARREN_NAMESPACE", "warren"))
-	broker, err := queue.New(queue.Config{URL: env("WARREN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), Namespace: ns, Logger: log, Name: "upper"})
+	// The settings of warren's own processes: warren.yaml, then WARREN_*
+	// variables (WARREN_AMQP_URL_FILE and the like for secrets), and TLS
+	// for amqps:// and rediss:// URLs (amqp_tls, redis_tls).
+	cfg, err := config.Load("", os.Environ())
 	if err != nil {
 		return err
 	}
-	st, err := store.New(store.Config{URL: env("WARREN_REDIS_URL", "redis://127.0.0.1:6379/0"), Namespace: ns, Logger: log})
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	amqpTLS, err := cfg.AMQPTLSConfig()
+	if err != nil {
+		return err
+	}
+	redisTLS, err := cfg.RedisTLSConfig()
+	if err != nil {
+		return err
+	}
+	broker, err := queue.New(queue.Config{URL: cfg.AMQPURL, TLS: amqpTLS, Namespace: cfg.Namespace, Logger: log, Name: "upper"})
+	if err != nil {
+		return err
+	}
+	st, err := store.New(store.Config{
+		URL: cfg.RedisURL, TLS: redisTLS, Namespace: cfg.Namespace, Logger: log,
+		Retention: cfg.Store.Retention.Std(), IdempotencyWindow: cfg.Store.IdempotencyWindow.Std(),
+	})
 	if err != nil {
 		return err
 	}
@@ -63,7 +85,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer broker.Stop(context.Background())
 
-	w := workers.New(workers.Config{Logger: log, Pools: map[string]workers.PoolConfig{"text-upper": {Concurrency: 8}}}, broker, st)
+	w := workers.New(workers.Config{
+		Logger:        log,
+		Pools:         map[string]workers.PoolConfig{"text-upper": {Concurrency: 8}},
+		ShutdownGrace: cfg.Worker.ShutdownGrace.Std(),
+	}, broker, st)
 	if err := w.Handle(Upper, jobs.HandlerFunc(upper)); err != nil {
 		return err
 	}
@@ -71,13 +97,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	<-ctx.Done()
-	// Stop taking jobs, let running ones finish (30s by default), requeue the rest.
+	// Stop taking jobs, let running ones finish (worker.shutdown_grace, 30s
+	// by default), requeue the rest.
 	return w.Stop(context.Background())
-}
-
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -145,3 +145,68 @@ func TestPythonWorker(t *testing.T) {
 		}
 	})
 }
+
+// The Python worker reads its settings as the Go processes do: a URL may come
+// from a file (WARREN_*_URL_FILE), and it refuses at start, naming the
+// variables, what config.Load and Validate refuse.
+func TestPythonWorkerSettings(t *testing.T) {
+	script := requirePython(t)
+	t.Parallel()
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	url, empty := file("url", "amqp://guest:guest@127.0.0.1:5672/\n"), file("empty", "\n")
+	for name, tc := range map[string]struct {
+		env  []string
+		want string
+	}{
+		"a variable and its file": {
+			[]string{"WARREN_AMQP_URL=amqp://guest:guest@127.0.0.1:1/", "WARREN_AMQP_URL_FILE=" + url},
+			"WARREN_AMQP_URL and WARREN_AMQP_URL_FILE are both set: set one",
+		},
+		"an empty file":  {[]string{"WARREN_REDIS_URL_FILE=" + empty}, "WARREN_REDIS_URL_FILE: " + empty + " is empty"},
+		"a missing file": {[]string{"WARREN_REDIS_URL_FILE=" + dir + "/none"}, "WARREN_REDIS_URL_FILE: "},
+		"half a key pair": {
+			[]string{"WARREN_AMQP_URL_FILE=" + url, "WARREN_AMQP_TLS_CERT_FILE=" + url},
+			"WARREN_AMQP_TLS_CERT_FILE and WARREN_AMQP_TLS_KEY_FILE: set both or neither",
+		},
+		"TLS settings for amqp://": {
+			[]string{"WARREN_AMQP_URL_FILE=" + url, "WARREN_AMQP_TLS_CA_FILE=" + url},
+			"WARREN_AMQP_TLS_* is set, but WARREN_AMQP_URL is not amqps://: the connection would not use TLS",
+		},
+		"TLS settings for redis://": {
+			[]string{"WARREN_REDIS_TLS_SERVER_NAME=localhost"},
+			"WARREN_REDIS_TLS_* is set, but WARREN_REDIS_URL is not rediss://",
+		},
+		"a CA file without certificates": {
+			[]string{"WARREN_REDIS_URL=rediss://127.0.0.1:1/0", "WARREN_REDIS_TLS_CA_FILE=" + url},
+			"WARREN_REDIS_TLS_CA_FILE " + url + ":",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, python, script)
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "WARREN_") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(cmd.Env, tc.env...)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
+				t.Errorf("exit %v, output %q; want exit 2 and %q", err, out, tc.want)
+			}
+			if strings.Contains(string(out), "guest:guest") {
+				t.Errorf("the output shows the password: %q", out)
+			}
+		})
+	}
+}

@@ -18,10 +18,14 @@ Payload: {"text": string, "fail_times": integer (optional), "permanent": bool
 the first that many attempts fail with a retryable error, permanent makes the
 job fail for good at once (both for tests).
 
-Configuration (environment): WARREN_AMQP_URL, WARREN_REDIS_URL,
-WARREN_NAMESPACE (default warren), WARREN_POOL_TEXT_CONCURRENCY (default 4),
-WARREN_SHUTDOWN_GRACE (Go duration text, default 30s), WARREN_WORKER_ID
-(default <hostname>-<pid>-<8 random hex digits>: unique even for a container
+Configuration (environment): WARREN_AMQP_URL, WARREN_REDIS_URL (or
+WARREN_AMQP_URL_FILE, WARREN_REDIS_URL_FILE naming a file that holds the URL,
+as for the Go processes; not both, and not an empty file); for amqps:// and
+rediss://, WARREN_AMQP_TLS_* and WARREN_REDIS_TLS_* (CA_FILE, CERT_FILE and
+KEY_FILE, both or neither, SERVER_NAME; an error with a URL that is not
+amqps:// or rediss://); WARREN_NAMESPACE (default warren),
+WARREN_POOL_TEXT_CONCURRENCY (default 4), WARREN_SHUTDOWN_GRACE (Go duration
+text, default 30s), WARREN_WORKER_ID (default <hostname>-<pid>-<8 random hex digits>: unique even for a container
 restarted in place, which has the same host name and PID). Logs go to stderr. SIGTERM or SIGINT stops it
 cleanly (exit 0).
 
@@ -36,6 +40,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -45,6 +50,7 @@ import pika
 import pika.compat
 import pika.exceptions
 import redis
+import redis.connection
 
 TYPE_NAME = "text.wordcount"
 POOL = "text"
@@ -308,10 +314,70 @@ def wordcount(payload, attempt):
 
 # ---------------------------------------------------------------- config
 
+def env_value(env, name):
+    """The variable's value, or the contents of the file its _FILE variable
+    names (a mounted secret), trailing line breaks trimmed, as the Go
+    processes read WARREN_AMQP_URL and WARREN_REDIS_URL. Both set is an
+    error, as it is ambiguous; so is an empty file. An empty variable counts
+    as unset."""
+    path = env.get(name + "_FILE")
+    if not path:
+        return env.get(name) or ""
+    if env.get(name):
+        raise ValueError("%s and %s_FILE are both set: set one" % (name, name))
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = f.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError("%s_FILE: %s" % (name, e)) from None
+    if not value:
+        raise ValueError("%s_FILE: %s is empty" % (name, path))
+    return value
+
+
+class TLS:
+    """How a connection reaches its server over TLS, from the variables
+    prefix + CA_FILE, CERT_FILE, KEY_FILE and SERVER_NAME, checked as the Go
+    processes check amqp_tls and redis_tls. context is the connection's
+    ssl.SSLContext (the CA file's CAs, else the system's; the client
+    certificate, if any; TLS 1.2 or later; the server's name checked), or
+    None when the URL does not use TLS. server_name is the name the server's
+    certificate must bear; None means the URL's host."""
+
+    def __init__(self, env, prefix, url_name, url, scheme):
+        self.ca_file = env.get(prefix + "CA_FILE") or None
+        cert_file = env.get(prefix + "CERT_FILE") or None
+        key_file = env.get(prefix + "KEY_FILE") or None
+        self.server_name = env.get(prefix + "SERVER_NAME") or None
+        if (cert_file is None) != (key_file is None):
+            raise ValueError("%sCERT_FILE and %sKEY_FILE: set both or neither" % (prefix, prefix))
+        # The scheme alone: parsing the URL could put its password in an error.
+        uses_tls = url.lower().startswith(scheme + "://")
+        if not uses_tls:
+            if self.ca_file or cert_file or self.server_name:
+                raise ValueError("%s* is set, but %s is not %s://: the connection would not use TLS"
+                                 % (prefix, url_name, scheme))
+            self.context = None
+            return
+        try:
+            self.context = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            raise ValueError("%sCA_FILE %s: %s" % (prefix, self.ca_file, e)) from None
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cert_file:
+            try:
+                self.context.load_cert_chain(cert_file, key_file)
+            except OSError as e:
+                raise ValueError("%sCERT_FILE %s and %sKEY_FILE %s: %s"
+                                 % (prefix, cert_file, prefix, key_file, e)) from None
+
+
 class Config:
     def __init__(self, env):
-        self.amqp_url = env.get("WARREN_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/"
-        self.redis_url = env.get("WARREN_REDIS_URL") or "redis://127.0.0.1:6379/0"
+        self.amqp_url = env_value(env, "WARREN_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/"
+        self.redis_url = env_value(env, "WARREN_REDIS_URL") or "redis://127.0.0.1:6379/0"
+        self.amqp_tls = TLS(env, "WARREN_AMQP_TLS_", "WARREN_AMQP_URL", self.amqp_url, "amqps")
+        self.redis_tls = TLS(env, "WARREN_REDIS_TLS_", "WARREN_REDIS_URL", self.redis_url, "rediss")
         self.ns = env.get("WARREN_NAMESPACE") or "warren"
         if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$", self.ns):
             raise ValueError("WARREN_NAMESPACE %r: want letters, digits, '-' or '_'" % self.ns)
@@ -413,8 +479,12 @@ class Config:
 class Store:
     def __init__(self, cfg):
         self.cfg = cfg
+        tls = {}
+        if cfg.redis_tls.context is not None:
+            tls = {"connection_class": TLSConnection, "tls_context": cfg.redis_tls.context,
+                   "tls_server_name": cfg.redis_tls.server_name}
         self.rdb = redis.Redis.from_url(cfg.redis_url, socket_timeout=STORE_TIMEOUT_S,
-                                        socket_connect_timeout=STORE_TIMEOUT_S)
+                                        socket_connect_timeout=STORE_TIMEOUT_S, **tls)
         self._declare = self.rdb.register_script(DECLARE_LUA)
         self._start = self.rdb.register_script(START_LUA)
         self._finish = self.rdb.register_script(FINISH_LUA)
@@ -452,6 +522,23 @@ class Store:
         """Records how far the pool's queue has come: the latest due time of
         a job this worker started (an earlier one changes nothing)."""
         self.rdb.zadd(self.cfg.started_key(), {POOL: due_ms}, gt=True)
+
+
+class TLSConnection(redis.connection.Connection):
+    """A rediss:// connection with the worker's own ssl.SSLContext and server
+    name. redis-py's SSLConnection takes files rather than a context, checks
+    no host name unless asked (4.x) and always expects the URL's host, so a
+    server name (WARREN_REDIS_TLS_SERVER_NAME) could not be given."""
+
+    def __init__(self, tls_context=None, tls_server_name=None, **kwargs):
+        super().__init__(**kwargs)
+        self.tls_context = tls_context
+        self.tls_server_name = tls_server_name
+
+    def _connect(self):
+        # Connection._connect opens the TCP socket, as SSLConnection's does.
+        sock = super()._connect()
+        return self.tls_context.wrap_socket(sock, server_hostname=self.tls_server_name or self.host)
 
 
 # ---------------------------------------------------------------- AMQP
@@ -493,6 +580,8 @@ class Session:
         self.cfg = cfg
         self.thread = threading.current_thread()
         params = pika.URLParameters(cfg.amqp_url)
+        if cfg.amqp_tls.context is not None:
+            params.ssl_options = pika.SSLOptions(cfg.amqp_tls.context, cfg.amqp_tls.server_name or params.host)
         params.client_properties = {"connection_name": "wordcount-" + cfg.worker_id}
         params.heartbeat = 10
         params.blocked_connection_timeout = 30
