@@ -10,17 +10,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 )
 
 // Schema is a compiled payload schema.
 type Schema struct {
-	s *jsonschema.Schema
+	s     *jsonschema.Schema
+	index map[string]*jsonschema.Schema // every subschema by its location
 }
 
 // Compile compiles a JSON Schema (draft 2020-12 unless it names another).
@@ -41,14 +40,16 @@ func Compile(name string, raw json.RawMessage) (*Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema of %s: %w", name, err)
 	}
-	return &Schema{s: s}, nil
+	return &Schema{s: s, index: indexSchemas(s)}, nil
 }
 
 // FieldError says which part of a payload breaks its schema.
 type FieldError struct {
 	// Field is the path of the offending value, such as "payload.url".
 	Field string
-	// Message says what is wrong, starting with the path.
+	// Message says what is wrong, as sentences that start with the path
+	// of the value they are about (the first with Field), such as
+	// "payload.target: send either url (a string) or queue (an object)".
 	Message string
 }
 
@@ -57,8 +58,9 @@ func (e *FieldError) Error() string { return e.Message }
 var printer = message.NewPrinter(language.English)
 
 // Validate checks a JSON payload. It returns a *FieldError naming the first
-// field at fault (paths start with "payload"), or another error when the
-// payload is not JSON.
+// field at fault (paths start with "payload") and saying, in up to three
+// sentences, what is wrong and what to send instead (explain.go), or
+// another error when the payload is not JSON.
 func (s *Schema) Validate(payload []byte) error {
 	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
 	if err != nil {
@@ -69,22 +71,5 @@ func (s *Schema) Validate(payload []byte) error {
 	if err == nil || !errors.As(err, &ve) {
 		return err
 	}
-	leaf := ve
-	for len(leaf.Causes) > 0 {
-		leaf = leaf.Causes[0]
-	}
-	path := append([]string{"payload"}, leaf.InstanceLocation...)
-	// For a missing or unexpected property, name the property itself.
-	switch k := leaf.ErrorKind.(type) {
-	case *kind.Required:
-		if len(k.Missing) == 1 {
-			path = append(path, k.Missing[0])
-		}
-	case *kind.AdditionalProperties:
-		if len(k.Properties) == 1 {
-			path = append(path, k.Properties[0])
-		}
-	}
-	field := strings.Join(path, ".")
-	return &FieldError{Field: field, Message: field + ": " + leaf.ErrorKind.LocalizedString(printer)}
+	return s.explain(ve)
 }

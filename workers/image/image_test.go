@@ -455,9 +455,9 @@ func TestSchemas(t *testing.T) {
 		{`{"data":"aGVsbG8=","width":100,"height":50,"fit":"cover","quality":40}`, true, false, "payload.fit"},
 		{`{"data":"aGVsbG8=","width":100,"height":50,"fit":"inside"}`, true, false, "payload.fit"},
 		{`{"data":"aGVsbG8=","width":100,"height":50,"format":"jpeg","quality":100}`, true, true, ""},
-		{`{"width":100}`, false, false, "payload.url"},
+		{`{"width":100}`, false, false, "payload"}, // url or data: the choice is the payload's
 		{`{"url":"https://example.com/a.jpg","data":"aGVsbG8=","width":100}`, false, false, "payload"},
-		{`{"url":"https://example.com/a.jpg"}`, false, false, "payload.width"},
+		{`{"url":"https://example.com/a.jpg"}`, false, false, "payload"}, // width, height or both
 		{`{"url":"ftp://example.com/a.jpg","width":100}`, false, false, "payload.url"},
 		{`{"url":"file:///etc/passwd","width":100}`, false, false, "payload.url"},
 		{`{"url":"https://example.com/a.jpg","width":0}`, false, false, "payload.width"},

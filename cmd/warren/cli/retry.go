@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warrenhq/warren/client"
+	"github.com/warrenhq/warren/jobs"
+)
+
+// jobRetryOptions are the inputs of `warren job retry`.
+type jobRetryOptions struct {
+	IDs []string
+}
+
+// Validate reports what is wrong with the options, if anything.
+func (o *jobRetryOptions) Validate() error {
+	for _, id := range o.IDs {
+		if err := checkJobID(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *app) jobRetryCmd() *cobra.Command {
+	var o jobRetryOptions
+	return &cobra.Command{
+		Use:   "retry ID...",
+		Short: "Run failed or canceled jobs again",
+		Long: `Run each job named again, in turn, from its first attempt, and print
+"ID queued" for each (with -o json or -o yaml, the retried jobs as a list).
+The job keeps its id, payload and settings; its error and result are
+cleared, and its attempts start again from 1.
+
+Only a job that failed or was canceled can be retried. Any other is
+reported on standard error as "ID: STATUS, not failed or canceled" (an
+unknown id as "ID: no such job"), and the other jobs are still retried.
+
+Exit status: 0 if every job named was retried, 1 otherwise.`,
+		Example: `  # A job canceled before it ran, run after all (now, whatever its delay was)
+  id=$(warren enqueue sys.echo '{"message":"later"}' --delay 1h)
+  warren job cancel "$id"
+  warren job retry "$id"
+  warren job wait "$id"
+
+  # Every job that failed for good, once its cause is fixed
+  warren job retry ID1 ID2 ID3 -o json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("retry needs at least one job id, such as: warren job retry 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.IDs = uniq(args)
+			format, c, err := a.prepare(cmd, &o)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			retried := []*jobs.Job{} // [] rather than null in JSON
+			refused := false
+			for _, id := range o.IDs {
+				j, err := c.Retry(ctx, id, nil)
+				var ae *client.APIError
+				switch {
+				case err == nil:
+					retried = append(retried, j)
+					if !isData(format) {
+						fmt.Fprintf(a.out, "%s %s\n", j.ID, j.Status)
+					}
+					continue
+				case client.IsConflict(err):
+					refused = true
+					fmt.Fprintf(a.errOut, "%s: %s\n", id, notRetryableText(ctx, c, id, err))
+					continue
+				case client.IsNotFound(err):
+					refused = true
+					fmt.Fprintf(a.errOut, "%s: no such job\n", id)
+					continue
+				case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
+					// A key limited to job types may retry some of them.
+					refused = true
+					fmt.Fprintf(a.errOut, "%s: %s\n", id, ae.Message)
+					continue
+				}
+				// Anything else (an unreachable API, a broker away) would
+				// befall the other jobs too: stop, after saying what was done.
+				if isData(format) {
+					_ = writeData(a.out, format, retried)
+				}
+				return apiError(err)
+			}
+			if isData(format) {
+				if err := writeData(a.out, format, retried); err != nil {
+					return err
+				}
+			}
+			if refused {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+}
+
+// notRetryableText says why a job could not be retried: its status, read
+// from the job, or the API's own message if the job cannot be read.
+func notRetryableText(ctx context.Context, c *client.Client, id string, conflict error) string {
+	if j, err := c.Get(ctx, id); err == nil && j.Status != jobs.StatusFailed && j.Status != jobs.StatusCanceled {
+		return string(j.Status) + ", not failed or canceled"
+	}
+	var ae *client.APIError
+	if errors.As(conflict, &ae) && ae.Message != "" {
+		return ae.Message
+	}
+	return conflict.Error()
+}
