@@ -204,8 +204,8 @@ func TestRejectedRequestsWriteAndPublishNothing(t *testing.T) {
 			}
 		})
 	}
-	if r := do(t, "DELETE", f.url+"/v1/jobs", nil, ""); r.header.Get("Allow") != "POST" {
-		t.Errorf("405 Allow header %q, want POST", r.header.Get("Allow"))
+	if r := do(t, "DELETE", f.url+"/v1/jobs", nil, ""); r.header.Get("Allow") != "GET, POST" {
+		t.Errorf("405 Allow header %q, want GET, POST", r.header.Get("Allow"))
 	}
 	if keys := f.env.JobKeys(t); len(keys) != 0 {
 		t.Errorf("rejected requests wrote records: %v", keys)
@@ -525,10 +525,11 @@ func TestHealthAndOpenAPI(t *testing.T) {
 	}
 	// Every route the server answers is documented, and nothing more.
 	want := map[string][]string{
-		"/v1/jobs": {"post"}, "/v1/jobs/batch": {"post"}, "/v1/jobs/{id}": {"get"},
-		"/v1/jobs/{id}/cancel": {"post"}, "/v1/jobs/{id}/artifact": {"get"},
-		"/v1/dead": {"delete", "get"}, "/v1/dead/replay": {"post"}, "/v1/queues": {"get"},
+		"/v1/jobs": {"get", "post"}, "/v1/jobs/batch": {"post"}, "/v1/jobs/{id}": {"get"},
+		"/v1/jobs/{id}/cancel": {"post"}, "/v1/jobs/{id}/retry": {"post"}, "/v1/jobs/{id}/artifact": {"get"},
+		"/v1/dead": {"delete", "get"}, "/v1/dead/replay": {"post"}, "/v1/queues": {"get"}, "/v1/types": {"get"},
 		"/healthz": {"get"}, "/readyz": {"get"}, "/openapi.json": {"get"}, "/metrics": {"get"},
+		"/v1/queues/{pool}/pause": {"post"}, "/v1/queues/{pool}/resume": {"post"}, "/v1/workers": {"get"},
 	}
 	got := map[string][]string{}
 	for p, ops := range spec.Paths {

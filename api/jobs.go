@@ -465,6 +465,8 @@ func (s *Server) accept(ctx context.Context, js []*jobs.Job, traceparent string)
 		}
 		return nil, err
 	}
+	ctx, traceparent, span := s.startPublish(ctx, traceparent, len(js))
+	defer span.End()
 	var (
 		fresh []*jobs.Job
 		msgs  []queue.Message
@@ -492,6 +494,7 @@ func (s *Server) accept(ctx context.Context, js []*jobs.Job, traceparent string)
 		return out, nil
 	}
 	errs, err := s.broker.Publish(ctx, msgs)
+	endPublish(span, err, errs)
 	cleanup := context.WithoutCancel(ctx)
 	if err != nil {
 		if derr := s.store.Discard(cleanup, fresh); derr != nil {
@@ -504,6 +507,7 @@ func (s *Server) accept(ctx context.Context, js []*jobs.Job, traceparent string)
 		i := index[k]
 		if perr == nil {
 			out[i].job = fresh[k]
+			s.countSubmitted(fresh[k])
 			continue
 		}
 		failed = append(failed, fresh[k])

@@ -27,7 +27,7 @@ func (s *Server) startMetrics() (*metricsServer, error) {
 		return nil, fmt.Errorf("api: listen for metrics: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", s.metrics.Handler(s.cfg.Collectors...))
+	mux.Handle("GET /metrics", s.metrics.Handler(s.moreCollectors()...))
 	m := &metricsServer{
 		srv: &http.Server{
 			Handler:           mux,

@@ -32,6 +32,26 @@ type queueEntry struct {
 	// again in the last hour because their messages were lost.
 	RescuedLastHour int            `json:"rescued_last_hour"`
 	Replicas        *replicasEntry `json:"replicas,omitempty"`
+	// Paused says the pool's workers take no new jobs (POST
+	// /v1/queues/{pool}/pause), since PausedAt, by PausedBy.
+	Paused   bool       `json:"paused"`
+	PausedAt *time.Time `json:"paused_at,omitempty"`
+	PausedBy string     `json:"paused_by,omitempty"`
+	// The pool's jobs by recorded status, from its job lists.
+	Scheduled int `json:"scheduled"`
+	Running   int `json:"running"`
+	Retrying  int `json:"retrying"`
+	// Outcomes over the last hour, in all and per minute (oldest first).
+	SucceededLastHour int           `json:"succeeded_last_hour"`
+	FailedLastHour    int           `json:"failed_last_hour"`
+	PerMinute         []minuteEntry `json:"per_minute"`
+}
+
+// minuteEntry is one minute's outcomes of a pool.
+type minuteEntry struct {
+	Minute    time.Time `json:"minute"`
+	Succeeded int       `json:"succeeded"`
+	Failed    int       `json:"failed"`
 }
 
 // replicasEntry is an autoscaler's latest word on a pool.
@@ -99,6 +119,14 @@ func (s *Server) queues(ctx context.Context) ([]queueEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	paused, err := s.store.Paused(ctx)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := s.store.Counts(ctx, pools, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
 	entries := []queueEntry{}
 	for _, m := range s.metrics.Measure(ctx, pools) {
 		if m.Err != nil {
@@ -115,8 +143,18 @@ func (s *Server) queues(ctx context.Context) ([]queueEntry, error) {
 			Dead:             *m.Dead,
 			RescuedLastHour:  rescued[m.Pool],
 		}
+		c := counts[m.Pool]
+		e.Scheduled, e.Running, e.Retrying = c.Scheduled, c.Running, c.Retrying
+		e.SucceededLastHour, e.FailedLastHour = c.SucceededLastHour, c.FailedLastHour
+		e.PerMinute = make([]minuteEntry, len(c.PerMinute))
+		for i, mc := range c.PerMinute {
+			e.PerMinute[i] = minuteEntry{Minute: mc.Minute, Succeeded: mc.Succeeded, Failed: mc.Failed}
+		}
 		if r, ok := replicas[m.Pool]; ok {
 			e.Replicas = &replicasEntry{Current: r.Current, Desired: r.Desired, Reason: r.Reason, At: r.At}
+		}
+		if p, ok := paused[m.Pool]; ok {
+			e.Paused, e.PausedAt, e.PausedBy = true, timeOrNil(p.At), p.By
 		}
 		entries = append(entries, e)
 	}

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/jobs"
@@ -77,6 +78,12 @@ type Config struct {
 	InsecureNoAuth bool
 	// MetricsAddr, when set, also serves GET /metrics there, without keys.
 	MetricsAddr string
+	// TracerProvider, if set, traces each submission: a server span for
+	// the request (the child of its traceparent, if any) and a producer
+	// span for the publish, whose traceparent the jobs' messages carry to
+	// the worker. Nil means no spans, and the request's traceparent goes on
+	// the messages as it came.
+	TracerProvider trace.TracerProvider
 	// AllowedHosts are Host header values answered besides addresses and
 	// loopback names ("*": any). They are checked only where set, or where
 	// the API runs without keys.
@@ -151,13 +158,20 @@ type Store interface {
 	NewNotifier(on store.Handlers) *store.Notifier
 	Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error)
 	Revive(ctx context.Context, j *jobs.Job) (bool, error)
+	Retry(ctx context.Context, id, token string, publish func(context.Context, *jobs.Job) error) (store.Retried, error)
 	Alive(ctx context.Context, worker string) (bool, error)
 	Artifact(ctx context.Context, id string) (jobs.Artifact, error)
 	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
 	OldestWaiting(ctx context.Context, pool string) (time.Duration, error)
 	Replicas(ctx context.Context) (map[string]store.Replicas, error)
 	Rescued(ctx context.Context, pools []string, now time.Time) (map[string]int, error)
+	Counts(ctx context.Context, pools []string, now time.Time) (map[string]store.Counts, error)
+	List(ctx context.Context, q store.Query) (store.Page, error)
 	Take(ctx context.Context, name string, requests, jobs store.Rate, n int) (store.Allowance, error)
+	Workers(ctx context.Context) ([]store.WorkerInfo, error)
+	Paused(ctx context.Context) (map[string]store.Pause, error)
+	PausePool(ctx context.Context, pool, by string) (store.Pause, bool, error)
+	ResumePool(ctx context.Context, pool string) (bool, error)
 }
 
 var (
@@ -174,6 +188,7 @@ type Server struct {
 	types    *types
 	decode   *decoder
 	metrics  *metrics.Collector
+	obs      instruments
 	log      *slog.Logger
 	auditLog *slog.Logger
 	handler  http.Handler
@@ -207,6 +222,7 @@ func New(cfg Config, b Broker, st Store) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	s.obs = newInstruments(cfg, b.Namespace())
 	s.handler = s.routes()
 	return s, nil
 }
@@ -217,16 +233,22 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/jobs", s.need(apikey.Submit, s.submit))
-	mux.Handle("POST /v1/jobs/batch", s.need(apikey.Submit, s.submitBatch))
+	mux.Handle("POST /v1/jobs", s.traced("POST /v1/jobs", s.need(apikey.Submit, s.submit)))
+	mux.Handle("POST /v1/jobs/batch", s.traced("POST /v1/jobs/batch", s.need(apikey.Submit, s.submitBatch)))
+	mux.Handle("GET /v1/jobs", s.need(apikey.Read, s.listJobs))
 	mux.Handle("GET /v1/jobs/{id}", s.need(apikey.Read, s.getJob))
 	mux.Handle("POST /v1/jobs/{id}/cancel", s.need(apikey.Admin, s.cancelJob))
+	mux.Handle("POST /v1/jobs/{id}/retry", s.need(apikey.Admin, s.retryJob))
 	mux.Handle("GET /v1/jobs/{id}/artifact", s.need(apikey.Read, s.artifact))
 	mux.Handle("GET /v1/dead", s.need(apikey.Admin, s.listDead))
 	mux.Handle("POST /v1/dead/replay", s.need(apikey.Admin, s.replayDead))
 	mux.Handle("DELETE /v1/dead", s.need(apikey.Admin, s.purgeDead))
 	mux.Handle("GET /v1/queues", s.need(apikey.Read, s.listQueues))
-	mux.Handle("GET /metrics", s.need(apikey.Read, s.metrics.Handler(s.cfg.Collectors...).ServeHTTP))
+	mux.Handle("POST /v1/queues/{pool}/pause", s.need(apikey.Admin, s.pausePool))
+	mux.Handle("POST /v1/queues/{pool}/resume", s.need(apikey.Admin, s.resumePool))
+	mux.Handle("GET /v1/workers", s.need(apikey.Read, s.listWorkers))
+	mux.Handle("GET /v1/types", s.need(apikey.Read, s.listTypes))
+	mux.Handle("GET /metrics", s.need(apikey.Read, s.metrics.Handler(s.moreCollectors()...).ServeHTTP))
 	// Probes and the API's description are open to all.
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)

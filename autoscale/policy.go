@@ -79,6 +79,10 @@ type Observation struct {
 	// has ever run, so its job types are unknown and its jobs refused. A
 	// pool at zero then starts one worker to declare them.
 	Undeclared bool
+	// Paused says the pool is paused: its workers take no new jobs, so its
+	// backlog is no reason to grow, and the pool keeps its size until it
+	// is resumed (its running jobs finish meanwhile).
+	Paused bool
 }
 
 // Decision is a scaling decision with what led to it, for logs and
@@ -165,6 +169,9 @@ func (s *Scaler) recommend(current int, obs Observation) (int, string) {
 	reason := fmt.Sprintf("backlog %d at %d per replica", obs.Backlog, target)
 	if current == 0 && obs.Undeclared && s.p.Max > 0 {
 		return 1, "the pool's queue is not declared yet; one worker declares it and its job types"
+	}
+	if obs.Paused {
+		return current, fmt.Sprintf("the pool is paused; its backlog of %d waits, and its size stays", obs.Backlog)
 	}
 	if current == 0 {
 		// From zero, as KEDA does: nothing starts until the backlog passes

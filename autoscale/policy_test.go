@@ -16,6 +16,7 @@ type step struct {
 	backlog    int
 	age        time.Duration
 	undeclared bool
+	paused     bool
 }
 
 func run(t *testing.T, p autoscale.Policy, start int, steps []step) []int {
@@ -28,7 +29,7 @@ func run(t *testing.T, p autoscale.Policy, start int, steps []step) []int {
 	current := start
 	var sizes []int
 	for _, st := range steps {
-		d := s.Decide(t0.Add(time.Duration(st.at)*time.Second), current, autoscale.Observation{Backlog: st.backlog, OldestAge: st.age, Undeclared: st.undeclared})
+		d := s.Decide(t0.Add(time.Duration(st.at)*time.Second), current, autoscale.Observation{Backlog: st.backlog, OldestAge: st.age, Undeclared: st.undeclared, Paused: st.paused})
 		if d.Reason == "" {
 			t.Errorf("decision without a reason: %+v", d)
 		}
@@ -122,6 +123,20 @@ func TestDecisions(t *testing.T) {
 			policy: autoscale.Policy{Min: 0, Max: 3, TargetBacklog: 10, ScaleDownWindow: 10 * time.Second}, start: 0,
 			steps: []step{{at: 0, undeclared: true}, {at: 5}, {at: 10}, {at: 15}},
 			want:  []int{1, 1, 0, 0},
+		},
+		{
+			name:   "a paused pool does not grow for its backlog, nor wake from zero, and grows once resumed",
+			policy: autoscale.Policy{Min: 0, Max: 10, TargetBacklog: 10, TargetAge: time.Second, ScaleDownWindow: -1}, start: 2,
+			steps: []step{
+				{at: 0, backlog: 500, age: time.Hour, paused: true}, {at: 5, backlog: 500, paused: true}, {at: 10, backlog: 500},
+			},
+			want: []int{2, 2, 10},
+		},
+		{
+			name:   "a paused pool at zero stays there",
+			policy: autoscale.Policy{Min: 0, Max: 10, TargetBacklog: 10}, start: 0,
+			steps: []step{{at: 0, backlog: 500, paused: true}, {at: 5, backlog: 500, paused: true}},
+			want:  []int{0, 0},
 		},
 		{
 			name:   "an undeclared queue does not grow a running pool",

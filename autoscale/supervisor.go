@@ -55,6 +55,16 @@ type SupervisorConfig struct {
 	// Stdout and Stderr receive the workers' output; nil means the
 	// supervisor's own.
 	Stdout, Stderr *os.File
+	// SocketDir, if set with HealthAddrEnv, is a private directory (the
+	// caller's to make and remove) in which each worker process gets a
+	// Unix socket of its own to serve /metrics, /healthz and /readyz on:
+	// the supervisor sets HealthAddrEnv to "unix:DIR/N.sock" in its
+	// environment, and Processes lists the addresses. Empty means none.
+	// Its path must leave room for the names: see MaxSocketPath.
+	SocketDir string
+	// HealthAddrEnv is the environment variable that tells a worker
+	// process where to serve, such as WARREN_HEALTH_ADDR.
+	HealthAddrEnv string
 }
 
 // PoolStatus is what the supervisor last did for a pool.
@@ -88,6 +98,8 @@ type Supervisor struct {
 
 	mu     sync.Mutex
 	status map[string]PoolStatus
+	procs  map[*process]Process // the processes running, for Processes
+	seq    int                  // numbers the processes' sockets
 }
 
 // NewSupervisor checks cfg and returns a Supervisor.
@@ -114,7 +126,7 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	cfg.RestartMax = cmp.Or(cfg.RestartMax, 30*time.Second)
 	cfg.Stdout = cmp.Or(cfg.Stdout, os.Stdout)
 	cfg.Stderr = cmp.Or(cfg.Stderr, os.Stderr)
-	s := &Supervisor{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), status: map[string]PoolStatus{}}
+	s := &Supervisor{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), status: map[string]PoolStatus{}, procs: map[*process]Process{}}
 	for _, p := range cfg.Pools {
 		s.status[p.Name] = PoolStatus{Pool: p.Name, Min: p.Policy.Min, Max: p.Policy.Max, Interval: p.Policy.Interval}
 	}
@@ -309,7 +321,8 @@ func (r *poolRunner) publish() {
 
 func (r *poolRunner) start() error {
 	cmd := exec.Command(r.spec.Command[0], r.spec.Command[1:]...)
-	cmd.Env = r.spec.Env
+	var healthAddr string
+	cmd.Env, healthAddr = r.s.childEnv(r.spec.Env)
 	cmd.Stdout, cmd.Stderr = r.s.cfg.Stdout, r.s.cfg.Stderr
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
@@ -317,6 +330,7 @@ func (r *poolRunner) start() error {
 	}
 	p := &process{cmd: cmd, started: time.Now(), done: make(chan struct{})}
 	r.procs = append(r.procs, p)
+	r.s.track(r.spec.Name, p, healthAddr)
 	r.log.Info("started worker process", "pid", cmd.Process.Pid)
 	go func() {
 		p.err = cmd.Wait()
@@ -328,6 +342,7 @@ func (r *poolRunner) start() error {
 
 func (r *poolRunner) stop(p *process) {
 	p.stopping = true
+	r.s.stopping(p)
 	r.log.Info("stopping worker process", "pid", p.cmd.Process.Pid)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	go func() {
@@ -342,6 +357,7 @@ func (r *poolRunner) stop(p *process) {
 // exited removes an exited process; one not told to stop crashed.
 func (r *poolRunner) exited(p *process) {
 	r.procs = slices.DeleteFunc(r.procs, func(q *process) bool { return q == p })
+	r.s.untrack(p)
 	if p.stopping {
 		r.log.Info("worker process stopped", "pid", p.cmd.Process.Pid, "exit", exitText(p.err))
 		r.publish()
@@ -372,6 +388,7 @@ func (r *poolRunner) stopAll() {
 	for len(r.procs) > 0 {
 		p := <-r.exits
 		r.procs = slices.DeleteFunc(r.procs, func(q *process) bool { return q == p })
+		r.s.untrack(p)
 		r.log.Info("worker process stopped", "pid", p.cmd.Process.Pid, "exit", exitText(p.err))
 	}
 	r.publish()

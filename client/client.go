@@ -1,7 +1,7 @@
 // Package client is a Go client of warren's HTTP API (v1): submit jobs one at
 // a time or in batches, now or later, read a job, wait for it to finish or
-// cancel it, list, replay or purge a pool's dead letters, and see each pool's
-// queue.
+// cancel it, list, replay or purge a pool's dead letters, see each pool's
+// queue, and list the declared job types.
 //
 // The API returns jobs as jobs.Job, so a job read here is the same value a
 // handler received and the store records. Errors the API reports arrive as
@@ -163,11 +163,22 @@ type BatchResult struct {
 // reports only a failure of the whole request. An empty batch returns
 // nothing and sends nothing.
 func (c *Client) EnqueueBatch(ctx context.Context, reqs []JobRequest) ([]BatchResult, error) {
+	return enqueueBatch(ctx, c, reqs)
+}
+
+// EnqueueBatchJSON is EnqueueBatch for job requests already in JSON, each an
+// object of the form POST /v1/jobs takes, sent as they are: the API checks
+// each one, and refuses those it cannot read in their results.
+func (c *Client) EnqueueBatchJSON(ctx context.Context, reqs []json.RawMessage) ([]BatchResult, error) {
+	return enqueueBatch(ctx, c, reqs)
+}
+
+func enqueueBatch[R JobRequest | json.RawMessage](ctx context.Context, c *Client, reqs []R) ([]BatchResult, error) {
 	if len(reqs) == 0 {
 		return nil, nil
 	}
 	body := struct {
-		Jobs []JobRequest `json:"jobs"`
+		Jobs []R `json:"jobs"`
 	}{reqs}
 	var resp struct {
 		Jobs []BatchResult `json:"jobs"`
@@ -400,6 +411,83 @@ type Queue struct {
 	// Replicas is the pool's autoscaler's latest word; nil when no
 	// autoscaler reported on the pool recently.
 	Replicas *Replicas `json:"replicas,omitempty"`
+	// Paused says the pool's workers take no new jobs (PausePool), since
+	// PausedAt, by PausedBy (the name of the API key, if any).
+	Paused   bool       `json:"paused"`
+	PausedAt *time.Time `json:"paused_at,omitempty"`
+	PausedBy string     `json:"paused_by,omitempty"`
+	// Scheduled, Running and Retrying count the pool's jobs by status.
+	Scheduled int `json:"scheduled"`
+	Running   int `json:"running"`
+	Retrying  int `json:"retrying"`
+	// SucceededLastHour and FailedLastHour count the pool's outcomes over
+	// the last hour; PerMinute has them minute by minute, oldest first.
+	SucceededLastHour int           `json:"succeeded_last_hour"`
+	FailedLastHour    int           `json:"failed_last_hour"`
+	PerMinute         []MinuteCount `json:"per_minute,omitempty"`
+}
+
+// MinuteCount is one minute's outcomes of a pool.
+type MinuteCount struct {
+	Minute    time.Time `json:"minute"`
+	Succeeded int       `json:"succeeded"`
+	Failed    int       `json:"failed"`
+}
+
+// JobQuery filters a listing of jobs (GET /v1/jobs). Zero fields do not
+// filter.
+type JobQuery struct {
+	Status jobs.Status
+	Type   string
+	Pool   string
+	// Meta holds labels the jobs must all carry.
+	Meta map[string]string
+	// Since and Until bound the jobs' creation time.
+	Since, Until time.Time
+	// Limit is the most jobs of a page (the API allows 1000); zero means
+	// the API's default, 100.
+	Limit int
+	// Cursor continues a listing: the NextCursor of the previous page.
+	Cursor string
+}
+
+// JobPage is one page of a listing, newest job first.
+type JobPage struct {
+	Jobs []*jobs.Job `json:"jobs"`
+	// NextCursor continues the listing; empty at its end. A page may hold
+	// fewer jobs than asked for and still go on.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// List returns a page of the jobs q asks for, newest first.
+func (c *Client) List(ctx context.Context, q JobQuery) (*JobPage, error) {
+	v := url.Values{}
+	set := func(k, val string) {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	set("status", string(q.Status))
+	set("type", q.Type)
+	set("pool", q.Pool)
+	for k, val := range q.Meta {
+		v.Set("meta."+k, val)
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.Format(time.RFC3339Nano))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	set("cursor", q.Cursor)
+	var page JobPage
+	if _, err := c.do(ctx, http.MethodGet, "/v1/jobs", v, nil, &page); err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	return &page, nil
 }
 
 // OldestAge is OldestAgeSeconds as a duration.
@@ -431,6 +519,18 @@ func (c *Client) Queues(ctx context.Context) ([]Queue, error) {
 	return r.Queues, nil
 }
 
+// Types returns the job types declared to the API that the client's key may
+// submit, sorted by name, with their pools, defaults and payload schemas.
+func (c *Client) Types(ctx context.Context) ([]jobs.Type, error) {
+	var r struct {
+		Types []jobs.Type `json:"types"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/v1/types", nil, nil, &r); err != nil {
+		return nil, fmt.Errorf("list types: %w", err)
+	}
+	return r.Types, nil
+}
+
 func (c *Client) get(ctx context.Context, id string, wait time.Duration) (*jobs.Job, error) {
 	if id == "" {
 		return nil, errors.New("job id is empty")
@@ -458,38 +558,66 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		body = bytes.NewReader(b)
 	}
-	u := c.baseURL + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return 0, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "warren-go-client")
-	if c.apiKey != "" {
-		req.Header.Set("Authorization", "Bearer "+c.apiKey)
-	}
+	var header http.Header
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		header = http.Header{"Content-Type": {"application/json"}}
 	}
-	resp, err := c.hc.Do(req)
+	return c.doHeader(ctx, method, path, query, header, body, out)
+}
+
+// doHeader is do with a body already encoded and more request headers.
+func (c *Client) doHeader(ctx context.Context, method, path string, query url.Values, header http.Header, body io.Reader, out any) (int, error) {
+	resp, err := c.send(ctx, method, path, query, header, body)
 	if err != nil {
-		return 0, c.transportError(ctx, err)
+		var ae *APIError
+		if errors.As(err, &ae) {
+			return ae.Status, err
+		}
+		return 0, err
 	}
 	defer func() {
 		// Drain what is left so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 	}()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, readAPIError(resp)
-	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return resp.StatusCode, fmt.Errorf("decode %d response from %s: %w", resp.StatusCode, u, err)
+		return resp.StatusCode, fmt.Errorf("decode %d response from %s: %w", resp.StatusCode, resp.Request.URL, err)
 	}
 	return resp.StatusCode, nil
+}
+
+// send sends one request with the headers every request carries, and
+// header. It returns the response to a 2xx status, whose body the caller
+// reads and closes; an *APIError for an error status; or an
+// *UnreachableError.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, header http.Header, body io.Reader) (*http.Response, error) {
+	u := c.baseURL + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
+	req.Header.Set("User-Agent", "warren-go-client")
+	if c.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.transportError(ctx, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		return nil, readAPIError(resp)
+	}
+	return resp, nil
 }
 
 // transportError turns a failure to reach the API into an *UnreachableError,
@@ -517,6 +645,10 @@ type APIError struct {
 	Message string `json:"message"`
 	// Field names the request field at fault, such as "payload.url", if any.
 	Field string `json:"field,omitempty"`
+	// RetryAfter is how long the API asked the client to wait before trying
+	// again (its Retry-After header, on a 429 or 503); zero if it did not
+	// say.
+	RetryAfter time.Duration `json:"-"`
 }
 
 // Error returns the error as one line, such as
@@ -563,15 +695,32 @@ func readAPIError(resp *http.Response) *APIError {
 	}
 	if err := json.Unmarshal(b, &env); err == nil && env.Error != nil && (env.Error.Code != "" || env.Error.Message != "") {
 		env.Error.Status = resp.StatusCode
+		env.Error.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return env.Error
 	}
-	e := &APIError{Status: resp.StatusCode}
+	e := &APIError{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	// An HTML page (a proxy's error page, say) says nothing the status
 	// does not; plain text usually does.
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		e.Message = oneLine(string(b), 200)
 	}
 	return e
+}
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date (counted
+// from now). Zero for none, or for one that cannot be read.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(n, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // oneLine collapses s's whitespace into single spaces and cuts it to at most

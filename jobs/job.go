@@ -14,8 +14,9 @@ import (
 type Status string
 
 // The states of a job. A job moves forward only: once terminal, no outcome
-// changes it; the one way back is deliberate, a replay of its dead letter,
-// which makes a failed job queued again.
+// changes it; the ways back are deliberate: a replay of its dead letter,
+// which makes a failed job queued again, and a retry by id
+// (POST /v1/jobs/{id}/retry), which does that to a failed or canceled one.
 const (
 	// StatusScheduled is a job waiting for its run time (delayed jobs).
 	StatusScheduled Status = "scheduled"
@@ -32,6 +33,9 @@ const (
 	// StatusCanceled is a job that was canceled. Terminal.
 	StatusCanceled Status = "canceled"
 )
+
+// Statuses are the statuses there are, in the order a job goes through them.
+var Statuses = []Status{StatusScheduled, StatusQueued, StatusRunning, StatusRetrying, StatusSucceeded, StatusFailed, StatusCanceled}
 
 // Terminal reports whether s is a final state.
 func (s Status) Terminal() bool {
@@ -99,6 +103,9 @@ type Job struct {
 	Progress *Progress `json:"progress,omitempty"`
 	// Worker identifies the process that ran the last attempt.
 	Worker string `json:"worker,omitempty"`
+	// Attempts is the job's history: each attempt that ended, oldest
+	// first, and the running one last.
+	Attempts []Attempt `json:"attempts,omitempty"`
 	// IdempotencyKey is the submitter's key for deduplicating submissions.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// SubmittedBy is the name of the API key that submitted the job (never
@@ -128,6 +135,28 @@ type Error struct {
 	Message string `json:"message"`
 	// Retryable says whether warren will run the job again.
 	Retryable bool `json:"retryable"`
+	// Stack is where a handler panicked, trimmed to MaxStack bytes; empty
+	// for other failures.
+	Stack string `json:"stack,omitempty"`
+}
+
+// MaxStack bounds the stack an Error keeps of a panic.
+const MaxStack = 4096
+
+// Attempt is one run of a job.
+type Attempt struct {
+	// Attempt is the attempt's number, 1-based.
+	Attempt int `json:"attempt"`
+	// Worker identifies the process that ran it.
+	Worker    string     `json:"worker,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	// Outcome is how it ended: succeeded, failed, canceled, interrupted
+	// (its worker shut down; the attempt did not count), lost (its worker
+	// vanished), or running while it runs.
+	Outcome string `json:"outcome"`
+	// Error is why it failed, if it did.
+	Error *Error `json:"error,omitempty"`
 }
 
 // Progress is how far a running job says it has come.

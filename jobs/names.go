@@ -65,6 +65,17 @@ func (ns Namespace) ArtifactKey(id string) string { return string(ns) + ":artifa
 // expiry (its lease); a running job whose worker's key is gone was lost.
 func (ns Namespace) WorkerKey(worker string) string { return string(ns) + ":worker:" + worker }
 
+// WorkersKey is the Redis sorted set of the worker processes that keep a
+// lease: member = worker id, score = when its lease lapses unless renewed
+// (Unix ms). Each renewal of a lease adds to it, so the live workers are
+// listed without a scan of the keyspace.
+func (ns Namespace) WorkersKey() string { return string(ns) + ":workers" }
+
+// PausedKey is the Redis hash of the paused pools: field = pool, value =
+// when and by whom it was paused, as JSON. A pool's workers take no new
+// jobs while it has an entry.
+func (ns Namespace) PausedKey() string { return string(ns) + ":paused" }
+
 // WaitingKey is the Redis sorted set of a pool's waiting jobs: member = job
 // id, score = the Unix time in milliseconds at which the job became or
 // becomes runnable. RabbitMQ cannot tell how long a queue's oldest message
@@ -101,8 +112,9 @@ func (ns Namespace) RescuerKey() string { return string(ns) + ":rescuer" }
 func (ns Namespace) AutoscaleKey() string { return string(ns) + ":autoscale" }
 
 // EventsChannel is the Redis pub/sub channel of what every process of a
-// namespace hears: type declarations ("types <name>") and cancellations
-// ("cancel <id>").
+// namespace hears: type declarations ("types <name>"), cancellations
+// ("cancel <id>"), and pauses and resumes of pools ("pause <pool>",
+// "resume <pool>").
 func (ns Namespace) EventsChannel() string { return string(ns) + ":events" }
 
 // DoneChannel is the Redis pub/sub channel on which a job's end is
@@ -250,3 +262,42 @@ func DeadRoutingKey(reason, pool string) string { return reason + "." + pool }
 func (ns Namespace) RateLimitKey(keyName, bucket string) string {
 	return string(ns) + ":ratelimit:" + keyName + ":" + bucket
 }
+
+// ListKey is the prefix of the Redis sorted sets that list jobs, newest
+// first: member = job id, score = the job's creation time (Unix ms). Each
+// list's key is the prefix and a suffix: ListAll, ListOfType, ListOfStatus
+// or ListOfMeta. The scripts that change a job's state keep the lists of
+// status up to date; listing drops entries whose record has expired.
+func (ns Namespace) ListKey() string { return string(ns) + ":list:" }
+
+// ListAll is the suffix of the list of every job.
+const ListAll = "all"
+
+// ListOfType is the suffix of the list of a type's jobs.
+func ListOfType(typ string) string { return "t:" + typ }
+
+// ListOfStatus is the suffix of the list of a pool's jobs in one status.
+// The scripts build it as the same three parts, so pool names hold no ':'.
+func ListOfStatus(pool string, status Status) string { return "s:" + pool + ":" + string(status) }
+
+// ListOfMeta is the suffix of the list of the jobs labelled key=value. The
+// key's length comes first, so no key and value run into another pair.
+func ListOfMeta(key, value string) string {
+	return "m:" + strconv.Itoa(len(key)) + ":" + key + "=" + value
+}
+
+// ListsKey is the Redis set of the metadata lists' suffixes, which the
+// rescuer trims with the others (metadata is free-form, so its lists
+// cannot be derived from the registry as the others are).
+func (ns Namespace) ListsKey() string { return string(ns) + ":lists" }
+
+// OutcomesKey counts a pool's succeeded and failed jobs in one minute
+// (minute = Unix time in minutes), as a hash of outcome to count; each
+// expires after two hours.
+func (ns Namespace) OutcomesKey(pool string, minute int64) string {
+	return ns.OutcomesPrefix() + pool + ":" + strconv.FormatInt(minute, 10)
+}
+
+// OutcomesPrefix starts every OutcomesKey; the finish script builds the
+// rest from the pool and the time.
+func (ns Namespace) OutcomesPrefix() string { return string(ns) + ":outcomes:" }

@@ -40,6 +40,17 @@ type ConsumeOptions struct {
 	// connection it first drains the pool's intake queue of an older
 	// version, which had no delivery limit, into it.
 	Intake bool
+	// Paused, if set, pauses and resumes consuming while Consume goes on.
+	// While it reports true there is no consumer: a consumer that was
+	// running is cancelled, the deliveries it had received but not handed
+	// to a handler go back to the queue (each once), and the handlers
+	// finish what they run. When it reports false again a new consumer
+	// starts. It is read as each session starts and whenever PauseChanged
+	// receives; nil means never paused.
+	Paused func() bool
+	// PauseChanged receives a value whenever Paused may have changed. A
+	// buffer of one is enough: a change seen late is still seen.
+	PauseChanged <-chan struct{}
 }
 
 // Delivery is one message handed to a consumer. The handler must settle it
@@ -180,14 +191,18 @@ func (b *Broker) consumeSession(ctx context.Context, s *session, ch *amqp.Channe
 				"pool", opts.Pool, "err", err)
 		}
 	}
-	prefetch := opts.Prefetch
-	if tuner != nil {
-		prefetch = tuner.current
-	}
-	first, err := b.subscribe(ch, q, prefetch, opts.Concurrency)
-	if err != nil {
+	var first *subscription
+	if opts.Paused != nil && opts.Paused() {
+		// Declared, and consuming nothing until resumed (runSubscriptions
+		// subscribes then, on a channel of its own).
 		_ = ch.Close()
-		return err
+		b.log.Info("pool paused; not consuming", "queue", q)
+	} else {
+		var err error
+		if first, err = b.subscribe(ch, q, prefetchOf(opts, tuner), opts.Concurrency); err != nil {
+			_ = ch.Close()
+			return err
+		}
 	}
 	if opts.Ready != nil {
 		opts.Ready()
@@ -245,6 +260,17 @@ type subscription struct {
 	stopAcks   chan struct{}
 	acksDone   chan struct{}
 	closeOnce  sync.Once
+	// held is closed when the pool is paused: what the consumer still
+	// receives or has not handed to a handler goes back to the queue.
+	held chan struct{}
+}
+
+// prefetchOf is the prefetch a new consumer starts with.
+func prefetchOf(opts ConsumeOptions, tuner *prefetchTuner) int {
+	if tuner != nil {
+		return tuner.current
+	}
+	return opts.Prefetch
 }
 
 // subscribe sets the prefetch on ch and consumes q on it.
@@ -258,7 +284,7 @@ func (b *Broker) subscribe(ch *amqp.Channel, q string, prefetch, concurrency int
 		return nil, fmt.Errorf("consume %s: %w", q, err)
 	}
 	sub := &subscription{ch: ch, tag: tag, deliveries: deliveries, acks: newAcker(ch, prefetch, concurrency),
-		stopAcks: make(chan struct{}), acksDone: make(chan struct{})}
+		stopAcks: make(chan struct{}), acksDone: make(chan struct{}), held: make(chan struct{})}
 	go func() {
 		defer close(sub.acksDone)
 		sub.acks.run(sub.stopAcks)
@@ -293,8 +319,14 @@ func (s *subscription) close() {
 // amqp091-go drops as addressed to no consumer; the message would then
 // stay unacknowledged on the channel, and only closing the channel returns
 // it to the queue.
+//
+// A pause (opts.Paused) cancels the consumer the same way, except that
+// what it holds and has not handed to a handler is requeued: a paused pool
+// starts nothing new. Its channel stays open until the handlers have
+// settled the deliveries they run, then retires as above. cur is nil when
+// the session starts paused; a resume subscribes on a new channel.
 func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opts ConsumeOptions, tuner *prefetchTuner, cur *subscription, merged chan<- Delivery) []*subscription {
-	all := []*subscription{cur}
+	var all []*subscription
 	var forwarders sync.WaitGroup
 	ended := make(chan *subscription, 2)
 	forward := func(sub *subscription) {
@@ -302,7 +334,15 @@ func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opt
 			for d := range sub.deliveries {
 				sub.acks.delivered()
 				select {
+				case <-sub.held: // paused: never handed out, so back once
+					_ = sub.acks.nack(d.DeliveryTag, true)
+					continue
+				default:
+				}
+				select {
 				case merged <- Delivery{d: d, acks: sub.acks}:
+				case <-sub.held:
+					_ = sub.acks.nack(d.DeliveryTag, true)
 				case <-ctx.Done(): // the handlers take no more
 					_ = sub.acks.nack(d.DeliveryTag, true)
 				}
@@ -310,7 +350,12 @@ func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opt
 			ended <- sub
 		})
 	}
-	forward(cur)
+	live := 0 // forwarders running
+	if cur != nil {
+		all = append(all, cur)
+		forward(cur)
+		live++
+	}
 	var tick <-chan time.Time
 	if tuner != nil {
 		t := time.NewTicker(tuneEvery)
@@ -320,7 +365,6 @@ func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opt
 	// Replaced subscriptions whose forwarders have ended, waiting for the
 	// deliveries they handed out to be settled.
 	var retiring []*subscription
-	live := 1 // forwarders running
 	finish := func() []*subscription {
 		for ; live > 0; live-- {
 			<-ended
@@ -334,12 +378,51 @@ func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opt
 		if len(retiring) > 0 {
 			retire = time.After(retireEvery)
 		}
+		// While paused no consumer tells of a lost connection; the
+		// session's end does.
+		var lost <-chan struct{}
+		if cur == nil {
+			lost = s.lost
+		}
 		select {
 		case <-ctx.Done():
-			if err := cur.ch.Cancel(cur.tag, false); err != nil {
-				b.log.Debug("cancel consumer", "queue", q, "err", err) // the channel is gone: its deliveries close
+			if cur != nil {
+				if err := cur.ch.Cancel(cur.tag, false); err != nil {
+					b.log.Debug("cancel consumer", "queue", q, "err", err) // the channel is gone: its deliveries close
+				}
 			}
 			return finish()
+		case <-lost:
+			return finish()
+		case <-opts.PauseChanged:
+			paused := opts.Paused != nil && opts.Paused()
+			switch {
+			case paused && cur != nil:
+				// Its deliveries close once the broker confirms; the
+				// forwarder requeues what it still gets, then it retires.
+				close(cur.held)
+				if err := cur.ch.Cancel(cur.tag, false); err != nil {
+					b.log.Debug("cancel consumer", "queue", q, "err", err)
+				}
+				cur = nil
+				b.log.Info("pool paused; stopped consuming, running jobs go on", "queue", q)
+			case !paused && cur == nil:
+				ch, err := s.conn.Channel()
+				if err != nil {
+					return finish() // the connection is failing: the next session resumes
+				}
+				next, err := b.subscribe(ch, q, prefetchOf(opts, tuner), opts.Concurrency)
+				if err != nil {
+					_ = ch.Close()
+					b.log.Warn("cannot resume consuming; starting again", "queue", q, "err", err)
+					return finish()
+				}
+				cur = next
+				all = append(all, next)
+				forward(cur)
+				live++
+				b.log.Info("pool resumed; consuming", "queue", q)
+			}
 		case sub := <-ended:
 			live--
 			if sub == cur {
@@ -360,6 +443,9 @@ func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opt
 			}
 			retiring = kept
 		case <-tick:
+			if cur == nil {
+				continue // paused: nothing to tune
+			}
 			want := tuner.next()
 			if want == tuner.current {
 				continue

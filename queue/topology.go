@@ -427,36 +427,14 @@ func (b *Broker) inspect(ctx context.Context, name string) (QueueInfo, error) {
 	return QueueInfo{Name: q.Name, Messages: q.Messages, Consumers: q.Consumers}, nil
 }
 
-// DeleteNamespace deletes the exchange and the given pools' queues, for
-// tearing a stack down.
+// DeleteNamespace deletes the exchanges, the delay levels and the given
+// pools' queues (NamespaceNames), for tearing a stack down; a Sweeper
+// finds and deletes whatever else the namespace holds.
 func (b *Broker) DeleteNamespace(ctx context.Context, pools []string) error {
 	ch, _, err := b.channel(ctx)
 	if err != nil {
 		return fmt.Errorf("delete namespace: %w", err)
 	}
 	defer ch.Close()
-	ns := b.cfg.Namespace
-	var queues []string
-	for _, p := range pools {
-		queues = append(queues, ns.Queue(p), ns.DeadQueue(p), ns.DeadIntakeQueue(p), ns.UnlimitedIntakeQueue(p))
-	}
-	for level := 0; level < jobs.DelayLevels; level++ {
-		queues = append(queues, ns.DelayQueue(level), ns.ClassicDelayQueue(level))
-	}
-	queues = append(queues, ns.DelayUnrouted())
-	for _, q := range queues {
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			return fmt.Errorf("delete queue %s: %w", q, err)
-		}
-	}
-	exchanges := []string{ns.Exchange(), ns.DeadExchange(), ns.DelayDeliverExchange(), ns.DelayUnrouted(), ns.ClassicDelayDeliverExchange()}
-	for level := 0; level < jobs.DelayLevels; level++ {
-		exchanges = append(exchanges, ns.DelayExchange(level))
-	}
-	for _, ex := range exchanges {
-		if err := ch.ExchangeDelete(ex, false, false); err != nil {
-			return fmt.Errorf("delete exchange %s: %w", ex, err)
-		}
-	}
-	return nil
+	return deleteObjects(ch, b.cfg.Namespace, NamespaceNames(b.cfg.Namespace, pools))
 }

@@ -92,6 +92,7 @@ type Store interface {
 	StartedMark(ctx context.Context, pool string) (time.Time, error)
 	Rescue(ctx context.Context, pool string, found []store.Overdue, running bool, now time.Time) ([]*jobs.Job, error)
 	CountRescued(ctx context.Context, pool string, n int, now time.Time) error
+	TrimLists(ctx context.Context, batch int) (int, error)
 }
 
 var (
@@ -187,6 +188,10 @@ func (r *Rescuer) Stop(ctx context.Context) error {
 // a look publishes what it found, and waits for the broker's confirms.
 const minLook = 10 * time.Second
 
+// trimBatch is how many of each job list's oldest entries the rescuer
+// checks each time it looks.
+const trimBatch = 1000
+
 func (r *Rescuer) run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
@@ -212,6 +217,13 @@ func (r *Rescuer) run(ctx context.Context) {
 		lctx, cancel := context.WithTimeout(ctx, lookFor)
 		if _, err := r.Look(lctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("looking for lost jobs failed", "err", err)
+		}
+		// The holder also keeps the job lists from growing with entries
+		// of expired records.
+		if n, err := r.store.TrimLists(lctx, trimBatch); err != nil && ctx.Err() == nil {
+			r.log.Warn("trimming the job lists failed", "err", err)
+		} else if n > 0 {
+			r.log.Debug("trimmed the job lists", "dropped", n)
 		}
 		cancel()
 	}

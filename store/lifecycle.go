@@ -12,11 +12,33 @@ import (
 	"github.com/warrenhq/warren/jobs"
 )
 
-// terminal is the Lua test for a final state; every script that changes a
-// job starts with it, so no job leaves a terminal state.
+// terminalLua holds the functions the scripts that change a job's state
+// share: terminal, the test for a final state, with which every one starts,
+// so no job leaves a terminal state; relist, which moves a job from its
+// pool's list of one status to another's (jobs.ListOfStatus: the prefix,
+// nil from a caller that keeps no lists, then s:POOL:STATUS); and
+// add_attempt and attempt_entry, which add an ended attempt to the JSON
+// array of the record's attempts (its error is already JSON).
 const terminalLua = `
 local function terminal(st)
   return st == 'succeeded' or st == 'failed' or st == 'canceled'
+end
+local function relist(prefix, pool, from, to, id, score)
+  if not prefix or not pool then return end
+  if from then redis.call('ZREM', prefix .. 's:' .. pool .. ':' .. from, id) end
+  if to and score then redis.call('ZADD', prefix .. 's:' .. pool .. ':' .. to, score, id) end
+end
+local function attempt_entry(n, worker, started, ended, outcome, err)
+  local e = '{"attempt":' .. (tonumber(n) or 0) .. ',"outcome":"' .. outcome .. '"'
+  if worker then e = e .. ',"worker":' .. cjson.encode(worker) end
+  if tonumber(started) then e = e .. ',"started_at":' .. tonumber(started) end
+  if tonumber(ended) then e = e .. ',"ended_at":' .. tonumber(ended) end
+  if err and err ~= '' then e = e .. ',"error":' .. err end
+  return e .. '}'
+end
+local function add_attempt(attempts, entry)
+  if not attempts or attempts == '' then return '[' .. entry .. ']' end
+  return string.sub(attempts, 1, -2) .. ',' .. entry .. ']'
 end
 `
 
@@ -46,8 +68,9 @@ end
 // due at ARGV[6], and its record expires ARGV[7] ms from now: the retention
 // after it is due, so that a job nobody ever runs does not stay for ever.
 // ARGV: id, idempotency window ms, job key prefix, pool (empty: none, and no
-// index), waiting index key prefix, due ms, expiry ms, fingerprint, then
-// field/value pairs.
+// index), waiting index key prefix, due ms, expiry ms, fingerprint,
+// creation ms, then field/value pairs. KEYS from the third are the lists
+// (jobs.Namespace.ListKey) the new job enters, scored by its creation.
 //
 // The index's key is derived from a prefix, as an earlier job's key is
 // from ARGV[3], so that the other scripts, which learn the pool from the
@@ -63,17 +86,20 @@ if KEYS[2] then
   end
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if ARGV[4] ~= '' then redis.call('ZADD', ARGV[5] .. ARGV[4], ARGV[6], ARGV[1]) end
+for i = 3, #KEYS do redis.call('ZADD', KEYS[i], ARGV[9], ARGV[1]) end
 return {1, ARGV[1]}
 `
 
 var createScript = redis.NewScript(createLua)
 
 // discardScript removes a record that was never accepted (its publish
-// failed), its entry in the index of waiting jobs, and its idempotency key
-// if the key still names it. ARGV: id, waiting index key prefix.
+// failed), its entry in the index of waiting jobs and its list of status,
+// and its idempotency key if the key still names it. ARGV: id, waiting
+// index key prefix, list key prefix (its other lists drop it when next
+// read).
 const discardLua = `
 local st = redis.call('HGET', KEYS[1], 'status')
 if st and st ~= 'queued' and st ~= 'scheduled' then
@@ -83,6 +109,7 @@ if st and st ~= 'queued' and st ~= 'scheduled' then
 end
 local pool = redis.call('HGET', KEYS[1], 'pool')
 redis.call('DEL', KEYS[1])
+if pool and st and ARGV[3] then redis.pcall('ZREM', ARGV[3] .. 's:' .. pool .. ':' .. st, ARGV[1]) end
 if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 -- Last, and unable to stop the rest: the record is what must go; an entry
 -- left in the index is healed by the oldest-waiting script.
@@ -119,13 +146,16 @@ var discardScript = redis.NewScript(discardLua)
 // record expires the retention after its attempt's deadline (its
 // timeout_ms, or the longest timeout when it has none), and a parked copy
 // keeps it at least the retention after the copy is due back. Without
-// them (an older worker's call) the expiry stays as it was.
+// them (an older worker's call) the expiry stays as it was. ARGV[11] is
+// the list key prefix: the job moves to its pool's list of running jobs.
+// An attempt still running when the next starts (its worker was lost) is
+// added to the record's attempts as lost.
 //
 // Every job runs this and the finish script, so both read the record with
 // one HMGET and write it with one HSET: each redis.call costs Redis about
 // as much as a small command of its own.
 const startLua = terminalLua + `
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at', 'timeout_ms')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at', 'timeout_ms', 'attempts')
 local st = r[1]
 if not st then return {'missing', 0} end
 local attempt = tonumber(r[2]) or 0
@@ -152,8 +182,14 @@ if made >= 0 and attempt ~= made then
   end
 end
 attempt = attempt + 1
-redis.call('HSET', KEYS[1], 'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
-redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at', 'parked_until')
+local set = {'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4]}
+if st == 'running' then
+  set[#set + 1] = 'attempts'
+  set[#set + 1] = add_attempt(r[10], attempt_entry(attempt - 1, r[5], r[6], nil, 'lost', nil))
+end
+redis.call('HSET', KEYS[1], unpack(set))
+redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'parked_until')
+relist(ARGV[11], r[4], st, 'running', ARGV[5], r[8])
 if ARGV[9] then
   local timeout = tonumber(r[9]) or 0
   if timeout <= 0 then timeout = tonumber(ARGV[10]) end
@@ -187,9 +223,14 @@ var startScript = redis.NewScript(startLua)
 // outcome puts the job back in its pool's index of waiting jobs, due when
 // the next attempt is (or now); any other takes it out (a running job is
 // not in it: the start script took it out). A job that was running leaves
-// its pool's index of running jobs.
+// its pool's index of running jobs. ARGV[13] is the list key prefix: the
+// job moves to its pool's list of its new status; [14] the prefix of the
+// per-minute counts of outcomes (jobs.Namespace.OutcomesKey), which a
+// succeeded or failed job adds to. An attempt that was running is added to
+// the record's attempts, a retried one as failed and an interrupted one as
+// interrupted.
 const finishLua = terminalLua + `
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool', 'error', 'progress')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool', 'error', 'progress', 'worker', 'started_at', 'created_at', 'attempts')
 local st = r[1]
 if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
@@ -208,6 +249,11 @@ end
 if ARGV[8] ~= '' then put('scheduled_at', ARGV[8]) end
 if ARGV[1] == 'queued' then put('attempt', ARGV[10]) end
 if ARGV[1] == 'succeeded' and r[5] then put('progress', '{"percent":100}') end
+if st == 'running' then
+  local outcome = ARGV[1]
+  if outcome == 'retrying' then outcome = 'failed' elseif outcome == 'queued' then outcome = 'interrupted' end
+  put('attempts', add_attempt(r[9], attempt_entry(r[2], r[6], r[7], ARGV[2], outcome, ARGV[5])))
+end
 local ended = terminal(ARGV[1])
 if ended then put('finished_at', ARGV[2]) end
 redis.call('HSET', KEYS[1], unpack(set))
@@ -225,6 +271,12 @@ elseif pool and st ~= 'running' then
   redis.call('ZREM', ARGV[11] .. pool, ARGV[7])
 end
 if pool and st == 'running' and ARGV[12] then redis.call('ZREM', ARGV[12] .. pool, ARGV[7]) end
+relist(ARGV[13], pool, st, ARGV[1], ARGV[7], r[8])
+if ARGV[14] and pool and (ARGV[1] == 'succeeded' or ARGV[1] == 'failed') then
+  local counts = ARGV[14] .. pool .. ':' .. math.floor(tonumber(ARGV[2]) / 60000)
+  redis.call('HINCRBY', counts, ARGV[1], 1)
+  redis.call('EXPIRE', counts, 7200)
+end
 return {'ok', ARGV[1]}
 `
 
@@ -233,13 +285,18 @@ return {'ok', ARGV[1]}
 // cancels its context, and its done channel says "canceled". Returns {'ok',
 // previous status}, {'terminal', status} or {'missing', ""}. ARGV: now ms,
 // retention ms, error JSON, events channel, id, waiting index key prefix,
-// the job's done channel, running index key prefix.
+// the job's done channel, running index key prefix, list key prefix. A
+// running attempt is added to the record's attempts as canceled.
 const cancelLua = terminalLua + `
-local r = redis.call('HMGET', KEYS[1], 'status', 'pool')
+local r = redis.call('HMGET', KEYS[1], 'status', 'pool', 'attempt', 'worker', 'started_at', 'created_at', 'attempts')
 local st = r[1]
 if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
 redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', ARGV[1], 'error', ARGV[3])
+if st == 'running' then
+  redis.call('HSET', KEYS[1], 'attempts', add_attempt(r[7], attempt_entry(r[3], r[4], r[5], ARGV[1], 'canceled', ARGV[3])))
+end
+relist(ARGV[9], r[2], st, 'canceled', ARGV[5], r[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if r[2] then
   redis.call('ZREM', ARGV[6] .. r[2], ARGV[5])
@@ -318,6 +375,10 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 				due = *j.ScheduledAt
 			}
 			keep := max(due.Sub(created), 0) + s.cfg.Retention
+			lists, metaLists := s.lists(j)
+			if len(metaLists) > 0 {
+				p.SAdd(ctx, s.ns.ListsKey(), metaLists...)
+			}
 			if j.IdempotencyKey == "" {
 				// Nothing to check, so no script: a script call costs Redis
 				// more than the commands it would run (0.087 against 0.052 s
@@ -326,6 +387,9 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 				// API discards the jobs it tried to create; an index entry
 				// left without a record is healed by OldestWaiting.
 				plain[i] = append(plain[i], p.HSet(ctx, s.ns.JobKey(j.ID), f...), p.PExpire(ctx, s.ns.JobKey(j.ID), keep))
+				for _, l := range lists {
+					plain[i] = append(plain[i], p.ZAdd(ctx, l, redis.Z{Score: float64(created.UnixMilli()), Member: j.ID}))
+				}
 				if j.Pool != "" {
 					plain[i] = append(plain[i], p.ZAdd(ctx, s.ns.WaitingKey(j.Pool), redis.Z{Score: float64(due.UnixMilli()), Member: j.ID}))
 				}
@@ -336,9 +400,9 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 				out[i].Err = err
 				continue
 			}
-			keys := []string{s.ns.JobKey(j.ID), idem}
+			keys := append([]string{s.ns.JobKey(j.ID), idem}, lists...)
 			args := append([]any{j.ID, s.cfg.IdempotencyWindow.Milliseconds(), s.ns.JobKey(""),
-				j.Pool, s.ns.WaitingKey(""), ms(due), keep.Milliseconds(), fingerprint(j)}, f...)
+				j.Pool, s.ns.WaitingKey(""), ms(due), keep.Milliseconds(), fingerprint(j), ms(created)}, f...)
 			cmds[i] = createScript.EvalSha(ctx, p, keys, args...)
 		}
 	})
@@ -391,6 +455,22 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 	return out, nil
 }
 
+// lists returns the keys of the lists a new job enters (jobs.ListAll, its
+// type's, its pool's list of its status, and one per metadata label), and
+// the suffixes of the metadata lists among them, which the rescuer trims.
+func (s *Store) lists(j *jobs.Job) (keys []string, meta []any) {
+	prefix := s.ns.ListKey()
+	keys = append(make([]string, 0, 3+len(j.Metadata)), prefix+jobs.ListAll, prefix+jobs.ListOfType(j.Type))
+	if j.Pool != "" {
+		keys = append(keys, prefix+jobs.ListOfStatus(j.Pool, j.Status))
+	}
+	for k, v := range j.Metadata {
+		m := jobs.ListOfMeta(k, v)
+		keys, meta = append(keys, prefix+m), append(meta, m)
+	}
+	return keys, meta
+}
+
 // Discard removes the records of jobs that were created but never accepted,
 // with their idempotency keys, in one round trip.
 func (s *Store) Discard(ctx context.Context, js []*jobs.Job) error {
@@ -403,7 +483,7 @@ func (s *Store) Discard(ctx context.Context, js []*jobs.Job) error {
 			if idem, err := s.idempotencyKey(j); err == nil && j.IdempotencyKey != "" {
 				keys = append(keys, idem)
 			}
-			discardScript.Eval(ctx, p, keys, j.ID, s.ns.WaitingKey(""))
+			discardScript.Eval(ctx, p, keys, j.ID, s.ns.WaitingKey(""), s.ns.ListKey())
 		}
 		return nil
 	})
@@ -446,7 +526,7 @@ type Started struct {
 func (s *Store) Start(ctx context.Context, id, worker string, made int, token string, now time.Time) (Started, error) {
 	res, err := s.run(ctx, startScript, []string{s.ns.JobKey(id)}, worker, ms(now), made, token, id,
 		s.ns.WaitingKey(""), s.ns.WorkerKey(""), s.ns.RunningKey(""),
-		s.cfg.Retention.Milliseconds(), jobs.MaxTimeout.Milliseconds()).Slice()
+		s.cfg.Retention.Milliseconds(), jobs.MaxTimeout.Milliseconds(), s.ns.ListKey()).Slice()
 	if err != nil {
 		return Started{}, unavailable("start job "+id, err)
 	}
@@ -516,7 +596,8 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 	}
 	res, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
 		string(o.Status), ms(now), s.cfg.Retention.Milliseconds(),
-		string(o.Result), string(errJSON), s.ns.DoneChannel(id), id, next, of, o.Restore, s.ns.WaitingKey(""), s.ns.RunningKey("")).StringSlice()
+		string(o.Result), string(errJSON), s.ns.DoneChannel(id), id, next, of, o.Restore, s.ns.WaitingKey(""), s.ns.RunningKey(""),
+		s.ns.ListKey(), s.ns.OutcomesPrefix()).StringSlice()
 	if err != nil {
 		return unavailable("finish job "+id, err)
 	}
@@ -557,7 +638,8 @@ var canceledError = &jobs.Error{Code: "canceled", Message: "canceled by request"
 func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error) {
 	errJSON, _ := json.Marshal(canceledError)
 	res, err := s.run(ctx, cancelScript, []string{s.ns.JobKey(id)},
-		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id, s.ns.WaitingKey(""), s.ns.DoneChannel(id), s.ns.RunningKey("")).StringSlice()
+		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id, s.ns.WaitingKey(""), s.ns.DoneChannel(id), s.ns.RunningKey(""),
+		s.ns.ListKey()).StringSlice()
 	if err != nil {
 		return "", unavailable("cancel job "+id, err)
 	}
@@ -578,8 +660,10 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Stat
 // nothing changes. Returns 1 when the job should be published again.
 // ARGV: events channel, id, a token unique to this replay (a repeat of the
 // same revive after a lost reply finds it and returns 1 again), now ms,
-// types registry key, waiting index key prefix, retention ms, then the
-// fields of a new record.
+// types registry key, waiting index key prefix, retention ms, list key
+// prefix, then the fields of a new record. The job moves from its pool's
+// list of failed jobs to that of queued ones; a record written anew enters
+// the lists of all jobs and of its type again.
 const reviveLua = declaredPoolLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'queued' and redis.call('HGET', KEYS[1], 'revive_token') == ARGV[3] then
@@ -590,13 +674,22 @@ if st then
   redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, 'revive_token', ARGV[3])
   redis.call('HDEL', KEYS[1], 'error', 'result', 'progress', 'worker', 'started_at', 'finished_at', 'scheduled_at')
 else
-  redis.call('HSET', KEYS[1], 'revive_token', ARGV[3], unpack(ARGV, 8))
+  redis.call('HSET', KEYS[1], 'revive_token', ARGV[3], unpack(ARGV, 9))
 end
+local created = redis.call('HGET', KEYS[1], 'created_at')
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 local pool = redis.call('HGET', KEYS[1], 'pool') or declared_pool(ARGV[5], redis.call('HGET', KEYS[1], 'type'))
 if pool then
   redis.call('HSET', KEYS[1], 'pool', pool)
   redis.call('ZADD', ARGV[6] .. pool, ARGV[4], ARGV[2])
+  if st then
+    redis.call('ZREM', ARGV[8] .. 's:' .. pool .. ':failed', ARGV[2])
+  end
+  if created then redis.call('ZADD', ARGV[8] .. 's:' .. pool .. ':queued', created, ARGV[2]) end
+end
+if not st and created then
+  redis.call('ZADD', ARGV[8] .. 'all', created, ARGV[2])
+  redis.call('ZADD', ARGV[8] .. 't:' .. redis.call('HGET', KEYS[1], 'type'), created, ARGV[2])
 end
 return 1
 `
@@ -618,7 +711,7 @@ func (s *Store) Revive(ctx context.Context, j *jobs.Job) (bool, error) {
 		return false, fmt.Errorf("revive job %s: %w", j.ID, err)
 	}
 	args := append([]any{s.ns.EventsChannel(), j.ID, jobs.NewID(), ms(s.now()), s.ns.TypesKey(), s.ns.WaitingKey(""),
-		s.cfg.Retention.Milliseconds()}, f...)
+		s.cfg.Retention.Milliseconds(), s.ns.ListKey()}, f...)
 	n, err := s.run(ctx, reviveScript, []string{s.ns.JobKey(j.ID)}, args...).Int()
 	if err != nil {
 		return false, unavailable("revive job "+j.ID, err)

@@ -48,6 +48,11 @@ type Handlers struct {
 	Type func(name string)
 	// Cancel is called with the id of each job canceled by request.
 	Cancel func(id string)
+	// Pause is called with a pool and whether it is now paused on each
+	// pause and resume ("pause <pool>", "resume <pool>"), and with "" after
+	// a reconnect, when some may have been missed: read them again then
+	// (Store.Paused).
+	Pause func(pool string, paused bool)
 }
 
 // NewNotifier returns a Notifier calling on's handlers for the events they
@@ -133,6 +138,9 @@ func (n *Notifier) run(ps *redis.PubSub, stop, over chan struct{}) {
 				if n.on.Type != nil {
 					n.on.Type("")
 				}
+				if n.on.Pause != nil {
+					n.on.Pause("", false)
+				}
 			default:
 				n.confirm(m.Channel)
 			}
@@ -150,6 +158,10 @@ func (n *Notifier) run(ps *redis.PubSub, stop, over chan struct{}) {
 			case "cancel":
 				if n.on.Cancel != nil {
 					n.on.Cancel(arg)
+				}
+			case "pause", "resume":
+				if n.on.Pause != nil && arg != "" {
+					n.on.Pause(arg, kind == "pause")
 				}
 			}
 		}

@@ -4,7 +4,8 @@
 // a job's state is one Lua script, so it is atomic and costs one round trip
 // (the index is kept by the same scripts); no outcome moves a job out of a
 // terminal state (only Revive, for a replay of a dead letter, turns failed
-// back into queued).
+// back into queued, and Retry, for a retry asked for by id, failed or
+// canceled).
 package store
 
 import (
@@ -179,6 +180,7 @@ const (
 	fWorker         = "worker"
 	fIdempotencyKey = "idempotency_key"
 	fSubmittedBy    = "submitted_by"
+	fAttempts       = "attempts"
 	fCreatedAt      = "created_at"
 	fScheduledAt    = "scheduled_at"
 	fStartedAt      = "started_at"
@@ -295,7 +297,49 @@ func decode(h map[string]string) (*jobs.Job, error) {
 			}
 		}
 	}
+	attempts, err := decodeAttempts(h[fAttempts])
+	if err != nil {
+		return nil, fmt.Errorf("decode attempts of job %s: %w", j.ID, err)
+	}
+	j.Attempts = attempts
+	if j.Status == jobs.StatusRunning && j.Attempt > 0 {
+		j.Attempts = append(j.Attempts, jobs.Attempt{Attempt: j.Attempt, Worker: j.Worker, StartedAt: j.StartedAt, Outcome: "running"})
+	}
 	return j, nil
+}
+
+// decodeAttempts reads the record's attempts, as the scripts write them
+// (attempt_entry): times in Unix ms.
+func decodeAttempts(v string) ([]jobs.Attempt, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var raw []struct {
+		Attempt   int         `json:"attempt"`
+		Worker    string      `json:"worker"`
+		StartedAt int64       `json:"started_at"`
+		EndedAt   int64       `json:"ended_at"`
+		Outcome   string      `json:"outcome"`
+		Error     *jobs.Error `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(v), &raw); err != nil {
+		return nil, err
+	}
+	out := make([]jobs.Attempt, len(raw))
+	for i, a := range raw {
+		out[i] = jobs.Attempt{Attempt: a.Attempt, Worker: a.Worker, Outcome: a.Outcome, Error: a.Error,
+			StartedAt: msTimePtr(a.StartedAt), EndedAt: msTimePtr(a.EndedAt)}
+	}
+	return out, nil
+}
+
+// msTimePtr is the time of Unix ms, or nil for 0.
+func msTimePtr(ms int64) *time.Time {
+	if ms == 0 {
+		return nil
+	}
+	t := time.UnixMilli(ms).UTC()
+	return &t
 }
 
 // Get returns the job's record, or ErrNotFound.

@@ -48,7 +48,7 @@ type fixture struct {
 	rdb *redis.Client
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	t.Helper()
 	testenv.RequireServices(t)
 	ns := testenv.Namespace(t)
@@ -71,7 +71,7 @@ func setup(t *testing.T) *fixture {
 	return f
 }
 
-func rawClient(t *testing.T) *redis.Client {
+func rawClient(t testing.TB) *redis.Client {
 	t.Helper()
 	opts, err := redis.ParseURL(testenv.RedisURL())
 	if err != nil {
@@ -82,7 +82,7 @@ func rawClient(t *testing.T) *redis.Client {
 	return rdb
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), wait)
 	t.Cleanup(cancel)
 	return c
@@ -207,6 +207,16 @@ func TestRedisUnavailable(t *testing.T) {
 			return st.PutReplicas(c, "p", store.Replicas{Interval: time.Second})
 		},
 		"Replicas": func(c context.Context) error { _, err := st.Replicas(c); return err },
+		"KeepLease": func(c context.Context) error {
+			_, err := st.KeepLease(c, store.WorkerInfo{ID: "w"}, time.Second)
+			return err
+		},
+		"Release":    func(c context.Context) error { return st.Release(c, "w") },
+		"Workers":    func(c context.Context) error { _, err := st.Workers(c); return err },
+		"PausePool":  func(c context.Context) error { _, _, err := st.PausePool(c, "p", ""); return err },
+		"ResumePool": func(c context.Context) error { _, err := st.ResumePool(c, "p"); return err },
+		"Paused":     func(c context.Context) error { _, err := st.Paused(c); return err },
+		"Inventory":  func(c context.Context) error { _, err := st.Inventory(c); return err },
 	}
 	for name, call := range calls {
 		c, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -95,24 +94,6 @@ func (s *Store) DeleteNamespace(ctx context.Context) error {
 			return unavailable("delete namespace", err)
 		}
 		keys = keys[n:]
-	}
-	return nil
-}
-
-// Lease records that a worker process is alive for ttl. Workers renew it
-// well within ttl; a running job whose worker's lease has lapsed was lost
-// with that worker.
-func (s *Store) Lease(ctx context.Context, worker string, ttl time.Duration) error {
-	if err := s.rdb.Set(ctx, s.ns.WorkerKey(worker), time.Now().UTC().Format(time.RFC3339), ttl).Err(); err != nil {
-		return unavailable("lease of worker "+worker, err)
-	}
-	return nil
-}
-
-// Release ends a worker's lease at once (it stopped cleanly).
-func (s *Store) Release(ctx context.Context, worker string) error {
-	if err := s.rdb.Del(ctx, s.ns.WorkerKey(worker)).Err(); err != nil {
-		return unavailable("release of worker "+worker, err)
 	}
 	return nil
 }

@@ -103,7 +103,10 @@ func TestDeleteNamespace(t *testing.T) {
 		}
 		return len(keys)
 	}
-	const perNS = 3 + 3 + 1 + 1 // records, idempotency keys, types, the index of waiting jobs
+	// Records, idempotency keys, types, the index of waiting jobs, then the
+	// lists: of all jobs, of the type, of the pool's queued jobs, of the
+	// labels team=store and n=0, 1, 2, and the registry of label lists.
+	const perNS = 3 + 3 + 1 + 1 + 3 + 4 + 1
 	for _, f := range []*fixture{mine, other, prefixed} {
 		if n := count(f); n != perNS {
 			t.Fatalf("namespace %s has %d keys before the delete, want %d", f.ns, n, perNS)

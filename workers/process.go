@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/warrenhq/warren/jobs"
@@ -105,7 +106,7 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 		defer cancel()
 		return w.store.Progress(pctx, job.ID, jobs.Progress{Percent: percent, Message: msg})
 	})
-	result, runErr := safeRun(runCtx, reg.h, job)
+	result, runErr := w.run(runCtx, a, reg.h, started.Due)
 	timedOut := errors.Is(runCtx.Err(), context.DeadlineExceeded)
 	canceled := errors.Is(context.Cause(runCtx), errCanceledByRequest)
 	unregister()
@@ -115,6 +116,7 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 	case canceled:
 		// The API already recorded the job canceled; settle only the message.
 		log.Info("job canceled while running")
+		w.obs.outcome(job.Type, jobs.StatusCanceled)
 		_ = d.Ack()
 	case runErr != nil && ctx.Err() != nil && !timedOut:
 		// Shutdown cancelled the job: it did not fail, so it goes back to
@@ -138,7 +140,11 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 			log.Error("handler panicked", "panic", p.value, "stack", string(p.stack))
 			code = "panic"
 		}
-		a.failed(ctx, reg.t, &jobs.Error{Code: code, Message: runErr.Error()}, runErr)
+		e := &jobs.Error{Code: code, Message: runErr.Error()}
+		if p != nil {
+			e.Stack = trimStack(string(p.stack))
+		}
+		a.failed(ctx, reg.t, e, runErr)
 	default:
 		var artifact *jobs.Artifact
 		switch out := result.(type) {
@@ -235,6 +241,7 @@ func (a attempt) fail(ctx context.Context, e *jobs.Error) {
 		if !a.publish(ctx, m, "dead-letter the job") {
 			return
 		}
+		a.w.obs.deadLettered(a.pool)
 	} else {
 		a.log.Error("cannot encode dead letter", "err", err)
 	}
@@ -293,6 +300,10 @@ func (a attempt) settle(ctx context.Context, o store.Outcome) {
 	}) {
 		return
 	}
+	// As the worker decided it, even where the record had moved on (a
+	// retry's copy that ran first, a cancel): the attempt ended so.
+	a.w.obs.outcome(a.job.Type, o.Status)
+	a.w.load.ended(a.pool, o.Status)
 	if o.Status == jobs.StatusQueued {
 		if err := a.d.Requeue(); err != nil {
 			a.log.Warn("requeue failed; the broker redelivers the job", "err", err)
@@ -353,6 +364,7 @@ func (w *Worker) unreadable(ctx context.Context, log *slog.Logger, pool string, 
 	if !a.publish(ctx, m, "dead-letter the unreadable message") {
 		return
 	}
+	w.obs.deadLettered(pool)
 	a.settle(ctx, store.Outcome{Status: jobs.StatusFailed, Error: e})
 }
 
@@ -369,8 +381,24 @@ func (w *Worker) deadLettered(ctx context.Context, log *slog.Logger, d queue.Del
 	}
 	a := attempt{w: w, log: jobLogger(log, job), d: d, job: job}
 	a.log.Warn("the broker dead-lettered a job after too many deliveries")
+	if pool := w.poolOf(job.Type); pool != "" {
+		w.obs.deadLettered(pool)
+	}
 	a.settle(ctx, store.Outcome{Status: jobs.StatusFailed, Error: &jobs.Error{
 		Code:    "delivery_limit",
 		Message: fmt.Sprintf("the message was delivered %d times without an outcome (its worker was lost each time); see the dead-letter queue", queue.DeliveryLimit),
 	}})
+}
+
+// trimStack keeps the start of a panic's stack, where the panicking frames
+// are, within jobs.MaxStack bytes and on whole lines.
+func trimStack(s string) string {
+	if len(s) <= jobs.MaxStack {
+		return s
+	}
+	s = s[:jobs.MaxStack]
+	if i := strings.LastIndexByte(s, '\n'); i > 0 {
+		s = s[:i+1]
+	}
+	return s + "…"
 }

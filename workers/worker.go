@@ -20,7 +20,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/schema"
 	"github.com/warrenhq/warren/store"
@@ -52,6 +55,17 @@ type Config struct {
 	// process's own figures, such as a metrics.Collector of its pools);
 	// nil means no /metrics.
 	Metrics http.Handler
+	// Runs counts the jobs the worker runs (serve it with Metrics); nil
+	// means the worker counts into one of its own, which Runs returns.
+	Runs *metrics.Runs
+	// TracerProvider, if set, traces each attempt's run as a span (the
+	// child of the span that published the job, carried by the message's
+	// traceparent), in the handler's context; nil means no spans.
+	TracerProvider trace.TracerProvider
+	// Version is the program's version, which the lease reports (GET
+	// /v1/workers); zero means the main module's version from the build
+	// information, or "dev".
+	Version string
 }
 
 // PoolConfig sizes one pool in one process.
@@ -83,7 +97,7 @@ type Store interface {
 	DeclareTypes(ctx context.Context, ts []jobs.Type) error
 	NewNotifier(on store.Handlers) *store.Notifier
 	PutArtifact(ctx context.Context, id string, a jobs.Artifact) error
-	Lease(ctx context.Context, worker string, ttl time.Duration) error
+	KeepLease(ctx context.Context, w store.WorkerInfo, ttl time.Duration) (map[string]store.Pause, error)
 	Release(ctx context.Context, worker string) error
 	MarkStarted(ctx context.Context, due map[string]time.Time) error
 }
@@ -109,6 +123,7 @@ type Worker struct {
 	broker Broker
 	store  Store
 	log    *slog.Logger
+	obs    instruments
 
 	mu         sync.Mutex
 	types      map[string]registration
@@ -121,6 +136,11 @@ type Worker struct {
 	stopTaking context.CancelFunc // phase 1: stop consuming
 	cancelJobs context.CancelFunc // phase 2: cancel running jobs
 	done       chan struct{}
+	// Set by Start, for the lease: the pools' counters, which pools are
+	// paused, and when the worker started.
+	load      load
+	pauses    *pauses
+	startedAt time.Time
 }
 
 var _ jobs.Registrar = (*Worker)(nil)
@@ -140,11 +160,15 @@ func New(cfg Config, broker Broker, st Store) *Worker {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
+	if cfg.Version == "" {
+		cfg.Version = buildVersion()
+	}
 	return &Worker{
 		cfg:     cfg,
 		broker:  broker,
 		store:   st,
 		log:     cfg.Logger.With("component", "worker", "worker", cfg.ID),
+		obs:     newInstruments(cfg),
 		types:   map[string]registration{},
 		ready:   map[string]bool{},
 		running: newRunning(),
@@ -178,6 +202,7 @@ func (w *Worker) Handle(t jobs.Type, h jobs.Handler) error {
 		return fmt.Errorf("register type %s: registered twice", t.Name)
 	}
 	w.types[t.Name] = registration{t: t, h: h}
+	w.obs.declare(t)
 	return nil
 }
 
@@ -232,6 +257,12 @@ func (w *Worker) Start(ctx context.Context) error {
 	jobCtx, cancelJobs := context.WithCancel(base)
 	w.stopTaking, w.cancelJobs = stopTaking, cancelJobs
 	w.done = make(chan struct{})
+	w.startedAt = w.cfg.Now()
+	w.load = load{}
+	for _, pool := range w.poolsLocked() {
+		w.load[pool] = &poolLoad{concurrency: cmp.Or(w.cfg.Pools[pool].Concurrency, DefaultConcurrency)}
+	}
+	w.pauses = newPauses(w.poolsLocked())
 
 	// The lease outlives taking work: it ends when the last running job
 	// has, so jobs finishing during the grace period still show running. It
@@ -259,11 +290,24 @@ func (w *Worker) Start(ctx context.Context) error {
 			Concurrency: pc.Concurrency,
 			Prefetch:    pc.Prefetch,
 			Ready:       func() { w.declare(takeCtx, pool, types) },
+			// A paused pool takes no new jobs (docs/workers.md).
+			Paused:       func() bool { return w.pauses.is(pool) },
+			PauseChanged: w.pauses.changed[pool],
 		}
 		log := w.log.With("pool", pool)
 		wg.Go(func() {
-			log.Info("pool starting", "types", opts.Types, "concurrency", opts.Concurrency)
-			if err := w.broker.Consume(takeCtx, opts, func(d queue.Delivery) { w.process(jobCtx, log, pool, d) }); err != nil {
+			// Whether the pool is paused is known before it consumes: a
+			// worker started while its pool is paused takes nothing.
+			select {
+			case <-w.pauses.ready:
+			case <-takeCtx.Done():
+				return
+			}
+			log.Info("pool starting", "types", opts.Types, "concurrency", opts.Concurrency, "paused", w.pauses.is(pool))
+			if err := w.broker.Consume(takeCtx, opts, func(d queue.Delivery) {
+				defer w.load.begin(pool)()
+				w.process(jobCtx, log, pool, d)
+			}); err != nil {
 				log.Error("pool stopped", "err", err)
 			}
 			w.setReady(pool, false)
@@ -282,7 +326,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	wg.Go(func() { w.redeclare(takeCtx, all) })
 	// Cancel requests arrive on the events channel; one subscription serves
 	// every pool of the process.
-	w.notifier = w.store.NewNotifier(store.Handlers{Cancel: w.running.cancel})
+	w.notifier = w.store.NewNotifier(store.Handlers{Cancel: w.running.cancel, Pause: w.pauses.heardEvent})
 	if err := w.notifier.Start(ctx); err != nil {
 		stopTaking()
 		cancelJobs()
@@ -303,12 +347,22 @@ func (w *Worker) Start(ctx context.Context) error {
 }
 
 // lease keeps this process's lease in Redis until ctx ends, then releases
-// it, so the API can tell a job whose worker is gone.
+// it, so the API can tell a job whose worker is gone. Each renewal records
+// what the pools are doing (GET /v1/workers) and reads which are paused.
 func (w *Worker) lease(ctx context.Context) {
 	t := time.NewTicker(LeaseTTL / 3)
 	defer t.Stop()
 	for {
-		if err := w.store.Lease(ctx, w.cfg.ID, LeaseTTL); err != nil && ctx.Err() == nil {
+		since := w.pauses.mark()
+		paused, err := w.store.KeepLease(ctx, w.load.info(w.cfg.ID, w.cfg.Version, w.startedAt), LeaseTTL)
+		switch {
+		case err == nil:
+			w.pauses.apply(since, paused)
+		case ctx.Err() == nil && !w.pauses.learned():
+			// Until Redis answers once, no pool consumes (it may be
+			// paused): say why, or the worker would look stuck.
+			w.log.Warn("cannot reach Redis to learn whether the pools are paused; not taking jobs until it answers", "err", err)
+		case ctx.Err() == nil:
 			w.log.Debug("cannot renew the worker lease", "err", err)
 		}
 		if err := w.store.MarkStarted(ctx, w.marks.take()); err != nil && ctx.Err() == nil {
@@ -321,6 +375,7 @@ func (w *Worker) lease(ctx context.Context) {
 			_ = w.store.Release(rctx, w.cfg.ID)
 			return
 		case <-t.C:
+		case <-w.pauses.refresh:
 		}
 	}
 }

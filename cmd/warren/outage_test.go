@@ -353,8 +353,15 @@ func TestWorkerKill9(t *testing.T) {
 	// Nothing runs now, so the records hold still: the jobs recorded
 	// running are exactly those the dead worker had started and not
 	// finished. (A finish that reached Redis is whole: the script is
-	// atomic.)
-	before := records(t, c, ids)
+	// atomic.) They are read from Redis as recorded: the API would show a
+	// running job as queued once the dead worker's lease lapses, which a
+	// slow read of 2000 records on a loaded machine can outlast.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	before, err := fetchAll(ids, func(id string) (*jobs.Job, error) { return env.Store.Get(ctx, id) })
+	cancel()
+	if err != nil {
+		t.Fatalf("read records: %v", err)
+	}
 	var inFlight []string
 	finished := 0
 	for _, id := range ids {

@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -138,6 +139,8 @@ func Run(t *testing.T, start Start) {
 		{"UnreadableMessage", unreadableMessage},
 		{"UnreadableAnonymous", unreadableAnonymous},
 		{"UnlimitedIntake", unlimitedIntake},
+		{"Lease", leaseReports},
+		{"Pause", pause},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -252,8 +255,21 @@ func retries(t *testing.T, f *fixture) {
 	if took := time.Since(begin); took > 5*time.Second {
 		t.Errorf("took %s: the job's backoff was not used", took)
 	}
-	if j.ScheduledAt != nil {
-		t.Errorf("scheduled_at %v left on a finished job", j.ScheduledAt)
+	// The record keeps each attempt: two failed, then the one that
+	// succeeded, each with its worker and times; and when the last retry
+	// was due.
+	var outcomes []string
+	for i, a := range j.Attempts {
+		outcomes = append(outcomes, a.Outcome)
+		if a.Attempt != i+1 || a.Worker == "" || a.StartedAt == nil || a.EndedAt == nil || (a.Outcome == "failed") != (a.Error != nil) {
+			t.Errorf("attempt %d recorded as %+v", i+1, a)
+		}
+	}
+	if want := []string{"failed", "failed", "succeeded"}; !slices.Equal(outcomes, want) {
+		t.Errorf("attempts %v, want %v", outcomes, want)
+	}
+	if j.ScheduledAt == nil {
+		t.Error("scheduled_at gone from a job that was retried; it stays, saying when the last retry was due")
 	}
 	f.noneWaiting(t, "after the retried job succeeded")
 	f.drained(t)

@@ -10,8 +10,10 @@ which had no delivery limit) with manual acknowledgements, records each attempt
 with the protocol's Lua scripts (which also keep the pool's indexes of waiting
 and running jobs), retries through the delay levels, parks a second copy of an
 attempt that a live worker runs (it goes round the delay levels and is offered
-again), dead-letters jobs that fail for good, keeps a worker lease, records how
-far the pool's queue has come, and listens for cancel requests.
+again), dead-letters jobs that fail for good, keeps a worker lease (which says
+what the pool is doing, for GET /v1/workers), records how far the pool's queue
+has come, listens for cancel requests, and stops and starts consuming when the
+pool is paused and resumed.
 
 Payload: {"text": string, "fail_times": integer (optional), "permanent": bool
 (optional)}. Result: {"words": n, "lines": n, "chars": n}. fail_times makes
@@ -60,6 +62,7 @@ MAX_DELAY_MS = (2**32 - 1) * DELAY_UNIT_MS
 UNROUTED_WAIT_MS = 60000  # how long an unroutable delayed message waits before it is offered again
 DELIVERY_LIMIT = 20
 LEASE_TTL_S = 10
+VERSION = "wordcount.py 1"  # what the lease reports (GET /v1/workers)
 REDECLARE_EVERY_S = 15
 STORE_TIMEOUT_S = 5
 RETENTION_MS = 604800000  # store.retention default: 7 days
@@ -110,10 +113,27 @@ TERMINAL_LUA = """
 local function terminal(st)
   return st == 'succeeded' or st == 'failed' or st == 'canceled'
 end
+local function relist(prefix, pool, from, to, id, score)
+  if not prefix or not pool then return end
+  if from then redis.call('ZREM', prefix .. 's:' .. pool .. ':' .. from, id) end
+  if to and score then redis.call('ZADD', prefix .. 's:' .. pool .. ':' .. to, score, id) end
+end
+local function attempt_entry(n, worker, started, ended, outcome, err)
+  local e = '{"attempt":' .. (tonumber(n) or 0) .. ',"outcome":"' .. outcome .. '"'
+  if worker then e = e .. ',"worker":' .. cjson.encode(worker) end
+  if tonumber(started) then e = e .. ',"started_at":' .. tonumber(started) end
+  if tonumber(ended) then e = e .. ',"ended_at":' .. tonumber(ended) end
+  if err and err ~= '' then e = e .. ',"error":' .. err end
+  return e .. '}'
+end
+local function add_attempt(attempts, entry)
+  if not attempts or attempts == '' then return '[' .. entry .. ']' end
+  return string.sub(attempts, 1, -2) .. ',' .. entry .. ']'
+end
 """
 
 START_LUA = TERMINAL_LUA + """
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at', 'timeout_ms')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'start_token', 'pool', 'worker', 'started_at', 'scheduled_at', 'created_at', 'timeout_ms', 'attempts')
 local st = r[1]
 if not st then return {'missing', 0} end
 local attempt = tonumber(r[2]) or 0
@@ -140,8 +160,14 @@ if made >= 0 and attempt ~= made then
   end
 end
 attempt = attempt + 1
-redis.call('HSET', KEYS[1], 'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4])
-redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'scheduled_at', 'parked_until')
+local set = {'attempt', attempt, 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2], 'start_token', ARGV[4]}
+if st == 'running' then
+  set[#set + 1] = 'attempts'
+  set[#set + 1] = add_attempt(r[10], attempt_entry(attempt - 1, r[5], r[6], nil, 'lost', nil))
+end
+redis.call('HSET', KEYS[1], unpack(set))
+redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'parked_until')
+relist(ARGV[11], r[4], st, 'running', ARGV[5], r[8])
 if ARGV[9] then
   local timeout = tonumber(r[9]) or 0
   if timeout <= 0 then timeout = tonumber(ARGV[10]) end
@@ -155,7 +181,7 @@ return {'running', attempt, tonumber(r[7] or r[8]) or 0}
 """
 
 FINISH_LUA = TERMINAL_LUA + """
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool', 'error', 'progress')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool', 'error', 'progress', 'worker', 'started_at', 'created_at', 'attempts')
 local st = r[1]
 if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
@@ -174,6 +200,11 @@ end
 if ARGV[8] ~= '' then put('scheduled_at', ARGV[8]) end
 if ARGV[1] == 'queued' then put('attempt', ARGV[10]) end
 if ARGV[1] == 'succeeded' and r[5] then put('progress', '{"percent":100}') end
+if st == 'running' then
+  local outcome = ARGV[1]
+  if outcome == 'retrying' then outcome = 'failed' elseif outcome == 'queued' then outcome = 'interrupted' end
+  put('attempts', add_attempt(r[9], attempt_entry(r[2], r[6], r[7], ARGV[2], outcome, ARGV[5])))
+end
 local ended = terminal(ARGV[1])
 if ended then put('finished_at', ARGV[2]) end
 redis.call('HSET', KEYS[1], unpack(set))
@@ -191,6 +222,12 @@ elseif pool and st ~= 'running' then
   redis.call('ZREM', ARGV[11] .. pool, ARGV[7])
 end
 if pool and st == 'running' and ARGV[12] then redis.call('ZREM', ARGV[12] .. pool, ARGV[7]) end
+relist(ARGV[13], pool, st, ARGV[1], ARGV[7], r[8])
+if ARGV[14] and pool and (ARGV[1] == 'succeeded' or ARGV[1] == 'failed') then
+  local counts = ARGV[14] .. pool .. ':' .. math.floor(tonumber(ARGV[2]) / 60000)
+  redis.call('HINCRBY', counts, ARGV[1], 1)
+  redis.call('EXPIRE', counts, 7200)
+end
 return {'ok', ARGV[1]}
 """
 
@@ -456,6 +493,12 @@ class Config:
         # Section 12: the scripts add the record's pool to it.
         return self.ns + ":waiting:"
 
+    def list_prefix(self):
+        return self.ns + ":list:"
+
+    def outcomes_prefix(self):
+        return self.ns + ":outcomes:"
+
     def running_prefix(self):
         # The scripts add the record's pool to it: the pool's running jobs.
         return self.ns + ":running:"
@@ -467,6 +510,15 @@ class Config:
 
     def worker_key(self):
         return self.worker_prefix() + self.worker_id
+
+    def workers_key(self):
+        # Section 11: member = worker id, score = when its lease lapses
+        # unless renewed (Unix ms).
+        return self.ns + ":workers"
+
+    def paused_key(self):
+        # Section 15: field = pool; the pool's workers take no new jobs.
+        return self.ns + ":paused"
 
     def started_key(self):
         # Member = pool, score = the latest due time (Unix ms) of a job a
@@ -499,7 +551,7 @@ class Store:
         reply = self._start(keys=[self.cfg.job_key(job_id)],
                             args=[self.cfg.worker_id, now_ms(), made, token, job_id,
                                   self.cfg.waiting_prefix(), self.cfg.worker_prefix(), self.cfg.running_prefix(),
-                                  RETENTION_MS, MAX_TIMEOUT_MS])
+                                  RETENTION_MS, MAX_TIMEOUT_MS, self.cfg.list_prefix()])
         n = int(reply[2]) if len(reply) > 2 else 0
         return reply[0].decode(), int(reply[1]), n
 
@@ -508,15 +560,28 @@ class Store:
         st, _ = self._finish(keys=[self.cfg.job_key(job_id)],
                              args=[status, now_ms(), RETENTION_MS, result, err,
                                    self.cfg.done_channel(job_id), job_id, next_ms, attempt, restore,
-                                   self.cfg.waiting_prefix(), self.cfg.running_prefix()])
+                                   self.cfg.waiting_prefix(), self.cfg.running_prefix(),
+                                   self.cfg.list_prefix(), self.cfg.outcomes_prefix()])
         return st.decode()
 
-    def lease(self):
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.rdb.set(self.cfg.worker_key(), stamp, ex=LEASE_TTL_S)
+    def lease(self, record):
+        """Section 11: renews the lease, holding record (the worker and its
+        pool's load), lists the worker as live, and reads the paused pools,
+        in one round trip. Returns whether POOL is paused."""
+        now = now_ms()
+        record = dict(record, seen_ms=now)
+        p = self.rdb.pipeline(transaction=False)
+        p.set(self.cfg.worker_key(), json.dumps(record, separators=(",", ":")), ex=LEASE_TTL_S)
+        p.zadd(self.cfg.workers_key(), {self.cfg.worker_id: now + LEASE_TTL_S * 1000})
+        p.zremrangebyscore(self.cfg.workers_key(), "-inf", "(%d" % now)
+        p.hexists(self.cfg.paused_key(), POOL)
+        return bool(p.execute()[3])
 
     def release(self):
-        self.rdb.delete(self.cfg.worker_key())
+        p = self.rdb.pipeline(transaction=False)
+        p.delete(self.cfg.worker_key())
+        p.zrem(self.cfg.workers_key(), self.cfg.worker_id)
+        p.execute()
 
     def mark_started(self, due_ms):
         """Records how far the pool's queue has come: the latest due time of
@@ -589,7 +654,8 @@ class Session:
         self.alive = True
         self.pub = None
         self.channels = []
-        self.tags = []
+        self.tags = []  # the intake's consumer
+        self.pool_ch = self.pool_cb = self.pool_tag = None  # the pool's consumer, None while paused
         self._on_message = on_message
 
     def declare_delays(self):
@@ -743,7 +809,9 @@ class Session:
             if ch.is_open:
                 ch.close()
 
-    def setup(self, prefetch):
+    def setup(self, prefetch, paused):
+        """Declares everything and consumes the intake queue, and the pool's
+        queue unless the pool is paused (section 15)."""
         self.declare_delays()
         for queue_name, n, intake in ((self.cfg.queue(), prefetch, False), (self.cfg.intake_queue(), 1, True)):
             ch = self.conn.channel()
@@ -761,8 +829,25 @@ class Session:
             def cb(ch, method, props, body, intake=intake):
                 self._on_message(Delivery(self, ch, method.delivery_tag, props, body, intake))
 
-            self.tags.append((ch, ch.basic_consume(queue_name, cb, auto_ack=False)))
             self.channels.append(ch)
+            if intake:
+                self.tags.append((ch, ch.basic_consume(queue_name, cb, auto_ack=False)))
+            else:
+                self.pool_ch, self.pool_cb = ch, cb
+                if not paused:
+                    self.consume_pool()
+
+    def consume_pool(self):
+        """Starts the pool's consumer (at setup, and on a resume)."""
+        self.pool_tag = self.pool_ch.basic_consume(self.cfg.queue(), self.pool_cb, auto_ack=False)
+
+    def cancel_pool(self):
+        """Cancels the pool's consumer (a pause). pika requeues, once each,
+        the deliveries it received and did not hand to the callback; the
+        channel stays open for the acks of the jobs that run on."""
+        if self.pool_tag is not None and self.pool_ch.is_open:
+            self.pool_ch.basic_cancel(self.pool_tag)
+        self.pool_tag = None
 
     def publish(self, exchange, key, body, props):
         """Publishes mandatory on a confirm channel and waits for the confirm;
@@ -794,13 +879,14 @@ class Session:
         return out.get("v")
 
     def cancel_consumers(self):
-        for ch, tag in self.tags:
+        tags = self.tags + ([(self.pool_ch, self.pool_tag)] if self.pool_tag is not None else [])
+        for ch, tag in tags:
             try:
                 if ch.is_open:
                     ch.basic_cancel(tag)
             except Exception as e:  # noqa: BLE001
                 log.warning("cannot cancel consumer: %s", e)
-        self.tags = []
+        self.tags, self.pool_tag = [], None
 
     def close(self):
         self.alive = False
@@ -825,6 +911,22 @@ class Worker:
         self.running = {}  # job id -> cancel Event
         self.due_mark = 0  # latest due time (Unix ms) of a job started since the lease thread took it
         self.running_mu = threading.Lock()
+        # What the lease reports (section 11): deliveries in hand, attempts
+        # ended in success and with an error, since the process started.
+        self.started_ms = now_ms()
+        self.busy = self.done = self.failed = 0
+        # Pausing (section 15). want_paused is what Redis says, from the
+        # events channel and each lease renewal; heard counts the events,
+        # so a renewal whose reply may predate one is not applied.
+        # pause_known is set once a renewal was applied: the pool is not
+        # consumed before. held is set while the pool's consumer is
+        # cancelled: what takers still find of the pool's deliveries goes
+        # back to the queue.
+        self.want_paused = False
+        self.heard = 0
+        self.pause_known = threading.Event()
+        self.held = threading.Event()
+        self.wake = threading.Event()  # renew the lease now
 
     # --- holding (section 7)
     def hold(self, d, what, fn):
@@ -872,6 +974,12 @@ class Worker:
             return
         if st not in ("ok", "missing", "terminal", "superseded"):
             log.warning("unexpected reply from the finish script: %s", st)
+        if not d.intake and status in ("succeeded", "failed", "retrying"):
+            with self.running_mu:
+                if status == "succeeded":
+                    self.done += 1
+                else:
+                    self.failed += 1
         if status == "queued":
             d.requeue()
         else:
@@ -1058,23 +1166,51 @@ class Worker:
             if self.stop_taking.is_set():
                 d.requeue()
                 continue
+            if not d.intake and self.held.is_set():
+                # Delivered before the pause cancelled the consumer, never
+                # started: back to the queue, once.
+                d.requeue()
+                continue
             while not self.ready.is_set() and d.live() and not self.stop_taking.is_set():
                 self.ready.wait(0.2)
+            with self.running_mu:
+                self.busy += 1
             try:
                 self.intake(d) if d.intake else self.process(d)
             except Exception:  # noqa: BLE001 - never lose the thread
                 log.exception("unexpected error handling a message; it goes back to the queue")
                 d.requeue()
+            finally:
+                with self.running_mu:
+                    self.busy -= 1
 
     def housekeeping(self, done):
         """Keeps the lease (section 11), records how far the pool's queue
         has come, and re-asserts the type (2.5)."""
         last_declare = time.monotonic()
         while not done.is_set():
+            self.wake.clear()
+            with self.running_mu:
+                since = self.heard
+                record = {"id": self.cfg.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
+                          "version": VERSION, "started_ms": self.started_ms,
+                          "pools": {POOL: {"concurrency": self.cfg.concurrency, "busy": self.busy,
+                                           "done": self.done, "failed": self.failed}}}
             try:
-                self.store.lease()
+                paused = self.store.lease(record)
+                with self.running_mu:
+                    if self.heard == since:
+                        self.want_paused = paused
+                        self.pause_known.set()
+                    elif not self.pause_known.is_set():
+                        self.wake.set()  # an event came meanwhile: read again at once
             except Exception as e:  # noqa: BLE001
-                log.debug("cannot renew the worker lease: %s", e)
+                if not self.pause_known.is_set():
+                    # Nothing is consumed until Redis answers once: say why.
+                    log.warning("cannot reach Redis to learn whether the pool is paused; "
+                                "not taking jobs until it answers: %s", e)
+                else:
+                    log.debug("cannot renew the worker lease: %s", e)
             with self.running_mu:
                 due, self.due_mark = self.due_mark, 0
             if due > 0:
@@ -1088,20 +1224,24 @@ class Worker:
                     self.store.declare()
                 except Exception as e:  # noqa: BLE001
                     log.debug("cannot re-declare the type: %s", e)
-            done.wait(LEASE_TTL_S / 3)
+            self.wake.wait(LEASE_TTL_S / 3)
         try:
             self.store.release()
         except Exception as e:  # noqa: BLE001
             log.debug("cannot release the worker lease: %s", e)
 
     def events(self, done):
-        """Section 10: cancel <id> stops a running job."""
+        """Section 10: cancel <id> stops a running job; pause <pool> and
+        resume <pool> (section 15) pause and resume consuming."""
         delay = 0.1
         while not done.is_set():
             ps = None
             try:
                 ps = self.store.rdb.pubsub(ignore_subscribe_messages=True)
                 ps.subscribe(self.cfg.events())
+                # Pauses announced while not subscribed were missed: the
+                # lease renewal reads them.
+                self.wake.set()
                 delay = 0.1
                 while not done.is_set():
                     m = ps.get_message(timeout=0.5)
@@ -1113,6 +1253,10 @@ class Worker:
                             ev = self.running.get(arg)
                         if ev is not None:
                             ev.set()
+                    elif kind in ("pause", "resume") and arg == POOL:
+                        with self.running_mu:
+                            self.heard += 1
+                            self.want_paused = kind == "pause"
             except Exception as e:  # noqa: BLE001
                 log.debug("events subscription lost; resubscribing: %s", e)
                 done.wait(delay)
@@ -1145,17 +1289,28 @@ class Worker:
             t.start()
         log.info("worker %s starting: namespace=%s pool=%s type=%s concurrency=%d",
                  self.cfg.worker_id, self.cfg.ns, POOL, TYPE_NAME, self.cfg.concurrency)
+        # Whether the pool is paused is known before it is consumed: a
+        # worker started while its pool is paused takes nothing.
+        while not self.stop_taking.is_set() and not self.pause_known.wait(0.2):
+            pass
         delay = 0.1
         while not self.stop_taking.is_set():
             try:
                 self.session = Session(self.cfg, self.local.put)
-                self.session.setup(self.cfg.concurrency)
+                with self.running_mu:
+                    paused = self.want_paused
+                if paused:
+                    self.held.set()
+                else:
+                    self.held.clear()
+                self.session.setup(self.cfg.concurrency, paused)
                 if not self.declare_type(self.session):
                     break
                 self.ready.set()
-                log.info("pool %s consuming", POOL)
+                log.info("pool %s %s", POOL, "paused; not consuming" if paused else "consuming")
                 delay = 0.1
                 while not self.stop_taking.is_set():
+                    self.follow_pause(self.session)
                     self.session.conn.process_data_events(time_limit=0.2)
             except (pika.exceptions.AMQPError, OSError) as e:
                 self.ready.clear()
@@ -1168,8 +1323,24 @@ class Worker:
         events_done.set()
         events.join()
         house_done.set()
+        self.wake.set()
         house.join()
         log.info("worker %s stopped", self.cfg.worker_id)
+
+    def follow_pause(self, session):
+        """Section 15: cancels the pool's consumer when the pool is paused,
+        and consumes again when it is resumed. Runs on the connection's
+        thread, as every AMQP call must."""
+        with self.running_mu:
+            paused = self.want_paused
+        if paused and session.pool_tag is not None:
+            session.cancel_pool()
+            self.held.set()
+            log.info("pool %s paused; stopped consuming, running jobs go on", POOL)
+        elif not paused and session.pool_tag is None:
+            self.held.clear()
+            session.consume_pool()
+            log.info("pool %s resumed; consuming", POOL)
 
     def shutdown(self, takers):
         """Section 9: stop consuming, requeue what was not started, let

@@ -64,7 +64,11 @@ logged with its inputs and shown by 'warren queues'.`,
 				return err
 			}
 			if cfg.Supervisor.Addr != "" {
-				stop, err := serveSupervisor(cfg.Supervisor.Addr, sup, s.log)
+				m, err := s.supervisorMetrics(sup, args)
+				if err != nil {
+					return err
+				}
+				stop, err := serveSupervisor(cfg.Supervisor.Addr, sup, s.log, m)
 				if err != nil {
 					return err
 				}
@@ -104,6 +108,9 @@ func (s *stack) newSupervisor(a *app, names []string) (*autoscale.Supervisor, er
 		return nil, fmt.Errorf("find the warren executable: %w", err)
 	}
 	env := a.workerEnv(cfg)
+	// Each worker process serves its metrics on a socket of its own
+	// there, which the supervisor's /metrics gathers.
+	sockets := s.socketDir()
 	var pools []autoscale.PoolSpec
 	for _, name := range names {
 		command := cfg.Pools[name].Command
@@ -112,8 +119,12 @@ func (s *stack) newSupervisor(a *app, names []string) (*autoscale.Supervisor, er
 				return nil, fmt.Errorf("pool %q is not built in and has no pools.%s.command in warren.yaml", name, name)
 			}
 			// The supervisor's processes must not compete for one health
-			// address; it reports for them instead.
-			command = []string{self, "worker", name, "--health-addr="}
+			// address: each gets a socket of its own in its environment,
+			// or, without sockets, none.
+			command = []string{self, "worker", name}
+			if sockets == "" {
+				command = append(command, "--health-addr=")
+			}
 		}
 		pools = append(pools, autoscale.PoolSpec{
 			Name:    name,
@@ -128,6 +139,9 @@ func (s *stack) newSupervisor(a *app, names []string) (*autoscale.Supervisor, er
 		Reporter:  replicaReporter{s.store},
 		Logger:    s.log.With("component", "autoscale"),
 		StopGrace: cfg.Worker.ShutdownGrace.Std() + shutdownTimeout,
+		SocketDir: sockets,
+		// Read by the worker as worker.health_addr (config.go).
+		HealthAddrEnv: "WARREN_HEALTH_ADDR",
 	})
 }
 
@@ -198,6 +212,11 @@ func (o *poolObserver) Observe(ctx context.Context, pool string) (autoscale.Obse
 		return autoscale.Observation{}, err
 	}
 	obs := autoscale.Observation{Backlog: d.Backlog()}
+	paused, err := o.store.Paused(ctx)
+	if err != nil {
+		return obs, err
+	}
+	_, obs.Paused = paused[pool]
 	if o.cfg.AutoscaleOf(pool).TargetAge > 0 {
 		if obs.OldestAge, err = o.store.OldestWaiting(ctx, pool); err != nil {
 			return obs, err
@@ -219,9 +238,10 @@ func (r replicaReporter) Report(ctx context.Context, pool string, st autoscale.P
 	})
 }
 
-// serveSupervisor serves the supervisor's /healthz and /status (JSON) on
-// addr and returns what stops it.
-func serveSupervisor(addr string, sup *autoscale.Supervisor, log *slog.Logger) (stop func(), err error) {
+// serveSupervisor serves the supervisor's /healthz, /status (JSON) and
+// /metrics (its own figures and its worker processes') on addr and returns
+// what stops it.
+func serveSupervisor(addr string, sup *autoscale.Supervisor, log *slog.Logger, metrics http.Handler) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -229,7 +249,8 @@ func serveSupervisor(addr string, sup *autoscale.Supervisor, log *slog.Logger) (
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"pools": sup.Status()})
+		_ = json.NewEncoder(w).Encode(map[string]any{"pools": sup.Status(), "processes": sup.Processes()})
 	})
+	mux.Handle("GET /metrics", metrics)
 	return serveSide(addr, mux, log, "supervisor")
 }

@@ -84,26 +84,37 @@ it, with each job's payload. Listing leaves the dead letters where they are.`,
 			if err != nil {
 				return apiError(err)
 			}
-			if format == formatJSON {
-				return writeJSON(a.out, l)
+			if isData(format) {
+				return writeData(a.out, format, l)
 			}
-			return writeDeadTable(a.out, l)
+			return writeDeadTable(a.out, l, format == formatWide)
 		},
+		ValidArgsFunction: a.completePools,
 	}
 	cmd.Flags().IntVar(&o.Limit, "limit", 100, fmt.Sprintf("list at most this many, 1 to %d", maxDeadLimit))
 	return cmd
 }
 
 // writeDeadTable writes dead letters as a table, one row each, and a line
-// saying how many of the pool's they are.
-func writeDeadTable(w io.Writer, l *client.DeadList) error {
+// saying how many of the pool's they are. wide adds why each was
+// dead-lettered and shows errors in full.
+func writeDeadTable(w io.Writer, l *client.DeadList, wide bool) error {
 	if len(l.Dead) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tFAILED AT\tERROR")
+		if wide {
+			fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tFAILED AT\tREASON\tERROR")
+		} else {
+			fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tFAILED AT\tERROR")
+		}
 		for _, d := range l.Dead {
 			failed := "-"
 			if !d.FailedAt.IsZero() {
 				failed = timeText(d.FailedAt)
+			}
+			if wide {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n",
+					oneLine(d.ID), oneLine(d.Type), d.Attempts, failed, orDash(oneLine(d.Reason)), orDash(errorText(d.Error)))
+				continue
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n",
 				oneLine(d.ID), oneLine(d.Type), d.Attempts, failed, orDash(cut(errorText(d.Error), deadErrorWidth)))
@@ -199,8 +210,8 @@ replayed, 1 otherwise.`,
 			if err != nil {
 				return apiError(err)
 			}
-			if format == formatJSON {
-				err = writeJSON(a.out, res)
+			if isData(format) {
+				err = writeData(a.out, format, res)
 			} else {
 				_, err = fmt.Fprintf(a.out, "replayed %d\n", res.Replayed)
 			}
@@ -217,6 +228,7 @@ replayed, 1 otherwise.`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.All, "all", false, "replay every dead letter of the pool")
+	cmd.ValidArgsFunction = a.completePools
 	return cmd
 }
 
@@ -258,13 +270,14 @@ Since this cannot be undone, it asks for --yes.`,
 			if err != nil {
 				return apiError(err)
 			}
-			if format == formatJSON {
-				return writeJSON(a.out, map[string]int{"purged": n})
+			if isData(format) {
+				return writeData(a.out, format, map[string]int{"purged": n})
 			}
 			_, err = fmt.Fprintf(a.out, "purged %d\n", n)
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&o.Yes, "yes", false, "confirm deleting every dead letter of the pool")
+	cmd.ValidArgsFunction = a.completePools
 	return cmd
 }

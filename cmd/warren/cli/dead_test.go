@@ -241,7 +241,7 @@ func TestDeadErrors(t *testing.T) {
 		{[]string{"dead", "list"}, "warren: list needs a pool name, such as: warren dead list sys (got 0 arguments)\n", 0},
 		{[]string{"dead", "list", "sys", "--limit", "0"}, "warren: --limit 0: want 1 to 1000\n", 0},
 		{[]string{"dead", "list", "sys", "--limit", "1001"}, "warren: --limit 1001: want 1 to 1000\n", 0},
-		{[]string{"dead", "list", "sys", "-o", "yaml"}, `warren: -o "yaml": want table (the default) or json` + "\n", 0},
+		{[]string{"dead", "list", "sys", "-o", "xml"}, `warren: -o "xml": want table (the default), wide, json or yaml` + "\n", 0},
 		{[]string{"dead", "show", "sys"}, `warren: unknown command "show" for "warren dead"` + "\n", 0},
 		{[]string{"dead", "replay"}, "warren: replay needs a pool, then job ids or --all, such as: warren dead replay sys --all\n", 0},
 		{[]string{"dead", "replay", "sys"}, "warren: replay needs the ids of the jobs to replay, or --all for every dead letter of pool sys\n", 0},

@@ -35,13 +35,19 @@ type enqueueOptions struct {
 	BackoffBase   *time.Duration
 	BackoffFactor *float64
 	BackoffMax    *time.Duration
+	// bulkOptions are those of --file (bulk.go).
+	bulkOptions
 }
 
 // Validate reports what is wrong with the options, if anything, without
 // reading the payload or sending anything.
 func (o *enqueueOptions) Validate() error {
-	if !jobs.ValidTypeName(o.Type) {
+	// With --requests the lines may name their types.
+	if (o.Type != "" || o.File == "" || !o.Requests) && !jobs.ValidTypeName(o.Type) {
 		return fmt.Errorf("job type %q: want lower-case words joined by dots, such as sys.echo", o.Type)
+	}
+	if err := o.validateBulk(); err != nil {
+		return err
 	}
 	if o.HasPayload {
 		if err := checkPayloadArg(o.Payload); err != nil {
@@ -222,8 +228,8 @@ func parseMeta(pairs []string) (map[string]string, error) {
 func (a *app) enqueueCmd() *cobra.Command {
 	var o enqueueOptions
 	cmd := &cobra.Command{
-		Use:   "enqueue TYPE [PAYLOAD]",
-		Short: "Submit a job to the warren API",
+		Use:   "enqueue TYPE [PAYLOAD] | enqueue [TYPE] --file FILE",
+		Short: "Submit a job, or many from a file, to the warren API",
 		Long: `Submit a job of TYPE to the warren API and print its id.
 
 PAYLOAD is the job's input, a JSON object: JSON text, @FILE to read a file,
@@ -237,9 +243,41 @@ type's policy: base after the first failure, multiplied by factor after each
 further one, never more than max (jittered). Those left out keep the type's.
 
 With --wait, warren waits for the job to finish and prints its result (with
--o json, the whole job). Exit status: 0 if the job was submitted (and, with
---wait, succeeded), 2 if it failed or was canceled, 3 if --wait-timeout
-passed first, 1 on any other error.
+-o json or -o yaml, the whole job). Exit status: 0 if the job was submitted
+(and, with --wait, succeeded), 2 if it failed or was canceled, 3 if
+--wait-timeout passed first, 1 on any other error.
+
+Many jobs: --file FILE reads JSON lines (--file - reads standard input) and
+submits them through the batch API, --chunk jobs per request (500), reading
+as it sends, so that a file of any length goes through in little memory.
+What a line is never depends on what it holds:
+
+  without --requests  each line is a payload (a JSON object) for a job of
+                      TYPE with the flags' settings, whatever members it
+                      has, "type" and "payload" included
+  with --requests     each line is a whole job request, as POST /v1/jobs
+                      takes it: {"type":"sys.echo","payload":{...},
+                      "max_attempts":5,"idempotency_key":"..."}; TYPE (then
+                      optional) and the flags fill in what a line leaves out
+
+Empty lines are skipped. A line that is not JSON, or not an object, is
+refused with its line number and the rest go on; so is a job the API
+refuses (an unknown type, a payload its schema refuses). When the key is over
+its rate limit (429) the chunk is sent again after the wait the API asks
+for; while the API is unavailable (503, or not reachable) it is sent again
+up to 5 times, waiting 1s, 2s, 4s, ... between. A chunk the API finds too
+large is sent in halves, and later chunks are kept as small.
+
+A progress bar shows on standard error when it is a terminal (a line every
+10 seconds otherwise). At the end a summary goes to standard output: lines
+read, jobs accepted, lines refused by reason with their line numbers (with
+-o json or -o yaml, the same as data). --ids-out FILE writes one line for
+each line of input, in order: the id of the job it became, or nothing for a
+line that was empty or refused; 'warren job wait --file FILE' waits for them.
+With --file, the exit status is 0 if every line became a job, 4 if some were
+refused (the others were submitted), and 1 if the run stopped early (an
+error that would befall every chunk, or Ctrl-C): the summary says from which
+line on nothing was sent.
 
 The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 (default http://127.0.0.1:8080).`,
@@ -265,9 +303,24 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
   # Wait up to 2s before the second attempt, 6s before the third, 18s, ...
   # but never more than 5 minutes
   warren enqueue sys.echo '{"message":"hello"}' --max-attempts 5 \
-    --backoff-base 2s --backoff-factor 3 --backoff-max 5m`,
+    --backoff-base 2s --backoff-factor 3 --backoff-max 5m
+
+  # Many jobs: one payload a line, 1000 a request, ids kept to wait for
+  seq 1 100000 | sed 's/.*/{"n":&}/' > jobs.jsonl
+  warren enqueue sys.echo --file jobs.jsonl --chunk 1000 --ids-out ids.txt
+  warren job wait --file ids.txt --summary
+
+  # Whole job requests from standard input, each with its own type and key
+  printf '%s\n' '{"type":"sys.echo","payload":{"n":1},"idempotency_key":"n-1"}' \
+    '{"type":"sys.sleep","payload":{"ms":100},"max_attempts":1}' |
+    warren enqueue --file - --requests
+
+  # The summary as data: which lines were refused, and why
+  warren enqueue sys.echo --file jobs.jsonl -o json | jq '.refusals'`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch {
+			case len(args) == 0 && o.File != "" && o.Requests:
+				return nil // the lines name their types
 			case len(args) == 0:
 				return errors.New(`enqueue needs a job type, such as: warren enqueue sys.echo '{"message":"hello"}'`)
 			case len(args) > 2:
@@ -276,7 +329,9 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Type = args[0]
+			if len(args) > 0 {
+				o.Type = args[0]
+			}
 			if len(args) == 2 {
 				o.Payload, o.HasPayload = args[1], true
 			}
@@ -289,6 +344,13 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 			}
 			if err := o.Validate(); err != nil {
 				return err
+			}
+			if o.File != "" {
+				c, err := a.apiClient(cmd)
+				if err != nil {
+					return err
+				}
+				return a.enqueueFile(cmd.Context(), c, &o, format)
 			}
 			payload, err := readPayload(o.Payload, !o.HasPayload, a.in)
 			if err != nil {
@@ -311,8 +373,8 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 				fmt.Fprintf(a.errOut, "job %s already exists for key %q; not submitted again\n", j.ID, o.Key)
 			}
 			if !o.Wait {
-				if format == formatJSON {
-					return writeJSON(a.out, j)
+				if isData(format) {
+					return writeData(a.out, format, j)
 				}
 				_, err := fmt.Fprintln(a.out, j.ID)
 				return err
@@ -323,8 +385,8 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 				return apiError(err)
 			}
 			j = js[0]
-			if format == formatJSON {
-				if err := writeJSON(a.out, j); err != nil {
+			if isData(format) {
+				if err := writeData(a.out, format, j); err != nil {
 					return err
 				}
 			} else if j.Status == jobs.StatusSucceeded {
@@ -359,5 +421,10 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 	f.Var(optionalDuration(&o.BackoffBase), "backoff-base", "wait after the first failed attempt, such as 1s (default: the type's)")
 	f.Var(optionalFloat(&o.BackoffFactor), "backoff-factor", "multiply the wait by this after each further failure, 1 to 100 (default: the type's)")
 	f.Var(optionalDuration(&o.BackoffMax), "backoff-max", "longest wait between attempts, such as 10m (default: the type's)")
+	f.StringVar(&o.File, "file", "", "submit a job for each line of this JSON lines file (- for standard input)")
+	f.BoolVar(&o.Requests, "requests", false, "with --file, each line is a whole job request, not a payload")
+	f.IntVar(&o.Chunk, "chunk", defaultChunk, fmt.Sprintf("with --file, jobs per batch request, 1 to %d", maxChunk))
+	f.StringVar(&o.IDsOut, "ids-out", "", "with --file, write the ids to this file, one line per input line (empty if it is not a job)")
+	cmd.ValidArgsFunction = a.completeTypes
 	return cmd
 }

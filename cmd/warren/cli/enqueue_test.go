@@ -396,7 +396,7 @@ func TestEnqueueRefusedLocally(t *testing.T) {
 		{[]string{"enqueue", "sys.echo", "--timeout", "100ms"}, "warren: --timeout 100ms: want 1s to 24h"},
 		{[]string{"enqueue", "sys.echo", "--max-attempts", "0x"}, `warren: invalid argument "0x" for "--max-attempts" flag`},
 		{[]string{"enqueue", "sys.echo", "--meta", "team"}, `warren: --meta "team": want key=value`},
-		{[]string{"enqueue", "sys.echo", "-o", "yaml"}, `warren: -o "yaml": want table (the default) or json`},
+		{[]string{"enqueue", "sys.echo", "-o", "xml"}, `warren: -o "xml": want table (the default), wide, json or yaml`},
 		{[]string{"enqueue", "sys.echo", "--wait-timeout", "-1s"}, "warren: --wait-timeout -1s: must not be negative"},
 		{[]string{"enqueue", "sys.echo", "--delay", "soon"}, `warren: invalid argument "soon" for "--delay" flag: time: invalid duration "soon"`},
 		{[]string{"enqueue", "sys.echo", "--delay", "0s"}, "warren: --delay 0s: want a positive duration, such as 90s or 2h"},

@@ -5,10 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,9 +24,6 @@ const (
 	// for was terminal.
 	exitWaitTimeout = 3
 )
-
-// maxConcurrentWaits bounds how many long polls one command holds open.
-const maxConcurrentWaits = 8
 
 // prepare does what every client command does first: read -o, check the
 // command's options, and make the API client.
@@ -81,9 +77,9 @@ func apiError(err error) error {
 func (a *app) jobCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "job",
-		Short: "Inspect jobs, wait for them and cancel them",
-		Long: `Inspect jobs submitted to the warren API, wait for them to finish, or cancel
-them.
+		Short: "Inspect jobs, wait for them, cancel and retry them",
+		Long: `Inspect jobs submitted to the warren API, wait for them to finish, cancel
+them, run failed or canceled ones again, or download what they produced.
 
 The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 (default http://127.0.0.1:8080).`,
@@ -91,123 +87,62 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.jobGetCmd(), a.jobWaitCmd(), a.jobCancelCmd())
+	cmd.AddCommand(a.jobGetCmd(), a.jobWaitCmd(), a.jobCancelCmd(), a.jobListCmd(), a.jobRetryCmd(), a.jobArtifactCmd())
 	return cmd
 }
 
 // jobGetOptions are the inputs of `warren job get`.
 type jobGetOptions struct {
 	ID string
+	watchOptions
 }
 
 // Validate reports what is wrong with the options, if anything.
-func (o *jobGetOptions) Validate() error { return checkJobID(o.ID) }
+func (o *jobGetOptions) Validate() error {
+	if err := checkJobID(o.ID); err != nil {
+		return err
+	}
+	return o.watchOptions.Validate()
+}
 
 func (a *app) jobGetCmd() *cobra.Command {
 	var o jobGetOptions
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "get ID",
 		Short: "Print a job",
 		Long: `Print a job as it stands: its status, attempts, times, error, payload and
-result. The default view is for people; -o json prints the job as the API
-returns it.`,
+result. The default view is for people (-o wide is the same view); -o json
+and -o yaml print the job as the API returns it. --watch shows it again
+every --interval (2s) until Ctrl-C, redrawn in place on a terminal.`,
 		Example: `  id=$(warren enqueue sys.echo '{"message":"hello"}')
   warren job get "$id"
-  warren job get "$id" -o json`,
+  warren job get "$id" -o json
+  warren job get "$id" -o yaml
+
+  # Follow a long job's status and progress until Ctrl-C
+  id=$(warren enqueue sys.sleep '{"ms":20000}')
+  warren job get "$id" --watch --interval 1s`,
 		Args: exactArgs(1, "a job id, such as: warren job get 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.ID = args[0]
+			o.resolve(cmd)
 			format, c, err := a.prepare(cmd, &o)
 			if err != nil {
 				return err
 			}
-			j, err := c.Get(cmd.Context(), o.ID)
-			if err != nil {
-				return apiError(err)
-			}
-			if format == formatJSON {
-				return writeJSON(a.out, j)
-			}
-			return writeJobView(a.out, j)
-		},
-	}
-}
-
-// jobWaitOptions are the inputs of `warren job wait`.
-type jobWaitOptions struct {
-	IDs         []string
-	WaitTimeout time.Duration
-}
-
-// Validate reports what is wrong with the options, if anything.
-func (o *jobWaitOptions) Validate() error {
-	for _, id := range o.IDs {
-		if err := checkJobID(id); err != nil {
-			return err
-		}
-	}
-	if o.WaitTimeout < 0 {
-		return fmt.Errorf("--wait-timeout %s: must not be negative (0 means no limit)", o.WaitTimeout)
-	}
-	return nil
-}
-
-func (a *app) jobWaitCmd() *cobra.Command {
-	var o jobWaitOptions
-	cmd := &cobra.Command{
-		Use:   "wait ID...",
-		Short: "Wait for jobs to finish and print them",
-		Long: `Wait until every job named has finished (succeeded, failed or was canceled),
-then print them: a table by default, a JSON array with -o json.
-
-Exit status: 0 if every job succeeded, 2 if any failed or was canceled, 3 if
---wait-timeout passed first (the jobs are printed as they stand), 1 on any
-other error.`,
-		Example: `  id1=$(warren enqueue sys.echo '{"message":"one"}')
-  id2=$(warren enqueue sys.echo '{"message":"two"}')
-  warren job wait "$id1" "$id2"
-  warren job wait "$id1" "$id2" --wait-timeout 2m -o json`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return errors.New("wait needs at least one job id, such as: warren job wait 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d")
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.IDs = uniq(args)
-			format, c, err := a.prepare(cmd, &o)
-			if err != nil {
-				return err
-			}
-			js, err := waitAll(cmd.Context(), c, o.IDs, o.WaitTimeout)
-			if err != nil {
-				return apiError(err)
-			}
-			if format == formatJSON {
-				err = writeJSON(a.out, js)
-			} else {
-				err = writeJobTable(a.out, js)
-			}
-			if err != nil {
-				return err
-			}
-			code := exitCode(js)
-			if code == exitWaitTimeout {
-				n := 0
-				for _, j := range js {
-					if !j.Status.Terminal() {
-						n++
-					}
+			return a.watch(cmd.Context(), o.watchOptions, format, "warren job get "+o.ID, func(ctx context.Context, w io.Writer) error {
+				j, err := c.Get(ctx, o.ID)
+				if err != nil {
+					return apiError(err)
 				}
-				fmt.Fprintf(a.errOut, "%d of %d jobs not finished after %s\n", n, len(js), o.WaitTimeout)
-			}
-			if code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
+				if isData(format) {
+					return writeData(w, format, j)
+				}
+				return writeJobView(w, j)
+			})
 		},
 	}
-	cmd.Flags().DurationVar(&o.WaitTimeout, "wait-timeout", 0, "give up waiting after this long, such as 30s or 5m (0 means no limit)")
+	o.bind(cmd)
 	return cmd
 }
 
@@ -231,8 +166,8 @@ func (a *app) jobCancelCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "cancel ID...",
 		Short: "Cancel jobs that have not ended",
-		Long: `Cancel each job named, in turn, and print "ID canceled" for each (with -o json,
-the canceled jobs as a JSON array). A canceled job that has not started never
+		Long: `Cancel each job named, in turn, and print "ID canceled" for each (with -o json
+or -o yaml, the canceled jobs as a list). A canceled job that has not started never
 runs; a running job's handler is told to stop.
 
 A job that has already ended (succeeded, failed or canceled) cannot be
@@ -267,7 +202,7 @@ Exit status: 0 if every job named was canceled, 1 otherwise.`,
 				switch {
 				case err == nil:
 					canceled = append(canceled, j)
-					if format == formatHuman {
+					if !isData(format) {
 						fmt.Fprintf(a.out, "%s %s\n", j.ID, j.Status)
 					}
 					continue
@@ -282,13 +217,13 @@ Exit status: 0 if every job named was canceled, 1 otherwise.`,
 				}
 				// Anything else (an unreachable API, a server error) would
 				// befall the other jobs too: stop, after saying what was done.
-				if format == formatJSON {
-					_ = writeJSON(a.out, canceled)
+				if isData(format) {
+					_ = writeData(a.out, format, canceled)
 				}
 				return apiError(err)
 			}
-			if format == formatJSON {
-				if err := writeJSON(a.out, canceled); err != nil {
+			if isData(format) {
+				if err := writeData(a.out, format, canceled); err != nil {
 					return err
 				}
 			}
@@ -312,58 +247,6 @@ func conflictText(ctx context.Context, c *client.Client, id string, conflict err
 		return ae.Message
 	}
 	return conflict.Error()
-}
-
-// waitAll waits, a few at a time, until every job named is terminal, and
-// returns them in the order of ids. If timeout (when positive) passes first,
-// the jobs that are not done are returned as they stand. The first error
-// (an unknown id, an unreachable API) stops every wait.
-func waitAll(ctx context.Context, c *client.Client, ids []string, timeout time.Duration) ([]*jobs.Job, error) {
-	budget, cancelBudget := ctx, context.CancelFunc(func() {})
-	if timeout > 0 {
-		budget, cancelBudget = context.WithTimeout(ctx, timeout)
-	}
-	defer cancelBudget()
-	waitCtx, stop := context.WithCancel(budget)
-	defer stop()
-
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, maxConcurrentWaits)
-		out      = make([]*jobs.Job, len(ids))
-	)
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if firstErr == nil {
-			firstErr = err
-			stop()
-		}
-	}
-	for i, id := range ids {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			j, err := c.WaitDone(waitCtx, id)
-			if err != nil && errors.Is(err, context.DeadlineExceeded) && budget.Err() != nil && ctx.Err() == nil {
-				// The budget ran out, not the caller's patience: report
-				// the job as it stands.
-				j, err = c.Get(ctx, id)
-			}
-			if err != nil {
-				fail(err)
-				return
-			}
-			out[i] = j
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	return out, nil
 }
 
 // exitCode is the exit status that reports the jobs waited for:

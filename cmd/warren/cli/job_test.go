@@ -67,8 +67,8 @@ func TestJobGetErrors(t *testing.T) {
 		{[]string{"job", "get", testID}, "warren: get job " + testID + ": 404 not_found: no such job\n", 1},
 		{[]string{"job", "get", "42"}, `warren: "42" is not a job id: want a UUID such as 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d` + "\n", 0},
 		{[]string{"job", "get"}, "warren: get needs a job id, such as: warren job get 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d (got 0 arguments)\n", 0},
-		{[]string{"job", "get", testID, "-o", "yaml"}, `warren: -o "yaml": want table (the default) or json` + "\n", 0},
-		{[]string{"job", "list"}, `warren: unknown command "list" for "warren job"` + "\n", 0},
+		{[]string{"job", "get", testID, "-o", "xml"}, `warren: -o "xml": want table (the default), wide, json or yaml` + "\n", 0},
+		{[]string{"job", "frobnicate"}, `warren: unknown command "frobnicate" for "warren job"` + "\n", 0},
 	} {
 		before := len(f.requestLog())
 		stdout, stderr, code := f.run(t, "", tc.args...)
@@ -110,6 +110,7 @@ func TestJobWait(t *testing.T) {
 			stdout: `ID                                    TYPE      STATUS     ATTEMPT  DURATION  ERROR
 0190c5f2-6d1e-7b3a-9c4d-000000000001  sys.echo  succeeded  1/3      1.5s      -
 0190c5f2-6d1e-7b3a-9c4d-000000000004  sys.echo  succeeded  1/3      1.5s      -
+2 jobs: 2 succeeded
 `,
 		},
 		{
@@ -119,6 +120,7 @@ func TestJobWait(t *testing.T) {
 			stdout: `ID                                    TYPE      STATUS     ATTEMPT  DURATION  ERROR
 0190c5f2-6d1e-7b3a-9c4d-000000000001  sys.echo  succeeded  1/3      1.5s      -
 0190c5f2-6d1e-7b3a-9c4d-000000000002  sys.fail  failed     3/3      1.5s      handler: told to fail
+2 jobs: 1 succeeded, 1 failed
 `,
 		},
 		{
@@ -128,6 +130,7 @@ func TestJobWait(t *testing.T) {
 			stdout: `ID                                    TYPE       STATUS     ATTEMPT  DURATION  ERROR
 0190c5f2-6d1e-7b3a-9c4d-000000000003  sys.sleep  queued     0/3      -         -
 0190c5f2-6d1e-7b3a-9c4d-000000000001  sys.echo   succeeded  1/3      1.5s      -
+2 jobs: 1 succeeded, 1 queued
 `,
 			stderr: "1 of 2 jobs not finished after 50ms\n",
 		},
@@ -138,6 +141,7 @@ func TestJobWait(t *testing.T) {
 			stdout: `ID                                    TYPE       STATUS  ATTEMPT  DURATION  ERROR
 0190c5f2-6d1e-7b3a-9c4d-000000000003  sys.sleep  queued  0/3      -         -
 0190c5f2-6d1e-7b3a-9c4d-000000000002  sys.fail   failed  3/3      1.5s      handler: told to fail
+2 jobs: 1 failed, 1 queued
 `,
 		},
 		{
@@ -150,7 +154,7 @@ func TestJobWait(t *testing.T) {
 			name:   "no ids",
 			args:   []string{"job", "wait"},
 			code:   1,
-			stderr: "warren: wait needs at least one job id, such as: warren job wait 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d\n",
+			stderr: "warren: wait needs at least one job id, or --file, such as: warren job wait 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d\n",
 		},
 		{
 			name:   "negative limit",
@@ -290,9 +294,9 @@ func TestJobCancel(t *testing.T) {
 		},
 		{
 			name:   "bad output format",
-			args:   []string{"job", "cancel", idQueued, "-o", "yaml"},
+			args:   []string{"job", "cancel", idQueued, "-o", "xml"},
 			code:   1,
-			stderr: `warren: -o "yaml": want table (the default) or json` + "\n",
+			stderr: `warren: -o "xml": want table (the default), wide, json or yaml` + "\n",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

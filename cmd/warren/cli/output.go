@@ -13,22 +13,35 @@ import (
 	"github.com/warrenhq/warren/jobs"
 )
 
-// Output formats of the client commands (the -o flag).
+// Output formats of the client commands (the -o flag). formatHuman and
+// formatWide are views for people; formatJSON and formatYAML print the
+// API's data (isData), the same fields in either.
 const (
 	formatHuman = "table" // a table or key/value view, for people
+	formatWide  = "wide"  // the table with more columns, where there are more to show
 	formatJSON  = "json"
+	formatYAML  = "yaml"
 )
 
-// format returns the output format -o asks for: formatHuman (the default)
-// or formatJSON.
+// outputFormats are the values -o takes, the default first, with what
+// each prints (for help and shell completion).
+var outputFormats = [][2]string{
+	{formatHuman, "the readable view (the default)"},
+	{formatWide, "the readable view with more columns"},
+	{formatJSON, "the API's data as JSON"},
+	{formatYAML, "the API's data as YAML"},
+}
+
+// format returns the output format -o asks for: formatHuman when it is
+// not given, on a terminal or not.
 func (a *app) format() (string, error) {
 	switch a.output {
-	case "", formatHuman:
+	case "":
 		return formatHuman, nil
-	case formatJSON:
-		return formatJSON, nil
+	case formatHuman, formatWide, formatJSON, formatYAML:
+		return a.output, nil
 	}
-	return "", fmt.Errorf("-o %q: want table (the default) or json", a.output)
+	return "", fmt.Errorf("-o %q: want table (the default), wide, json or yaml", a.output)
 }
 
 // writeJSON writes v as indented JSON and a newline.
@@ -93,6 +106,14 @@ func writeJobView(w io.Writer, j *jobs.Job) error {
 		}
 		row("error", e)
 	}
+	// The timeline: one row an attempt, the running one last.
+	for i, a := range j.Attempts {
+		key := ""
+		if i == 0 {
+			key = "attempts:"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", key, attemptLine(a))
+	}
 	if len(j.Metadata) > 0 {
 		row("metadata", metadataText(j.Metadata))
 	}
@@ -102,9 +123,12 @@ func writeJobView(w io.Writer, j *jobs.Job) error {
 	if j.IdempotencyKey != "" {
 		row("idempotency key", oneLine(j.IdempotencyKey))
 	}
-	row("payload", compactJSON(j.Payload))
+	row("payload", shortJSON(j.Payload))
 	if len(j.Result) > 0 {
-		row("result", compactJSON(j.Result))
+		row("result", shortJSON(j.Result))
+	}
+	if j.Artifact != nil {
+		row("artifact", artifactText(j))
 	}
 	return tw.Flush()
 }
@@ -219,4 +243,23 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// attemptLine is one attempt of a job's timeline: number, outcome, when and
+// how long, where, and why it failed.
+func attemptLine(a jobs.Attempt) string {
+	line := fmt.Sprintf("#%d %s", a.Attempt, a.Outcome)
+	if a.StartedAt != nil {
+		line += " " + timeText(*a.StartedAt)
+		if a.EndedAt != nil {
+			line += " (" + durationText(a.EndedAt.Sub(*a.StartedAt)) + ")"
+		}
+	}
+	if a.Worker != "" {
+		line += " on " + oneLine(a.Worker)
+	}
+	if a.Error != nil {
+		line += ": " + errorText(a.Error)
+	}
+	return line
 }

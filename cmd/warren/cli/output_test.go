@@ -215,7 +215,9 @@ func TestFormat(t *testing.T) {
 		{"", formatHuman, ""},
 		{"table", formatHuman, ""},
 		{"json", formatJSON, ""},
-		{"yaml", "", `-o "yaml": want table (the default) or json`},
+		{"yaml", formatYAML, ""},
+		{"wide", formatWide, ""},
+		{"xml", "", `-o "xml": want table (the default), wide, json or yaml`},
 	} {
 		a := &app{output: tc.output}
 		got, err := a.format()
@@ -227,6 +229,29 @@ func TestFormat(t *testing.T) {
 		}
 		if err != nil || got != tc.want {
 			t.Errorf("-o %q = %q, %v; want %q", tc.output, got, err, tc.want)
+		}
+	}
+}
+
+func TestJobViewShowsAttempts(t *testing.T) {
+	j := fixedJob()
+	started := j.CreatedAt.Add(time.Second)
+	ended := started.Add(1500 * time.Millisecond)
+	j.Attempts = []jobs.Attempt{
+		{Attempt: 1, Worker: "host-1/4242", StartedAt: &started, EndedAt: &ended, Outcome: "failed",
+			Error: &jobs.Error{Code: "panic", Message: "boom", Stack: "goroutine 1"}},
+		{Attempt: 2, Worker: "host-2/7", StartedAt: &ended, Outcome: "running"},
+	}
+	var b strings.Builder
+	if err := writeJobView(&b, j); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"attempts:        #1 failed " + timeText(started) + " (1.5s) on host-1/4242: panic: boom\n",
+		"                 #2 running " + timeText(ended) + " on host-2/7\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the view lacks %q:\n%s", want, b.String())
 		}
 	}
 }

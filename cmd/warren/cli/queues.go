@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -11,12 +12,11 @@ import (
 	"github.com/warrenhq/warren/client"
 )
 
-// queuesOptions are the inputs of `warren queues`: none but the global
+// queuesOptions are the inputs of `warren queues`, besides the global
 // flags, which prepare reads.
-type queuesOptions struct{}
-
-// Validate reports what is wrong with the options: nothing can be.
-func (o *queuesOptions) Validate() error { return nil }
+type queuesOptions struct {
+	watchOptions
+}
 
 // queuesOutput is what `warren queues -o json` prints: the API's answer.
 type queuesOutput struct {
@@ -25,7 +25,7 @@ type queuesOutput struct {
 
 func (a *app) queuesCmd() *cobra.Command {
 	var o queuesOptions
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "queues",
 		Short: "Show each pool's queue: backlog, consumers, oldest waiting job, dead letters, rescues, replicas",
 		Long: `Show the queue of every pool the API knows (those of declared types, and
@@ -45,40 +45,62 @@ those an autoscaler reports on), one row each:
   REPLICAS   worker processes, current/desired, as the pool's autoscaler last
              reported; - when none reported recently
 
-The management API refreshes its figures every few seconds. -o json prints
-the list as the API returns it.
+A paused pool ('warren queue pause') shows as "POOL (paused)": its workers
+take no new jobs.
+
+-o wide adds the pool's jobs SCHEDULED (delayed), RUNNING and RETRYING (waiting
+for their next attempt), those that succeeded (OK/1H) and failed (FAILED/1H)
+in the last hour, SOURCE (what measured the queue: management or amqp),
+SCALED (when the autoscaler last decided) and REASON (why). The management API
+refreshes its figures every few seconds. -o json and -o yaml print the list
+as the API returns it. --watch shows the table again every --interval (2s)
+until Ctrl-C.
 
 The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 (default http://127.0.0.1:8080).`,
 		Example: `  warren queues
-  warren queues -o json | jq '.queues[] | {pool, backlog}'`,
+  warren queues -o wide
+  warren queues -o json | jq '.queues[] | {pool, backlog}'
+
+  # A live view, redrawn every second until Ctrl-C
+  warren queues --watch --interval 1s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.resolve(cmd)
 			format, c, err := a.prepare(cmd, &o)
 			if err != nil {
 				return err
 			}
-			qs, err := c.Queues(cmd.Context())
-			if err != nil {
-				return apiError(err)
-			}
-			if format == formatJSON {
-				return writeJSON(a.out, queuesOutput{Queues: qs})
-			}
-			return writeQueuesTable(a.out, qs)
+			return a.watch(cmd.Context(), o.watchOptions, format, "warren queues", func(ctx context.Context, w io.Writer) error {
+				qs, err := c.Queues(ctx)
+				if err != nil {
+					return apiError(err)
+				}
+				if isData(format) {
+					return writeData(w, format, queuesOutput{Queues: qs})
+				}
+				return writeQueuesTable(w, qs, format == formatWide)
+			})
 		},
 	}
+	o.bind(cmd)
+	return cmd
 }
 
 // writeQueuesTable writes queues as a table, one row each, or says there
-// are none.
-func writeQueuesTable(w io.Writer, qs []client.Queue) error {
+// are none. wide adds each queue's source and its autoscaler's last
+// decision.
+func writeQueuesTable(w io.Writer, qs []client.Queue, wide bool) error {
 	if len(qs) == 0 {
 		_, err := fmt.Fprintln(w, "no pools yet: a pool appears once a worker of it has declared its types")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tBACKLOG\tREADY\tUNACKED\tCONSUMERS\tOLDEST\tDEAD\tRESCUED\tREPLICAS")
+	header := "POOL\tBACKLOG\tREADY\tUNACKED\tCONSUMERS\tOLDEST\tDEAD\tRESCUED\tREPLICAS"
+	if wide {
+		header += "\tSCHEDULED\tRUNNING\tRETRYING\tOK/1H\tFAILED/1H\tSOURCE\tSCALED\tREASON"
+	}
+	fmt.Fprintln(tw, header)
 	for _, q := range qs {
 		unacked := "-"
 		if q.Source != "amqp" {
@@ -95,8 +117,21 @@ func writeQueuesTable(w io.Writer, qs []client.Queue) error {
 		if r := q.Replicas; r != nil {
 			replicas = fmt.Sprintf("%d/%d", r.Current, r.Desired)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t%s\n",
-			oneLine(q.Pool), q.Backlog, q.Ready, unacked, q.Consumers, oldest, q.Dead, q.RescuedLastHour, replicas)
+		pool := oneLine(q.Pool)
+		if q.Paused {
+			pool += " (paused)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t%s",
+			pool, q.Backlog, q.Ready, unacked, q.Consumers, oldest, q.Dead, q.RescuedLastHour, replicas)
+		if wide {
+			scaled, reason := "-", "-"
+			if r := q.Replicas; r != nil {
+				scaled, reason = timeText(r.At), orDash(oneLine(r.Reason))
+			}
+			fmt.Fprintf(tw, "\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s", q.Scheduled, q.Running, q.Retrying,
+				q.SucceededLastHour, q.FailedLastHour, orDash(oneLine(q.Source)), scaled, reason)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

@@ -134,7 +134,7 @@ func TestQueuesErrors(t *testing.T) {
 	}{
 		{[]string{"queues"}, http.StatusServiceUnavailable, "warren: list queues: 503 unavailable: the broker (RabbitMQ) is unavailable; try again\n", 1},
 		{[]string{"queues", "sys"}, 0, `warren: unknown command "sys" for "warren queues"` + "\n", 0},
-		{[]string{"queues", "-o", "yaml"}, 0, `warren: -o "yaml": want table (the default) or json` + "\n", 0},
+		{[]string{"queues", "-o", "xml"}, 0, `warren: -o "xml": want table (the default), wide, json or yaml` + "\n", 0},
 	} {
 		f := newQueuesAPI(t, someQueues()...)
 		f.status = tc.status

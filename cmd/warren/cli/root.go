@@ -52,7 +52,7 @@ type app struct {
 	environ     []string
 
 	configPath string
-	output     string // "" (auto), "table" or "json"
+	output     string // -o as given: "" (table), "table", "wide", "json" or "yaml"
 }
 
 func (a *app) rootCmd() *cobra.Command {
@@ -67,7 +67,13 @@ and inspect jobs with 'warren enqueue', 'warren job' and 'warren queues'.
 'warren api', 'warren worker' and 'warren autoscale' run the parts on their
 own; 'warren deploy render' writes Kubernetes manifests. Settings come from flags, then
 WARREN_* environment variables, then warren.yaml, then defaults that work with
-RabbitMQ and Redis on loopback.`,
+RabbitMQ and Redis on loopback.
+
+'warren enqueue TYPE --file jobs.jsonl' submits a file of jobs; 'warren job
+wait --file ids.txt' waits for many; --watch on 'warren queues' and 'warren
+job get' keeps the view on screen. -o table (the default), wide, json or
+yaml chooses the output. 'warren completion bash|zsh|fish' prints a shell
+completion script, which completes pools and job types from the API too.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -79,7 +85,8 @@ RabbitMQ and Redis on loopback.`,
 	pf.String("log-level", "", "debug, info, warn or error (env WARREN_LOG_LEVEL; default info)")
 	pf.String("api", "", "API base URL for client commands (env WARREN_API_URL; default http://127.0.0.1:8080)")
 	pf.String("api-key", "", "API key client commands send (env WARREN_API_KEY or WARREN_API_KEY_FILE; api_key in warren.yaml); prefer those to this flag, which other users of the machine can see")
-	pf.StringVarP(&a.output, "output", "o", "", "output of client commands: table (the readable view, default) or json")
+	pf.StringVarP(&a.output, "output", "o", "", "output of client commands: table (the readable view; the default, on a terminal or not), wide (more columns), json or yaml")
+	_ = root.RegisterFlagCompletionFunc("output", completeOutput)
 
 	root.AddCommand(
 		a.devCmd(),
@@ -88,8 +95,12 @@ RabbitMQ and Redis on loopback.`,
 		a.autoscaleCmd(),
 		a.enqueueCmd(),
 		a.jobCmd(),
+		a.jobsCmd(),
 		a.deadCmd(),
 		a.queuesCmd(),
+		a.queueCmd(),
+		a.workersCmd(),
+		a.namespaceCmd(),
 		a.deployCmd(),
 		a.keysCmd(),
 		a.versionCmd(),
@@ -142,7 +153,7 @@ func (a *app) logger(cfg config.Config) *slog.Logger {
 	if isTerminal(a.errOut) {
 		log = slog.New(tint.NewHandler(a.errOut, &tint.Options{Level: level, TimeFormat: "15:04:05.000"}))
 	} else {
-		log = slog.New(slog.NewJSONHandler(a.errOut, &slog.HandlerOptions{Level: level}))
+		log = slog.New(slog.NewJSONHandler(a.errOut, &slog.HandlerOptions{Level: level, ReplaceAttr: textDurations}))
 	}
 	redis.SetLogger(redisLogger{log.With("component", "redis")})
 	return log

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"slices"
@@ -27,6 +26,7 @@ import (
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/rescue"
 	"github.com/warrenhq/warren/store"
+	"github.com/warrenhq/warren/telemetry"
 	"github.com/warrenhq/warren/workers"
 	"github.com/warrenhq/warren/workers/image"
 	"github.com/warrenhq/warren/workers/sys"
@@ -103,6 +103,14 @@ type stack struct {
 	rescuer *rescue.Rescuer
 	// stopDebug stops the profiler's server, if debug_addr started one.
 	stopDebug func()
+	// tracing exports the process's spans, if the OTEL_* variables ask.
+	tracing *telemetry.Tracing
+	// socketDirs are the directories of supervised workers' sockets, for
+	// close to remove.
+	socketDirs []string
+	// collectors are more figures the API serves (warren dev's supervisor
+	// and its workers).
+	collectors []prometheus.Collector
 }
 
 func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*stack, error) {
@@ -145,7 +153,11 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	if err := b.WaitConnected(wait); err != nil {
 		log.Warn("RabbitMQ is not reachable yet; starting anyway and retrying", "url", redact.URL(cfg.AMQPURL))
 	}
-	s := &stack{cfg: cfg, log: log, broker: b, store: st, mgmt: mgmt}
+	tracing, err := a.setupTracing(ctx, name, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &stack{cfg: cfg, log: log, broker: b, store: st, mgmt: mgmt, tracing: tracing}
 	s.rescuer = rescue.New(rescue.Config{
 		Interval:  cfg.Rescue.Interval.Std(),
 		Grace:     cfg.Rescue.Grace.Std(),
@@ -181,7 +193,7 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 // address (tests and the benchmark read it from there, for ":0"), and
 // returns what stops it and waits for it.
 func serveSide(addr string, h http.Handler, log *slog.Logger, what string) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s listener: %w", what, err)
 	}
@@ -209,6 +221,8 @@ func (s *stack) close() {
 		s.log.Warn("stopping broker connection", "err", err)
 	}
 	_ = s.store.Close()
+	s.closeTracing()
+	s.removeSocketDirs()
 }
 
 // newWorker builds a worker running the named built-in pools; its health
@@ -226,11 +240,15 @@ func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
 		return nil, err
 	}
 	pc := map[string]workers.PoolConfig{}
+	runs := metrics.NewRuns(s.cfg.Namespace)
 	w := workers.New(workers.Config{
-		Pools:         pc,
-		ShutdownGrace: s.cfg.Worker.ShutdownGrace.Std(),
-		Logger:        s.log,
-		Metrics:       coll.Handler(s.rescuer.Collector()),
+		Pools:          pc,
+		ShutdownGrace:  s.cfg.Worker.ShutdownGrace.Std(),
+		Logger:         s.log,
+		Metrics:        coll.Handler(s.workerCollectors(runs)...),
+		Runs:           runs,
+		TracerProvider: s.tracing.Provider(),
+		Version:        workerVersion(),
 	}, s.broker, s.store)
 	for _, svc := range builtinServices {
 		if !slices.Contains(pools, svc.pool) {
@@ -266,7 +284,8 @@ func (s *stack) newAPI() (*api.Server, error) {
 		MaxDelay:          s.cfg.API.MaxDelay.Std(),
 		Logger:            s.log,
 		Management:        s.mgmt,
-		Collectors:        []prometheus.Collector{s.rescuer.Collector()},
+		Collectors:        append([]prometheus.Collector{s.rescuer.Collector()}, s.collectors...),
+		TracerProvider:    s.tracing.Provider(),
 		Keys:              keys,
 		InsecureNoAuth:    s.cfg.API.InsecureNoAuth,
 		MetricsAddr:       s.cfg.API.MetricsAddr,
@@ -329,6 +348,9 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
 			if err != nil {
 				return err
 			}
+			// The API's /metrics serves the supervisor's figures and its
+			// workers' (docs/metrics.md).
+			s.collectors = s.supervisorCollectors(sup)
 			srv, err := s.newAPI()
 			if err != nil {
 				return err
@@ -340,8 +362,12 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
 			for _, st := range sup.Status() {
 				pools = append(pools, st.Pool)
 			}
+			metricsURL := apiScheme(cfg) + "://" + srv.Addr() + "/metrics"
+			if addr := srv.MetricsAddr(); addr != "" {
+				metricsURL = "http://" + addr + "/metrics"
+			}
 			s.log.Info("warren dev running; Ctrl-C stops it",
-				"api", apiScheme(cfg)+"://"+srv.Addr(), "pools", pools, "namespace", string(cfg.Namespace))
+				"api", apiScheme(cfg)+"://"+srv.Addr(), "metrics", metricsURL, "pools", pools, "namespace", string(cfg.Namespace))
 			supErr := sup.Run(ctx) // returns once ctx is done and the workers have stopped
 			s.log.Info("shutting down")
 			stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
