@@ -233,6 +233,23 @@ return {'ok', ARGV[1]}
 
 log = logging.getLogger("wordcount")
 
+# The job the current thread works on, as "job=… type=… pool=… worker=…":
+# every log line of a job's work names them (JobContext adds them).
+_job_ctx = threading.local()
+
+
+class JobContext(logging.Filter):
+    """Appends the current thread's job to each log line it writes."""
+
+    def filter(self, record):
+        fields = getattr(_job_ctx, "fields", None)
+        if fields:
+            record.msg = "%s [%s]" % (record.msg, fields.replace("%", "%%"))
+        return True
+
+
+log.addFilter(JobContext())
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -1033,6 +1050,13 @@ class Worker:
             self.unreadable(d, e)
             return
         job_id = job["id"]
+        _job_ctx.fields = "job=%s type=%s pool=%s worker=%s" % (job_id, job.get("type"), POOL, self.cfg.worker_id)
+        try:
+            self.run_job(d, job, job_id)
+        finally:
+            _job_ctx.fields = None
+
+    def run_job(self, d, job, job_id):
         made = header_int(d.props.headers, "x-warren-attempts")
         made = -1 if made is None else made
         token = "%s/%s" % (self.cfg.worker_id, uuid.uuid4())
