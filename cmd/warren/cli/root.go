@@ -73,7 +73,13 @@ RabbitMQ and Redis on loopback.
 wait --file ids.txt' waits for many; --watch on 'warren queues' and 'warren
 job get' keeps the view on screen. -o table (the default), wide, json or
 yaml chooses the output. 'warren completion bash|zsh|fish' prints a shell
-completion script, which completes pools and job types from the API too.`,
+completion script, which completes pools and job types from the API too.
+
+'warren job list' (or 'warren jobs') finds jobs by status, type, pool, label
+and time, and 'warren job get' shows each attempt; 'warren workers' shows the
+live workers, and 'warren queue pause|resume' holds a pool. An API beyond
+loopback needs keys: 'warren keys new' makes them, and client commands send
+one from --api-key or WARREN_API_KEY.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
