@@ -195,44 +195,60 @@ Exit status: 0 if every job named was canceled, 1 otherwise.`,
 				return err
 			}
 			ctx := cmd.Context()
-			canceled := []*jobs.Job{} // [] rather than null in JSON
-			refused := false
-			for _, id := range o.IDs {
-				j, err := c.Cancel(ctx, id)
-				switch {
-				case err == nil:
-					canceled = append(canceled, j)
-					if !isData(format) {
-						fmt.Fprintf(a.out, "%s %s\n", j.ID, j.Status)
-					}
-					continue
-				case client.IsConflict(err):
-					refused = true
-					fmt.Fprintf(a.errOut, "%s: %s\n", id, conflictText(ctx, c, id, err))
-					continue
-				case client.IsNotFound(err):
-					refused = true
-					fmt.Fprintf(a.errOut, "%s: no such job\n", id)
-					continue
-				}
-				// Anything else (an unreachable API, a server error) would
-				// befall the other jobs too: stop, after saying what was done.
-				if isData(format) {
-					_ = writeData(a.out, format, canceled)
-				}
-				return apiError(err)
-			}
-			if isData(format) {
-				if err := writeData(a.out, format, canceled); err != nil {
-					return err
-				}
-			}
-			if refused {
-				return &exitError{code: 1}
-			}
-			return nil
+			return a.eachJob(ctx, format, o.IDs, func(id string) (*jobs.Job, error) { return c.Cancel(ctx, id) },
+				func(id string, err error) string { return conflictText(ctx, c, id, err) })
 		},
 	}
+}
+
+// eachJob does act to each job of ids in turn (cancel, retry), printing
+// "ID STATUS" for each it did (or, as data, the list of them at the end).
+// A job act refuses (409: conflict says why; 404; 403, a key limited to
+// other types) is reported on standard error and the others go on, and the
+// exit status is then 1. Any other error (an unreachable API, a server
+// error) would befall the other jobs too: it stops, after saying what was
+// done.
+func (a *app) eachJob(ctx context.Context, format string, ids []string, act func(id string) (*jobs.Job, error),
+	conflict func(id string, err error) string) error {
+	done := []*jobs.Job{} // [] rather than null in JSON
+	refused := false
+	for _, id := range ids {
+		j, err := act(id)
+		var ae *client.APIError
+		switch {
+		case err == nil:
+			done = append(done, j)
+			if !isData(format) {
+				fmt.Fprintf(a.out, "%s %s\n", j.ID, j.Status)
+			}
+			continue
+		case client.IsConflict(err):
+			refused = true
+			fmt.Fprintf(a.errOut, "%s: %s\n", id, conflict(id, err))
+			continue
+		case client.IsNotFound(err):
+			refused = true
+			fmt.Fprintf(a.errOut, "%s: no such job\n", id)
+			continue
+		case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
+			refused = true
+			fmt.Fprintf(a.errOut, "%s: %s\n", id, ae.Message)
+			continue
+		}
+		if isData(format) {
+			_ = writeData(a.out, format, done)
+		}
+		return apiError(err)
+	}
+	if isData(format) {
+		if err := writeData(a.out, format, done); err != nil {
+			return err
+		}
+	}
+	if refused {
+		return &exitError{code: 1}
+	}
+	return nil
 }
 
 // conflictText says why a job could not be canceled: "already STATUS", read

@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
 
 	"github.com/spf13/cobra"
 
@@ -63,48 +61,8 @@ Exit status: 0 if every job named was retried, 1 otherwise.`,
 				return err
 			}
 			ctx := cmd.Context()
-			retried := []*jobs.Job{} // [] rather than null in JSON
-			refused := false
-			for _, id := range o.IDs {
-				j, err := c.Retry(ctx, id, nil)
-				var ae *client.APIError
-				switch {
-				case err == nil:
-					retried = append(retried, j)
-					if !isData(format) {
-						fmt.Fprintf(a.out, "%s %s\n", j.ID, j.Status)
-					}
-					continue
-				case client.IsConflict(err):
-					refused = true
-					fmt.Fprintf(a.errOut, "%s: %s\n", id, notRetryableText(ctx, c, id, err))
-					continue
-				case client.IsNotFound(err):
-					refused = true
-					fmt.Fprintf(a.errOut, "%s: no such job\n", id)
-					continue
-				case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
-					// A key limited to job types may retry some of them.
-					refused = true
-					fmt.Fprintf(a.errOut, "%s: %s\n", id, ae.Message)
-					continue
-				}
-				// Anything else (an unreachable API, a broker away) would
-				// befall the other jobs too: stop, after saying what was done.
-				if isData(format) {
-					_ = writeData(a.out, format, retried)
-				}
-				return apiError(err)
-			}
-			if isData(format) {
-				if err := writeData(a.out, format, retried); err != nil {
-					return err
-				}
-			}
-			if refused {
-				return &exitError{code: 1}
-			}
-			return nil
+			return a.eachJob(ctx, format, o.IDs, func(id string) (*jobs.Job, error) { return c.Retry(ctx, id, nil) },
+				func(id string, err error) string { return notRetryableText(ctx, c, id, err) })
 		},
 	}
 }
