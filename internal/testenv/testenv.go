@@ -261,7 +261,10 @@ func New(t testing.TB) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// A minute: with the whole suite running on two cores, dozens of
+	// tests declare their quorum queues at once, and a handshake has been
+	// seen to wait over 20 seconds for the broker.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := b.Start(ctx); err != nil {
 		t.Fatal(err)
