@@ -153,7 +153,9 @@ type Attempt struct {
 	EndedAt   *time.Time `json:"ended_at,omitempty"`
 	// Outcome is how it ended: succeeded, failed, canceled, interrupted
 	// (its worker shut down; the attempt did not count), lost (its worker
-	// vanished), or running while it runs.
+	// vanished), or running while it runs. An entry of attempt 0 marks
+	// where the job was run again from its first attempt: retried (POST
+	// /v1/jobs/{id}/retry) or replayed (from its dead letters), at EndedAt.
 	Outcome string `json:"outcome"`
 	// Error is why it failed, if it did.
 	Error *Error `json:"error,omitempty"`

@@ -663,15 +663,19 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Stat
 // types registry key, waiting index key prefix, retention ms, list key
 // prefix, then the fields of a new record. The job moves from its pool's
 // list of failed jobs to that of queued ones; a record written anew enters
-// the lists of all jobs and of its type again.
-const reviveLua = declaredPoolLua + `
+// the lists of all jobs and of its type again. A record that lived keeps
+// its attempts, with a mark (attempt 0, outcome "replayed") after which
+// they count from 1 again.
+const reviveLua = terminalLua + declaredPoolLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'queued' and redis.call('HGET', KEYS[1], 'revive_token') == ARGV[3] then
   return 1 -- this very revive, repeated
 end
 if st and st ~= 'failed' then return 0 end
 if st then
-  redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, 'revive_token', ARGV[3])
+  local attempts = redis.call('HGET', KEYS[1], 'attempts')
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, 'revive_token', ARGV[3],
+    'attempts', add_attempt(attempts, attempt_entry(0, nil, nil, ARGV[4], 'replayed', nil)))
   redis.call('HDEL', KEYS[1], 'error', 'result', 'progress', 'worker', 'started_at', 'finished_at', 'scheduled_at')
 else
   redis.call('HSET', KEYS[1], 'revive_token', ARGV[3], unpack(ARGV, 9))

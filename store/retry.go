@@ -21,7 +21,8 @@ var ErrNotRetryable = errors.New("only a failed or canceled job can be retried")
 // 0 and its outcome cleared, its record is kept the retention (ARGV[4] ms)
 // from now, and it enters its pool's index of waiting jobs, due now, and
 // moves to its pool's list of queued jobs. The history of its attempts
-// stays. ARGV: id, a token naming this retry, now ms, retention ms, waiting
+// stays, with a mark (attempt 0, outcome "retried", at now) after which the
+// attempts count from 1 again. ARGV: id, a token naming this retry, now ms, retention ms, waiting
 // index key prefix, types registry key, list key prefix.
 //
 // It returns {'missing', ""} without a record; {'again', status} when the
@@ -37,7 +38,7 @@ local st = r[1]
 if not st then return {'missing', ''} end
 if r[2] == ARGV[2] then return {'again', st} end -- this very retry, repeated
 if st ~= 'failed' and st ~= 'canceled' then return {'refused', st} end
-local cleared = {'attempt', 'error', 'result', 'progress', 'worker', 'started_at', 'finished_at', 'scheduled_at', 'parked_until', 'artifact', 'retry_token'}
+local cleared = {'attempt', 'error', 'result', 'progress', 'worker', 'started_at', 'finished_at', 'scheduled_at', 'parked_until', 'artifact', 'retry_token', 'attempts'}
 local was = redis.call('HMGET', KEYS[1], unpack(cleared))
 local out = {'ok', st, redis.call('PTTL', KEYS[1])}
 for i, field in ipairs(cleared) do
@@ -47,7 +48,8 @@ for i, field in ipairs(cleared) do
   end
 end
 redis.call('HDEL', KEYS[1], unpack(cleared))
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, 'retry_token', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt', 0, 'retry_token', ARGV[2],
+  'attempts', add_attempt(was[12], attempt_entry(0, nil, nil, ARGV[3], 'retried', nil)))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local pool = redis.call('HGET', KEYS[1], 'pool') or declared_pool(ARGV[6], redis.call('HGET', KEYS[1], 'type'))
 if pool then
@@ -73,7 +75,7 @@ var retryScript = redis.NewScript(retryLua)
 const unretryLua = terminalLua + `
 local r = redis.call('HMGET', KEYS[1], 'status', 'retry_token', 'pool', 'created_at')
 if r[1] ~= 'queued' or r[2] ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], 'retry_token', 'attempt')
+redis.call('HDEL', KEYS[1], 'retry_token', 'attempt', 'attempts')
 redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 8))
 if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 if r[3] then

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -278,5 +280,35 @@ func TestRetryConcurrent(t *testing.T) {
 	}
 	if ok.Load() != 1 || no.Load() != 15 || p.count() != 1 {
 		t.Errorf("%d retried, %d refused, %d published; want 1, 15, 1", ok.Load(), no.Load(), p.count())
+	}
+}
+
+// A retry marks the history: the attempts before it, a "retried" mark at
+// the retry, and the attempts after it counted from 1 again.
+func TestRetryMarksTheAttempts(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	j := newJob(1)
+	f.create(t, j)
+	now := time.Now()
+	if _, err := f.st.Start(ctx(t), j.ID, "w1", 0, "a", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.Finish(ctx(t), j.ID, store.Outcome{Status: jobs.StatusFailed, Error: &jobs.Error{Code: "x", Message: "boom"}}, now); err != nil {
+		t.Fatal(err)
+	}
+	var p published
+	if _, err := f.st.Retry(ctx(t), j.ID, "", p.publish); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.Start(ctx(t), j.ID, "w2", 0, "b", now); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range f.get(t, j.ID).Attempts {
+		got = append(got, fmt.Sprintf("%d %s %s", a.Attempt, a.Outcome, a.Worker))
+	}
+	if want := []string{"1 failed w1", "0 retried ", "1 running w2"}; !slices.Equal(got, want) {
+		t.Errorf("attempts %q, want %q", got, want)
 	}
 }

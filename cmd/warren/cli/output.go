@@ -248,6 +248,9 @@ func orDash(s string) string {
 // attemptLine is one attempt of a job's timeline: number, outcome, when and
 // how long, where, and why it failed.
 func attemptLine(a jobs.Attempt) string {
+	if a.Attempt == 0 && a.EndedAt != nil { // a mark: run again from the first attempt
+		return a.Outcome + " " + timeText(*a.EndedAt)
+	}
 	line := fmt.Sprintf("#%d %s", a.Attempt, a.Outcome)
 	if a.StartedAt != nil {
 		line += " " + timeText(*a.StartedAt)
