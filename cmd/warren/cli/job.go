@@ -146,13 +146,14 @@ every --interval (2s) until Ctrl-C, redrawn in place on a terminal.`,
 	return cmd
 }
 
-// jobCancelOptions are the inputs of `warren job cancel`.
-type jobCancelOptions struct {
+// jobIDsOptions are the inputs of a command that acts on each job named
+// (`warren job cancel`, `warren job retry`).
+type jobIDsOptions struct {
 	IDs []string
 }
 
 // Validate reports what is wrong with the options, if anything.
-func (o *jobCancelOptions) Validate() error {
+func (o *jobIDsOptions) Validate() error {
 	for _, id := range o.IDs {
 		if err := checkJobID(id); err != nil {
 			return err
@@ -162,7 +163,7 @@ func (o *jobCancelOptions) Validate() error {
 }
 
 func (a *app) jobCancelCmd() *cobra.Command {
-	var o jobCancelOptions
+	var o jobIDsOptions
 	return &cobra.Command{
 		Use:   "cancel ID...",
 		Short: "Cancel jobs that have not ended",
@@ -182,12 +183,7 @@ Exit status: 0 if every job named was canceled, 1 otherwise.`,
   id1=$(warren enqueue sys.echo '{"message":"one"}' --delay 1h)
   id2=$(warren enqueue sys.sleep '{"ms":600000}')
   warren job cancel "$id1" "$id2" -o json`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return errors.New("cancel needs at least one job id, such as: warren job cancel 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d")
-			}
-			return nil
-		},
+		Args: needIDs("cancel"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.IDs = uniq(args)
 			format, c, err := a.prepare(cmd, &o)
@@ -198,6 +194,16 @@ Exit status: 0 if every job named was canceled, 1 otherwise.`,
 			return a.eachJob(ctx, format, o.IDs, func(id string) (*jobs.Job, error) { return c.Cancel(ctx, id) },
 				func(id string, err error) string { return conflictText(ctx, c, id, err) })
 		},
+	}
+}
+
+// needIDs refuses a command line that names no job for verb.
+func needIDs(verb string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return fmt.Errorf("%s needs at least one job id, such as: warren job %s 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d", verb, verb)
+		}
+		return nil
 	}
 }
 

@@ -381,11 +381,11 @@ func TestJobCancelStopsWhenTheAPIFails(t *testing.T) {
 func TestJobCancelOptionsValidate(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		o   jobCancelOptions
+		o   jobIDsOptions
 		err string
 	}{
-		{jobCancelOptions{IDs: []string{testID, testID2}}, ""},
-		{jobCancelOptions{IDs: []string{testID, strings.ToUpper(testID2)}}, `"0190C5F2-6D1E-7B3A-9C4D-2F1E0A9B8C7E" is not a job id`},
+		{jobIDsOptions{IDs: []string{testID, testID2}}, ""},
+		{jobIDsOptions{IDs: []string{testID, strings.ToUpper(testID2)}}, `"0190C5F2-6D1E-7B3A-9C4D-2F1E0A9B8C7E" is not a job id`},
 	} {
 		err := tc.o.Validate()
 		if (tc.err == "") != (err == nil) || (err != nil && !strings.HasPrefix(err.Error(), tc.err)) {

@@ -10,23 +10,8 @@ import (
 	"github.com/warrenhq/warren/jobs"
 )
 
-// jobRetryOptions are the inputs of `warren job retry`.
-type jobRetryOptions struct {
-	IDs []string
-}
-
-// Validate reports what is wrong with the options, if anything.
-func (o *jobRetryOptions) Validate() error {
-	for _, id := range o.IDs {
-		if err := checkJobID(id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (a *app) jobRetryCmd() *cobra.Command {
-	var o jobRetryOptions
+	var o jobIDsOptions
 	return &cobra.Command{
 		Use:   "retry ID...",
 		Short: "Run failed or canceled jobs again",
@@ -48,12 +33,7 @@ Exit status: 0 if every job named was retried, 1 otherwise.`,
 
   # Every job that failed for good, once its cause is fixed
   warren job retry ID1 ID2 ID3 -o json`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return errors.New("retry needs at least one job id, such as: warren job retry 0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d")
-			}
-			return nil
-		},
+		Args: needIDs("retry"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.IDs = uniq(args)
 			format, c, err := a.prepare(cmd, &o)
