@@ -335,10 +335,11 @@ func (b *Broker) connect() (*session, error) {
 	})
 	if err != nil {
 		err = fmt.Errorf("dial %s: %w", redact.URL(b.cfg.URL), err)
-		if b.cfg.TLS != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) {
+		if b.cfg.TLS != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, amqp.ErrClosed)) {
 			// Under TLS 1.3 the client's handshake ends before the broker
 			// has judged its certificate; a refusal then often reaches
-			// the client as a reset, not as the broker's alert.
+			// the client as a reset, or as the AMQP handshake finding the
+			// connection closed, not as the broker's alert.
 			err = fmt.Errorf("%w (a broker that requires a client certificate resets the connection of a client that shows none it trusts)", err)
 		}
 		return nil, err
