@@ -126,6 +126,9 @@ func TestBulkEnqueueAndLiveViews(t *testing.T) {
 		t.Fatal(err)
 	}
 	sh := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	// Its own process group: timeout signals its whole group, which must
+	// not reach this test and the stack it runs.
+	sh.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	sh.Dir = dir
 	sh.Env = append(os.Environ(), "WARREN_API_URL="+url, "PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"))
 	outb, err := sh.CombinedOutput()
