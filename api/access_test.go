@@ -127,6 +127,7 @@ func TestKeysGuardEveryEndpoint(t *testing.T) {
 		{"GET", "/v1/jobs/" + id, "", apikey.Read},
 		{"GET", "/v1/jobs/" + id + "/artifact", "", apikey.Read},
 		{"GET", "/v1/queues", "", apikey.Read},
+		{"GET", "/v1/autoscale", "", apikey.Read},
 		{"GET", "/metrics", "", apikey.Read},
 		{"GET", "/v1/dead?pool=sys", "", apikey.Admin},
 		{"POST", "/v1/dead/replay", `{"pool":"sys","all":true}`, apikey.Admin},

@@ -530,6 +530,7 @@ func TestHealthAndOpenAPI(t *testing.T) {
 		"/v1/dead": {"delete", "get"}, "/v1/dead/replay": {"post"}, "/v1/queues": {"get"}, "/v1/types": {"get"},
 		"/healthz": {"get"}, "/readyz": {"get"}, "/openapi.json": {"get"}, "/metrics": {"get"},
 		"/v1/queues/{pool}/pause": {"post"}, "/v1/queues/{pool}/resume": {"post"}, "/v1/workers": {"get"},
+		"/v1/autoscale": {"get"},
 	}
 	got := map[string][]string{}
 	for p, ops := range spec.Paths {

@@ -164,6 +164,7 @@ type Store interface {
 	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
 	OldestWaiting(ctx context.Context, pool string) (time.Duration, error)
 	Replicas(ctx context.Context) (map[string]store.Replicas, error)
+	Scaling(ctx context.Context, pools ...string) (map[string]store.PoolScaling, error)
 	Rescued(ctx context.Context, pools []string, now time.Time) (map[string]int, error)
 	Counts(ctx context.Context, pools []string, now time.Time) (map[string]store.Counts, error)
 	List(ctx context.Context, q store.Query) (store.Page, error)
@@ -247,6 +248,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/queues/{pool}/pause", s.need(apikey.Admin, s.pausePool))
 	mux.Handle("POST /v1/queues/{pool}/resume", s.need(apikey.Admin, s.resumePool))
 	mux.Handle("GET /v1/workers", s.need(apikey.Read, s.listWorkers))
+	mux.Handle("GET /v1/autoscale", s.need(apikey.Read, s.listAutoscale))
 	mux.Handle("GET /v1/types", s.need(apikey.Read, s.listTypes))
 	mux.Handle("GET /metrics", s.need(apikey.Read, s.metrics.Handler(s.moreCollectors()...).ServeHTTP))
 	// Probes and the API's description are open to all.

@@ -40,9 +40,9 @@ type workerEntry struct {
 // served). It reads Redis only: two round trips, whatever the number of
 // jobs.
 func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
-	pool := r.URL.Query().Get("pool")
-	if pool != "" && !jobs.ValidPoolName(pool) {
-		writeError(w, apiErr("invalid_field", "pool", "%q is not a pool name: want a lower-case word, such as sys", truncateText(pool, 64)))
+	pool, bad := poolFilter(r)
+	if bad != nil {
+		writeError(w, bad)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), queuesTimeout)
@@ -190,4 +190,14 @@ func (s *Server) knownPool(ctx context.Context, pool string) (bool, error) {
 
 func unknownPool(pool string) *Error {
 	return apiErr("not_found", "pool", "no pool %s: a pool is known once a worker of it has declared its types", pool)
+}
+
+// poolFilter reads the optional ?pool= of a listing, refusing what is not
+// a pool name.
+func poolFilter(r *http.Request) (string, *Error) {
+	pool := r.URL.Query().Get("pool")
+	if pool != "" && !jobs.ValidPoolName(pool) {
+		return "", apiErr("invalid_field", "pool", "%q is not a pool name: want a lower-case word, such as sys", truncateText(pool, 64))
+	}
+	return pool, nil
 }

@@ -20,7 +20,9 @@ type Observer interface {
 }
 
 // Reporter is told every decision, so that other processes (the API,
-// `warren queues`) can show current and desired replicas.
+// `warren queues`) can show current and desired replicas, the policy, and
+// what each decision was made from (PoolStatus's Current, Backlog,
+// OldestAge and Recommended).
 type Reporter interface {
 	Report(ctx context.Context, pool string, s PoolStatus) error
 }
@@ -88,6 +90,9 @@ type PoolStatus struct {
 	Min         int           `json:"min"`
 	Max         int           `json:"max"`
 	Recommended int           `json:"recommended"`
+	// Policy is the pool's policy, defaults filled in, for a Reporter to
+	// publish; /status shows its Min, Max and Interval above.
+	Policy Policy `json:"-"`
 }
 
 // Supervisor runs the worker processes of every pool and sizes each pool
@@ -128,7 +133,7 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	cfg.Stderr = cmp.Or(cfg.Stderr, os.Stderr)
 	s := &Supervisor{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), status: map[string]PoolStatus{}, procs: map[*process]Process{}}
 	for _, p := range cfg.Pools {
-		s.status[p.Name] = PoolStatus{Pool: p.Name, Min: p.Policy.Min, Max: p.Policy.Max, Interval: p.Policy.Interval}
+		s.status[p.Name] = PoolStatus{Pool: p.Name, Min: p.Policy.Min, Max: p.Policy.Max, Interval: p.Policy.Interval, Policy: p.Policy}
 	}
 	return s, nil
 }

@@ -203,6 +203,10 @@ func TestSupervisorFollowsEachPoolsBacklog(t *testing.T) {
 		st, ok := reports.Load("busy")
 		return ok && st.(autoscale.PoolStatus).Running == 3
 	})
+	// A report carries the policy and what the decision was made from.
+	if v, _ := reports.Load("busy"); v.(autoscale.PoolStatus).Policy != fast.WithDefaults() || v.(autoscale.PoolStatus).Backlog == 0 {
+		t.Errorf("report %+v, want the policy %+v and the backlog measured", v, fast.WithDefaults())
+	}
 
 	obs.set("busy", 0)
 	eventually(t, "the busy pool is back at its min", func() bool { return len(pids(t, busyDir)) == 1 })

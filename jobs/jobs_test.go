@@ -515,55 +515,58 @@ func TestNamespaceNames(t *testing.T) {
 		{
 			ns: jobs.DefaultNamespace,
 			want: map[string]string{
-				"Exchange":       "warren.jobs",
-				"Queue":          "warren.pool.sys",
-				"RoutingKey":     "sys.echo",
-				"KeyPrefix":      "warren:",
-				"JobKey":         "warren:job:01a21480-02c3-71b4-a283-a008d207c224",
-				"TypesKey":       "warren:types",
-				"IdempotencyKey": "warren:idem:shop:order-42",
-				"WaitingKey":     "warren:waiting:sys",
-				"AutoscaleKey":   "warren:autoscale",
-				"EventsChannel":  "warren:events",
-				"DoneChannel":    "warren:done:01a21480-02c3-71b4-a283-a008d207c224",
+				"Exchange":              "warren.jobs",
+				"Queue":                 "warren.pool.sys",
+				"RoutingKey":            "sys.echo",
+				"KeyPrefix":             "warren:",
+				"JobKey":                "warren:job:01a21480-02c3-71b4-a283-a008d207c224",
+				"TypesKey":              "warren:types",
+				"IdempotencyKey":        "warren:idem:shop:order-42",
+				"WaitingKey":            "warren:waiting:sys",
+				"AutoscaleKey":          "warren:autoscale",
+				"AutoscaleDecisionsKey": "warren:autoscale:decisions:sys",
+				"EventsChannel":         "warren:events",
+				"DoneChannel":           "warren:done:01a21480-02c3-71b4-a283-a008d207c224",
 			},
 		},
 		{
 			ns: "t-x_1",
 			want: map[string]string{
-				"Exchange":       "t-x_1.jobs",
-				"Queue":          "t-x_1.pool.sys",
-				"RoutingKey":     "sys.echo",
-				"KeyPrefix":      "t-x_1:",
-				"JobKey":         "t-x_1:job:01a21480-02c3-71b4-a283-a008d207c224",
-				"TypesKey":       "t-x_1:types",
-				"IdempotencyKey": "t-x_1:idem:shop:order-42",
-				"WaitingKey":     "t-x_1:waiting:sys",
-				"AutoscaleKey":   "t-x_1:autoscale",
-				"EventsChannel":  "t-x_1:events",
-				"DoneChannel":    "t-x_1:done:01a21480-02c3-71b4-a283-a008d207c224",
+				"Exchange":              "t-x_1.jobs",
+				"Queue":                 "t-x_1.pool.sys",
+				"RoutingKey":            "sys.echo",
+				"KeyPrefix":             "t-x_1:",
+				"JobKey":                "t-x_1:job:01a21480-02c3-71b4-a283-a008d207c224",
+				"TypesKey":              "t-x_1:types",
+				"IdempotencyKey":        "t-x_1:idem:shop:order-42",
+				"WaitingKey":            "t-x_1:waiting:sys",
+				"AutoscaleKey":          "t-x_1:autoscale",
+				"AutoscaleDecisionsKey": "t-x_1:autoscale:decisions:sys",
+				"EventsChannel":         "t-x_1:events",
+				"DoneChannel":           "t-x_1:done:01a21480-02c3-71b4-a283-a008d207c224",
 			},
 		},
 	}
 	for _, tt := range tests {
 		got := map[string]string{
-			"Exchange":       tt.ns.Exchange(),
-			"Queue":          tt.ns.Queue("sys"),
-			"RoutingKey":     tt.ns.RoutingKey("sys.echo"),
-			"KeyPrefix":      tt.ns.KeyPrefix(),
-			"JobKey":         tt.ns.JobKey("01a21480-02c3-71b4-a283-a008d207c224"),
-			"TypesKey":       tt.ns.TypesKey(),
-			"IdempotencyKey": tt.ns.IdempotencyKey("shop", "order-42"),
-			"WaitingKey":     tt.ns.WaitingKey("sys"),
-			"AutoscaleKey":   tt.ns.AutoscaleKey(),
-			"EventsChannel":  tt.ns.EventsChannel(),
-			"DoneChannel":    tt.ns.DoneChannel("01a21480-02c3-71b4-a283-a008d207c224"),
+			"Exchange":              tt.ns.Exchange(),
+			"Queue":                 tt.ns.Queue("sys"),
+			"RoutingKey":            tt.ns.RoutingKey("sys.echo"),
+			"KeyPrefix":             tt.ns.KeyPrefix(),
+			"JobKey":                tt.ns.JobKey("01a21480-02c3-71b4-a283-a008d207c224"),
+			"TypesKey":              tt.ns.TypesKey(),
+			"IdempotencyKey":        tt.ns.IdempotencyKey("shop", "order-42"),
+			"WaitingKey":            tt.ns.WaitingKey("sys"),
+			"AutoscaleKey":          tt.ns.AutoscaleKey(),
+			"AutoscaleDecisionsKey": tt.ns.AutoscaleDecisionsKey("sys"),
+			"EventsChannel":         tt.ns.EventsChannel(),
+			"DoneChannel":           tt.ns.DoneChannel("01a21480-02c3-71b4-a283-a008d207c224"),
 		}
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("names of namespace %q (-want +got):\n%s", tt.ns, diff)
 		}
 		// Every Redis key starts with the prefix DeleteNamespace scans for.
-		for _, k := range []string{got["JobKey"], got["TypesKey"], got["IdempotencyKey"], got["WaitingKey"], got["AutoscaleKey"], got["EventsChannel"], got["DoneChannel"]} {
+		for _, k := range []string{got["JobKey"], got["TypesKey"], got["IdempotencyKey"], got["WaitingKey"], got["AutoscaleKey"], got["AutoscaleDecisionsKey"], got["EventsChannel"], got["DoneChannel"]} {
 			if !strings.HasPrefix(k, tt.ns.KeyPrefix()) {
 				t.Errorf("%q does not start with the key prefix %q", k, tt.ns.KeyPrefix())
 			}

@@ -111,6 +111,14 @@ func (ns Namespace) RescuerKey() string { return string(ns) + ":rescuer" }
 // replica counts: field = pool, value = JSON.
 func (ns Namespace) AutoscaleKey() string { return string(ns) + ":autoscale" }
 
+// AutoscaleDecisionsKey is the Redis list of a pool's recent scaling
+// decisions, newest first, as JSON: an autoscaler pushes a decision that
+// changed the size or gave another reason than the one before, and keeps
+// the list short and expiring.
+func (ns Namespace) AutoscaleDecisionsKey(pool string) string {
+	return string(ns) + ":autoscale:decisions:" + pool
+}
+
 // EventsChannel is the Redis pub/sub channel of what every process of a
 // namespace hears: type declarations ("types <name>"), cancellations
 // ("cancel <id>"), and pauses and resumes of pools ("pause <pool>",

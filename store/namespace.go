@@ -16,8 +16,8 @@ type Inventory struct {
 	// Keys is how many keys the namespace has.
 	Keys int
 	// Pools are the pools its records name, sorted: those of declared
-	// types, of the indexes of waiting and running jobs, of replica counts,
-	// pauses and started marks. The broker's names for them follow
+	// types, of the indexes of waiting and running jobs, of replica counts
+	// and scaling decisions, pauses and started marks. The broker's names for them follow
 	// (queue.NamespaceNames).
 	Pools []string
 	// Workers are the worker processes whose leases are current, those
@@ -37,7 +37,7 @@ func (s *Store) Inventory(ctx context.Context) (Inventory, error) {
 	// like): what comes before the pool, found by naming a marker pool.
 	const marker = "\x00"
 	var byPool []string
-	for _, k := range []string{s.ns.WaitingKey(marker), s.ns.RunningKey(marker), s.ns.RescuedKey(marker, 0)} {
+	for _, k := range []string{s.ns.WaitingKey(marker), s.ns.RunningKey(marker), s.ns.RescuedKey(marker, 0), s.ns.AutoscaleDecisionsKey(marker)} {
 		before, _, _ := strings.Cut(strings.TrimPrefix(k, prefix), marker)
 		byPool = append(byPool, before)
 	}

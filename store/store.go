@@ -1,11 +1,11 @@
 // Package store keeps warren's records in Redis: one hash per job, the
 // registry of declared job types, idempotency keys, an index of each pool's
-// waiting jobs, and the replica counts autoscalers publish. Every change of
-// a job's state is one Lua script, so it is atomic and costs one round trip
-// (the index is kept by the same scripts); no outcome moves a job out of a
-// terminal state (only Revive, for a replay of a dead letter, turns failed
-// back into queued, and Retry, for a retry asked for by id, failed or
-// canceled).
+// waiting jobs, and the replica counts and recent scaling decisions
+// autoscalers publish. Every change of a job's state is one Lua script, so
+// it is atomic and costs one round trip (the index is kept by the same
+// scripts); no outcome moves a job out of a terminal state (only Revive,
+// for a replay of a dead letter, turns failed back into queued, and Retry,
+// for a retry asked for by id, failed or canceled).
 package store
 
 import (

@@ -207,6 +207,7 @@ func TestRedisUnavailable(t *testing.T) {
 			return st.PutReplicas(c, "p", store.Replicas{Interval: time.Second})
 		},
 		"Replicas": func(c context.Context) error { _, err := st.Replicas(c); return err },
+		"Scaling":  func(c context.Context) error { _, err := st.Scaling(c, "p"); return err },
 		"KeepLease": func(c context.Context) error {
 			_, err := st.KeepLease(c, store.WorkerInfo{ID: "w"}, time.Second)
 			return err

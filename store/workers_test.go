@@ -138,6 +138,8 @@ func TestInventory(t *testing.T) {
 		f.ns.RunningKey("busy"):         "x",
 		f.ns.RescuedKey("rescued", 123): "x",
 		f.ns.WorkerKey("w-old"):         time.Now().Format(time.RFC3339),
+		// The decisions of a pool whose autoscaler stopped.
+		f.ns.AutoscaleDecisionsKey("decided"): "x",
 	} {
 		if err := f.rdb.Set(c, key, v, time.Minute).Err(); err != nil {
 			t.Fatal(err)
@@ -156,7 +158,7 @@ func TestInventory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff([]string{"busy", "paused", "queued", "rescued", "scaled", "sys"}, inv.Pools); d != "" {
+	if d := cmp.Diff([]string{"busy", "decided", "paused", "queued", "rescued", "scaled", "sys"}, inv.Pools); d != "" {
 		t.Errorf("pools (-want +got):\n%s", d)
 	}
 	var ids []string
@@ -166,9 +168,10 @@ func TestInventory(t *testing.T) {
 	if d := cmp.Diff([]string{"w-new", "w-old"}, ids); d != "" {
 		t.Errorf("workers (-want +got):\n%s", d)
 	}
-	// types, 3 indexes, 2 leases, the list of workers, paused, autoscale.
-	if inv.Keys != 9 {
+	// types, 3 indexes, 2 leases, the list of workers, paused, autoscale
+	// and the decisions of scaled and decided.
+	if inv.Keys != 11 {
 		keys, _ := f.rdb.Keys(c, f.ns.KeyPrefix()+"*").Result()
-		t.Errorf("%d keys counted, want 9: %v", inv.Keys, keys)
+		t.Errorf("%d keys counted, want 11: %v", inv.Keys, keys)
 	}
 }

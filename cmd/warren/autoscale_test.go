@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -166,6 +167,34 @@ func TestAutoscaleBurst(t *testing.T) {
 	})
 	if maxWebhook != 1 {
 		t.Errorf("the idle webhook pool ran up to %d processes, want its min of 1 throughout", maxWebhook)
+	}
+
+	// `warren scaling` shows the policy and the decisions that changed the
+	// size, newest first: the way back to 1 after the way up to 3.
+	var scaling struct {
+		Pools []struct {
+			Pool, Autoscaler string
+			Policy           *struct{ Max int }
+			Decisions        []struct{ Current, Desired int }
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "warren scaling to show sys back at 1", func() bool {
+		out, errOut, code := warren(t, apiURL, "", "scaling", "sys", "-o", "json")
+		if code != 0 || json.Unmarshal([]byte(out), &scaling) != nil {
+			t.Fatalf("warren scaling sys -o json: exit %d: %s%s", code, out, errOut)
+		}
+		ds := scaling.Pools[0].Decisions
+		return len(ds) > 0 && ds[0].Desired == 1
+	})
+	p := scaling.Pools[0]
+	var sizes []int
+	for _, d := range slices.Backward(p.Decisions) {
+		if d.Current != d.Desired {
+			sizes = append(sizes, d.Desired)
+		}
+	}
+	if p.Autoscaler != "warren autoscale" || p.Policy == nil || p.Policy.Max != 3 || !slices.Contains(sizes, 3) || sizes[len(sizes)-1] != 1 {
+		t.Errorf("warren scaling sys: %+v; want the policy and the sizes it took, up to 3 and back to 1 (got %v)", p, sizes)
 	}
 	testenv.Summary(t, "jobs=%d sys_max=%d webhook_max=%d", len(ids), max(maxSys, 3), maxWebhook)
 

@@ -42,7 +42,8 @@ pools.NAME.command, started with the WARREN_* settings in its environment.
 Surplus processes get SIGTERM and drain; a process that exits on its own is
 restarted with backoff; SIGTERM or Ctrl-C stops them all, and if the
 supervisor is killed they get SIGTERM from the kernel. Each decision is
-logged with its inputs and shown by 'warren queues'.`,
+logged with its inputs and shown by 'warren queues'; 'warren scaling' shows
+the policies and the recent decisions with their reasons.`,
 		Example: `  warren autoscale
   warren autoscale sys image --addr 127.0.0.1:9090`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -225,16 +226,28 @@ func (o *poolObserver) Observe(ctx context.Context, pool string) (autoscale.Obse
 	return obs, nil
 }
 
-// replicaReporter keeps each decision in Redis for the API's /v1/queues.
+// replicaReporter keeps each decision in Redis, with the pool's policy and
+// what the decision was made from, for the API's /v1/queues and
+// /v1/autoscale.
 type replicaReporter struct{ store *store.Store }
 
 func (r replicaReporter) Report(ctx context.Context, pool string, st autoscale.PoolStatus) error {
+	p := st.Policy
 	return r.store.PutReplicas(ctx, pool, store.Replicas{
-		Current:  st.Running,
-		Desired:  st.Desired,
-		Reason:   st.Reason,
-		At:       st.At,
-		Interval: st.Interval,
+		Current:     st.Running,
+		Desired:     st.Desired,
+		Reason:      st.Reason,
+		At:          st.At,
+		Interval:    st.Interval,
+		From:        st.Current,
+		Recommended: st.Recommended,
+		Backlog:     st.Backlog,
+		OldestAge:   st.OldestAge,
+		Policy: &store.ScalePolicy{
+			Min: p.Min, Max: p.Max, TargetBacklog: p.TargetBacklog, ActivationBacklog: p.ActivationBacklog,
+			TargetAge: p.TargetAge, Interval: p.Interval, ScaleUpWindow: p.ScaleUpWindow,
+			ScaleDownWindow: p.ScaleDownWindow, MaxStep: p.MaxStep,
+		},
 	})
 }
 
