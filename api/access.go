@@ -93,6 +93,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (apikey.Ke
 	}
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
+		if secret, ok := sessionSecret(r); ok {
+			return s.authenticateSession(w, r, secret)
+		}
 		return refuse(`Bearer realm="warren"`,
 			apiErr("unauthorized", "", "this API wants a key: send Authorization: Bearer KEY"))
 	}
@@ -251,11 +254,20 @@ func (s *Server) originAllowed(r *http.Request, origin string) bool {
 	if err != nil || u.Host == "" {
 		return false // "null" and the like: sandboxed frames, files
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
+	scheme := requestScheme(r)
 	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(hostPort(u.Host, scheme), hostPort(r.Host, scheme))
+}
+
+// requestScheme is the scheme the browser used: https where the API serves
+// TLS itself, or where a proxy that ends TLS in front of it says so in
+// X-Forwarded-Proto. A page of another site cannot send that header (it
+// is not one a cross-origin request may carry without the API's consent),
+// so it cannot make its own origin pass for the API's.
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return "https"
+	}
+	return "http"
 }
 
 // hostPort adds the scheme's default port to a host that has none.

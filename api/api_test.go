@@ -530,7 +530,7 @@ func TestHealthAndOpenAPI(t *testing.T) {
 		"/v1/dead": {"delete", "get"}, "/v1/dead/replay": {"post"}, "/v1/queues": {"get"}, "/v1/types": {"get"},
 		"/healthz": {"get"}, "/readyz": {"get"}, "/openapi.json": {"get"}, "/metrics": {"get"},
 		"/v1/queues/{pool}/pause": {"post"}, "/v1/queues/{pool}/resume": {"post"}, "/v1/workers": {"get"},
-		"/v1/autoscale": {"get"},
+		"/v1/autoscale": {"get"}, "/ui/session": {"get"}, "/ui/login": {"post"}, "/ui/logout": {"post"},
 	}
 	got := map[string][]string{}
 	for p, ops := range spec.Paths {

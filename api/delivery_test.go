@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -311,10 +312,13 @@ func TestArtifacts(t *testing.T) {
 	w := workers.New(workers.Config{Logger: f.env.Log}, f.env.Broker, f.env.Store)
 	art := jobs.Type{Name: "art.make", Pool: "art", MaxAttempts: 1}
 	if err := w.Handle(art, jobs.HandlerFunc(func(_ context.Context, j *jobs.Job) (any, error) {
-		var p struct{ Size int }
+		var p struct {
+			Size int
+			Type string
+		}
 		_ = j.Decode(&p)
 		return jobs.Output{Result: map[string]int{"bytes": p.Size},
-			Artifact: &jobs.Artifact{ContentType: "image/png", Data: []byte(strings.Repeat("x", p.Size))}}, nil
+			Artifact: &jobs.Artifact{ContentType: cmp.Or(p.Type, "image/png"), Data: []byte(strings.Repeat("x", p.Size))}}, nil
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -332,6 +336,19 @@ func TestArtifacts(t *testing.T) {
 	r := do(t, "GET", f.url+"/v1/jobs/"+j.ID+"/artifact", nil, "")
 	if r.status != 200 || r.header.Get("Content-Type") != "image/png" || string(r.body) != "xxxxx" {
 		t.Errorf("artifact: %d %q %q", r.status, r.header.Get("Content-Type"), r.body)
+	}
+	if csp := r.header.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "sandbox") || r.header.Get("Content-Disposition") != "" {
+		t.Errorf("a PNG artifact: Content-Security-Policy %q, Content-Disposition %q; want a sandbox, shown inline", csp, r.header.Get("Content-Disposition"))
+	}
+	// A page a worker stored runs nothing in a browser that opens it (where
+	// the dashboard's session would be its to use): it is downloaded, in a
+	// sandbox.
+	page := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"art.make","payload":{"size":3,"type":"text/html"}}`).job(t)
+	do(t, "GET", f.url+"/v1/jobs/"+page.ID+"?wait=30s", nil, "")
+	r = do(t, "GET", f.url+"/v1/jobs/"+page.ID+"/artifact", nil, "")
+	if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Security-Policy"), "sandbox") ||
+		!strings.HasPrefix(r.header.Get("Content-Disposition"), "attachment") || r.header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("an HTML artifact: %d %v", r.status, r.header)
 	}
 	none := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo"}`).job(t)
 	if r := do(t, "GET", f.url+"/v1/jobs/"+none.ID+"/artifact", nil, ""); r.status != 404 {

@@ -41,6 +41,7 @@ var statusOf = map[string]int{
 	"forbidden":          http.StatusForbidden,
 	"forbidden_host":     http.StatusForbidden,
 	"forbidden_origin":   http.StatusForbidden,
+	"forbidden_csrf":     http.StatusForbidden,
 	"rate_limited":       http.StatusTooManyRequests,
 	"method_not_allowed": http.StatusMethodNotAllowed,
 	"request_timeout":    http.StatusRequestTimeout,

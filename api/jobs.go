@@ -839,8 +839,28 @@ func (s *Server) artifact(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	w.Header().Set("Content-Type", cmp.Or(a.ContentType, "application/octet-stream"))
+	ct := cmp.Or(a.ContentType, "application/octet-stream")
+	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Length", strconv.Itoa(len(a.Data)))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// A worker chooses the content type, and a browser opening the
+	// artifact carries the dashboard's session: whatever it is, it runs
+	// nothing (a sandbox without scripts) and, unless it is a picture the
+	// dashboard previews, is downloaded rather than shown.
+	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'")
+	if !previewable(ct) {
+		w.Header().Set("Content-Disposition", `attachment; filename="`+id+`"`)
+	}
 	_, _ = w.Write(a.Data)
+}
+
+// previewable reports whether an artifact's content type is a raster
+// image a browser may show inline (SVG is not: it can carry script).
+func previewable(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch mt {
+	case "image/png", "image/jpeg", "image/gif", "image/webp":
+		return true
+	}
+	return false
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
+	"github.com/warrenhq/warren/ui"
 )
 
 // Config configures a Server. Zero fields take the defaults noted.
@@ -251,6 +252,14 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/autoscale", s.need(apikey.Read, s.listAutoscale))
 	mux.Handle("GET /v1/types", s.need(apikey.Read, s.listTypes))
 	mux.Handle("GET /metrics", s.need(apikey.Read, s.metrics.Handler(s.moreCollectors()...).ServeHTTP))
+	// The dashboard: its page and sign-in are open (the page holds no
+	// data; it reads the endpoints above with the session's key).
+	mux.Handle("GET /ui/", ui.Handler())
+	mux.HandleFunc("GET /ui/session", s.getSession)
+	mux.HandleFunc("POST /ui/login", s.login)
+	mux.HandleFunc("POST /ui/logout", s.logout)
+	mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusFound))
+	mux.Handle("GET /dashboard", http.RedirectHandler(ui.Prefix, http.StatusFound))
 	// Probes and the API's description are open to all.
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
