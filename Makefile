@@ -58,6 +58,7 @@ run: services-up build
 # to bin/test-summary.txt; they are printed after the run.
 test: services-up
 	@$(SERVICES) python-deps
+	@$(SERVICES) browser
 	@mkdir -p bin && rm -f bin/test-summary.txt
 	WARREN_TEST_SUMMARY=$(CURDIR)/bin/test-summary.txt $(GO) test -race -count=1 -timeout 12m $(TESTFLAGS) $(ARGS) ./...
 	@# Allocation counts mean nothing under the race detector: this one runs without it.

@@ -786,6 +786,21 @@ cmd_python_deps() {
 	ensure_pkgs python3-pika python3-redis
 }
 
+# browser: the dashboard's tests drive a headless Chromium. Without root
+# they cannot install it, and skip with a message saying how.
+cmd_browser() {
+	if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then
+		return 0
+	fi
+	if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+		echo "services: no Chromium, so the dashboard's browser tests will skip; install it (Debian/Ubuntu: apt-get install chromium)" >&2
+		return 0
+	fi
+	init_state
+	lock
+	ensure_pkgs chromium
+}
+
 case ${1:-} in
 __probe-amqp) probe_amqp_child ;;
 __probe-redis) probe_redis_child ;;
@@ -794,8 +809,9 @@ up | down | status)
 	"cmd_$1"
 	;;
 python-deps) cmd_python_deps ;;
+browser) cmd_browser ;;
 *)
-	echo "usage: $0 up|down|status|python-deps" >&2
+	echo "usage: $0 up|down|status|python-deps|browser" >&2
 	exit 2
 	;;
 esac

@@ -27,6 +27,7 @@ import (
 	"github.com/warrenhq/warren/rescue"
 	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/telemetry"
+	"github.com/warrenhq/warren/ui"
 	"github.com/warrenhq/warren/workers"
 	"github.com/warrenhq/warren/workers/image"
 	"github.com/warrenhq/warren/workers/sys"
@@ -325,7 +326,8 @@ func (a *app) devCmd() *cobra.Command {
 the worker processes of every built-in pool (` + strings.Join(serviceNames(), ", ") + `) and of every pool
 in warren.yaml with a command, in the foreground, for development and trying
 warren out. Each pool grows and shrinks with its backlog; 'warren queues'
-shows it. RabbitMQ and Redis must be running ('make services-up' starts
+shows it, and so does the web dashboard at /ui/ (its address is logged at
+start). RabbitMQ and Redis must be running ('make services-up' starts
 them). Ctrl-C stops it: the API stops taking jobs, running jobs finish within
 the shutdown grace period, and anything unfinished goes back to its queue.`,
 		Example: `  warren dev
@@ -366,8 +368,9 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
 			if addr := srv.MetricsAddr(); addr != "" {
 				metricsURL = "http://" + addr + "/metrics"
 			}
+			base := apiScheme(cfg) + "://" + srv.Addr()
 			s.log.Info("warren dev running; Ctrl-C stops it",
-				"api", apiScheme(cfg)+"://"+srv.Addr(), "metrics", metricsURL, "pools", pools, "namespace", string(cfg.Namespace))
+				"dashboard", base+ui.Prefix, "api", base, "metrics", metricsURL, "pools", pools, "namespace", string(cfg.Namespace))
 			supErr := sup.Run(ctx) // returns once ctx is done and the workers have stopped
 			s.log.Info("shutting down")
 			stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -386,7 +389,9 @@ func (a *app) apiCmd() *cobra.Command {
 		Long: `Run the producer HTTP API alone. With API keys configured (api.keys,
 WARREN_API_KEYS or WARREN_API_KEYS_FILE; 'warren keys new' makes them) every
 call but /healthz, /readyz and /openapi.json needs one. Without keys it serves
-loopback only, unless started with --insecure-no-auth.`,
+loopback only, unless started with --insecure-no-auth. It also serves the web
+dashboard at /ui/, which asks for a key (read to look, admin to act) where
+keys are configured.`,
 		Example: `  warren api
   WARREN_API_KEYS_FILE=/etc/warren/api-keys warren api --addr 0.0.0.0:8080`,
 		Args: cobra.NoArgs,
@@ -408,6 +413,7 @@ loopback only, unless started with --insecure-no-auth.`,
 			if err := srv.Start(ctx); err != nil {
 				return err
 			}
+			s.log.Info("dashboard", "url", apiScheme(cfg)+"://"+srv.Addr()+ui.Prefix)
 			<-ctx.Done()
 			stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
