@@ -473,26 +473,12 @@ func emptyYAML(b []byte) bool {
 	return true
 }
 
-// secretEnv names the variables that may hold secrets. Each may instead be
-// given as X_FILE, naming a file that holds the value (a mounted Kubernetes
-// or Docker secret), so the secret need not sit in the environment, where
-// every process the user runs can read it.
-var secretEnv = map[string]bool{
-	"WARREN_AMQP_URL":        true,
-	"WARREN_REDIS_URL":       true,
-	"WARREN_MANAGEMENT_URL":  true,
-	"WARREN_WEBHOOK_SECRETS": true,
-	"WARREN_API_KEY":         true,
-	// Hashes, not secrets, but a list an operator keeps in a file.
-	"WARREN_API_KEYS": true,
-}
-
 // envValue returns the variable name's value: the variable itself or, for a
 // secret, the contents of the file its _FILE variable names, trailing line
 // breaks trimmed. Both set is an error, as it is ambiguous.
 func envValue(env map[string]string, name string) (string, error) {
 	path := env[name+"_FILE"]
-	if !secretEnv[name] || path == "" {
+	if !secretEnvs[name] || path == "" {
 		return env[name], nil
 	}
 	if env[name] != "" {
@@ -512,13 +498,13 @@ func envValue(env map[string]string, name string) (string, error) {
 // applyEnv overrides settings from WARREN_* variables.
 func (c *Config) applyEnv(env map[string]string) error {
 	for _, s := range c.settings() {
-		v, err := envValue(env, s.env)
+		v, err := envValue(env, s.Env)
 		if err != nil {
 			return err
 		}
 		if v != "" {
-			if err := s.set(v); err != nil {
-				return fmt.Errorf("%s: %w", s.env, err)
+			if err := s.value.set(v); err != nil {
+				return fmt.Errorf("%s: %w", s.Env, err)
 			}
 		}
 	}
@@ -552,158 +538,6 @@ func (c *Config) applyEnv(env map[string]string) error {
 		c.Pools[pool] = p
 	}
 	return nil
-}
-
-// Set overrides the setting a flag or environment variable names, by its
-// YAML key (such as "api.addr"); the CLI calls it for flags given.
-func (c *Config) Set(key, value string) error {
-	for _, s := range c.settings() {
-		if s.key == key {
-			return s.set(value)
-		}
-	}
-	return fmt.Errorf("unknown setting %q", key)
-}
-
-type setting struct {
-	key, env string
-	set      func(string) error
-}
-
-func (c *Config) settings() []setting {
-	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
-	dur := func(p *Duration) func(string) error {
-		return func(v string) error { return p.UnmarshalText([]byte(v)) }
-	}
-	return []setting{
-		{"amqp_url", "WARREN_AMQP_URL", str(&c.AMQPURL)},
-		{"redis_url", "WARREN_REDIS_URL", str(&c.RedisURL)},
-		{"namespace", "WARREN_NAMESPACE", func(v string) error { c.Namespace = jobs.Namespace(v); return nil }},
-		{"log_level", "WARREN_LOG_LEVEL", str(&c.LogLevel)},
-		{"api_url", "WARREN_API_URL", str(&c.APIURL)},
-		{"management_url", "WARREN_MANAGEMENT_URL", str(&c.ManagementURL)},
-		{"debug_addr", "WARREN_DEBUG_ADDR", str(&c.DebugAddr)},
-		{"amqp_tls.ca_file", "WARREN_AMQP_TLS_CA_FILE", str(&c.AMQPTLS.CAFile)},
-		{"amqp_tls.cert_file", "WARREN_AMQP_TLS_CERT_FILE", str(&c.AMQPTLS.CertFile)},
-		{"amqp_tls.key_file", "WARREN_AMQP_TLS_KEY_FILE", str(&c.AMQPTLS.KeyFile)},
-		{"amqp_tls.server_name", "WARREN_AMQP_TLS_SERVER_NAME", str(&c.AMQPTLS.ServerName)},
-		{"redis_tls.ca_file", "WARREN_REDIS_TLS_CA_FILE", str(&c.RedisTLS.CAFile)},
-		{"redis_tls.cert_file", "WARREN_REDIS_TLS_CERT_FILE", str(&c.RedisTLS.CertFile)},
-		{"redis_tls.key_file", "WARREN_REDIS_TLS_KEY_FILE", str(&c.RedisTLS.KeyFile)},
-		{"redis_tls.server_name", "WARREN_REDIS_TLS_SERVER_NAME", str(&c.RedisTLS.ServerName)},
-		{"api_ca_file", "WARREN_API_CA_FILE", str(&c.APICAFile)},
-		{"api.addr", "WARREN_HTTP_ADDR", str(&c.API.Addr)},
-		{"api.tls_cert", "WARREN_API_TLS_CERT", str(&c.API.TLSCert)},
-		{"api.tls_key", "WARREN_API_TLS_KEY", str(&c.API.TLSKey)},
-		{"api.max_body_bytes", "WARREN_MAX_BODY_BYTES", func(v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return fmt.Errorf("want a number of bytes, got %q", v)
-			}
-			c.API.MaxBodyBytes = n
-			return nil
-		}},
-		{"api.read_timeout", "WARREN_API_READ_TIMEOUT", dur(&c.API.ReadTimeout)},
-		{"api.max_connections", "WARREN_API_MAX_CONNECTIONS", intSetting(&c.API.MaxConnections)},
-		{"api.max_json_depth", "WARREN_API_MAX_JSON_DEPTH", intSetting(&c.API.MaxJSONDepth)},
-		{"api.max_delay", "WARREN_API_MAX_DELAY", dur(&c.API.MaxDelay)},
-		{"api_key", "WARREN_API_KEY", str(&c.APIKey)},
-		{"api.keys", "WARREN_API_KEYS", func(v string) error {
-			keys, err := apikey.ParseList(v)
-			if err != nil {
-				return err
-			}
-			c.API.Keys = keys
-			return nil
-		}},
-		{"api.insecure_no_auth", "WARREN_API_INSECURE_NO_AUTH", boolSetting(&c.API.InsecureNoAuth)},
-		{"api.metrics_addr", "WARREN_API_METRICS_ADDR", str(&c.API.MetricsAddr)},
-		{"api.allowed_hosts", "WARREN_API_ALLOWED_HOSTS", list(&c.API.AllowedHosts)},
-		{"api.allowed_origins", "WARREN_API_ALLOWED_ORIGINS", list(&c.API.AllowedOrigins)},
-		{"api.requests_per_second", "WARREN_API_REQUESTS_PER_SECOND", func(v string) error {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return fmt.Errorf("want a number: %w", err)
-			}
-			c.API.RequestsPerSecond = f
-			return nil
-		}},
-		{"api.jobs_per_minute", "WARREN_API_JOBS_PER_MINUTE", intSetting(&c.API.JobsPerMinute)},
-		{"store.retention", "WARREN_RETENTION", dur(&c.Store.Retention)},
-		{"store.idempotency_window", "WARREN_IDEMPOTENCY_WINDOW", dur(&c.Store.IdempotencyWindow)},
-		{"worker.health_addr", "WARREN_HEALTH_ADDR", str(&c.Worker.HealthAddr)},
-		{"worker.shutdown_grace", "WARREN_SHUTDOWN_GRACE", dur(&c.Worker.ShutdownGrace)},
-		{"supervisor.addr", "WARREN_SUPERVISOR_ADDR", str(&c.Supervisor.Addr)},
-		{"rescue.interval", "WARREN_RESCUE_INTERVAL", dur(&c.Rescue.Interval)},
-		{"rescue.grace", "WARREN_RESCUE_GRACE", dur(&c.Rescue.Grace)},
-		{"webhook.secrets", "WARREN_WEBHOOK_SECRETS", func(v string) error {
-			// Values only: a secret's allow list comes from the file.
-			m := make(map[string]WebhookSecret, len(c.Webhook.Secrets))
-			for k, s := range c.Webhook.Secrets {
-				m[k] = s
-			}
-			for _, kv := range strings.Split(v, ",") {
-				k, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
-				if !ok || k == "" {
-					return fmt.Errorf("want name=secret pairs separated by commas")
-				}
-				s := m[k]
-				s.Secret = val
-				m[k] = s
-			}
-			c.Webhook.Secrets = m
-			return nil
-		}},
-		{"webhook.allow", "WARREN_WEBHOOK_ALLOW", list(&c.Webhook.Allow)},
-		{"webhook.follow_redirects", "WARREN_WEBHOOK_FOLLOW_REDIRECTS", boolSetting(&c.Webhook.FollowRedirects)},
-		{"webhook.keep_response_body", "WARREN_WEBHOOK_KEEP_RESPONSE_BODY", boolSetting(&c.Webhook.KeepResponseBody)},
-		{"image.allow", "WARREN_IMAGE_ALLOW", list(&c.Image.Allow)},
-		{"image.max_input_bytes", "WARREN_IMAGE_MAX_INPUT_BYTES", int64Setting(&c.Image.MaxInputBytes)},
-		{"image.max_pixels", "WARREN_IMAGE_MAX_PIXELS", int64Setting(&c.Image.MaxPixels)},
-		{"image.max_output_bytes", "WARREN_IMAGE_MAX_OUTPUT_BYTES", intSetting(&c.Image.MaxOutputBytes)},
-		{"image.max_memory_bytes", "WARREN_IMAGE_MAX_MEMORY_BYTES", int64Setting(&c.Image.MaxMemoryBytes)},
-		{"webhook.max_response_body", "WARREN_WEBHOOK_MAX_RESPONSE_BODY", intSetting(&c.Webhook.MaxResponseBody)},
-	}
-}
-
-func int64Setting(p *int64) func(string) error {
-	return func(v string) error {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return fmt.Errorf("want a whole number, got %q", v)
-		}
-		*p = n
-		return nil
-	}
-}
-
-func boolSetting(p *bool) func(string) error {
-	return func(v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("want true or false, got %q", v)
-		}
-		*p = b
-		return nil
-	}
-}
-
-func intSetting(p *int) func(string) error {
-	return func(v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("want a whole number, got %q", v)
-		}
-		*p = n
-		return nil
-	}
-}
-
-func list(p *[]string) func(string) error {
-	return func(v string) error {
-		*p = strings.Split(v, ",")
-		return nil
-	}
 }
 
 // Validate reports the first setting that cannot work.

@@ -29,8 +29,7 @@ import (
 
 	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/metrics"
-	"github.com/warrenhq/warren/workers/image"
-	"github.com/warrenhq/warren/workers/sys"
+	"github.com/warrenhq/warren/workers/builtin"
 	"github.com/warrenhq/warren/workers/webhook"
 )
 
@@ -89,12 +88,6 @@ const (
 	hpaMaxPeriod = 30 * time.Minute
 )
 
-// Builtin lists the pools compiled into warren (`warren worker POOL`);
-// Render writes those that are enabled (config.Config.PoolEnabled: all but
-// sys, unless warren.yaml says otherwise) whether or not warren.yaml
-// mentions them.
-var Builtin = []string{image.Pool, sys.Pool, webhook.Pool}
-
 // Options are the settings of the manifests that warren.yaml does not hold.
 type Options struct {
 	// Image is warren's container image, run by every pool that has no
@@ -121,7 +114,7 @@ func (o Options) WithDefaults() Options {
 // every pool of cfg, those that are enabled (config.Config.PoolEnabled).
 func Pools(cfg config.Config) []string {
 	var pools []string
-	for _, p := range slices.Concat(Builtin, slices.Collect(maps.Keys(cfg.Pools))) {
+	for _, p := range slices.Concat(builtin.Pools(), slices.Collect(maps.Keys(cfg.Pools))) {
 		if cfg.PoolEnabled(p) && !slices.Contains(pools, p) {
 			pools = append(pools, p)
 		}
@@ -234,12 +227,8 @@ func labels(pool string) map[string]string {
 // job, but retries it), best added with a kustomize patch.
 func resourcesOf(pool string) corev1.ResourceRequirements {
 	cpu, mem := "100m", "128Mi"
-	switch pool {
-	case sys.Pool:
-		cpu, mem = "50m", "64Mi"
-	case image.Pool:
-		// Decoding and resizing images is the heavy work.
-		cpu, mem = "500m", "512Mi"
+	if svc, ok := builtin.Lookup(pool); ok {
+		cpu, mem = svc.CPU, svc.Memory
 	}
 	return corev1.ResourceRequirements{Requests: corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse(cpu),
@@ -258,13 +247,13 @@ func resourcesOf(pool string) corev1.ResourceRequirements {
 // only eat into terminationGracePeriodSeconds, which preStop shares.
 func deployment(cfg config.Config, opts Options, pool, name string) (*appsv1.Deployment, error) {
 	p := cfg.Pools[pool]
-	builtin := slices.Contains(Builtin, pool)
+	_, isBuiltin := builtin.Lookup(pool)
 	ownImage := p.Image != ""
 	switch {
-	case !builtin && !ownImage && len(p.Command) > 0:
+	case !isBuiltin && !ownImage && len(p.Command) > 0:
 		return nil, fmt.Errorf("pools.%s: its command %q needs an image that has it; set pools.%s.image", pool, p.Command, pool)
-	case !builtin && !ownImage:
-		return nil, fmt.Errorf("pools.%s: not a built-in pool (%s), so warren's image cannot run it; set pools.%s.image to the image of its workers", pool, strings.Join(Builtin, ", "), pool)
+	case !isBuiltin && !ownImage:
+		return nil, fmt.Errorf("pools.%s: not a built-in pool (%s), so warren's image cannot run it; set pools.%s.image to the image of its workers", pool, strings.Join(builtin.Pools(), ", "), pool)
 	}
 	grace := cfg.Worker.ShutdownGrace.Std()
 	if grace <= 0 {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,10 +18,10 @@ import (
 	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
+	"github.com/warrenhq/warren/workers/builtin"
 )
 
 func (a *app) autoscaleCmd() *cobra.Command {
-	var addr string
 	cmd := &cobra.Command{
 		Use:   "autoscale [POOL...]",
 		Short: "Run and scale the worker processes of every pool from its backlog",
@@ -32,7 +31,7 @@ the age of its oldest waiting job, by the policy in pools.NAME.autoscale of
 warren.yaml (see docs/autoscaling.md). Pools without a policy run between 1
 and 4 processes, one per 100 jobs of backlog.
 
-Without arguments it runs the built-in pools (` + strings.Join(serviceNames(), ", ") + `) and every pool
+Without arguments it runs the built-in pools (` + strings.Join(builtin.Pools(), ", ") + `) and every pool
 of warren.yaml that names a command, leaving out any with enabled: false, and
 sys unless pools.sys.enabled is true (its sys.spin burns a CPU for whoever
 submits it); with arguments, only those pools.
@@ -47,7 +46,7 @@ the policies and the recent decisions with their reasons.`,
 		Example: `  warren autoscale
   warren autoscale sys image --addr 127.0.0.1:9090`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.config(cmd, map[string]string{"addr": "supervisor.addr"})
+			cfg, err := a.config(cmd)
 			if err != nil {
 				return err
 			}
@@ -78,7 +77,7 @@ the policies and the recent decisions with their reasons.`,
 			return sup.Run(ctx)
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "", "serve /healthz and /status here (env WARREN_SUPERVISOR_ADDR; default none)")
+	addSettingFlags(cmd.Flags(), cmd.Name())
 	return cmd
 }
 
@@ -87,7 +86,7 @@ the policies and the recent decisions with their reasons.`,
 // enabled (config.Config.PoolEnabled), and sys as well when withSys.
 func (s *stack) defaultPools(withSys bool) []string {
 	var names []string
-	for _, name := range serviceNames() {
+	for _, name := range builtin.Pools() {
 		if s.cfg.PoolEnabled(name) || (withSys && name == config.SysPool) {
 			names = append(names, name)
 		}
@@ -116,7 +115,7 @@ func (s *stack) newSupervisor(a *app, names []string) (*autoscale.Supervisor, er
 	for _, name := range names {
 		command := cfg.Pools[name].Command
 		if len(command) == 0 {
-			if !slices.Contains(serviceNames(), name) {
+			if !slices.Contains(builtin.Pools(), name) {
 				return nil, fmt.Errorf("pool %q is not built in and has no pools.%s.command in warren.yaml", name, name)
 			}
 			// The supervisor's processes must not compete for one health
@@ -151,35 +150,9 @@ func (s *stack) newSupervisor(a *app, names []string) (*autoscale.Supervisor, er
 // workers join the same stack.
 func (a *app) workerEnv(cfg config.Config) []string {
 	env := slices.Clone(a.environ)
-	set := map[string]string{
-		"WARREN_AMQP_URL":        cfg.AMQPURL,
-		"WARREN_REDIS_URL":       cfg.RedisURL,
-		"WARREN_NAMESPACE":       string(cfg.Namespace),
-		"WARREN_LOG_LEVEL":       cfg.LogLevel,
-		"WARREN_SHUTDOWN_GRACE":  cfg.Worker.ShutdownGrace.Std().String(),
-		"WARREN_RESCUE_INTERVAL": cfg.Rescue.Interval.Std().String(),
-		"WARREN_RESCUE_GRACE":    cfg.Rescue.Grace.Std().String(),
-	}
+	set := cfg.ChildEnv()
 	if a.configPath != "" {
 		set["WARREN_CONFIG"] = a.configPath
-	}
-	// A worker in another language reads no warren.yaml: its pool's
-	// settings reach it in the environment too.
-	for name, p := range cfg.Pools {
-		upper := "WARREN_POOL_" + strings.ToUpper(name)
-		if p.Concurrency > 0 {
-			set[upper+"_CONCURRENCY"] = strconv.Itoa(p.Concurrency)
-		}
-		if p.Prefetch > 0 {
-			set[upper+"_PREFETCH"] = strconv.Itoa(p.Prefetch)
-		}
-	}
-	for prefix, t := range map[string]config.TLS{"WARREN_AMQP_TLS_": cfg.AMQPTLS, "WARREN_REDIS_TLS_": cfg.RedisTLS} {
-		for name, v := range map[string]string{"CA_FILE": t.CAFile, "CERT_FILE": t.CertFile, "KEY_FILE": t.KeyFile, "SERVER_NAME": t.ServerName} {
-			if v != "" {
-				set[prefix+name] = v
-			}
-		}
 	}
 	// A secret resolved here from X_FILE goes to the worker as X; the
 	// worker would refuse X and X_FILE both set as ambiguous.

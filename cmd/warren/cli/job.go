@@ -41,7 +41,7 @@ func (a *app) prepare(cmd *cobra.Command, o interface{ Validate() error }) (form
 // apiClient returns a client of the API the settings name (--api,
 // WARREN_API_URL, api_url).
 func (a *app) apiClient(cmd *cobra.Command) (*client.Client, error) {
-	cfg, err := a.config(cmd, nil)
+	cfg, err := a.config(cmd)
 	if err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ Without --yes, or when it refuses, it exits with status 1.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			cfg, err := a.config(cmd, nil)
+			cfg, err := a.config(cmd)
 			if err != nil {
 				return err
 			}

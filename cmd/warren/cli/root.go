@@ -10,10 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 
 	"github.com/lmittmann/tint"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/warrenhq/warren/config"
 )
@@ -85,12 +87,7 @@ one from --api-key or WARREN_API_KEY.`,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", "", "config file (default ./warren.yaml if present; env WARREN_CONFIG)")
-	pf.String("amqp-url", "", "RabbitMQ URL (env WARREN_AMQP_URL; default amqp://guest:guest@127.0.0.1:5672/)")
-	pf.String("redis-url", "", "Redis URL (env WARREN_REDIS_URL; default redis://127.0.0.1:6379/0)")
-	pf.String("namespace", "", "prefix of every queue and Redis key (env WARREN_NAMESPACE; default warren)")
-	pf.String("log-level", "", "debug, info, warn or error (env WARREN_LOG_LEVEL; default info)")
-	pf.String("api", "", "API base URL for client commands (env WARREN_API_URL; default http://127.0.0.1:8080)")
-	pf.String("api-key", "", "API key client commands send (env WARREN_API_KEY or WARREN_API_KEY_FILE; api_key in warren.yaml); prefer those to this flag, which other users of the machine can see")
+	addSettingFlags(pf, "")
 	pf.StringVarP(&a.output, "output", "o", "", "output of client commands: table (the readable view; the default, on a terminal or not), wide (more columns), json or yaml")
 	_ = root.RegisterFlagCompletionFunc("output", completeOutput)
 
@@ -115,25 +112,60 @@ one from --api-key or WARREN_API_KEY.`,
 	return root
 }
 
-// globalFlags maps persistent flags to config keys.
-var globalFlags = map[string]string{
-	"amqp-url":  "amqp_url",
-	"redis-url": "redis_url",
-	"namespace": "namespace",
-	"log-level": "log_level",
-	"api":       "api_url",
-	"api-key":   "api_key",
+// settingFlags maps the flags of the settings (config.Settings) that
+// command takes to their keys; "" names the flags every command takes.
+func settingFlags(command string) map[string]string {
+	m := map[string]string{}
+	for _, s := range config.Settings() {
+		if s.Flag != "" && takes(s, command) {
+			m[s.Flag] = s.Key
+		}
+	}
+	return m
+}
+
+// takes reports whether command takes the flag of s; "" asks for the flags
+// every command takes.
+func takes(s config.Setting, command string) bool {
+	if command == "" {
+		return len(s.Commands) == 0
+	}
+	return slices.Contains(s.Commands, command)
+}
+
+// addSettingFlags adds the flags settingFlags(command) names, each with its
+// help, its variables and its default.
+func addSettingFlags(fs *pflag.FlagSet, command string) {
+	defaults := config.Default()
+	for _, s := range config.Settings() {
+		if s.Flag == "" || !takes(s, command) {
+			continue
+		}
+		from := "env " + s.Env
+		if s.Secret {
+			from += " or " + s.Env + "_FILE"
+		}
+		if d, _ := defaults.Value(s.Key); d != "" && !s.Bool {
+			from += "; default " + d
+		}
+		usage := s.Usage + " (" + from + ")"
+		if s.Bool {
+			fs.Bool(s.Flag, false, usage)
+		} else {
+			fs.String(s.Flag, "", usage)
+		}
+	}
 }
 
 // config loads the settings: defaults, warren.yaml, WARREN_* variables, then
-// the flags given on this command line. local maps the command's own flags to
-// config keys.
-func (a *app) config(cmd *cobra.Command, local map[string]string) (config.Config, error) {
+// the flags given on this command line (config.Settings says which
+// command takes which).
+func (a *app) config(cmd *cobra.Command) (config.Config, error) {
 	cfg, err := config.Load(a.configPath, a.environ)
 	if err != nil {
 		return cfg, err
 	}
-	for _, m := range []map[string]string{globalFlags, local} {
+	for _, m := range []map[string]string{settingFlags(""), settingFlags(cmd.Name())} {
 		for flag, key := range m {
 			f := cmd.Flags().Lookup(flag)
 			if f == nil || !f.Changed {

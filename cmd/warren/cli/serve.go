@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -19,9 +18,7 @@ import (
 	"github.com/warrenhq/warren/api"
 	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/config"
-	"github.com/warrenhq/warren/egress"
 	"github.com/warrenhq/warren/internal/redact"
-	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/rescue"
@@ -29,66 +26,8 @@ import (
 	"github.com/warrenhq/warren/telemetry"
 	"github.com/warrenhq/warren/ui"
 	"github.com/warrenhq/warren/workers"
-	"github.com/warrenhq/warren/workers/image"
-	"github.com/warrenhq/warren/workers/sys"
-	"github.com/warrenhq/warren/workers/webhook"
+	"github.com/warrenhq/warren/workers/builtin"
 )
-
-// service is a built-in worker service: its pool, its default concurrency
-// and how it registers its types with its settings.
-type service struct {
-	pool        string
-	concurrency int
-	register    func(jobs.Registrar, config.Config, *slog.Logger) error
-}
-
-// builtinServices lists the worker services compiled into warren.
-var builtinServices = []service{
-	{pool: sys.Pool, concurrency: sys.DefaultConcurrency, register: func(r jobs.Registrar, _ config.Config, _ *slog.Logger) error {
-		return sys.Register(r)
-	}},
-	{pool: webhook.Pool, concurrency: webhook.DefaultConcurrency, register: func(r jobs.Registrar, cfg config.Config, log *slog.Logger) error {
-		allow, err := egress.ParseRules(cfg.Webhook.Allow)
-		if err != nil {
-			return fmt.Errorf("webhook.allow: %w", err)
-		}
-		secrets := make(map[string]webhook.Secret, len(cfg.Webhook.Secrets))
-		for name, s := range cfg.Webhook.Secrets {
-			secrets[name] = webhook.Secret{Value: s.Secret, Allow: s.Allow}
-		}
-		return webhook.Register(r, webhook.Config{
-			Secrets:          secrets,
-			Allow:            allow,
-			FollowRedirects:  cfg.Webhook.FollowRedirects,
-			KeepResponseBody: cfg.Webhook.KeepResponseBody,
-			MaxResponseBody:  cfg.Webhook.MaxResponseBody,
-			Logger:           log,
-		})
-	}},
-	{pool: image.Pool, concurrency: image.DefaultConcurrency(), register: func(r jobs.Registrar, cfg config.Config, _ *slog.Logger) error {
-		allow, err := config.Prefixes(cfg.Image.Allow)
-		if err != nil {
-			return fmt.Errorf("image.allow: %w", err)
-		}
-		return image.Register(r, image.Config{
-			Client:         egress.NewClient(egress.Config{Allow: allow}),
-			Refused:        func(err error) bool { return errors.Is(err, egress.ErrRefused) },
-			MaxInputBytes:  cfg.Image.MaxInputBytes,
-			MaxPixels:      cfg.Image.MaxPixels,
-			MaxOutputBytes: cfg.Image.MaxOutputBytes,
-			MaxMemoryBytes: cfg.Image.MaxMemoryBytes,
-		})
-	}},
-}
-
-func serviceNames() []string {
-	var names []string
-	for _, s := range builtinServices {
-		names = append(names, s.pool)
-	}
-	sort.Strings(names)
-	return names
-}
 
 // stack is the connections a server command shares.
 type stack struct {
@@ -251,16 +190,16 @@ func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
 		TracerProvider: s.tracing.Provider(),
 		Version:        workerVersion(),
 	}, s.broker, s.store)
-	for _, svc := range builtinServices {
-		if !slices.Contains(pools, svc.pool) {
+	for _, svc := range builtin.Services {
+		if !slices.Contains(pools, svc.Pool) {
 			continue
 		}
-		c := s.cfg.Pools[svc.pool]
-		pc[svc.pool] = workers.PoolConfig{
-			Concurrency: cmp.Or(c.Concurrency, svc.concurrency),
+		c := s.cfg.Pools[svc.Pool]
+		pc[svc.Pool] = workers.PoolConfig{
+			Concurrency: cmp.Or(c.Concurrency, svc.Concurrency),
 			Prefetch:    c.Prefetch,
 		}
-		if err := svc.register(w, s.cfg, s.log.With("pool", svc.pool)); err != nil {
+		if err := svc.Register(w, s.cfg, s.log.With("pool", svc.Pool)); err != nil {
 			return nil, err
 		}
 	}
@@ -297,15 +236,6 @@ func (s *stack) newAPI() (*api.Server, error) {
 	}, s.broker, s.store)
 }
 
-// apiFlags are the flags of the commands that serve the API.
-var apiFlags = map[string]string{"addr": "api.addr", "insecure-no-auth": "api.insecure_no_auth"}
-
-// addAPIFlags adds them.
-func addAPIFlags(cmd *cobra.Command) {
-	cmd.Flags().String("addr", "", "API listen address (env WARREN_HTTP_ADDR; default 127.0.0.1:8080)")
-	cmd.Flags().Bool("insecure-no-auth", false, "serve beyond loopback without API keys: anyone who reaches the API may do anything (env WARREN_API_INSECURE_NO_AUTH)")
-}
-
 // apiScheme is how the API the settings describe is reached: https with a
 // certificate, else http.
 func apiScheme(cfg config.Config) string {
@@ -323,7 +253,7 @@ func (a *app) devCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Run the whole stack: the API and every built-in worker pool, autoscaled",
 		Long: `Run the API and, under the autoscaling supervisor (as 'warren autoscale'),
-the worker processes of every built-in pool (` + strings.Join(serviceNames(), ", ") + `) and of every pool
+the worker processes of every built-in pool (` + strings.Join(builtin.Pools(), ", ") + `) and of every pool
 in warren.yaml with a command, in the foreground, for development and trying
 warren out. Each pool grows and shrinks with its backlog; 'warren queues'
 shows it, and so does the web dashboard at /ui/ (its address is logged at
@@ -334,7 +264,7 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
   warren dev --addr 127.0.0.1:9090 --namespace demo`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := a.config(cmd, apiFlags)
+			cfg, err := a.config(cmd)
 			if err != nil {
 				return err
 			}
@@ -378,7 +308,7 @@ the shutdown grace period, and anything unfinished goes back to its queue.`,
 			return errors.Join(supErr, srv.Stop(stopCtx))
 		},
 	}
-	addAPIFlags(cmd)
+	addSettingFlags(cmd.Flags(), cmd.Name())
 	return cmd
 }
 
@@ -396,7 +326,7 @@ keys are configured.`,
   WARREN_API_KEYS_FILE=/etc/warren/api-keys warren api --addr 0.0.0.0:8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := a.config(cmd, apiFlags)
+			cfg, err := a.config(cmd)
 			if err != nil {
 				return err
 			}
@@ -420,18 +350,15 @@ keys are configured.`,
 			return srv.Stop(stopCtx)
 		},
 	}
-	addAPIFlags(cmd)
+	addSettingFlags(cmd.Flags(), cmd.Name())
 	return cmd
 }
 
 func (a *app) workerCmd() *cobra.Command {
-	var (
-		healthAddr            string
-		concurrency, prefetch int
-	)
+	var concurrency, prefetch int
 	cmd := &cobra.Command{
 		Use:   "worker POOL",
-		Short: "Run one worker pool (" + strings.Join(serviceNames(), ", ") + ")",
+		Short: "Run one worker pool (" + strings.Join(builtin.Pools(), ", ") + ")",
 		Long: `Run the worker service of one pool. It consumes the pool's queue, runs the
 handlers of its job types and records outcomes in Redis. SIGTERM or Ctrl-C
 stops it gracefully: it stops taking jobs, lets running ones finish within
@@ -440,16 +367,16 @@ returns the rest to the queue, and exits 0.`,
 		Example: `  warren worker sys
   warren worker sys --concurrency 64 --health-addr 127.0.0.1:9091`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: serviceNames(),
+		ValidArgs: builtin.Pools(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pool := args[0]
-			if !slices.Contains(serviceNames(), pool) {
-				return fmt.Errorf("unknown pool %q; built-in pools: %s", pool, strings.Join(serviceNames(), ", "))
+			if !slices.Contains(builtin.Pools(), pool) {
+				return fmt.Errorf("unknown pool %q; built-in pools: %s", pool, strings.Join(builtin.Pools(), ", "))
 			}
 			if concurrency < 0 || prefetch < 0 {
 				return errors.New("--concurrency and --prefetch must not be negative")
 			}
-			cfg, err := a.config(cmd, map[string]string{"health-addr": "worker.health_addr"})
+			cfg, err := a.config(cmd)
 			if err != nil {
 				return err
 			}
@@ -491,7 +418,7 @@ returns the rest to the queue, and exits 0.`,
 			return w.Stop(stopCtx)
 		},
 	}
-	cmd.Flags().StringVar(&healthAddr, "health-addr", "", "serve /healthz, /readyz and /metrics here (env WARREN_HEALTH_ADDR)")
+	addSettingFlags(cmd.Flags(), cmd.Name())
 	cmd.Flags().IntVar(&concurrency, "concurrency", 0, "jobs run at once (env WARREN_POOL_<POOL>_CONCURRENCY; default per pool)")
 	cmd.Flags().IntVar(&prefetch, "prefetch", 0, "unacknowledged messages held (env WARREN_POOL_<POOL>_PREFETCH; default adaptive: the concurrency, up to 4x while jobs take under 25ms)")
 	return cmd
