@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenhq/warren/internal/backoff"
 	"github.com/warrenhq/warren/internal/redact"
 	"github.com/warrenhq/warren/jobs"
 )
@@ -223,18 +223,15 @@ func (b *Broker) setSession(s *session) {
 // ctx ends.
 func (b *Broker) run(ctx context.Context) {
 	defer close(b.done)
-	delay := b.cfg.ReconnectMin
+	wait := backoff.New(b.cfg.ReconnectMin, b.cfg.ReconnectMax)
 	for attempt := 1; ; attempt++ {
 		s, err := b.connect()
 		if err != nil {
 			if attempt == 1 || attempt%10 == 0 {
 				b.log.Warn("cannot reach RabbitMQ; retrying", "err", err, "attempt", attempt)
 			}
-			// Full jitter keeps a fleet of workers from reconnecting in step.
-			wait := time.Duration(rand.Int64N(int64(delay))) + b.cfg.ReconnectMin
-			delay = min(delay*2, b.cfg.ReconnectMax)
 			select {
-			case <-time.After(wait):
+			case <-time.After(wait.Next()):
 				continue
 			case <-ctx.Done():
 				return
@@ -245,7 +242,8 @@ func (b *Broker) run(ctx context.Context) {
 		} else {
 			b.log.Debug("connected to RabbitMQ")
 		}
-		attempt, delay = 0, b.cfg.ReconnectMin
+		attempt = 0
+		wait.Reset()
 		b.setSession(s)
 		b.hold(ctx, s)
 		b.setSession(nil)

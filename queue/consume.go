@@ -11,6 +11,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenhq/warren/internal/backoff"
 )
 
 // ConsumeOptions configures Consume.
@@ -143,7 +145,7 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 	if opts.Prefetch == 0 {
 		tuner = newPrefetchTuner(opts.Concurrency)
 	}
-	delay := b.cfg.ReconnectMin
+	wait := backoff.New(b.cfg.ReconnectMin, b.cfg.ReconnectMax)
 	for {
 		ch, s, err := b.channel(ctx)
 		if err != nil {
@@ -159,14 +161,13 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 		if err != nil {
 			b.log.Warn("consumer stopped; starting again", "pool", opts.Pool, "err", err)
 		} else {
-			delay = b.cfg.ReconnectMin // it consumed; only repeated failures back off
+			wait.Reset() // it consumed; only repeated failures back off
 		}
 		// Wait for a new connection, or back off if the connection survived
 		// and only the channel failed.
 		select {
 		case <-s.lost:
-		case <-time.After(delay):
-			delay = min(delay*2, b.cfg.ReconnectMax)
+		case <-time.After(wait.Next()):
 		case <-ctx.Done():
 			return nil
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/warrenhq/warren/internal/backoff"
 )
 
 // Notifier holds one pub/sub connection for a process: on it the
@@ -102,7 +104,7 @@ func (n *Notifier) run(ps *redis.PubSub, stop, over chan struct{}) {
 	defer close(over)
 	events := n.s.ns.EventsChannel()
 	ctx := context.Background()
-	backoff := 100 * time.Millisecond
+	wait := backoff.New(100*time.Millisecond, 5*time.Second)
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
 		if err != nil {
@@ -119,14 +121,13 @@ func (n *Notifier) run(ps *redis.PubSub, stop, over chan struct{}) {
 			}
 			n.log.Debug("event subscription interrupted", "err", err)
 			select { // the next Receive reconnects
-			case <-time.After(backoff):
+			case <-time.After(wait.Next()):
 			case <-stop:
 				return
 			}
-			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		wait.Reset()
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			switch {
