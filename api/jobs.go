@@ -19,7 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/warrenhq/warren/jobs"
-	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/producer"
 	"github.com/warrenhq/warren/store"
 )
 
@@ -436,91 +436,12 @@ func requestDelay(req jobRequest, now time.Time, maxDelay time.Duration) (time.D
 	return 0, nil
 }
 
-// accepted is the outcome of accepting one job.
-type accepted struct {
-	job      *jobs.Job
-	existing bool // an earlier job with the same idempotency key
-	err      error
-}
-
-// accept records jobs and publishes them with confirms, as one Redis round
-// trip and one pipelined publish. A job whose publish was not confirmed is
-// removed again, so a failure leaves nothing behind. The error is non-nil
-// when nothing could be accepted (Redis or the broker unavailable).
-func (s *Server) accept(ctx context.Context, js []*jobs.Job, traceparent string) ([]accepted, error) {
-	out := make([]accepted, len(js))
-	if len(js) == 0 {
-		return out, nil
+// refusal is how the API answers a job the producer did not accept.
+func refusal(j *jobs.Job, err error) error {
+	if errors.Is(err, producer.ErrNoRoute) {
+		return apiErr("no_route", "type", "no queue is bound for type %s: start a worker of its pool", j.Type)
 	}
-	// Check the broker first: when it is down, nothing is written at all.
-	if !s.broker.Connected() {
-		return nil, queue.ErrUnavailable
-	}
-	created, err := s.store.Create(ctx, js)
-	if err != nil {
-		// Some records may have been written before the failure (a reply
-		// lost, say); none was published, so none may stay.
-		if derr := s.store.Discard(context.WithoutCancel(ctx), js); derr != nil {
-			s.log.Warn("cannot remove records of jobs whose creation failed", "err", derr, "jobs", len(js))
-		}
-		return nil, err
-	}
-	ctx, traceparent, span := s.startPublish(ctx, traceparent, len(js))
-	defer span.End()
-	var (
-		fresh []*jobs.Job
-		msgs  []queue.Message
-		index []int
-	)
-	for i, c := range created {
-		switch {
-		case c.Err != nil:
-			out[i].err = c.Err
-		case c.Existing:
-			out[i] = accepted{job: c.Job, existing: true}
-		default:
-			m, err := queue.NewMessage(c.Job, traceparent)
-			if err != nil {
-				out[i].err = err
-				continue
-			}
-			if at := c.Job.ScheduledAt; at != nil {
-				m.Delay = at.Sub(c.Job.CreatedAt)
-			}
-			fresh, msgs, index = append(fresh, c.Job), append(msgs, m), append(index, i)
-		}
-	}
-	if len(msgs) == 0 {
-		return out, nil
-	}
-	errs, err := s.broker.Publish(ctx, msgs)
-	endPublish(span, err, errs)
-	cleanup := context.WithoutCancel(ctx)
-	if err != nil {
-		if derr := s.store.Discard(cleanup, fresh); derr != nil {
-			s.log.Error("cannot remove records of unpublished jobs", "err", derr, "jobs", len(fresh))
-		}
-		return nil, err
-	}
-	var failed []*jobs.Job
-	for k, perr := range errs {
-		i := index[k]
-		if perr == nil {
-			out[i].job = fresh[k]
-			s.countSubmitted(fresh[k])
-			continue
-		}
-		failed = append(failed, fresh[k])
-		if errors.Is(perr, queue.ErrUnroutable) {
-			out[i].err = apiErr("no_route", "type", "no queue is bound for type %s: start a worker of its pool", fresh[k].Type)
-		} else {
-			out[i].err = perr
-		}
-	}
-	if err := s.store.Discard(cleanup, failed); err != nil {
-		s.log.Error("cannot remove records of unpublished jobs", "err", err, "jobs", len(failed))
-	}
-	return out, nil
+	return err
 }
 
 // submit handles POST /v1/jobs.
@@ -548,22 +469,22 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	job.SubmittedBy = c.name()
-	res, err := s.accept(r.Context(), []*jobs.Job{job}, traceparent)
+	res, err := s.producer.Accept(r.Context(), []*jobs.Job{job}, traceparent)
 	if err == nil {
-		err = res[0].err
+		err = refusal(job, res[0].Err)
 	}
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	w.Header().Set("Location", "/v1/jobs/"+res[0].job.ID)
+	w.Header().Set("Location", "/v1/jobs/"+res[0].Job.ID)
 	status := http.StatusAccepted
-	if res[0].existing {
+	if res[0].Existing {
 		status = http.StatusOK
 	} else {
 		s.audit(r, "submit", "jobs", 1, "type", job.Type, "job", job.ID)
 	}
-	writeJSON(w, status, s.present(r.Context(), res[0].job))
+	writeJSON(w, status, s.store.Present(r.Context(), res[0].Job))
 }
 
 // submitHeaders reads the headers of a submission: its Idempotency-Key
@@ -660,7 +581,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	res, err := s.accept(r.Context(), valid, traceparent)
+	res, err := s.producer.Accept(r.Context(), valid, traceparent)
 	if err != nil {
 		writeError(w, toAPIError(s.log, err))
 		return
@@ -668,13 +589,13 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	accepted := map[string]int{}
 	for k, a := range res {
 		i := index[k]
-		if a.err != nil {
-			entries[i].Error = toAPIError(s.log, a.err)
+		if a.Err != nil {
+			entries[i].Error = toAPIError(s.log, refusal(valid[k], a.Err))
 			continue
 		}
-		entries[i].Job = a.job
-		if !a.existing {
-			accepted[a.job.Type]++
+		entries[i].Job = a.Job
+		if !a.Existing {
+			accepted[a.Job.Type]++
 		}
 	}
 	if len(accepted) > 0 {
@@ -720,23 +641,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.present(r.Context(), job))
-}
-
-// present shows a job as it stands rather than as last written: a
-// scheduled job whose time has come is queued (its message has left the
-// delay levels), and a running job whose worker's lease has lapsed is
-// queued (the broker put its message back when the worker was lost).
-func (s *Server) present(ctx context.Context, j *jobs.Job) *jobs.Job {
-	switch {
-	case j.Status == jobs.StatusScheduled && j.ScheduledAt != nil && !j.ScheduledAt.After(s.cfg.Now()):
-		j.Status = jobs.StatusQueued
-	case j.Status == jobs.StatusRunning && j.Worker != "":
-		if alive, err := s.store.Alive(ctx, j.Worker); err == nil && !alive {
-			j.Status = jobs.StatusQueued
-		}
-	}
-	return j
+	writeJSON(w, http.StatusOK, s.store.Present(r.Context(), job))
 }
 
 // cancelJob handles POST /v1/jobs/{id}/cancel.

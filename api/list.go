@@ -48,7 +48,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		// A key limited to some types sees only those: its pages may be
 		// shorter, its cursor goes on all the same.
 		if c.allowsType(j.Type) {
-			out.Jobs = append(out.Jobs, s.present(ctx, j))
+			out.Jobs = append(out.Jobs, s.store.Present(ctx, j))
 		}
 	}
 	if page.Next != nil {

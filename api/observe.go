@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,51 +93,3 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// startPublish starts the span of publishing n jobs, the child of ctx's
-// span, and returns its context and the traceparent the messages carry so
-// that the worker's run joins the trace. Untraced, it returns ctx, the
-// traceparent the request brought (passed on as it came) and a span that
-// does nothing.
-func (s *Server) startPublish(ctx context.Context, traceparent string, n int) (context.Context, string, trace.Span) {
-	if s.obs.tracer == nil {
-		return ctx, traceparent, trace.SpanFromContext(context.Background())
-	}
-	if !trace.SpanContextFromContext(ctx).IsValid() {
-		// Not under a server span (a caller of accept other than the
-		// submission routes): continue the request's trace, if any.
-		ctx = telemetry.Extract(ctx, traceparent)
-	}
-	ctx, span := s.obs.tracer.Start(ctx, "publish "+s.broker.Namespace().Exchange(),
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "rabbitmq"),
-			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", s.broker.Namespace().Exchange()),
-			attribute.Int("messaging.batch.message_count", n),
-		))
-	return ctx, telemetry.TraceParent(ctx), span
-}
-
-// endPublish records on the publish span what the broker answered.
-func endPublish(span trace.Span, err error, errs []error) {
-	if !span.IsRecording() {
-		return
-	}
-	failed := 0
-	for _, e := range errs {
-		if e != nil {
-			failed++
-		}
-	}
-	switch {
-	case err != nil:
-		span.SetStatus(codes.Error, err.Error())
-	case failed > 0:
-		span.SetAttributes(attribute.Int("warren.publish.refused", failed))
-		span.SetStatus(codes.Error, "the broker refused some messages")
-	}
-}
-
-// countSubmitted counts a job the API accepted.
-func (s *Server) countSubmitted(j *jobs.Job) { s.obs.submitted.Add(j.Type, 1) }

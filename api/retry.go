@@ -77,7 +77,7 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 	if !res.Repeated {
 		s.audit(r, "retry", "job", id, "was", res.Was)
 	}
-	writeJSON(w, http.StatusOK, s.present(r.Context(), res.Job))
+	writeJSON(w, http.StatusOK, s.store.Present(r.Context(), res.Job))
 }
 
 // notRetryable is the 409 for a job that is neither failed nor canceled.

@@ -26,6 +26,7 @@ import (
 	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/metrics"
+	"github.com/warrenhq/warren/producer"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/ui"
@@ -160,7 +161,7 @@ type Store interface {
 	Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error)
 	Revive(ctx context.Context, j *jobs.Job) (bool, error)
 	Retry(ctx context.Context, id, token string, publish func(context.Context, *jobs.Job) error) (store.Retried, error)
-	Alive(ctx context.Context, worker string) (bool, error)
+	Present(ctx context.Context, j *jobs.Job) *jobs.Job
 	Artifact(ctx context.Context, id string) (jobs.Artifact, error)
 	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
 	OldestWaiting(ctx context.Context, pool string) (time.Duration, error)
@@ -187,6 +188,7 @@ type Server struct {
 	broker   Broker
 	store    Store
 	notifier *store.Notifier
+	producer *producer.Producer
 	types    *types
 	decode   *decoder
 	metrics  *metrics.Collector
@@ -225,6 +227,7 @@ func New(cfg Config, b Broker, st Store) (*Server, error) {
 	}
 	s.metrics = m
 	s.obs = newInstruments(cfg, b.Namespace())
+	s.producer = producer.New(producer.Config{Logger: s.log, TracerProvider: cfg.TracerProvider, Submissions: s.obs.submitted}, b, st)
 	s.handler = s.routes()
 	return s, nil
 }

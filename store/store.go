@@ -342,6 +342,24 @@ func msTimePtr(ms int64) *time.Time {
 	return &t
 }
 
+// Present returns j as it stands rather than as last written: a scheduled
+// job whose time has come is queued (its message has left the delay
+// levels), and a running job whose worker's lease has lapsed is queued (the
+// broker put its message back when the worker was lost). Only a running
+// job costs a round trip, to read its worker's lease; if that fails, j is
+// shown as recorded.
+func (s *Store) Present(ctx context.Context, j *jobs.Job) *jobs.Job {
+	switch {
+	case j.Status == jobs.StatusScheduled && j.ScheduledAt != nil && !j.ScheduledAt.After(s.now()):
+		j.Status = jobs.StatusQueued
+	case j.Status == jobs.StatusRunning && j.Worker != "":
+		if alive, err := s.Alive(ctx, j.Worker); err == nil && !alive {
+			j.Status = jobs.StatusQueued
+		}
+	}
+	return j
+}
+
 // Get returns the job's record, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*jobs.Job, error) {
 	h, err := s.rdb.HGetAll(ctx, s.ns.JobKey(id)).Result()
