@@ -9,11 +9,8 @@ import (
 	"strconv"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
-	"github.com/warrenhq/warren/store"
 )
 
 // maxDeadList bounds one listing of dead letters.
@@ -55,8 +52,7 @@ func everyType(r *http.Request) error {
 
 // deadError maps a missing dead-letter queue to a 404 naming the pool.
 func (s *Server) deadError(w http.ResponseWriter, pool string, err error) {
-	var ae *amqp.Error
-	if errors.Is(err, queue.ErrNoPool) || errors.As(err, &ae) && ae.Code == amqp.NotFound {
+	if errors.Is(err, queue.ErrNoPool) {
 		writeError(w, apiErr("not_found", "pool", "pool %s has no dead-letter queue: no worker of that pool has run", pool))
 		return
 	}
@@ -143,11 +139,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, ctx context.Cont
 		}
 		ids = req.IDs
 	}
-	undo := func(ctx context.Context, dl queue.DeadLetter) error {
-		return s.store.Finish(ctx, dl.Job.ID, store.Outcome{Status: jobs.StatusFailed,
-			Error: &jobs.Error{Code: dl.ErrorCode, Message: dl.Error}}, s.cfg.Now())
-	}
-	replayed, err := s.broker.ReplayDead(ctx, req.Pool, ids, s.store.Revive, undo)
+	replayed, err := s.broker.ReplayDead(ctx, req.Pool, ids, s.store)
 	if err != nil {
 		s.deadError(w, req.Pool, err)
 		return nil

@@ -141,8 +141,7 @@ type Broker interface {
 	Publish(ctx context.Context, msgs []queue.Message) ([]error, error)
 	Connected() bool
 	DeadLetters(ctx context.Context, pool string, limit int) (int, []queue.DeadLetter, error)
-	ReplayDead(ctx context.Context, pool string, ids []string,
-		revive func(context.Context, *jobs.Job) (bool, error), undo func(context.Context, queue.DeadLetter) error) ([]string, error)
+	ReplayDead(ctx context.Context, pool string, ids []string, records queue.Records) ([]string, error)
 	PurgeDead(ctx context.Context, pool string) (int, error)
 	Namespace() jobs.Namespace
 	PoolDepth(ctx context.Context, pool string, m *queue.Management) (queue.Depth, error)
@@ -159,7 +158,7 @@ type Store interface {
 	Ping(ctx context.Context) error
 	NewNotifier(on store.Handlers) *store.Notifier
 	Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error)
-	Revive(ctx context.Context, j *jobs.Job) (bool, error)
+	queue.Records
 	Retry(ctx context.Context, id, token string, publish func(context.Context, *jobs.Job) error) (store.Retried, error)
 	Present(ctx context.Context, j *jobs.Job) *jobs.Job
 	Artifact(ctx context.Context, id string) (jobs.Artifact, error)

@@ -19,8 +19,6 @@ import (
 	"sync"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -322,9 +320,8 @@ func (c *Collector) measure(ctx context.Context, pool string) Sample {
 		}
 	}
 	info, err := c.cfg.Broker.InspectDead(ctx, pool)
-	var ae *amqp.Error
 	switch {
-	case errors.As(err, &ae) && ae.Code == amqp.NotFound:
+	case errors.Is(err, queue.ErrNoPool):
 		info, err = queue.QueueInfo{}, nil
 		fallthrough
 	case err == nil:

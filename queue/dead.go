@@ -84,7 +84,7 @@ func (b *Broker) DeadLetters(ctx context.Context, pool string, limit int) (total
 	q := b.cfg.Namespace.DeadQueue(pool)
 	info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
 	if err != nil {
-		return 0, nil, fmt.Errorf("list dead letters of %s: %w", pool, err)
+		return 0, nil, poolErr("list dead letters", pool, err)
 	}
 	for len(dead) < limit {
 		d, ok, err := ch.Get(q, false)
@@ -104,21 +104,44 @@ func (b *Broker) DeadLetters(ctx context.Context, pool string, limit int) (total
 	return max(info.Messages, len(dead)), dead, nil
 }
 
-// ErrNoPool means the pool has no dead-letter queue: no worker of that pool
-// ever ran.
+// ErrNoPool means the pool's queues do not exist: no worker of that pool
+// ever ran (or its namespace was deleted). Every method that names a pool
+// says so with it, never with the broker's own 404.
 var ErrNoPool = errors.New("no such pool")
 
+// notFound reports whether the broker answered that what was asked for
+// does not exist (its 404, which also closes the channel).
+func notFound(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && ae.Code == amqp.NotFound
+}
+
+// poolErr wraps an error of doing what on pool, saying ErrNoPool where the
+// broker found no queue.
+func poolErr(what, pool string, err error) error {
+	if notFound(err) {
+		return fmt.Errorf("%s of %s: %w", what, pool, ErrNoPool)
+	}
+	return fmt.Errorf("%s of %s: %w", what, pool, err)
+}
+
+// Records is what a replay needs of the jobs' records (store.Store is
+// one): Revive makes a failed job queued again with its attempts reset,
+// and says false when the job is no longer failed (replayed already, or
+// retried); Refail puts it back as failed, with its error, when its
+// message could not be published.
+type Records interface {
+	Revive(ctx context.Context, j *jobs.Job) (bool, error)
+	Refail(ctx context.Context, id string, e *jobs.Error) error
+}
+
 // ReplayDead takes the pool's dead letters of the given job ids (all of
-// them when ids is nil), and for each calls revive — which resets the job's
-// record — and publishes the job again with its attempts reset. A dead
-// letter is removed only once its job is published again (or revive says it
-// lives already). It returns the ids replayed.
-//
-// If publishing fails after revive, undo is called with the dead letter so
-// the record says failed again; the dead letter stays for a later replay.
-func (b *Broker) ReplayDead(ctx context.Context, pool string, ids []string,
-	revive func(ctx context.Context, j *jobs.Job) (bool, error),
-	undo func(ctx context.Context, dl DeadLetter) error) ([]string, error) {
+// them when ids is nil), revives each job's record and publishes the job
+// again with its attempts reset. A dead letter is removed only once its job
+// is published again (or its record says it lives already). If a publish
+// fails, the record is set back to failed and the dead letter stays for a
+// later replay. It returns the ids replayed.
+func (b *Broker) ReplayDead(ctx context.Context, pool string, ids []string, records Records) ([]string, error) {
 	ch, _, err := b.channel(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("replay dead letters of %s: %w", pool, err)
@@ -126,11 +149,7 @@ func (b *Broker) ReplayDead(ctx context.Context, pool string, ids []string,
 	defer ch.Close() // returns the dead letters left alone
 	q := b.cfg.Namespace.DeadQueue(pool)
 	if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return nil, fmt.Errorf("replay dead letters of %s: %w", pool, ErrNoPool)
-		}
-		return nil, fmt.Errorf("replay dead letters of %s: %w", pool, err)
+		return nil, poolErr("replay dead letters", pool, err)
 	}
 	var want func(string) bool
 	if ids != nil {
@@ -148,7 +167,7 @@ func (b *Broker) ReplayDead(ctx context.Context, pool string, ids []string,
 	// briefly.
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		if err := b.replayPass(ctx, ch, q, want, revive, undo, seen, &replayed); err != nil {
+		if err := b.replayPass(ctx, ch, q, want, records, seen, &replayed); err != nil {
 			return replayed, err
 		}
 		if ids == nil || time.Now().After(deadline) || allSeen(ids, seen) {
@@ -175,8 +194,7 @@ func allSeen(ids []string, seen map[string]bool) bool {
 // job replayed in this call (it failed again at once) is held, not
 // replayed again, so the pass ends.
 func (b *Broker) replayPass(ctx context.Context, ch *amqp.Channel, q string, want func(id string) bool,
-	revive func(ctx context.Context, j *jobs.Job) (bool, error),
-	undo func(ctx context.Context, dl DeadLetter) error, seen map[string]bool, replayed *[]string) error {
+	records Records, seen map[string]bool, replayed *[]string) error {
 	for {
 		d, ok, err := ch.Get(q, false)
 		if err != nil {
@@ -192,7 +210,7 @@ func (b *Broker) replayPass(ctx context.Context, ch *amqp.Channel, q string, wan
 		seen[dl.Job.ID] = true
 		j := *dl.Job
 		j.Attempt = 0
-		alive, err := revive(ctx, &j)
+		alive, err := records.Revive(ctx, &j)
 		if err != nil {
 			return err
 		}
@@ -206,7 +224,8 @@ func (b *Broker) replayPass(ctx context.Context, ch *amqp.Channel, q string, wan
 				}
 			}
 			if err != nil {
-				if uerr := undo(context.WithoutCancel(ctx), dl); uerr != nil {
+				refail := &jobs.Error{Code: dl.ErrorCode, Message: dl.Error}
+				if uerr := records.Refail(context.WithoutCancel(ctx), j.ID, refail); uerr != nil {
 					b.log.Error("replay failed and the job's record could not be set back to failed", "job", j.ID, "err", uerr)
 				}
 				return fmt.Errorf("replay job %s: %w", j.ID, err)
@@ -228,11 +247,7 @@ func (b *Broker) PurgeDead(ctx context.Context, pool string) (int, error) {
 	defer ch.Close()
 	n, err := ch.QueuePurge(b.cfg.Namespace.DeadQueue(pool), false)
 	if err != nil {
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return 0, fmt.Errorf("purge dead letters of %s: %w", pool, ErrNoPool)
-		}
-		return 0, fmt.Errorf("purge dead letters of %s: %w", pool, err)
+		return 0, poolErr("purge dead letters", pool, err)
 	}
 	return n, nil
 }

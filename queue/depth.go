@@ -236,7 +236,7 @@ func (b *Broker) PoolDepth(ctx context.Context, pool string, m *Management) (Dep
 			// that long to be seen; AMQP counts ready messages and consumers
 			// as they are now, and only unacknowledged ones come from the
 			// sample.
-			if info, err := b.inspect(ctx, name); err == nil {
+			if info, err := b.inspect(ctx, pool, name); err == nil {
 				d.Ready, d.Consumers = info.Messages, info.Consumers
 			}
 			return d, nil
@@ -254,12 +254,8 @@ func (b *Broker) PoolDepth(ctx context.Context, pool string, m *Management) (Dep
 			}
 		}
 	}
-	info, err := b.inspect(ctx, name)
+	info, err := b.inspect(ctx, pool, name)
 	if err != nil {
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return Depth{}, fmt.Errorf("measure pool %s: %w", pool, ErrNoPool)
-		}
 		return Depth{}, fmt.Errorf("measure pool %s: %w", pool, err)
 	}
 	return Depth{Ready: info.Messages, Consumers: info.Consumers, Source: SourceAMQP}, nil

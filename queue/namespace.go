@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -128,8 +127,7 @@ func (s *Sweeper) Find(ctx context.Context, pools []string) (Objects, error) {
 			}
 		}
 		err := declare(ch)
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		if notFound(err) {
 			ch = nil
 			return false, nil
 		}

@@ -165,8 +165,7 @@ func retireClassicDeliver(conn *amqp.Connection, ns jobs.Namespace, kept bool) e
 	defer ch.Close()
 	old := ns.ClassicDelayDeliverExchange()
 	if err := ch.ExchangeDeclarePassive(old, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		var aerr *amqp.Error
-		if errors.As(err, &aerr) && aerr.Code == amqp.NotFound {
+		if notFound(err) {
 			return nil
 		}
 		return fmt.Errorf("retire classic deliver exchange %s: %w", old, err)
@@ -239,12 +238,8 @@ func retireUnlimitedIntake(ctx context.Context, conn *amqp.Connection, ns jobs.N
 		return fmt.Errorf("open channel: %w", err)
 	}
 	defer ch.Close()
-	gone := func(err error) bool {
-		var aerr *amqp.Error
-		return errors.As(err, &aerr) && aerr.Code == amqp.NotFound
-	}
 	if _, err := ch.QueueDeclarePassive(old, true, false, false, false, nil); err != nil {
-		if gone(err) {
+		if notFound(err) {
 			return nil
 		}
 		return fmt.Errorf("retire intake queue %s: %w", old, err)
@@ -255,14 +250,14 @@ func retireUnlimitedIntake(ctx context.Context, conn *amqp.Connection, ns jobs.N
 			"queue", old, "to", intake, "moved", moved)
 	}
 	if err != nil {
-		if gone(err) {
+		if notFound(err) {
 			return nil
 		}
 		return fmt.Errorf("retire intake queue %s: %w", old, err)
 	}
 	q, err := ch.QueueDeclarePassive(old, true, false, false, false, nil)
 	if err != nil {
-		if gone(err) {
+		if notFound(err) {
 			return nil
 		}
 		return fmt.Errorf("retire intake queue %s: %w", old, err)
@@ -272,7 +267,7 @@ func retireUnlimitedIntake(ctx context.Context, conn *amqp.Connection, ns jobs.N
 			"queue", old, "messages", q.Messages, "consumers", q.Consumers)
 		return nil
 	}
-	if _, err := ch.QueueDelete(old, false, false, false); err != nil && !gone(err) {
+	if _, err := ch.QueueDelete(old, false, false, false); err != nil && !notFound(err) {
 		return fmt.Errorf("retire intake queue %s: %w", old, err)
 	}
 	return nil
@@ -396,33 +391,27 @@ type QueueInfo struct {
 	Consumers int
 }
 
-// ErrNoQueue means the queue asked about does not exist (the broker's 404).
-var ErrNoQueue = errors.New("no such queue")
-
-// InspectPool reports a pool's queue; the error wraps ErrNoQueue (and
-// amqp's 404) when the queue does not exist.
+// InspectPool reports a pool's queue; the error wraps ErrNoPool where it
+// does not exist.
 func (b *Broker) InspectPool(ctx context.Context, pool string) (QueueInfo, error) {
-	return b.inspect(ctx, b.cfg.Namespace.Queue(pool))
+	return b.inspect(ctx, pool, b.cfg.Namespace.Queue(pool))
 }
 
-// InspectDead reports a pool's dead-letter queue.
+// InspectDead reports a pool's dead-letter queue; the error wraps ErrNoPool
+// where it does not exist.
 func (b *Broker) InspectDead(ctx context.Context, pool string) (QueueInfo, error) {
-	return b.inspect(ctx, b.cfg.Namespace.DeadQueue(pool))
+	return b.inspect(ctx, pool, b.cfg.Namespace.DeadQueue(pool))
 }
 
-func (b *Broker) inspect(ctx context.Context, name string) (QueueInfo, error) {
+func (b *Broker) inspect(ctx context.Context, pool, name string) (QueueInfo, error) {
 	ch, _, err := b.channel(ctx)
 	if err != nil {
 		return QueueInfo{}, fmt.Errorf("inspect %s: %w", name, err)
 	}
 	defer ch.Close()
 	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
-	var ae *amqp.Error
-	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-		return QueueInfo{}, fmt.Errorf("inspect %s: %w: %w", name, ErrNoQueue, err)
-	}
 	if err != nil {
-		return QueueInfo{}, fmt.Errorf("inspect %s: %w", name, err)
+		return QueueInfo{}, poolErr("inspect "+name, pool, err)
 	}
 	return QueueInfo{Name: q.Name, Messages: q.Messages, Consumers: q.Consumers}, nil
 }

@@ -302,7 +302,7 @@ func (r *Rescuer) lookPool(ctx context.Context, pool string) (int, error) {
 // have started a job that became due more than the grace after it.
 func (r *Rescuer) notQueued(ctx context.Context, pool string, waiting []store.Overdue) ([]store.Overdue, error) {
 	q, err := r.broker.InspectPool(ctx, pool)
-	if errors.Is(err, queue.ErrNoQueue) {
+	if errors.Is(err, queue.ErrNoPool) {
 		// No queue to publish to: the publish would be refused. The
 		// jobs wait in the index until a worker of the pool declares it.
 		r.log.Debug("jobs are overdue in a pool without a queue", "pool", pool, "jobs", len(waiting))
