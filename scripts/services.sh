@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/services.sh up|down|status
+# scripts/services.sh up|down|status|python-deps|browser
 #
 # Brings up the backing services warren needs (RabbitMQ and Redis) on loopback
 # for `make run` and `make test`. For each service, in this order:
@@ -10,11 +10,17 @@
 #   3. else, as root on Debian/Ubuntu, install it with apt-get if needed and
 #      start it locally, bound to loopback only;
 #   4. else fail, saying what to install or start.
-# Local servers: redis-server as user redis, without persistence; the Debian
+# Local servers: redis-server as user redis, with an append-only file; the Debian
 # RabbitMQ node (data in /var/lib/rabbitmq, log in /var/log/rabbitmq) with the
 # management UI on 127.0.0.1:15672; epmd and Erlang distribution on loopback.
 # `down` stops only what this script started (recorded in $STATE_DIR).
 # `status` reports whether each service answers; exit 0 if both do.
+# `python-deps` and `browser` install what the Python worker's and the
+# dashboard's tests need, as root with apt-get.
+#
+# The URLs are read, and the protocols spoken, by internal/servicesprobe, with
+# the libraries warren uses; up, down and status build it into bin/ first (go
+# build relinks it only when its sources change), so they need Go.
 #
 # Environment:
 #   WARREN_AMQP_URL          default amqp://guest:guest@127.0.0.1:5672/
@@ -22,15 +28,14 @@
 #   WARREN_SERVICES_TIMEOUT  seconds to wait for a service to answer (default 120)
 set -euo pipefail
 
-SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
-ROOT=$(cd "$(dirname "$SELF")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COMPOSE_FILE=$ROOT/docker-compose.yml
 STATE_DIR=${XDG_RUNTIME_DIR:-/tmp}/warren-services
 AMQP_URL=${WARREN_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}
 REDIS_URL=${WARREN_REDIS_URL:-redis://127.0.0.1:6379/0}
 TIMEOUT=${WARREN_SERVICES_TIMEOUT:-120}
 MGMT_PORT=15672
-PROBE_TIMEOUT=5
+PROBE=$ROOT/bin/services-probe
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() {
@@ -39,252 +44,46 @@ die() {
 }
 
 # ---------------------------------------------------------------------------
-# Protocol probes. They run in a child bash under timeout(1) (see the __probe-*
-# entry points at the bottom), taking their arguments from PROBE_* variables
-# so that passwords do not show up in ps.
+# The probe (internal/servicesprobe; its doc says what it checks)
 
-# Bytes of $1 as \xHH escapes (4 characters per byte).
-esc() {
-	local h
-	h=$(printf '%s' "$1" | od -An -v -tx1 | tr -d '\n')
-	printf '%s' "${h// /\\x}"
-}
-
-# AMQP frame builder: BUF holds \xHH escapes, LEN the number of bytes.
-put_u8() {
-	BUF+=$(printf '\\x%02x' "$(($1 & 255))")
-	LEN=$((LEN + 1))
-}
-put_u16() {
-	put_u8 $(($1 >> 8))
-	put_u8 "$1"
-}
-put_u32() {
-	put_u16 $((($1 >> 16) & 65535))
-	put_u16 $(($1 & 65535))
-}
-put_esc() {
-	BUF+=$1
-	LEN=$((LEN + ${#1} / 4))
-}
-put_shortstr() {
-	local e
-	e=$(esc "$1")
-	put_u8 $((${#e} / 4))
-	put_esc "$e"
-}
-# send_method CLASS METHOD: send BUF/LEN as the arguments of a method frame on
-# channel 0.
-send_method() {
-	local args=$BUF n=$LEN
-	BUF='' LEN=0
-	put_u8 1
-	put_u16 0
-	put_u32 $((n + 4))
-	put_u16 "$1"
-	put_u16 "$2"
-	BUF+=$args
-	put_u8 206
-	printf '%b' "$BUF" >&3
-}
-# read_bytes N: read exactly N bytes from fd 3 into BYTES (decimal values).
-read_bytes() {
-	local out
-	out=$(head -c "$1" <&3 | od -An -v -tu1 | tr '\n' ' ')
-	read -r -a BYTES <<<"$out"
-	((${#BYTES[@]} == $1))
-}
-# read_method: read frames until a method frame; sets METHOD=class.method and
-# ARGS (its argument bytes).
-read_method() {
-	local i size
-	for i in 1 2 3 4 5; do
-		read_bytes 7 || return 1
-		# 'A': the server answered with its own protocol header (version mismatch).
-		((BYTES[0] != 65)) || return 1
-		size=$(((BYTES[3] << 24) | (BYTES[4] << 16) | (BYTES[5] << 8) | BYTES[6]))
-		((size >= 4 && size < 1048576)) || return 1
-		if ((BYTES[0] != 1)); then
-			read_bytes $((size + 1)) || return 1
-			continue
-		fi
-		read_bytes $((size + 1)) || return 1
-		((BYTES[size] == 206)) || return 1
-		METHOD=$(((BYTES[0] << 8) | BYTES[1])).$(((BYTES[2] << 8) | BYTES[3]))
-		ARGS=("${BYTES[@]:4:size-4}")
-		return 0
-	done
-	return 1
+build_probe() {
+	local go
+	go=$(command -v go || echo /usr/local/go/bin/go)
+	[[ -x $go ]] || die "Go is not on PATH (nor in /usr/local/go/bin): services.sh needs it to build internal/servicesprobe"
+	mkdir -p "$(dirname "$PROBE")"
+	(cd "$ROOT" && "$go" build -o "$PROBE" ./internal/servicesprobe) ||
+		die "cannot build the probe: cd $ROOT && go build ./internal/servicesprobe"
 }
 
-# Exit 0: logged in and opened the vhost; 2: AMQP server refused the login or
-# the vhost; 1: no AMQP 0-9-1 server answering.
-probe_amqp_child() {
-	local ub pb
-	exec 3<>"/dev/tcp/$PROBE_HOST/$PROBE_PORT" || exit 1
-	printf 'AMQP\x00\x00\x09\x01' >&3
-	read_method || exit 1
-	[[ $METHOD == 10.10 ]] || exit 1 # connection.start
-	# connection.start-ok: empty client properties, PLAIN "\0user\0pass", en_US
-	BUF='' LEN=0
-	put_u32 0
-	put_shortstr PLAIN
-	ub=$(esc "$PROBE_USER")
-	pb=$(esc "$PROBE_PASS")
-	put_u32 $((2 + ${#ub} / 4 + ${#pb} / 4))
-	put_u8 0
-	put_esc "$ub"
-	put_u8 0
-	put_esc "$pb"
-	put_shortstr en_US
-	send_method 10 11
-	# A refused login makes the server close the socket.
-	read_method || exit 2
-	[[ $METHOD == 10.30 ]] || exit 2 # connection.tune
-	# connection.tune-ok: echo the server's channel-max and frame-max, no heartbeat.
-	BUF='' LEN=0
-	put_u8 "${ARGS[0]}"
-	put_u8 "${ARGS[1]}"
-	put_u8 "${ARGS[2]}"
-	put_u8 "${ARGS[3]}"
-	put_u8 "${ARGS[4]}"
-	put_u8 "${ARGS[5]}"
-	put_u16 0
-	send_method 10 31
-	BUF='' LEN=0 # connection.open
-	put_shortstr "$PROBE_VHOST"
-	put_shortstr ''
-	put_u8 0
-	send_method 10 40
-	read_method || exit 2
-	[[ $METHOD == 10.41 ]] || exit 2 # connection.open-ok
-	BUF='' LEN=0                      # connection.close, to keep the server log quiet
-	put_u16 200
-	put_shortstr ''
-	put_u16 0
-	put_u16 0
-	send_method 10 50
-	read_method || true # connection.close-ok
-	exit 0
+# probe amqp|redis, or probe listens HOST PORT: 0 the server answers (and
+# takes the URL's login), 3 it answers but refuses the login, 1 nothing
+# (usable) answers. The URLs go in the environment, out of sight of ps.
+probe() {
+	local rc=0 why
+	why=$(WARREN_AMQP_URL=$AMQP_URL WARREN_REDIS_URL=$REDIS_URL "$PROBE" "$@" 2>&1) || rc=$?
+	case $rc in 0 | 1 | 3) return "$rc" ;; esac
+	die "$PROBE $*: $why"
 }
 
-# send_resp WORD...: send a Redis command on fd 3.
-send_resp() {
-	local out a
-	out="*$#"$'\r\n'
-	for a in "$@"; do
-		out+="\$$(printf '%s' "$a" | wc -c)"$'\r\n'"$a"$'\r\n'
-	done
-	printf '%s' "$out" >&3
-}
-read_line() {
-	IFS= read -r LINE <&3 || return 1
-	LINE=${LINE%$'\r'}
-}
-
-# Exit 0: PING answered +PONG; 2: Redis answered with an error (auth); 1: no
-# Redis answering.
-probe_redis_child() {
-	exec 3<>"/dev/tcp/$PROBE_HOST/$PROBE_PORT" || exit 1
-	if [[ -n $PROBE_PASS ]]; then
-		if [[ -n $PROBE_USER ]]; then
-			send_resp AUTH "$PROBE_USER" "$PROBE_PASS"
-		else
-			send_resp AUTH "$PROBE_PASS"
-		fi
-		read_line || exit 1
-		case $LINE in
-		+OK) ;;
-		-LOADING*) exit 1 ;;
-		-*) exit 2 ;;
-		*) exit 1 ;;
-		esac
-	fi
-	send_resp PING
-	read_line || exit 1
-	case $LINE in
-	+PONG) ;;
-	-LOADING*) exit 1 ;;
-	-*) exit 2 ;;
-	*) exit 1 ;;
-	esac
-	send_resp QUIT
-	exit 0
-}
-
-tcp_open() {
-	# shellcheck disable=SC2016 # expanded by the child bash
-	PROBE_HOST=$1 PROBE_PORT=$2 timeout "$PROBE_TIMEOUT" bash -c \
-		'exec 3<>"/dev/tcp/$PROBE_HOST/$PROBE_PORT"' 2>/dev/null
-}
-
-# probe_amqp / probe_redis: 0 answers (and credentials work), 2 answers but
-# refuses the credentials, 1 does not answer. TLS URLs get a TCP check only.
-probe_amqp() {
-	local rc=0
-	if [[ $AMQP_TLS == 1 ]]; then
-		tcp_open "$AMQP_HOST" "$AMQP_PORT" || return 1
-		return 0
-	fi
-	PROBE_HOST=$AMQP_HOST PROBE_PORT=$AMQP_PORT PROBE_USER=$AMQP_USER \
-		PROBE_PASS=$AMQP_PASS PROBE_VHOST=$AMQP_VHOST \
-		timeout "$PROBE_TIMEOUT" bash "$SELF" __probe-amqp 2>/dev/null || rc=$?
-	case $rc in 0 | 2) return "$rc" ;; *) return 1 ;; esac
-}
-probe_redis() {
-	local rc=0
-	if [[ $REDIS_TLS == 1 ]]; then
-		tcp_open "$REDIS_HOST" "$REDIS_PORT" || return 1
-		return 0
-	fi
-	PROBE_HOST=$REDIS_HOST PROBE_PORT=$REDIS_PORT PROBE_USER=$REDIS_USER \
-		PROBE_PASS=$REDIS_PASS \
-		timeout "$PROBE_TIMEOUT" bash "$SELF" __probe-redis 2>/dev/null || rc=$?
-	case $rc in 0 | 2) return "$rc" ;; *) return 1 ;; esac
-}
-
-# ---------------------------------------------------------------------------
-# URLs
-
-urldecode() { printf '%b' "${1//%/\\x}"; }
-
-# parse_url URL DEFAULT_PORT: sets U_SCHEME U_USER U_PASS U_HOST U_PORT U_PATH.
-parse_url() {
-	local re='^([a-zA-Z][a-zA-Z0-9+.-]*)://(([^:@/]*)(:([^@/]*))?@)?(\[[^]/]*\]|[^:/?#]*)(:([0-9]*))?(/[^?#]*)?([?#].*)?$'
-	[[ $1 =~ $re ]] || return 1
-	U_SCHEME=${BASH_REMATCH[1],,}
-	U_USER=$(urldecode "${BASH_REMATCH[3]}")
-	U_PASS=$(urldecode "${BASH_REMATCH[5]}")
-	U_HOST=${BASH_REMATCH[6]}
-	U_HOST=${U_HOST#[}
-	U_HOST=${U_HOST%]}
-	U_PORT=${BASH_REMATCH[8]:-$2}
-	U_PATH=${BASH_REMATCH[9]}
-	U_HOST=${U_HOST:-127.0.0.1}
-}
-
+# Sets AMQP_HOST AMQP_PORT AMQP_USER AMQP_VHOST AMQP_TLS, REDIS_HOST REDIS_PORT
+# REDIS_PASS REDIS_TLS (TLS: 0 or 1) from the URLs.
 parse_urls() {
-	parse_url "$AMQP_URL" 5672 || die "cannot parse WARREN_AMQP_URL=$AMQP_URL"
-	case $U_SCHEME in
-	amqp) AMQP_TLS=0 ;;
-	amqps)
-		AMQP_TLS=1
-		[[ -n ${BASH_REMATCH[8]} ]] || U_PORT=5671
-		;;
-	*) die "WARREN_AMQP_URL must be amqp:// or amqps://, got $AMQP_URL" ;;
-	esac
-	AMQP_HOST=$U_HOST AMQP_PORT=$U_PORT
-	AMQP_USER=${U_USER:-guest} AMQP_PASS=${U_PASS:-guest}
-	AMQP_VHOST=/
-	if [[ -n ${U_PATH#/} ]]; then AMQP_VHOST=$(urldecode "${U_PATH#/}"); fi
+	local vars
+	vars=$(WARREN_AMQP_URL=$AMQP_URL WARREN_REDIS_URL=$REDIS_URL "$PROBE" urls 2>&1) || die "$vars"
+	eval "$vars"
+}
 
-	parse_url "$REDIS_URL" 6379 || die "cannot parse WARREN_REDIS_URL=$REDIS_URL"
-	case $U_SCHEME in
-	redis) REDIS_TLS=0 ;;
-	rediss) REDIS_TLS=1 ;;
-	*) die "WARREN_REDIS_URL must be redis:// or rediss://, got $REDIS_URL" ;;
-	esac
-	REDIS_HOST=$U_HOST REDIS_PORT=$U_PORT REDIS_USER=$U_USER REDIS_PASS=$U_PASS
+# service_vars NAME: what up_one, status and refuse_taken_port need of the
+# service: S_KIND (the probe's word), S_HOST, S_PORT, S_TLS, S_WHERE, S_TITLE
+# and S_VAR (its URL's variable).
+service_vars() {
+	if [[ $1 == rabbitmq ]]; then
+		S_KIND=amqp S_HOST=$AMQP_HOST S_PORT=$AMQP_PORT S_TLS=$AMQP_TLS S_TITLE=RabbitMQ S_VAR=WARREN_AMQP_URL
+		S_WHERE="$AMQP_HOST:$AMQP_PORT (vhost $AMQP_VHOST, user $AMQP_USER)"
+	else
+		S_KIND=redis S_HOST=$REDIS_HOST S_PORT=$REDIS_PORT S_TLS=$REDIS_TLS S_TITLE=Redis S_VAR=WARREN_REDIS_URL
+		S_WHERE="$REDIS_HOST:$REDIS_PORT"
+	fi
 }
 
 is_loopback() {
@@ -404,17 +203,18 @@ warn_exposed() {
 	return 0
 }
 
-# Wait up to TIMEOUT seconds for probe FN to return 0. CHECK_ALIVE, if set, is
-# a function that fails when the server process is gone.
+# wait_for NAME KIND [ALIVE]: wait up to TIMEOUT seconds for `probe KIND` to
+# return 0; return 3 if the server refuses the login. ALIVE, if set, is a
+# function that fails when the server process is gone.
 wait_for() {
-	local name=$1 fn=$2 alive=${3:-} deadline=$((SECONDS + TIMEOUT)) rc
+	local name=$1 kind=$2 alive=${3:-} deadline=$((SECONDS + TIMEOUT)) rc
 	while :; do
 		rc=0
-		"$fn" || rc=$?
+		probe "$kind" || rc=$?
 		((rc != 0)) || return 0
-		if ((rc == 2)); then
+		if ((rc == 3)); then
 			say "$name answers but refuses the login (user/password or vhost) in the URL"
-			return 2
+			return 3
 		fi
 		if [[ -n $alive ]] && ! "$alive"; then
 			say "$name stopped while starting"
@@ -449,7 +249,7 @@ start_redis_local() {
 	if [[ -n $REDIS_PASS ]]; then args+=(--requirepass "$REDIS_PASS"); fi
 	say "starting redis-server on $(bind_addr "$REDIS_HOST"):$REDIS_PORT"
 	runuser -u redis -- redis-server "${args[@]}" </dev/null >/dev/null 9>&-
-	if ! wait_for redis probe_redis; then
+	if ! wait_for redis redis; then
 		tail -n 20 "$(redis_log_file)" >&2 || true
 		die "redis-server did not come up (log: $(redis_log_file))"
 	fi
@@ -562,8 +362,8 @@ start_rabbit_local() {
 	rabbit_alive || rabbit_fail "the RabbitMQ node exited right after starting"
 	say "waiting for RabbitMQ to boot (up to ${TIMEOUT}s)"
 	rc=0
-	wait_for rabbitmq probe_amqp rabbit_alive || rc=$?
-	if ((rc == 2)); then
+	wait_for rabbitmq amqp rabbit_alive || rc=$?
+	if ((rc == 3)); then
 		die "RabbitMQ is up, but refuses user '$AMQP_USER' on vhost '$AMQP_VHOST'. Create them, e.g.:" \
 			"rabbitmqctl add_vhost '$AMQP_VHOST'; rabbitmqctl add_user '$AMQP_USER' PASSWORD;" \
 			"rabbitmqctl set_permissions -p '$AMQP_VHOST' '$AMQP_USER' '.*' '.*' '.*'"
@@ -607,9 +407,6 @@ stop_rabbit_local() {
 # ---------------------------------------------------------------------------
 # Commands
 
-where_amqp() { echo "$AMQP_HOST:$AMQP_PORT (vhost $AMQP_VHOST, user $AMQP_USER)"; }
-where_redis() { echo "$REDIS_HOST:$REDIS_PORT"; }
-
 help_and_die() {
 	local why="not root"
 	[[ $EUID -ne 0 ]] || why="not Debian/Ubuntu (no apt-get)"
@@ -627,38 +424,30 @@ help_and_die() {
 # refuse_taken_port NAME: fail if something else already listens on the port
 # the service should answer on.
 refuse_taken_port() {
-	if [[ $1 == rabbitmq ]] && tcp_open "$AMQP_HOST" "$AMQP_PORT"; then
-		die "something that is not RabbitMQ listens on $AMQP_HOST:$AMQP_PORT; stop it or change WARREN_AMQP_URL"
+	service_vars "$1"
+	if probe listens "$S_HOST" "$S_PORT"; then
+		die "something that is not $S_TITLE listens on $S_HOST:$S_PORT; stop it or change $S_VAR"
 	fi
-	if [[ $1 == redis ]] && tcp_open "$REDIS_HOST" "$REDIS_PORT"; then
-		die "something that is not Redis listens on $REDIS_HOST:$REDIS_PORT; stop it or change WARREN_REDIS_URL"
-	fi
-	return 0
 }
 
 # up_one NAME: make one service answer.
 up_one() {
-	local name=$1 probe where host rc=0
-	if [[ $name == rabbitmq ]]; then
-		probe=probe_amqp where=$(where_amqp) host=$AMQP_HOST
-	else
-		probe=probe_redis where=$(where_redis) host=$REDIS_HOST
-	fi
-	"$probe" || rc=$?
+	local name=$1 kind where rc=0
+	service_vars "$name"
+	kind=$S_KIND where=$S_WHERE
+	probe "$kind" || rc=$?
 	case $rc in
 	0)
 		say "$name: answering at $where"
-		if is_loopback "$host"; then
-			if [[ $name == rabbitmq ]]; then warn_exposed "$name" "$AMQP_PORT"; else warn_exposed "$name" "$REDIS_PORT"; fi
-		fi
+		if is_loopback "$S_HOST"; then warn_exposed "$name" "$S_PORT"; fi
 		return 0
 		;;
-	2) die "$name at $where answers but refuses the login (user/password or vhost) in the URL; fix the URL or the server" ;;
+	3) die "$name at $where answers but refuses the login (user/password or vhost) in the URL; fix the URL or the server" ;;
 	esac
-	if ! is_loopback "$host"; then
+	if ! is_loopback "$S_HOST"; then
 		die "$name does not answer at $where; it is not on this machine, so start it there or fix the URL"
 	fi
-	if [[ $name == rabbitmq && $AMQP_TLS == 1 ]] || [[ $name == redis && $REDIS_TLS == 1 ]]; then
+	if ((S_TLS == 1)); then
 		die "$name does not answer at $where, and services.sh only starts plain-text servers; use an amqp:// / redis:// URL"
 	fi
 	if docker_ok; then
@@ -670,7 +459,7 @@ up_one() {
 			compose up -d "$name" >&2 9>&- || die "${COMPOSE[*]} up -d $name failed"
 			record "$name" compose "$COMPOSE_FILE"
 		fi
-		wait_for "$name" "$probe" || die "$name (compose) did not answer; see: ${COMPOSE[*]} logs $name"
+		wait_for "$name" "$kind" || die "$name (compose) did not answer; see: ${COMPOSE[*]} logs $name"
 	elif local_ok; then
 		if [[ $name == rabbitmq ]]; then
 			start_rabbit_local
@@ -694,10 +483,10 @@ cmd_up() {
 	# On the local path, install whatever is missing in one apt-get run.
 	if local_ok; then
 		rc=0
-		probe_redis || rc=$?
+		probe redis || rc=$?
 		if ((rc == 1 && REDIS_TLS == 0)) && is_loopback "$REDIS_HOST"; then pkgs+=(redis-server); fi
 		rc=0
-		probe_amqp || rc=$?
+		probe amqp || rc=$?
 		if ((rc == 1 && AMQP_TLS == 0)) && is_loopback "$AMQP_HOST"; then pkgs+=(rabbitmq-server); fi
 		if ((${#pkgs[@]})) && ! docker_ok; then
 			ensure_pkgs "${pkgs[@]}"
@@ -707,7 +496,7 @@ cmd_up() {
 	up_one redis
 	up_one rabbitmq
 	say "up in $((SECONDS - t0))s"
-	if is_loopback "$AMQP_HOST" && tcp_open "$AMQP_HOST" "$MGMT_PORT"; then
+	if is_loopback "$AMQP_HOST" && probe listens "$AMQP_HOST" "$MGMT_PORT"; then
 		say "RabbitMQ management UI: http://$AMQP_HOST:$MGMT_PORT/"
 	fi
 }
@@ -750,22 +539,17 @@ cmd_down() {
 }
 
 cmd_status() {
-	local svc rc ok=0 how where
+	local svc rc ok=0 how
 	for svc in rabbitmq redis; do
+		service_vars "$svc"
 		rc=0
-		if [[ $svc == rabbitmq ]]; then
-			where=$(where_amqp)
-			probe_amqp || rc=$?
-		else
-			where=$(where_redis)
-			probe_redis || rc=$?
-		fi
+		probe "$S_KIND" || rc=$?
 		how=$(recorded "$svc" | awk '{ print $1 }')
 		how=${how:+ [started by services.sh: $how]}
 		case $rc in
-		0) say "$svc: up, answering at $where$how" ;;
-		2) say "$svc: answers at $where but refuses the login (user/password or vhost) in the URL$how" ;;
-		*) say "$svc: down, nothing answers at $where$how" ;;
+		0) say "$svc: up, answering at $S_WHERE$how" ;;
+		3) say "$svc: answers at $S_WHERE but refuses the login (user/password or vhost) in the URL$how" ;;
+		*) say "$svc: down, nothing answers at $S_WHERE$how" ;;
 		esac
 		((rc == 0)) || ok=1
 	done
@@ -802,9 +586,8 @@ cmd_browser() {
 }
 
 case ${1:-} in
-__probe-amqp) probe_amqp_child ;;
-__probe-redis) probe_redis_child ;;
 up | down | status)
+	build_probe
 	parse_urls
 	"cmd_$1"
 	;;
