@@ -699,13 +699,13 @@ return 1
 `
 
 var reviveScript = redis.NewScript(reviveLua)
+
 // Refail sets a revived job back to failed with the error it had, when its
 // replay could not publish it: the job's dead letter stays, and a later
 // replay finds it failed again.
 func (s *Store) Refail(ctx context.Context, id string, e *jobs.Error) error {
 	return s.Finish(ctx, id, Outcome{Status: jobs.StatusFailed, Error: e}, s.now())
 }
-
 
 // Revive makes a failed job queued again, with its attempts reset, so its
 // dead letter can be replayed; j is the job as the dead letter carries it,
