@@ -2,13 +2,18 @@ package workers
 
 import (
 	"context"
-	"errors"
 	"sync"
 )
 
 // errCanceledByRequest is the cause given to a running job's context when
-// the job is canceled through the API.
-var errCanceledByRequest = errors.New("job canceled by request")
+// the job is canceled through the API. It is a context.Canceled, so that a
+// handler returning context.Cause(ctx) returns an error that says so.
+var errCanceledByRequest error = canceledByRequest{}
+
+type canceledByRequest struct{}
+
+func (canceledByRequest) Error() string        { return "job canceled by request" }
+func (canceledByRequest) Is(target error) bool { return target == context.Canceled }
 
 // running maps the ids of jobs running in this process to the functions
 // that cancel their contexts, so a cancel request heard on the events

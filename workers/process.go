@@ -94,12 +94,7 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 			"attempt %d of %d was lost with its worker; no attempts remain", job.Attempt-1, job.MaxAttempts)})
 		return
 	}
-	if job.Timeout <= 0 {
-		job.Timeout = reg.t.Timeout
-	}
-
-	runCtx, cancel := context.WithTimeout(ctx, job.Timeout.Std())
-	runCtx, cancelByRequest := context.WithCancelCause(runCtx)
+	runCtx, cancelByRequest, end := attemptContext(ctx, reg.t, job)
 	unregister := w.running.add(job.ID, cancelByRequest)
 	runCtx = jobs.WithProgress(runCtx, func(_ context.Context, percent int, msg string) error {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
@@ -107,20 +102,21 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 		return w.store.Progress(pctx, job.ID, jobs.Progress{Percent: percent, Message: msg})
 	})
 	result, runErr := w.run(runCtx, a, reg.h, started.Due)
-	timedOut := errors.Is(runCtx.Err(), context.DeadlineExceeded)
-	canceled := errors.Is(context.Cause(runCtx), errCanceledByRequest)
+	o := judge(ctx, runCtx, reg.t, job, result, runErr, w.cfg.Rand)
 	unregister()
-	cancel()
+	end()
 
-	switch {
-	case canceled:
+	var p *recovered
+	if errors.As(runErr, &p) && o.Error != nil && o.Error.Code == "panic" {
+		log.Error("handler panicked", "panic", p.value, "stack", string(p.stack))
+	}
+	switch o.Status {
+	case jobs.StatusCanceled:
 		// The API already recorded the job canceled; settle only the message.
 		log.Info("job canceled while running")
 		w.obs.outcome(job.Type, jobs.StatusCanceled)
 		_ = d.Ack()
-	case runErr != nil && ctx.Err() != nil && !timedOut:
-		// Shutdown cancelled the job: it did not fail, so it goes back to
-		// the queue for another worker, and the attempt does not count.
+	case jobs.StatusQueued:
 		log.Warn("job interrupted by shutdown; requeueing")
 		made := d.Attempts()
 		if made < 0 {
@@ -129,39 +125,17 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 		a.settle(context.WithoutCancel(ctx), store.Outcome{
 			Status:  jobs.StatusQueued,
 			Restore: made, // as the requeued message says, so it is not taken for a stale copy
-			Error:   &jobs.Error{Code: "interrupted", Message: "worker shut down during the attempt", Retryable: true},
+			Error:   o.Error,
 		})
-	case timedOut:
-		a.failed(ctx, reg.t, &jobs.Error{Code: "timeout", Message: fmt.Sprintf("attempt timed out after %s", job.Timeout.Std())}, runErr)
-	case runErr != nil:
-		code := jobs.ErrorCode(runErr)
-		var p *recovered
-		if errors.As(runErr, &p) {
-			log.Error("handler panicked", "panic", p.value, "stack", string(p.stack))
-			code = "panic"
-		}
-		e := &jobs.Error{Code: code, Message: runErr.Error()}
-		if p != nil {
-			e.Stack = trimStack(string(p.stack))
-		}
-		a.failed(ctx, reg.t, e, runErr)
+	case jobs.StatusRetrying:
+		a.retry(ctx, o.Error, o.Delay)
+	case jobs.StatusFailed:
+		a.fail(ctx, o.Error)
 	default:
-		var artifact *jobs.Artifact
-		switch out := result.(type) {
-		case jobs.Output:
-			result, artifact = out.Result, out.Artifact
-		case *jobs.Output:
-			result, artifact = out.Result, out.Artifact
-		}
-		b, err := encodeResult(result)
-		if err != nil {
-			a.fail(ctx, &jobs.Error{Code: "result", Message: err.Error()})
-			return
-		}
-		if artifact != nil {
+		if o.Artifact != nil {
 			err := error(nil)
 			if !a.hold(ctx, "store the artifact", func(ctx context.Context) error {
-				err = w.store.PutArtifact(ctx, job.ID, *artifact)
+				err = w.store.PutArtifact(ctx, job.ID, *o.Artifact)
 				if errors.Is(err, store.ErrArtifactTooLarge) || errors.Is(err, store.ErrNotFound) {
 					return nil // not an outage: settled below
 				}
@@ -180,7 +154,7 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 			}
 		}
 		log.Debug("attempt succeeded", "attempt", job.Attempt, "took", time.Since(now))
-		a.settle(ctx, store.Outcome{Status: jobs.StatusSucceeded, Result: b})
+		a.settle(ctx, store.Outcome{Status: jobs.StatusSucceeded, Result: o.Result})
 	}
 }
 
@@ -194,24 +168,9 @@ type attempt struct {
 	traceparent string
 }
 
-// failed decides between a retry and the end: a retryable error with
-// attempts left is retried after the backoff (or the delay the handler asked
-// for); anything else fails the job for good.
-func (a attempt) failed(ctx context.Context, t jobs.Type, e *jobs.Error, runErr error) {
-	if jobs.IsPermanent(runErr) || a.job.Attempt >= a.job.MaxAttempts {
-		a.fail(ctx, e)
-		return
-	}
-	policy := t.Backoff
-	if a.job.Backoff != nil {
-		policy = a.job.Backoff.Over(t.Backoff)
-	}
-	delay := policy.Delay(a.job.Attempt, a.w.cfg.Rand)
-	var ra *jobs.RetryAfterError
-	if errors.As(runErr, &ra) {
-		delay = min(max(ra.After, 0), jobs.MaxDelay)
-	}
-	e.Retryable = true
+// retry publishes the job's next attempt, to come after delay, then
+// records the job retrying with e (judge decided it).
+func (a attempt) retry(ctx context.Context, e *jobs.Error, delay time.Duration) {
 	a.log.Info("attempt failed; retrying", "attempt", a.job.Attempt, "code", e.Code, "err", e.Message, "delay", delay)
 
 	retry := *a.job

@@ -30,11 +30,14 @@ var Upper = jobs.Type{
 	Description: "Returns the text in upper case.",
 }
 
-func upper(ctx context.Context, j *jobs.Job) (any, error) {
-	var p struct{ Text string }
-	if err := j.Decode(&p); err != nil {
-		return nil, jobs.Permanent(err) // retrying cannot fix bad input
-	}
+// UpperPayload is the payload of text.upper.
+type UpperPayload struct {
+	Text string `json:"text"`
+}
+
+// upper handles text.upper, through jobs.Typed: the payload comes decoded,
+// and one that does not decode fails the job for good (bad_payload).
+func upper(ctx context.Context, _ *jobs.Job, p UpperPayload) (map[string]string, error) {
 	_ = jobs.ReportProgress(ctx, 50, "shouting")
 	return map[string]string{"text": strings.ToUpper(p.Text)}, nil
 }
@@ -90,7 +93,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		Pools:         map[string]workers.PoolConfig{"text-upper": {Concurrency: 8}},
 		ShutdownGrace: cfg.Worker.ShutdownGrace.Std(),
 	}, broker, st)
-	if err := w.Handle(Upper, jobs.HandlerFunc(upper)); err != nil {
+	if err := w.Handle(Upper, jobs.Typed(upper)); err != nil {
 		return err
 	}
 	if err := w.Start(ctx); err != nil {

@@ -86,11 +86,10 @@ func (p *payload) check(m mode) error {
 	return nil
 }
 
-func (h *handler) run(ctx context.Context, j *jobs.Job) (any, error) {
-	var p payload
-	if err := j.Decode(&p); err != nil {
-		return nil, coded(CodeBadPayload, false, err)
-	}
+// run makes the job's image, returned as a jobs.Output. Registered through
+// jobs.Typed, whose payload that does not decode fails the job with
+// CodeBadPayload, permanently.
+func (h *handler) run(ctx context.Context, j *jobs.Job, p payload) (any, error) {
 	if err := p.check(h.mode); err != nil {
 		return nil, permanent(CodeBadPayload, "%s: %w", j.Type, err)
 	}

@@ -42,7 +42,7 @@ const (
 // permanent.
 const (
 	// CodeBadPayload: the payload breaks the schema (or its base64 is bad).
-	CodeBadPayload = "bad_payload"
+	CodeBadPayload = jobs.CodeBadPayload
 	// CodeTooLarge: the input is over MaxInputBytes.
 	CodeTooLarge = "too_large"
 	// CodeTooManyPixels: the input's declared dimensions, or the output's,
@@ -173,7 +173,7 @@ func Register(r jobs.Registrar, cfg Config) error {
 		mode mode
 	}{{Thumbnail, modeThumbnail}, {Resize, modeResize}} {
 		hd := &handler{cfg: cfg, mode: h.mode, mem: mem}
-		if err := r.Handle(h.t, jobs.HandlerFunc(hd.run)); err != nil {
+		if err := r.Handle(h.t, jobs.Typed(hd.run)); err != nil {
 			return fmt.Errorf("image: %w", err)
 		}
 	}

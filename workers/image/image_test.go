@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/jobstest"
 	"github.com/warrenhq/warren/schema"
 	"github.com/warrenhq/warren/workers/image"
 )
@@ -29,54 +30,41 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// registry collects what Register registers.
-type registry map[string]jobs.Handler
-
-func (r registry) Handle(t jobs.Type, h jobs.Handler) error {
-	if err := t.WithDefaults().Validate(); err != nil {
-		return err
-	}
-	if _, err := schema.Compile(t.Name, t.Schema); err != nil {
-		return err
-	}
-	r[t.Name] = h
-	return nil
-}
-
-var _ jobs.Registrar = registry(nil)
-
-func setup(t *testing.T, cfg image.Config) registry {
+func setup(t *testing.T, cfg image.Config) *jobstest.Registry {
 	t.Helper()
-	r := registry{}
+	r := &jobstest.Registry{}
 	if err := image.Register(r, cfg); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-// run runs one job and returns its result and artifact.
-func run(t *testing.T, r registry, typ string, payload map[string]any) (image.Result, *jobs.Artifact, error) {
+// run runs one job and returns its result and artifact, or the error its
+// handler returned, having checked that the job is recorded as they say.
+func run(t *testing.T, r *jobstest.Registry, typ string, payload map[string]any) (image.Result, *jobs.Artifact, error) {
 	t.Helper()
-	raw, err := json.Marshal(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := r[typ].Run(context.Background(), &jobs.Job{ID: "test", Type: typ, Payload: raw, Attempt: 1})
-	if err != nil {
+	res := r.Run(context.Background(), t, typ, payload, nil)
+	if err := res.Err; err != nil {
+		// Attempt 1 of 3: what is not permanent is retried.
+		if e := res.Job.Error; e == nil || e.Code != jobs.ErrorCode(err) || e.Retryable == jobs.IsPermanent(err) {
+			t.Errorf("%s failed with %v, recorded as %s %+v", typ, err, res.Job.Status, e)
+		}
 		return image.Result{}, nil, err
 	}
-	o, ok := out.(jobs.Output)
-	if !ok {
-		t.Fatalf("%s returned %T, want jobs.Output", typ, out)
+	if res.Job.Status != jobs.StatusSucceeded {
+		t.Fatalf("%s: %s %+v", typ, res.Job.Status, res.Job.Error)
 	}
-	res, ok := o.Result.(image.Result)
-	if !ok {
-		t.Fatalf("%s result is %T, want image.Result", typ, o.Result)
+	var out image.Result
+	if err := json.Unmarshal(res.Job.Result, &out); err != nil {
+		t.Fatalf("%s result %s: %v", typ, res.Job.Result, err)
 	}
-	if o.Artifact == nil {
+	if res.Artifact == nil {
 		t.Fatalf("%s returned no artifact", typ)
 	}
-	return res, o.Artifact, nil
+	if a := res.Job.Artifact; a == nil || a.ContentType != res.Artifact.ContentType || a.Bytes != len(res.Artifact.Data) {
+		t.Errorf("%s artifact recorded as %+v", typ, a)
+	}
+	return out, res.Artifact, nil
 }
 
 func data(t *testing.T, name string) string {
@@ -309,6 +297,7 @@ func TestLimits(t *testing.T) {
 		{"bad base64", image.Config{}, map[string]any{"data": "!!!!", "width": 10}, image.CodeBadPayload},
 		{"neither url nor data", image.Config{}, map[string]any{"width": 10}, image.CodeBadPayload},
 		{"no size", image.Config{}, map[string]any{"data": data(t, "sample.jpg")}, image.CodeBadPayload},
+		{"not decodable", image.Config{}, map[string]any{"data": data(t, "sample.jpg"), "width": "ten"}, image.CodeBadPayload},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -490,7 +479,7 @@ func TestSchemas(t *testing.T) {
 func TestRegisterRefusesNegativeLimits(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []image.Config{{MaxInputBytes: -1}, {MaxPixels: -1}, {MaxOutputBytes: -1}} {
-		if err := image.Register(registry{}, cfg); err == nil {
+		if err := image.Register(&jobstest.Registry{}, cfg); err == nil {
 			t.Errorf("Register(%+v) accepted", cfg)
 		}
 	}

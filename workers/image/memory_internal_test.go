@@ -88,7 +88,7 @@ func memHandler(t *testing.T, in []byte) (h *handler, raw []byte, need int64) {
 func start(ctx context.Context, h *handler, payload []byte) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		_, err := h.run(ctx, &jobs.Job{ID: "test", Type: "image.thumbnail", Payload: payload, Attempt: 1})
+		_, err := jobs.Typed(h.run).Run(ctx, &jobs.Job{ID: "test", Type: "image.thumbnail", Payload: payload, Attempt: 1})
 		done <- err
 	}()
 	return done

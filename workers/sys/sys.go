@@ -72,11 +72,17 @@ var (
 
 // Register registers the sys types with r.
 func Register(r jobs.Registrar) error {
+	// A payload that does not decode fails for good, with code "handler".
 	for _, h := range []struct {
 		t jobs.Type
-		f jobs.HandlerFunc
-	}{{Echo, echo}, {Sleep, sleep}, {Spin, spin}, {Fail, fail}} {
-		if err := r.Handle(h.t, h.f); err != nil {
+		h jobs.Handler
+	}{
+		{Echo, jobs.HandlerFunc(echo)},
+		{Sleep, jobs.Typed(sleep).OnBadPayload(jobs.Permanent)},
+		{Spin, jobs.Typed(spin).OnBadPayload(jobs.Permanent)},
+		{Fail, jobs.Typed(fail).OnBadPayload(jobs.Permanent)},
+	} {
+		if err := r.Handle(h.t, h.h); err != nil {
 			return fmt.Errorf("sys: %w", err)
 		}
 	}
@@ -87,13 +93,12 @@ func echo(_ context.Context, j *jobs.Job) (any, error) {
 	return j.Payload, nil
 }
 
-func sleep(ctx context.Context, j *jobs.Job) (any, error) {
-	var p struct {
-		MS int64 `json:"ms"`
-	}
-	if err := j.Decode(&p); err != nil {
-		return nil, jobs.Permanent(err)
-	}
+// millis is the payload of sys.sleep and sys.spin.
+type millis struct {
+	MS int64 `json:"ms"`
+}
+
+func sleep(ctx context.Context, _ *jobs.Job, p millis) (map[string]int64, error) {
 	total := time.Duration(p.MS) * time.Millisecond
 	// Report progress in up to ten steps, no more often than every 100ms,
 	// so a long sleep shows movement without flooding Redis.
@@ -115,13 +120,7 @@ func sleep(ctx context.Context, j *jobs.Job) (any, error) {
 	return map[string]int64{"slept_ms": p.MS}, nil
 }
 
-func spin(ctx context.Context, j *jobs.Job) (any, error) {
-	var p struct {
-		MS int64 `json:"ms"`
-	}
-	if err := j.Decode(&p); err != nil {
-		return nil, jobs.Permanent(err)
-	}
+func spin(ctx context.Context, _ *jobs.Job, p millis) (map[string]any, error) {
 	// A fixed amount of CPU time, not of wall time: like real CPU-bound
 	// jobs, it takes longer when it shares a core, so more processes than
 	// cores do not finish sooner. The goroutine keeps its thread while it
@@ -167,14 +166,12 @@ func threadCPU() (time.Duration, error) {
 	return time.Duration(ts.Nano()), nil
 }
 
-func fail(_ context.Context, j *jobs.Job) (any, error) {
-	var p struct {
-		FailTimes int  `json:"fail_times"`
-		Permanent bool `json:"permanent"`
-	}
-	if err := j.Decode(&p); err != nil {
-		return nil, jobs.Permanent(err)
-	}
+type failPayload struct {
+	FailTimes int  `json:"fail_times"`
+	Permanent bool `json:"permanent"`
+}
+
+func fail(_ context.Context, j *jobs.Job, p failPayload) (map[string]int, error) {
 	if j.Attempt <= p.FailTimes {
 		err := fmt.Errorf("sys.fail: failing attempt %d of the first %d as asked", j.Attempt, p.FailTimes)
 		if p.Permanent {

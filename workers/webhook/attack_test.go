@@ -264,18 +264,18 @@ func TestResponseBodyNotKeptByDefault(t *testing.T) {
 		io.WriteString(w, "internal data")
 	})
 	h := setup(t, webhook.Config{Allow: loopback})
-	res, err := run(t, h, map[string]any{"url": srv.URL})
-	if err != nil {
-		t.Fatal(err)
+	res := deliver(t, h, map[string]any{"url": srv.URL})
+	if res.Err != nil {
+		t.Fatal(res.Err)
 	}
-	b, _ := json.Marshal(res)
-	if strings.Contains(string(b), "internal data") || strings.Contains(string(b), `"body`) {
+	if b := res.Job.Result; strings.Contains(string(b), "internal data") || strings.Contains(string(b), `"body`) {
 		t.Errorf("result %s holds the body", b)
 	}
-	if r := res.(webhook.Result); r.Status != 200 || r.Headers["Content-Length"] != "13" {
-		t.Errorf("result %+v", r)
+	var r webhook.Result
+	if err := json.Unmarshal(res.Job.Result, &r); err != nil || r.Status != 200 || r.Headers["Content-Length"] != "13" {
+		t.Errorf("result %+v (%v)", r, err)
 	}
-	_, err = run(t, h, map[string]any{"url": srv.URL + "/fail"})
+	_, err := run(t, h, map[string]any{"url": srv.URL + "/fail"})
 	check(t, err, outcome{"http_500", false, 0})
 	if err != nil && strings.Contains(err.Error(), "internal data") {
 		t.Errorf("error %q quotes the body", err)

@@ -278,7 +278,10 @@ func Register(r jobs.Registrar, cfg Config) error {
 		}),
 		now: time.Now,
 	}
-	if err := r.Handle(Deliver, d); err != nil {
+	// A payload that does not decode is invalid_payload, as any the
+	// handler cannot send.
+	h := jobs.Typed(d.deliver).OnBadPayload(func(err error) error { return invalid("%v", err) })
+	if err := r.Handle(Deliver, h); err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
 	return nil
@@ -323,14 +326,11 @@ func invalid(format string, args ...any) error {
 	return jobs.Permanent(&jobs.CodedError{Code: "invalid_payload", Err: fmt.Errorf("webhook: "+format, args...)})
 }
 
-func (d *deliverer) Run(ctx context.Context, job *jobs.Job) (any, error) {
-	var p payload
-	if err := job.Decode(&p); err != nil {
-		return nil, invalid("%v", err)
-	}
+// deliver sends the request and returns the receiver's answer.
+func (d *deliverer) deliver(ctx context.Context, job *jobs.Job, p payload) (Result, error) {
 	req, target, sg, err := d.request(ctx, job, &p)
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
 	timeout := DefaultTimeout
 	if p.Timeout != nil {
@@ -361,7 +361,7 @@ func (d *deliverer) Run(ctx context.Context, job *jobs.Job) (any, error) {
 	start := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, failure(ctx, reqCtx, target, timeout, err)
+		return Result{}, failure(ctx, reqCtx, target, timeout, err)
 	}
 	defer resp.Body.Close()
 	var body []byte
@@ -388,7 +388,7 @@ func (d *deliverer) Run(ctx context.Context, job *jobs.Job) (any, error) {
 			DurationMS:    elapsed.Milliseconds(),
 		}, nil
 	}
-	return nil, d.statusError(target, resp, body)
+	return Result{}, d.statusError(target, resp, body)
 }
 
 // request builds the signed request for p, and returns the signer when it

@@ -21,6 +21,7 @@ import (
 
 	"github.com/warrenhq/warren/egress"
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/jobstest"
 	"github.com/warrenhq/warren/schema"
 	"github.com/warrenhq/warren/workers/webhook"
 )
@@ -29,35 +30,16 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// registry collects what Register registers.
-type registry map[string]struct {
-	t jobs.Type
-	h jobs.Handler
-}
-
-func (r registry) Handle(t jobs.Type, h jobs.Handler) error {
-	if err := t.WithDefaults().Validate(); err != nil {
-		return err
-	}
-	r[t.Name] = struct {
-		t jobs.Type
-		h jobs.Handler
-	}{t, h}
-	return nil
-}
-
-var _ jobs.Registrar = registry(nil)
-
 var loopback = []egress.Rule{{Prefix: netip.MustParsePrefix("127.0.0.1/32")}}
 
-// setup registers the service with cfg and returns its handler.
-func setup(t *testing.T, cfg webhook.Config) jobs.Handler {
+// setup registers the service with cfg.
+func setup(t *testing.T, cfg webhook.Config) *jobstest.Registry {
 	t.Helper()
-	r := registry{}
+	r := &jobstest.Registry{}
 	if err := webhook.Register(r, cfg); err != nil {
 		t.Fatal(err)
 	}
-	return r["webhook.deliver"].h
+	return r
 }
 
 // received is what a receiver saw.
@@ -87,15 +69,35 @@ func status(code int) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
 }
 
-func run(t *testing.T, h jobs.Handler, payload any) (any, error) {
+// deliver runs attempt 2 of a delivery.
+func deliver(t *testing.T, h *jobstest.Registry, payload any) *jobstest.Result {
 	t.Helper()
-	b, err := json.Marshal(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.Run(context.Background(), &jobs.Job{
-		ID: "0190b6e2-8c4d-7a1b-9f3e-2d5c6b7a8e90", Type: "webhook.deliver", Payload: b, Attempt: 2,
+	return h.Run(context.Background(), t, webhook.Deliver.Name, payload, &jobstest.Options{
+		ID: "0190b6e2-8c4d-7a1b-9f3e-2d5c6b7a8e90", Attempt: 2,
 	})
+}
+
+// run runs attempt 2 of a delivery and returns its result, or the error
+// its handler returned, having checked that the job is recorded as they
+// say.
+func run(t *testing.T, h *jobstest.Registry, payload any) (webhook.Result, error) {
+	t.Helper()
+	res := deliver(t, h, payload)
+	if err := res.Err; err != nil {
+		// Attempt 2 of 10: what is not permanent is retried.
+		if e := res.Job.Error; e == nil || e.Code != jobs.ErrorCode(err) || e.Retryable == jobs.IsPermanent(err) {
+			t.Errorf("delivery failed with %v, recorded as %s %+v", err, res.Job.Status, e)
+		}
+		return webhook.Result{}, err
+	}
+	if res.Job.Status != jobs.StatusSucceeded {
+		t.Fatalf("delivery: %s %+v", res.Job.Status, res.Job.Error)
+	}
+	var r webhook.Result
+	if err := json.Unmarshal(res.Job.Result, &r); err != nil {
+		t.Fatalf("result %s: %v", res.Job.Result, err)
+	}
+	return r, nil
 }
 
 // verify is the receiver's check from the package doc, copied as it is.
@@ -138,15 +140,15 @@ func TestDeliverSigned(t *testing.T) {
 		Secrets:          map[string]webhook.Secret{"orders": {Value: "s3cret", Allow: []string{srv.URL + "/hook"}}},
 		KeepResponseBody: true,
 	})
-	res, err := run(t, h, map[string]any{
+	res := deliver(t, h, map[string]any{
 		"url":     srv.URL + "/hook?token=abc",
 		"method":  "PUT",
 		"headers": map[string]string{"X-Tenant": "42"},
 		"body":    map[string]any{"event": "order.paid", "amount": 12.5},
 		"secret":  "orders",
 	})
-	if err != nil {
-		t.Fatal(err)
+	if res.Err != nil || res.Job.Status != jobs.StatusSucceeded {
+		t.Fatal(res.Job.Status, res.Err)
 	}
 	r := <-got
 	if r.method != http.MethodPut {
@@ -178,7 +180,10 @@ func TestDeliverSigned(t *testing.T) {
 		t.Error("an old signature verifies")
 	}
 
-	result := res.(webhook.Result)
+	var result webhook.Result
+	if err := json.Unmarshal(res.Job.Result, &result); err != nil {
+		t.Fatal(err)
+	}
 	if result.Status != http.StatusCreated || result.Body != `{"ok":true}` || result.BodyTruncated {
 		t.Errorf("result %+v", result)
 	}
@@ -192,10 +197,9 @@ func TestDeliverSigned(t *testing.T) {
 		}
 	}
 	// The result is stored as JSON.
-	b, _ := json.Marshal(result)
 	for _, field := range []string{`"status":201`, `"duration_ms":`, `"body":"{\"ok\":true}"`} {
-		if !strings.Contains(string(b), field) {
-			t.Errorf("result JSON %s lacks %s", b, field)
+		if !strings.Contains(string(res.Job.Result), field) {
+			t.Errorf("result JSON %s lacks %s", res.Job.Result, field)
 		}
 	}
 }
@@ -240,7 +244,7 @@ func TestBodies(t *testing.T) {
 		if r.header.Get("Warren-Signature") != "" {
 			t.Errorf("%s: signed without a secret", tt.name)
 		}
-		if s := res.(webhook.Result).Status; s != http.StatusNoContent {
+		if s := res.Status; s != http.StatusNoContent {
 			t.Errorf("%s: status %d", tt.name, s)
 		}
 	}
@@ -366,9 +370,9 @@ func TestJobContextEnds(t *testing.T) {
 	h := setup(t, webhook.Config{Allow: loopback})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-got; cancel() }()
-	_, err := h.Run(ctx, &jobs.Job{Type: "webhook.deliver", Payload: json.RawMessage(`{"url":"` + srv.URL + `"}`), Attempt: 1})
-	if !errors.Is(err, context.Canceled) || jobs.ErrorCode(err) != "canceled" {
-		t.Errorf("err %v (code %s), want canceled", err, jobs.ErrorCode(err))
+	res := h.Run(ctx, t, webhook.Deliver.Name, `{"url":"`+srv.URL+`"}`, nil)
+	if err := res.Err; !errors.Is(err, context.Canceled) || jobs.ErrorCode(err) != "canceled" || res.Job.Status != jobs.StatusCanceled {
+		t.Errorf("err %v (code %s), %s, want canceled", err, jobs.ErrorCode(err), res.Job.Status)
 	}
 }
 
@@ -435,6 +439,11 @@ func TestInvalidPayload(t *testing.T) {
 			t.Errorf("%v: err %v (code %s)", p, err, jobs.ErrorCode(err))
 		}
 	}
+	// One that does not decode says so, naming the job.
+	_, err := run(t, h, map[string]any{"url": 42})
+	if want := "webhook: decode payload of webhook.deliver 0190b6e2-8c4d-7a1b-9f3e-2d5c6b7a8e90: json: "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("err %v, want one starting %q", err, want)
+	}
 }
 
 func TestResponseBodyTruncated(t *testing.T) {
@@ -451,11 +460,10 @@ func TestResponseBodyTruncated(t *testing.T) {
 		{100, strings.Repeat("x", 100), false},
 		{0, strings.Repeat("x", 100), false}, // the default, 4096
 	} {
-		res, err := run(t, setup(t, webhook.Config{Allow: loopback, KeepResponseBody: true, MaxResponseBody: tt.max}), map[string]any{"url": srv.URL})
+		r, err := run(t, setup(t, webhook.Config{Allow: loopback, KeepResponseBody: true, MaxResponseBody: tt.max}), map[string]any{"url": srv.URL})
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := res.(webhook.Result)
 		if r.Body != tt.body || r.BodyTruncated != tt.truncated {
 			t.Errorf("max %d: body %q truncated %v", tt.max, r.Body, r.BodyTruncated)
 		}
@@ -464,11 +472,7 @@ func TestResponseBodyTruncated(t *testing.T) {
 
 func TestSchema(t *testing.T) {
 	t.Parallel()
-	r := registry{}
-	if err := webhook.Register(r, webhook.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	typ := r["webhook.deliver"].t
+	typ, _ := setup(t, webhook.Config{}).Type("webhook.deliver")
 	if typ.Pool != webhook.Pool {
 		t.Errorf("pool %q", typ.Pool)
 	}
@@ -521,7 +525,7 @@ func TestRegisterRefusesBadConfig(t *testing.T) {
 		{webhook.Config{Secrets: map[string]webhook.Secret{"d": {Value: "s", Allow: []string{"https://a.example/hooks/../"}}}}, "segments"},
 		{webhook.Config{Secrets: map[string]webhook.Secret{"p": {Value: "s", Allow: []string{"https://a.example:0/"}}}}, "port"},
 	} {
-		err := webhook.Register(registry{}, tt.cfg)
+		err := webhook.Register(&jobstest.Registry{}, tt.cfg)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%+v: err %v, want one saying %q", tt.cfg, err, tt.want)
 		}
