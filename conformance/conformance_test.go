@@ -21,7 +21,7 @@ import (
 	"github.com/warrenhq/warren/internal/testenv"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/workers"
-	"github.com/warrenhq/warren/workers/conformance"
+	"github.com/warrenhq/warren/conformance"
 )
 
 func TestMain(m *testing.M) {
@@ -83,7 +83,7 @@ const python = "/usr/bin/python3"
 func requirePython(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "python", "wordcount.py")
+	script := filepath.Join(filepath.Dir(file), "..", "workers", "python", "wordcount.py")
 	if _, err := os.Stat(script); err != nil {
 		t.Fatalf("the Python worker: %v", err)
 	}
