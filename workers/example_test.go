@@ -19,11 +19,11 @@ func Example_handler() {
 			"properties":{"text":{"type":"string"}}}`),
 	}
 
-	upper := jobs.HandlerFunc(func(ctx context.Context, j *jobs.Job) (any, error) {
-		var p struct{ Text string }
-		if err := j.Decode(&p); err != nil {
-			return nil, jobs.Permanent(err) // retrying cannot fix bad input
-		}
+	type upperJob struct{ Text string }
+
+	// Typed decodes the payload once; one it cannot decode fails the job for
+	// good (code bad_payload), since retrying cannot fix bad input.
+	upper := jobs.Typed(func(ctx context.Context, j *jobs.Job, p upperJob) (map[string]string, error) {
 		_ = jobs.ReportProgress(ctx, 50, "shouting")
 		return map[string]string{"text": strings.ToUpper(p.Text)}, nil
 	})
