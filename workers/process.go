@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warrenhq/warren/internal/backoff"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
@@ -282,13 +283,15 @@ func (a attempt) settle(ctx context.Context, o store.Outcome) {
 // When ctx ends first (shutdown's second phase) the message goes back to the
 // queue and hold reports false.
 func (a attempt) hold(ctx context.Context, what string, f func(context.Context) error) bool {
-	for delay := 100 * time.Millisecond; ; delay = min(delay*2, 5*time.Second) {
+	wait := backoff.New(100*time.Millisecond, 5*time.Second)
+	for {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		err := f(sctx)
 		cancel()
 		if err == nil {
 			return true
 		}
+		delay := wait.Next()
 		a.log.Warn("cannot "+what+"; holding the job and trying again", "err", err, "in", delay)
 		select {
 		case <-time.After(delay):

@@ -22,6 +22,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/warrenhq/warren/internal/backoff"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/queue"
@@ -244,19 +245,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		return errors.New("start worker: no handlers registered")
 	}
 	w.started = true
-	for name, r := range w.types {
-		h := r.h
-		for i := len(w.middleware) - 1; i >= 0; i-- {
-			h = w.middleware[i](h)
-		}
-		r.h = h
-		w.types[name] = r
-	}
-	base := context.WithoutCancel(ctx)
-	takeCtx, stopTaking := context.WithCancel(base)
-	jobCtx, cancelJobs := context.WithCancel(base)
-	w.stopTaking, w.cancelJobs = stopTaking, cancelJobs
-	w.done = make(chan struct{})
+	w.wrapHandlers()
 	w.startedAt = w.cfg.Now()
 	w.load = load{}
 	for _, pool := range w.poolsLocked() {
@@ -264,16 +253,65 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.pauses = newPauses(w.poolsLocked())
 
-	// The lease outlives taking work: it ends when the last running job
-	// has, so jobs finishing during the grace period still show running. It
-	// starts before the consumers, so that a job this worker starts never
-	// names a worker without a lease (a second copy of its message would
-	// take the attempt for lost).
-	leaseCtx, endLease := context.WithCancel(base)
-	leaseDone := make(chan struct{})
-	go func() { defer close(leaseDone); w.lease(leaseCtx) }()
-
+	// Three lifetimes, ended in order by Stop: taking new jobs, the jobs
+	// running, and the lease, which outlives both.
+	base := context.WithoutCancel(ctx)
+	takeCtx, stopTaking := context.WithCancel(base)
+	jobCtx, cancelJobs := context.WithCancel(base)
+	w.stopTaking, w.cancelJobs = stopTaking, cancelJobs
+	w.done = make(chan struct{})
+	endLease := w.startLease(base)
 	var wg sync.WaitGroup
+	w.startPools(&wg, takeCtx, jobCtx)
+	notifier, err := w.startNotifier(ctx)
+	if err != nil {
+		stopTaking()
+		cancelJobs()
+		wg.Wait()
+		endLease()
+		return fmt.Errorf("start worker: %w", err)
+	}
+	// Once the pools have stopped taking jobs and the last one has ended,
+	// the lease goes, then the notifier, and Stop returns.
+	go func() {
+		wg.Wait()
+		cancelJobs()
+		endLease()
+		_ = notifier.Stop(context.Background())
+		close(w.done)
+	}()
+	return nil
+}
+
+// wrapHandlers puts each type's handler inside the middleware, the first
+// registered outermost.
+func (w *Worker) wrapHandlers() {
+	for name, r := range w.types {
+		for i := len(w.middleware) - 1; i >= 0; i-- {
+			r.h = w.middleware[i](r.h)
+		}
+		w.types[name] = r
+	}
+}
+
+// startLease keeps the process's lease until the returned func is called,
+// which ends it and waits for it to be released. It starts before the
+// consumers, so that a job this worker starts never names a worker without
+// a lease (a second copy of its message would take the attempt for lost),
+// and it outlives taking work, so that jobs finishing during the grace
+// period still show running.
+func (w *Worker) startLease(base context.Context) (end func()) {
+	ctx, cancel := context.WithCancel(base)
+	done := make(chan struct{})
+	go func() { defer close(done); w.lease(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+// startPools starts, for each pool, its consumer (which runs the jobs under
+// jobCtx) and its dead-letter intake, both taking until takeCtx ends, and
+// the loop that re-asserts the types' declarations; wg waits for them all.
+func (w *Worker) startPools(wg *sync.WaitGroup, takeCtx, jobCtx context.Context) {
+	var all []jobs.Type
 	for _, pool := range w.poolsLocked() {
 		var types []jobs.Type
 		for _, r := range w.types {
@@ -282,12 +320,12 @@ func (w *Worker) Start(ctx context.Context) error {
 			}
 		}
 		sort.Slice(types, func(i, j int) bool { return types[i].Name < types[j].Name })
+		all = append(all, types...)
 		pc := w.cfg.Pools[pool]
-		pc.Concurrency = cmp.Or(pc.Concurrency, DefaultConcurrency)
 		opts := queue.ConsumeOptions{
 			Pool:        pool,
 			Types:       typeNames(types),
-			Concurrency: pc.Concurrency,
+			Concurrency: cmp.Or(pc.Concurrency, DefaultConcurrency),
 			Prefetch:    pc.Prefetch,
 			Ready:       func() { w.declare(takeCtx, pool, types) },
 			// A paused pool takes no new jobs (docs/workers.md).
@@ -319,31 +357,17 @@ func (w *Worker) Start(ctx context.Context) error {
 			}
 		})
 	}
-	var all []jobs.Type
-	for _, r := range w.types {
-		all = append(all, r.t)
-	}
 	wg.Go(func() { w.redeclare(takeCtx, all) })
-	// Cancel requests arrive on the events channel; one subscription serves
-	// every pool of the process.
+}
+
+// startNotifier subscribes to the namespace's events: cancel requests and
+// pauses, one subscription for every pool of the process.
+func (w *Worker) startNotifier(ctx context.Context) (*store.Notifier, error) {
 	w.notifier = w.store.NewNotifier(store.Handlers{Cancel: w.running.cancel, Pause: w.pauses.heardEvent})
 	if err := w.notifier.Start(ctx); err != nil {
-		stopTaking()
-		cancelJobs()
-		endLease()
-		<-leaseDone
-		return fmt.Errorf("start worker: %w", err)
+		return nil, err
 	}
-	notifier := w.notifier
-	go func() {
-		wg.Wait()
-		cancelJobs()
-		endLease()
-		<-leaseDone
-		_ = notifier.Stop(context.Background())
-		close(w.done)
-	}()
-	return nil
+	return w.notifier, nil
 }
 
 // lease keeps this process's lease in Redis until ctx ends, then releases
@@ -404,7 +428,8 @@ func (w *Worker) redeclare(ctx context.Context, types []jobs.Type) {
 // the API never accepts a type whose queue does not exist. Redis being down
 // delays it; consuming waits meanwhile.
 func (w *Worker) declare(ctx context.Context, pool string, types []jobs.Type) {
-	for delay := 100 * time.Millisecond; ; delay = min(delay*2, 5*time.Second) {
+	wait := backoff.New(100*time.Millisecond, 5*time.Second)
+	for {
 		err := w.store.DeclareTypes(ctx, types)
 		if err == nil {
 			w.setReady(pool, true)
@@ -413,7 +438,7 @@ func (w *Worker) declare(ctx context.Context, pool string, types []jobs.Type) {
 		}
 		w.log.Warn("cannot declare types; retrying", "pool", pool, "err", err)
 		select {
-		case <-time.After(delay):
+		case <-time.After(wait.Next()):
 		case <-ctx.Done():
 			return
 		}
