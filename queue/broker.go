@@ -20,6 +20,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenhq/warren/internal/backoff"
+	"github.com/warrenhq/warren/internal/lifecycle"
 	"github.com/warrenhq/warren/internal/redact"
 	"github.com/warrenhq/warren/jobs"
 )
@@ -83,6 +84,25 @@ func (s *session) publisher() *publisher {
 	return s.pub
 }
 
+// connectionLost wraps an error of an operation on a channel with
+// ErrUnavailable when it says the connection went away under it: the
+// channel or connection was closed (amqp.ErrClosed), the broker closed the
+// connection (320 CONNECTION_FORCED, as RabbitMQ does when it stops), or
+// the socket failed (501, amqp091's word for a read or write that failed).
+// The broker's refusals on a live connection (404 NOT_FOUND, say) are left
+// as they are.
+func connectionLost(err error) error {
+	var ae *amqp.Error
+	if err == nil || errors.Is(err, ErrUnavailable) || !errors.As(err, &ae) {
+		return err
+	}
+	switch {
+	case errors.Is(err, amqp.ErrClosed), ae.Code == amqp.ConnectionForced, ae.Code == amqp.FrameError:
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
 // Broker owns the AMQP connection of a process. It is safe for concurrent
 // use. Start it, use it, Stop it.
 type Broker struct {
@@ -92,9 +112,7 @@ type Broker struct {
 	mu      sync.Mutex
 	cur     *session      // nil while disconnected
 	changed chan struct{} // closed and replaced whenever cur changes
-	started bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	loop    lifecycle.Loop // the connection's: connect, hold, connect again
 }
 
 // New returns a Broker that is not yet connected; call Start.
@@ -126,15 +144,7 @@ func (b *Broker) Namespace() jobs.Namespace { return b.cfg.Namespace }
 // connection is kept open, and reopened with backoff, until Stop. Calling it
 // again does nothing.
 func (b *Broker) Start(ctx context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.started {
-		return nil
-	}
-	b.started = true
-	ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	b.done = make(chan struct{})
-	go b.run(ctx)
+	b.loop.Start(ctx, b.run)
 	return nil
 }
 
@@ -142,19 +152,10 @@ func (b *Broker) Start(ctx context.Context) error {
 // Consumers see their deliveries end; unacknowledged messages return to their
 // queues. Calling it again does nothing.
 func (b *Broker) Stop(ctx context.Context) error {
-	b.mu.Lock()
-	cancel, done := b.cancel, b.done
-	b.mu.Unlock()
-	if cancel == nil {
-		return nil
+	if err := b.loop.Stop(ctx); err != nil {
+		return fmt.Errorf("stop broker: %w", err)
 	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop broker: %w", ctx.Err())
-	}
+	return nil
 }
 
 // Connected reports whether a connection is open now.
@@ -222,7 +223,6 @@ func (b *Broker) setSession(s *session) {
 // run connects, waits for the connection to drop, and connects again, until
 // ctx ends.
 func (b *Broker) run(ctx context.Context) {
-	defer close(b.done)
 	wait := backoff.New(b.cfg.ReconnectMin, b.cfg.ReconnectMax)
 	for attempt := 1; ; attempt++ {
 		s, err := b.connect()

@@ -30,11 +30,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/warrenhq/warren/internal/lifecycle"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
@@ -112,9 +112,7 @@ type Rescuer struct {
 	// stopped; only the goroutine that looks touches it.
 	cursors map[string]string
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	loop lifecycle.Loop
 }
 
 // New returns a Rescuer over the given broker and store.
@@ -148,17 +146,9 @@ func (r *Rescuer) Collector() prometheus.Collector { return r.rescued }
 // Start begins looking every Interval, in the background; it returns at
 // once. A second Start does nothing.
 func (r *Rescuer) Start(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done != nil || r.cfg.Interval < 0 {
-		return nil
+	if r.cfg.Interval >= 0 {
+		r.loop.Start(ctx, r.run)
 	}
-	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	r.done = make(chan struct{})
-	go func() {
-		defer close(r.done)
-		r.run(ctx)
-	}()
 	return nil
 }
 
@@ -166,17 +156,11 @@ func (r *Rescuer) Start(ctx context.Context) error {
 // gives the lease up so another process takes over at once. It is safe to
 // call twice, and without Start.
 func (r *Rescuer) Stop(ctx context.Context) error {
-	r.mu.Lock()
-	cancel, done := r.cancel, r.done
-	r.mu.Unlock()
-	if cancel == nil {
+	if !r.loop.Started() {
 		return nil
 	}
-	cancel()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("stop rescuer: %w", ctx.Err())
+	if err := r.loop.Stop(ctx); err != nil {
+		return fmt.Errorf("stop rescuer: %w", err)
 	}
 	if err := r.store.ReleaseRescuer(ctx, r.cfg.Holder); err != nil {
 		r.log.Debug("cannot release the rescuer lease", "err", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/warrenhq/warren/internal/backoff"
+	"github.com/warrenhq/warren/internal/lifecycle"
 )
 
 // Notifier holds one pub/sub connection for a process: on it the
@@ -28,9 +29,9 @@ type Notifier struct {
 
 	mu   sync.Mutex
 	done map[string]*doneWait // by done channel
-	ps   *redis.PubSub
-	stop chan struct{}
-	over chan struct{} // closed when the dispatcher returns
+	ps      *redis.PubSub
+	stopped bool           // Stop was called: no new waiters
+	loop    lifecycle.Loop // the dispatcher's
 }
 
 // doneWait is the subscription to one job's done channel.
@@ -72,44 +73,37 @@ func (n *Notifier) Start(ctx context.Context) error {
 	if n.ps != nil {
 		return nil
 	}
-	n.ps = n.s.rdb.Subscribe(context.WithoutCancel(ctx), n.s.ns.EventsChannel())
-	n.stop, n.over = make(chan struct{}), make(chan struct{})
-	go n.run(n.ps, n.stop, n.over)
+	ps := n.s.rdb.Subscribe(context.WithoutCancel(ctx), n.s.ns.EventsChannel())
+	n.ps = ps
+	n.loop.Start(ctx, func(ctx context.Context) { n.run(ctx, ps) })
 	return nil
 }
 
 // Stop ends the subscription and waits for the dispatcher to return.
 func (n *Notifier) Stop(ctx context.Context) error {
 	n.mu.Lock()
-	ps, stop, over := n.ps, n.stop, n.over
-	stopped := n.stop == nil
-	n.stop = nil
+	ps, first := n.ps, !n.stopped
+	n.stopped = true
 	n.mu.Unlock()
-	if ps == nil {
-		return nil
+	if ps != nil && first {
+		_ = ps.Close() // ends a Receive that is waiting
 	}
-	if !stopped {
-		close(stop)
-		_ = ps.Close()
+	if err := n.loop.Stop(ctx); err != nil {
+		return fmt.Errorf("stop notifier: %w", err)
 	}
-	select {
-	case <-over:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop notifier: %w", ctx.Err())
-	}
+	return nil
 }
 
-func (n *Notifier) run(ps *redis.PubSub, stop, over chan struct{}) {
-	defer close(over)
+// run dispatches until stop is done.
+func (n *Notifier) run(stop context.Context, ps *redis.PubSub) {
 	events := n.s.ns.EventsChannel()
-	ctx := context.Background()
+	ctx := context.Background() // Receive's: a cancelled one would not reconnect
 	wait := backoff.New(100*time.Millisecond, 5*time.Second)
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
 		if err != nil {
 			select {
-			case <-stop:
+			case <-stop.Done():
 				return
 			default:
 			}
@@ -122,7 +116,7 @@ func (n *Notifier) run(ps *redis.PubSub, stop, over chan struct{}) {
 			n.log.Debug("event subscription interrupted", "err", err)
 			select { // the next Receive reconnects
 			case <-time.After(wait.Next()):
-			case <-stop:
+			case <-stop.Done():
 				return
 			}
 			continue
@@ -181,7 +175,7 @@ func (n *Notifier) Subscribe(ctx context.Context, id string) (ch <-chan struct{}
 	name := n.s.ns.DoneChannel(id)
 	c := make(chan struct{}, 1)
 	n.mu.Lock()
-	if n.ps == nil || n.stop == nil {
+	if n.ps == nil || n.stopped {
 		n.mu.Unlock()
 		return nil, nil, ErrNotStarted
 	}

@@ -14,7 +14,7 @@ const module = "github.com/warrenhq/warren/"
 // import only packages of a lower rank. A new package needs a place here.
 var rank = map[string]int{
 	// The ground, and small libraries that import nothing of ours.
-	"jobs": 0, "internal/backoff": 0, "internal/combine": 0, "internal/redact": 0, "internal/apicheck": 0, "internal/layers": 0,
+	"jobs": 0, "internal/backoff": 0, "internal/combine": 0, "internal/redact": 0, "internal/lifecycle": 0, "internal/apicheck": 0, "internal/layers": 0,
 
 	"apikey": 1, "schema": 1, "egress": 1, "telemetry": 1, "ui": 1, "autoscale": 1,
 
