@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -36,6 +37,13 @@ type Broker interface {
 type Store interface {
 	Create(ctx context.Context, js []*jobs.Job) ([]store.Created, error)
 	Discard(ctx context.Context, js []*jobs.Job) error
+	TypeStore
+}
+
+// TypeStore is where the producer reads the types workers declared.
+type TypeStore interface {
+	Type(ctx context.Context, name string) (jobs.Type, error)
+	Types(ctx context.Context) ([]jobs.Type, error)
 }
 
 var (
@@ -58,25 +66,45 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Submissions, if set, counts the jobs accepted, by type.
 	Submissions *metrics.Submissions
+	// MaxDelay bounds how far ahead a job may be due (its delay or run_at)
+	// and its backoff's waits, since its record is kept until then; at most
+	// jobs.MaxDelay. Zero means 30 days.
+	MaxDelay time.Duration
+	// Now tells the time; nil means time.Now.
+	Now func() time.Time
 }
 
 // Producer submits jobs. It is safe for concurrent use.
 type Producer struct {
-	broker Broker
-	store  Store
-	log    *slog.Logger
-	tracer trace.Tracer // nil: no spans, at no cost
-	count  *metrics.Submissions
+	broker   Broker
+	store    Store
+	types    *types
+	log      *slog.Logger
+	tracer   trace.Tracer // nil: no spans, at no cost
+	count    *metrics.Submissions
+	maxDelay time.Duration
+	now      func() time.Time
 }
 
 // New returns a Producer over the given broker and store.
 func New(cfg Config, b Broker, st Store) *Producer {
-	p := &Producer{broker: b, store: st, log: cmp.Or(cfg.Logger, slog.Default()), count: cfg.Submissions}
+	p := &Producer{broker: b, store: st, log: cmp.Or(cfg.Logger, slog.Default()), count: cfg.Submissions,
+		maxDelay: min(cmp.Or(cfg.MaxDelay, 30*24*time.Hour), jobs.MaxDelay), now: cfg.Now}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	p.types = &types{st: st, now: p.now, entries: map[string]*typeEntry{}}
 	if cfg.TracerProvider != nil {
 		p.tracer = cfg.TracerProvider.Tracer("github.com/warrenhq/warren/producer")
 	}
 	return p
 }
+
+// Forget drops what the producer knows of a type ("" for every type), so
+// that the next job of it reads the declaration again: call it when a
+// worker announces a declaration (store.Handlers.Type). Without it a
+// changed declaration is seen within 10 seconds.
+func (p *Producer) Forget(name string) { p.types.forget(name) }
 
 // Result is what became of one job.
 type Result struct {

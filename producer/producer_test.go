@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/warrenhq/warren/producer"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
+	"github.com/warrenhq/warren/workers/sys"
 )
 
 // newJob is a built job of type typ in pool.
@@ -79,5 +81,86 @@ func TestAcceptWithoutABrokerKeepsNothing(t *testing.T) {
 	}
 	if _, err := env.Store.Get(context.Background(), j.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the job has a record: %v", err)
+	}
+}
+
+// declared is a producer over a namespace where sys.echo and sys.sleep are
+// declared and bound.
+func declared(t *testing.T) (*testenv.Env, *producer.Producer) {
+	t.Helper()
+	env := testenv.New(t)
+	ctx := context.Background()
+	if err := env.Broker.DeclarePool(ctx, sys.Pool, []string{"sys.echo", "sys.sleep"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Store.DeclareTypes(ctx, []jobs.Type{sys.Echo.WithDefaults(), sys.Sleep.WithDefaults()}); err != nil {
+		t.Fatal(err)
+	}
+	return env, producer.New(producer.Config{Logger: env.Log, MaxDelay: time.Hour}, env.Broker, env.Store)
+}
+
+func TestSubmitInProcess(t *testing.T) {
+	t.Parallel()
+	env, p := declared(t)
+	ctx := context.Background()
+	res, err := p.Submit(ctx, producer.Request{Type: "sys.sleep", Payload: json.RawMessage(`{"ms":5}`),
+		MaxAttempts: 2, Metadata: map[string]string{"team": "go"}, Delay: time.Minute, SubmittedBy: "billing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := env.Store.Get(ctx, res.Job.ID)
+	if err != nil || got.Status != jobs.StatusScheduled || got.MaxAttempts != 2 || got.Metadata["team"] != "go" ||
+		got.SubmittedBy != "billing" || got.Pool != sys.Pool || got.ScheduledAt == nil {
+		t.Fatalf("recorded %+v, %v", got, err)
+	}
+	if _, err := p.Submit(ctx, producer.Request{Type: "sys.echo"}); err != nil {
+		t.Errorf("a job with no payload: %v", err)
+	}
+	if n := env.Messages(t, sys.Pool); n != 1 {
+		t.Errorf("%d messages ready in sys, want 1 (the other is delayed)", n)
+	}
+}
+
+func TestSubmitRefusesWhatAWorkerWouldNot(t *testing.T) {
+	t.Parallel()
+	env, p := declared(t)
+	ctx := context.Background()
+	tests := []struct {
+		name        string
+		req         producer.Request
+		code, field string
+	}{
+		{"no type", producer.Request{}, "missing_field", "type"},
+		{"bad type name", producer.Request{Type: "Sys Echo"}, "invalid_field", "type"},
+		{"unknown type", producer.Request{Type: "sys.nothing"}, "unknown_type", "type"},
+		{"payload not an object", producer.Request{Type: "sys.echo", Payload: json.RawMessage(`[1]`)}, "invalid_field", "payload"},
+		{"payload not JSON", producer.Request{Type: "sys.echo", Payload: json.RawMessage(`{"a":`)}, "invalid_field", "payload"},
+		{"payload not UTF-8", producer.Request{Type: "sys.echo", Payload: json.RawMessage("{\"a\":\"\xff\"}")}, "invalid_encoding", "payload"},
+		{"payload against the schema", producer.Request{Type: "sys.sleep", Payload: json.RawMessage(`{"ms":"long"}`)}, "invalid_payload", "payload.ms"},
+		{"too many attempts", producer.Request{Type: "sys.echo", MaxAttempts: 1000}, "invalid_field", "max_attempts"},
+		{"timeout under 1s", producer.Request{Type: "sys.echo", Timeout: time.Millisecond}, "invalid_field", "timeout"},
+		{"delay over the most", producer.Request{Type: "sys.echo", Delay: 2 * time.Hour}, "invalid_field", "delay"},
+		{"delay and run_at", producer.Request{Type: "sys.echo", Delay: time.Second, RunAt: time.Now()}, "invalid_field", "run_at"},
+		{"long key", producer.Request{Type: "sys.echo", IdempotencyKey: strings.Repeat("k", 256)}, "invalid_field", "idempotency_key"},
+		{"empty metadata key", producer.Request{Type: "sys.echo", Metadata: map[string]string{"": "v"}}, "invalid_field", "metadata."},
+	}
+	for _, tt := range tests {
+		_, err := p.Submit(ctx, tt.req)
+		var pe *producer.Error
+		if !errors.As(err, &pe) || pe.Code != tt.code || pe.Field != tt.field {
+			t.Errorf("%s: %v, want %s on %s", tt.name, err, tt.code, tt.field)
+		}
+	}
+	if keys := env.JobKeys(t); len(keys) != 0 {
+		t.Errorf("refused requests left records: %v", keys)
+	}
+
+	// In a batch a refusal stops nothing else.
+	res, err := p.SubmitMany(ctx, []producer.Request{{Type: "sys.echo"}, {Type: "sys.nothing"}, {Type: "sys.echo"}})
+	if err != nil || res[0].Err != nil || res[2].Err != nil || res[1].Err == nil || res[1].Job != nil {
+		t.Fatalf("batch: %+v, %v", res, err)
+	}
+	if n := env.Messages(t, sys.Pool); n != 2 {
+		t.Errorf("%d messages after the batch, want 2", n)
 	}
 }
