@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/warrenhq/warren/jobs"
@@ -132,12 +133,13 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, ctx context.Cont
 	missing := map[string]bool{}
 	if !req.All {
 		for _, id := range req.IDs {
-			if !jobs.ValidID(id) {
+			lower := strings.ToLower(id) // UUIDs are case-insensitive, as in paths
+			if !jobs.ValidID(lower) {
 				return apiErr("invalid_field", "ids", "%q is not a job id", id)
 			}
-			missing[id] = true
+			missing[lower] = true
+			ids = append(ids, lower)
 		}
-		ids = req.IDs
 	}
 	replayed, err := s.broker.ReplayDead(ctx, req.Pool, ids, s.store)
 	if err != nil {
@@ -149,8 +151,8 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, ctx context.Cont
 		delete(missing, id)
 	}
 	for _, id := range req.IDs {
-		if missing[id] {
-			notFound = append(notFound, id)
+		if missing[strings.ToLower(id)] {
+			notFound = append(notFound, id) // as sent
 		}
 	}
 	s.audit(r, "replay", "pool", req.Pool, "replayed", len(replayed), "missing", len(notFound), "all", req.All)

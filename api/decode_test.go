@@ -24,8 +24,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/producer"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/schema"
+	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/workers/sys"
 )
 
@@ -119,29 +121,42 @@ func fuzzDecoder(tb testing.TB) *decoder {
   },
   "required": ["title"]
 }`)}
-	entries := map[string]*typeEntry{}
+	types := memTypes{}
 	for _, t := range []jobs.Type{sys.Echo, sys.Sleep, sys.Fail, doc} {
-		t = t.WithDefaults()
-		s, err := schema.Compile(t.Name, t.Schema)
-		if err != nil {
+		if _, err := schema.Compile(t.Name, t.Schema); err != nil {
 			tb.Fatal(err)
 		}
-		entries[t.Name] = &typeEntry{t: t, schema: s}
+		types[t.Name] = t
 	}
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	return &decoder{
-		maxDepth: fuzzDepth,
-		maxBatch: 10,
-		maxDelay: 30 * 24 * time.Hour,
-		now:      func() time.Time { return now },
-		lookup: func(_ context.Context, name string) (*typeEntry, error) {
-			if e, ok := entries[name]; ok {
-				return e, nil
-			}
-			return nil, apiErr("unknown_type", "type", "unknown job type %q", name)
-		},
-	}
+	p := producer.New(producer.Config{MaxDelay: 30 * 24 * time.Hour, Now: func() time.Time { return now }}, nil, types)
+	return &decoder{maxDepth: fuzzDepth, maxBatch: 10, buildJob: p.Build}
 }
+
+// memTypes are the declared types a fuzzed decoder's producer reads: the
+// decoder only builds jobs, so nothing is recorded.
+type memTypes map[string]jobs.Type
+
+func (m memTypes) Type(_ context.Context, name string) (jobs.Type, error) {
+	if t, ok := m[name]; ok {
+		return t, nil
+	}
+	return jobs.Type{}, store.ErrNotFound
+}
+
+func (m memTypes) Types(context.Context) ([]jobs.Type, error) {
+	var ts []jobs.Type
+	for _, t := range m {
+		ts = append(ts, t)
+	}
+	return ts, nil
+}
+
+func (memTypes) Create(context.Context, []*jobs.Job) ([]store.Created, error) {
+	return nil, errors.New("a decoder records nothing")
+}
+
+func (memTypes) Discard(context.Context, []*jobs.Job) error { return nil }
 
 // wellFormed is the fuzz targets' oracle for a body that was accepted,
 // written apart from checkJSON: it walks the body with encoding/json's
@@ -226,7 +241,7 @@ func checkRefusal(t *testing.T, err error) {
 // be published as.
 func checkAccepted(t *testing.T, j *jobs.Job) {
 	t.Helper()
-	if !jobs.ValidTypeName(j.Type) || !utf8.ValidString(j.IdempotencyKey) || len(j.IdempotencyKey) > maxIdempotencyKey {
+	if !jobs.ValidTypeName(j.Type) || !utf8.ValidString(j.IdempotencyKey) || len(j.IdempotencyKey) > producer.MaxIdempotencyKey {
 		t.Fatalf("accepted job %+v", j)
 	}
 	if !json.Valid(j.Payload) || j.Payload[0] != '{' {

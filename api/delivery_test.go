@@ -269,14 +269,13 @@ func TestIdempotencyUnderRace(t *testing.T) {
 			req, _ := http.NewRequest("POST", f.url+"/v1/jobs", strings.NewReader(`{"type":"sys.echo"}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Idempotency-Key", "race-1")
-			resp, err := http.DefaultClient.Do(req)
+			resp, body, err := exchange(t, http.DefaultClient, req)
 			if err != nil {
 				results <- result{err: err}
 				return
 			}
-			defer resp.Body.Close()
 			var j jobs.Job
-			err = json.NewDecoder(resp.Body).Decode(&j)
+			err = json.Unmarshal(body, &j)
 			results <- result{resp.StatusCode, j.ID, err}
 		}()
 	}

@@ -38,12 +38,10 @@ func send(t *testing.T, method, url string, header http.Header, body string) res
 	if req.Header == nil {
 		req.Header = http.Header{}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, b, err := exchange(t, http.DefaultClient, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
@@ -379,10 +377,7 @@ func TestConnectionCap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
+		resp, _, err := exchange(t, c, req)
 		return resp, err
 	}
 	if resp, err := probe(500 * time.Millisecond); err == nil {

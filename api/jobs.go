@@ -23,14 +23,6 @@ import (
 	"github.com/warrenhq/warren/store"
 )
 
-// Limits on what a submission may carry besides its payload.
-const (
-	maxMetadataEntries = 64
-	maxMetadataKey     = 128
-	maxMetadataValue   = 1024
-	maxIdempotencyKey  = 255
-)
-
 // jobRequest is the body of POST /v1/jobs and each entry of a batch.
 type jobRequest struct {
 	Type           string                     `json:"type"`
@@ -220,12 +212,9 @@ func jsonKind(goKind string) string {
 type decoder struct {
 	maxDepth int // JSON nesting of one job
 	maxBatch int
-	// maxDelay bounds how far ahead a job may be due (delay, run_at) and
-	// its retry waits (backoff): its record is kept until then.
-	maxDelay time.Duration
-	now      func() time.Time
-	// lookup returns a declared type, or an unknown_type error.
-	lookup func(ctx context.Context, name string) (*typeEntry, error)
+	// buildJob checks a request against its type and builds its job
+	// (producer.Producer.Build).
+	buildJob func(ctx context.Context, r producer.Request) (*jobs.Job, error)
 }
 
 // job decodes the body of POST /v1/jobs; headerKey is its Idempotency-Key
@@ -277,163 +266,97 @@ func (d *decoder) batch(ctx context.Context, body []byte) ([]batchItem, error) {
 	return items, nil
 }
 
-// build validates a request and builds the job it asks for.
+// build reads a request's JSON into the producer's Request and has the
+// producer check it against its type and build the job. What is JSON's
+// (types, text formats, the Idempotency-Key header) is checked here, the
+// rest by the producer, for every caller alike.
 func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (*jobs.Job, error) {
-	if req.Type == "" {
-		return nil, apiErr("missing_field", "type", "type is required, such as \"sys.echo\"")
-	}
-	if !jobs.ValidTypeName(req.Type) {
-		return nil, apiErr("invalid_field", "type", "type %q is not a valid type name (lower-case words joined by dots)", req.Type)
-	}
-	te, err := d.lookup(ctx, req.Type)
-	if err != nil {
-		return nil, err
-	}
-	t := te.t
-
-	payload := bytes.TrimSpace(req.Payload)
-	if len(payload) == 0 || string(payload) == "null" {
-		payload = []byte("{}")
-	}
-	if payload[0] != '{' {
-		return nil, apiErr("invalid_field", "payload", "payload must be a JSON object")
-	}
-	if err := te.validatePayload(payload); err != nil {
-		return nil, err
-	}
-
-	// A job may lower its type's defaults, and raise them only as far as
-	// the type declares (t has its maxima filled in).
-	maxAttempts := t.MaxAttempts
+	r := producer.Request{Type: req.Type, Payload: req.Payload}
 	if len(req.MaxAttempts) > 0 && string(req.MaxAttempts) != "null" {
-		n, err := strconv.Atoi(string(req.MaxAttempts))
-		if err != nil || n < 1 || n > t.MaxAttemptsLimit {
-			return nil, apiErr("invalid_field", "max_attempts", "max_attempts must be a whole number from 1 to %d, the most type %s allows", t.MaxAttemptsLimit, t.Name)
+		n, ok := wholeNumber(req.MaxAttempts) // 3 and 3.0 alike, as JSON Schema counts
+		if !ok || n == 0 {
+			// Out of every type's range (0 would mean "the type's" to the
+			// producer): its refusal names the type's own bounds.
+			n = -1
 		}
-		maxAttempts = n
+		r.MaxAttempts = n
 	}
-
-	timeout := t.Timeout
 	if len(req.Timeout) > 0 && string(req.Timeout) != "null" {
-		var d jobs.Duration
-		if err := json.Unmarshal(req.Timeout, &d); err != nil {
+		var t jobs.Duration
+		if err := json.Unmarshal(req.Timeout, &t); err != nil {
 			return nil, apiErr("invalid_field", "timeout", "timeout: %v", err)
 		}
-		if d.Std() < time.Second || d > t.MaxTimeout {
-			return nil, apiErr("invalid_field", "timeout", "timeout must be from 1s to %s, the most type %s allows", t.MaxTimeout.Std(), t.Name)
+		if t <= 0 {
+			t = -1 // refused by the producer, with the type's bounds
 		}
-		timeout = d
+		r.Timeout = t.Std()
 	}
-
-	if len(req.Metadata) > maxMetadataEntries {
-		return nil, apiErr("invalid_field", "metadata", "metadata has more than %d entries", maxMetadataEntries)
-	}
-	var metadata map[string]string
 	for k, raw := range req.Metadata {
 		var v string
-		if err := json.Unmarshal(raw, &v); err != nil {
+		if err := json.Unmarshal(raw, &v); err != nil || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 			return nil, apiErr("invalid_field", "metadata."+k, "metadata.%s: want a string", k)
 		}
-		if k == "" || len(k) > maxMetadataKey || len(v) > maxMetadataValue {
-			return nil, apiErr("invalid_field", "metadata."+k, "metadata keys must be 1 to %d bytes and values at most %d", maxMetadataKey, maxMetadataValue)
+		if r.Metadata == nil {
+			r.Metadata = make(map[string]string, len(req.Metadata))
 		}
-		if metadata == nil {
-			metadata = make(map[string]string, len(req.Metadata))
-		}
-		metadata[k] = v
+		r.Metadata[k] = v
 	}
-
-	key := req.IdempotencyKey
+	r.IdempotencyKey = req.IdempotencyKey
 	switch {
-	case headerKey != "" && key != "" && headerKey != key:
+	case headerKey != "" && r.IdempotencyKey != "" && headerKey != r.IdempotencyKey:
 		return nil, apiErr("invalid_field", "idempotency_key", "idempotency_key and the Idempotency-Key header differ; send one, or the same in both")
-	case key == "":
-		key = headerKey
+	case r.IdempotencyKey == "":
+		r.IdempotencyKey = headerKey
 	}
-	if !utf8.ValidString(key) { // the header's: the body was checked
+	if !utf8.ValidString(r.IdempotencyKey) { // the header's: the body was checked
 		return nil, apiErr("invalid_encoding", "idempotency_key", "idempotency_key: the Idempotency-Key header is not UTF-8 text")
 	}
-	if len(key) > maxIdempotencyKey {
-		return nil, apiErr("invalid_field", "idempotency_key", "idempotency_key must be at most %d bytes", maxIdempotencyKey)
-	}
-
-	var backoff *jobs.Backoff
 	if len(req.Backoff) > 0 && string(req.Backoff) != "null" {
-		backoff = new(jobs.Backoff)
-		if err := decodeStrict(req.Backoff, backoff, "backoff"); err != nil {
+		r.Backoff = new(jobs.Backoff)
+		if err := decodeStrict(req.Backoff, r.Backoff, "backoff"); err != nil {
 			var ae *Error
 			if errors.As(err, &ae) && ae.Code == "invalid_json" {
 				return nil, apiErr("invalid_field", "backoff", "backoff: want {\"base\":\"1s\",\"factor\":2,\"max\":\"10m\"} (any of them): %s", ae.Message)
 			}
 			return nil, err
 		}
-		if err := backoff.Validate(); err != nil {
-			return nil, apiErr("invalid_field", "backoff", "%v", err)
-		}
-		if backoff.Base.Std() > d.maxDelay || backoff.Max.Std() > d.maxDelay {
-			// A retry that far off would keep the record as long.
-			return nil, apiErr("invalid_field", "backoff", "backoff: base and max must be at most %s (api.max_delay)", d.maxDelay)
-		}
 	}
-
-	now := d.now().UTC().Truncate(time.Millisecond)
-	delay, err := requestDelay(req, now, d.maxDelay)
-	if err != nil {
+	if err := requestDelay(req, &r); err != nil {
 		return nil, err
 	}
-	job := &jobs.Job{
-		ID:             jobs.NewID(),
-		Type:           t.Name,
-		Pool:           t.Pool,
-		Status:         jobs.StatusQueued,
-		Payload:        json.RawMessage(payload),
-		MaxAttempts:    maxAttempts,
-		Timeout:        timeout,
-		Backoff:        backoff,
-		Metadata:       metadata,
-		IdempotencyKey: key,
-		CreatedAt:      now,
+	j, err := d.buildJob(ctx, r)
+	var pe *producer.Error
+	if errors.As(err, &pe) {
+		return nil, apiErr(pe.Code, pe.Field, "%s", pe.Message)
 	}
-	if delay >= jobs.DelayUnit {
-		at := now.Add(delay)
-		job.Status, job.ScheduledAt = jobs.StatusScheduled, &at
-	}
-	return job, nil
+	return j, err
 }
 
-// requestDelay reads delay or run_at: how long from now the job waits, at
-// most maxDelay.
-func requestDelay(req jobRequest, now time.Time, maxDelay time.Duration) (time.Duration, error) {
+// requestDelay reads delay or run_at into r; the producer bounds them.
+func requestDelay(req jobRequest, r *producer.Request) error {
 	hasDelay := len(req.Delay) > 0 && string(req.Delay) != "null"
 	hasRunAt := len(req.RunAt) > 0 && string(req.RunAt) != "null"
 	switch {
 	case hasDelay && hasRunAt:
-		return 0, apiErr("invalid_field", "run_at", "send delay or run_at, not both")
+		return apiErr("invalid_field", "run_at", "send delay or run_at, not both")
 	case hasDelay:
 		var d jobs.Duration
 		if err := json.Unmarshal(req.Delay, &d); err != nil {
-			return 0, apiErr("invalid_field", "delay", "delay: %v", err)
+			return apiErr("invalid_field", "delay", "delay: %v", err)
 		}
-		if d < 0 || d.Std() > maxDelay {
-			return 0, apiErr("invalid_field", "delay", "delay must be from 0s to %s (api.max_delay)", maxDelay)
-		}
-		return d.Std(), nil
+		r.Delay = d.Std()
 	case hasRunAt:
 		var text string
 		if err := json.Unmarshal(req.RunAt, &text); err != nil {
-			return 0, apiErr("invalid_field", "run_at", "run_at must be RFC 3339 text, such as \"2030-01-02T15:04:05Z\"")
+			return apiErr("invalid_field", "run_at", "run_at must be RFC 3339 text, such as \"2030-01-02T15:04:05Z\"")
 		}
 		at, err := time.Parse(time.RFC3339Nano, text)
 		if err != nil {
-			return 0, apiErr("invalid_field", "run_at", "run_at %q is not RFC 3339 text, such as \"2030-01-02T15:04:05Z\"", text)
+			return apiErr("invalid_field", "run_at", "run_at %q is not RFC 3339 text, such as \"2030-01-02T15:04:05Z\"", text)
 		}
-		d := at.Sub(now)
-		if d > maxDelay {
-			return 0, apiErr("invalid_field", "run_at", "run_at is more than %s away (api.max_delay)", maxDelay)
-		}
-		return max(d, 0), nil // a time past runs now
+		r.RunAt = at
 	}
-	return 0, nil
+	return nil
 }
 
 // refusal is how the API answers a job the producer did not accept.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"math"
 	"strconv"
@@ -487,4 +488,37 @@ func objectKeys(b []byte) []string {
 			return nil
 		}
 	}
+}
+
+// wholeNumber reads a JSON number that is a whole number however it is
+// written: 3, 3.0, 30e-1 and 0.3e1 are all 3, as JSON Schema counts
+// integers. ok is false for anything else: a fraction, text, null, or a
+// number beyond ±2³¹. The exponent is never expanded, so 1e999999999 costs
+// no more to refuse than 1.5.
+func wholeNumber(raw []byte) (n int, ok bool) {
+	s := string(bytes.TrimSpace(raw))
+	if s == "" || s[0] != '-' && (s[0] < '0' || s[0] > '9') || !json.Valid(raw) {
+		return 0, false // not a number, or not JSON's (01, 0x10)
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > math.MaxInt32 {
+		return 0, false
+	}
+	// The float may have rounded a fraction away (3.0000000000000001):
+	// the digits after the point, once the exponent has moved it, must all
+	// be zeros.
+	mant, exp := strings.TrimPrefix(s, "-"), 0
+	if i := strings.IndexAny(mant, "eE"); i >= 0 {
+		if exp, err = strconv.Atoi(strings.TrimPrefix(mant[i+1:], "+")); err != nil {
+			return 0, false
+		}
+		mant = mant[:i]
+	}
+	whole, frac, _ := strings.Cut(mant, ".")
+	digits := whole + frac
+	point := max(len(whole)+exp, 0) // digits[point:] are after the point
+	if point < len(digits) && strings.TrimRight(digits[point:], "0") != "" {
+		return 0, false
+	}
+	return int(f), true
 }

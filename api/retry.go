@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/producer"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
 )
@@ -90,8 +91,8 @@ func notRetryable(id string, st jobs.Status) *Error {
 
 // checkRetryKey refuses an Idempotency-Key that a submission would refuse.
 func checkRetryKey(key string) error {
-	if len(key) > maxIdempotencyKey {
-		return apiErr("invalid_field", "idempotency_key", "the Idempotency-Key header must be at most %d bytes", maxIdempotencyKey)
+	if len(key) > producer.MaxIdempotencyKey {
+		return apiErr("invalid_field", "idempotency_key", "the Idempotency-Key header must be at most %d bytes", producer.MaxIdempotencyKey)
 	}
 	return nil
 }

@@ -188,7 +188,6 @@ type Server struct {
 	store    Store
 	notifier *store.Notifier
 	producer *producer.Producer
-	types    *types
 	decode   *decoder
 	metrics  *metrics.Collector
 	obs      instruments
@@ -214,19 +213,21 @@ func New(cfg Config, b Broker, st Store) (*Server, error) {
 		cfg:    cfg,
 		broker: b,
 		store:  st,
-		types:  newTypes(st),
 		log:    cfg.Logger.With("component", "api"),
 	}
 	s.auditLog = cfg.Logger.With("component", "audit")
-	s.notifier = st.NewNotifier(store.Handlers{Type: s.types.invalidate})
-	s.decode = &decoder{maxDepth: cfg.MaxJSONDepth, maxBatch: cfg.MaxBatch, maxDelay: cfg.MaxDelay, now: cfg.Now, lookup: s.types.get}
 	m, err := s.newMetrics()
 	if err != nil {
 		return nil, err
 	}
 	s.metrics = m
 	s.obs = newInstruments(cfg, b.Namespace())
-	s.producer = producer.New(producer.Config{Logger: s.log, TracerProvider: cfg.TracerProvider, Submissions: s.obs.submitted}, b, st)
+	s.producer = producer.New(producer.Config{Logger: s.log, TracerProvider: cfg.TracerProvider, Submissions: s.obs.submitted,
+		MaxDelay: cfg.MaxDelay, Now: cfg.Now}, b, st)
+	// Workers announce their declarations: the producer reads a changed
+	// type at once.
+	s.notifier = st.NewNotifier(store.Handlers{Type: s.producer.Forget})
+	s.decode = &decoder{maxDepth: cfg.MaxJSONDepth, maxBatch: cfg.MaxBatch, buildJob: s.producer.Build}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -271,7 +272,8 @@ func (s *Server) routes() http.Handler {
 	// a stranger learns neither without a key.
 	mux.Handle("/", s.need("", func(w http.ResponseWriter, r *http.Request) {
 		var allowed []string
-		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		// HEAD wherever GET: ServeMux answers it with the GET handler.
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete} {
 			probe := r.Clone(r.Context())
 			probe.Method = m
 			if _, pattern := mux.Handler(probe); pattern != "/" {

@@ -35,12 +35,27 @@ func testJob(status jobs.Status) *jobs.Job {
 	}
 }
 
-// setup starts an API imitation serving h and returns a client of it.
+// setup starts an API imitation serving h and returns a client of it. The
+// exchanges are checked against the API's OpenAPI document (checkedHTTP),
+// so the client is tested against the API as documented.
 func setup(t *testing.T, h http.HandlerFunc) *client.Client {
+	t.Helper()
+	return setupWith(t, h, checkedHTTP(t))
+}
+
+// setupOffDocument is setup for an imitation that answers what the API
+// never does (a proxy's error page, a malformed answer), to see how the
+// client copes: nothing is checked.
+func setupOffDocument(t *testing.T, h http.HandlerFunc) *client.Client {
+	t.Helper()
+	return setupWith(t, h, nil)
+}
+
+func setupWith(t *testing.T, h http.HandlerFunc, hc *http.Client) *client.Client {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	c, err := client.New(client.Config{BaseURL: srv.URL + "/", MinPollInterval: time.Nanosecond})
+	c, err := client.New(client.Config{BaseURL: srv.URL + "/", MinPollInterval: time.Nanosecond, HTTPClient: hc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +67,13 @@ func reply(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// replyText writes JSON text as a response with the given status.
+func replyText(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, text)
 }
 
 func TestNew(t *testing.T) {
@@ -165,6 +187,7 @@ func TestErrors(t *testing.T) {
 		body        string
 		want        *client.APIError
 		text        string
+		offDocument bool // not the API's answer: a proxy's, say
 	}{
 		{
 			name:        "JSON error with field",
@@ -184,6 +207,7 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			name:        "plain text from a proxy",
+			offDocument: true,
 			status:      502,
 			contentType: "text/plain; charset=utf-8",
 			body:        "upstream connect error\nor disconnect\n",
@@ -192,6 +216,7 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			name:        "HTML page from a proxy",
+			offDocument: true,
 			status:      502,
 			contentType: "text/html",
 			body:        "<html><body><h1>502 Bad Gateway</h1></body></html>",
@@ -200,6 +225,7 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			name:        "JSON of another shape",
+			offDocument: true,
 			status:      413,
 			contentType: "application/json",
 			body:        `{"message":"too big"}`,
@@ -209,7 +235,11 @@ func TestErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := setup(t, func(w http.ResponseWriter, r *http.Request) {
+			start := setup
+			if tc.offDocument {
+				start = setupOffDocument
+			}
+			c := start(t, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", tc.contentType)
 				w.WriteHeader(tc.status)
 				io.WriteString(w, tc.body)
@@ -256,6 +286,10 @@ func TestGetAndWaitRequests(t *testing.T) {
 		mu.Lock()
 		urls = append(urls, r.Method+" "+r.URL.String())
 		mu.Unlock()
+		if strings.TrimPrefix(r.URL.Path, "/v1/jobs/") != testID {
+			reply(w, http.StatusBadRequest, map[string]any{"error": map[string]string{"code": "invalid_id", "message": "not a job id", "field": "id"}})
+			return
+		}
 		reply(w, http.StatusOK, testJob(jobs.StatusRunning))
 	})
 	ctx := t.Context()
@@ -271,8 +305,9 @@ func TestGetAndWaitRequests(t *testing.T) {
 	if _, err := c.Wait(ctx, testID, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Get(ctx, "a/b c"); err != nil {
-		t.Fatal(err)
+	// An id that is not one is sent escaped, whole, and refused.
+	if _, err := c.Get(ctx, "a/b c"); err == nil || !strings.Contains(err.Error(), "400 invalid_id") {
+		t.Errorf("Get of a/b c: %v, want 400 invalid_id", err)
 	}
 	if _, err := c.Get(ctx, ""); err == nil {
 		t.Error("Get of an empty id: no error")
@@ -300,7 +335,7 @@ func TestEnqueueBatch(t *testing.T) {
 		}
 		b, _ := io.ReadAll(r.Body)
 		bodies <- string(b)
-		io.WriteString(w, `{"jobs":[
+		replyText(w, http.StatusOK, `{"jobs":[
 			{"job":{"id":"`+testID+`","type":"sys.echo","status":"queued","payload":{"message":"hello"},"attempt":0,"max_attempts":3,"timeout":"30s","created_at":"2025-03-14T09:26:53Z"}},
 			{"error":{"code":"unknown_type","message":"unknown job type \"x.y\"","field":"type"}}
 		]}`)
@@ -331,9 +366,10 @@ func TestEnqueueBatch(t *testing.T) {
 func TestEnqueueBatchMismatch(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	c := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	// An answer the API never gives: one result for two jobs.
+	c := setupOffDocument(t, func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
-		io.WriteString(w, `{"jobs":[{"error":{"code":"invalid","message":"bad"}}]}`)
+		replyText(w, http.StatusOK, `{"jobs":[{"error":{"code":"invalid","message":"bad"}}]}`)
 	})
 	_, err := c.EnqueueBatch(t.Context(), []client.JobRequest{{Type: "sys.echo"}, {Type: "sys.echo"}})
 	if err == nil || !strings.Contains(err.Error(), "API returned 1 results") {
@@ -559,10 +595,10 @@ func TestDead(t *testing.T) {
 	urls := make(chan string, 2)
 	c := setup(t, func(w http.ResponseWriter, r *http.Request) {
 		urls <- r.Method + " " + r.URL.String()
-		io.WriteString(w, `{"pool":"sys","total":7,"dead":[
-			{"id":"`+testID+`","type":"sys.fail","error":{"code":"handler","message":"told to fail"},"attempts":3,
+		replyText(w, http.StatusOK, `{"pool":"sys","total":7,"dead":[
+			{"id":"`+testID+`","type":"sys.fail","error":{"code":"handler","message":"told to fail","retryable":false},"attempts":3,
 			 "failed_at":"2025-03-14T09:27:01.5Z","reason":"failed","payload":{"n":1}},
-			{"id":"0190c5f2-6d1e-7b3a-9c4d-000000000001","type":"sys.fail","error":{"code":"","message":""},"attempts":1,"payload":{}}
+			{"id":"0190c5f2-6d1e-7b3a-9c4d-000000000001","type":"sys.fail","error":{"code":"delivery_limit","message":"","retryable":false},"attempts":1,"reason":"limit","payload":{}}
 		]}`)
 	})
 	got, err := c.Dead(t.Context(), "sys", 2)
@@ -575,8 +611,8 @@ func TestDead(t *testing.T) {
 			FailedAt: time.Date(2025, 3, 14, 9, 27, 1, 500_000_000, time.UTC), Payload: json.RawMessage(`{"n":1}`),
 		},
 		{
-			ID: "0190c5f2-6d1e-7b3a-9c4d-000000000001", Type: "sys.fail", Error: &jobs.Error{}, Attempts: 1,
-			Payload: json.RawMessage(`{}`),
+			ID: "0190c5f2-6d1e-7b3a-9c4d-000000000001", Type: "sys.fail", Error: &jobs.Error{Code: "delivery_limit"}, Attempts: 1,
+			Reason: "limit", Payload: json.RawMessage(`{}`),
 		},
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -597,7 +633,7 @@ func TestDead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wantJSON := `{"id":"0190c5f2-6d1e-7b3a-9c4d-000000000001","type":"sys.fail","error":{"code":"","message":"","retryable":false},"attempts":1,"payload":{}}`; string(b) != wantJSON {
+	if wantJSON := `{"id":"0190c5f2-6d1e-7b3a-9c4d-000000000001","type":"sys.fail","error":{"code":"delivery_limit","message":"","retryable":false},"attempts":1,"reason":"limit","payload":{}}`; string(b) != wantJSON {
 		t.Errorf("JSON\n got %s\nwant %s", b, wantJSON)
 	}
 }
@@ -647,13 +683,13 @@ func TestReplayAndPurgeDead(t *testing.T) {
 		mu.Unlock()
 		switch {
 		case r.Method == http.MethodDelete:
-			io.WriteString(w, `{"purged":5}`)
+			replyText(w, http.StatusOK, `{"purged":5}`)
 		case strings.Contains(string(b), `"all":true`):
-			io.WriteString(w, `{"replayed":4,"missing":[]}`)
+			replyText(w, http.StatusOK, `{"replayed":4,"missing":[]}`)
 		case strings.Contains(string(b), otherID):
-			io.WriteString(w, `{"replayed":1,"missing":["`+otherID+`"]}`)
+			replyText(w, http.StatusOK, `{"replayed":1,"missing":["`+otherID+`"]}`)
 		default:
-			io.WriteString(w, `{"replayed":1,"missing":[]}`)
+			replyText(w, http.StatusOK, `{"replayed":1,"missing":[]}`)
 		}
 	})
 	ctx := t.Context()
@@ -737,9 +773,9 @@ func TestQueues(t *testing.T) {
 			}})
 			return
 		}
-		io.WriteString(w, `{"queues":[
-			{"pool":"image","ready":0,"unacked":0,"backlog":0,"consumers":0,"source":"amqp","oldest_age_seconds":0,"dead":0},
-			{"pool":"sys","ready":12,"unacked":4,"backlog":16,"consumers":2,"source":"management","oldest_age_seconds":1.5,"dead":3,
+		replyText(w, http.StatusOK, `{"queues":[
+			{"pool":"image","ready":0,"unacked":0,"backlog":0,"consumers":0,"source":"amqp","oldest_age_seconds":0,"dead":0,"rescued_last_hour":0,"paused":false},
+			{"pool":"sys","ready":12,"unacked":4,"backlog":16,"consumers":2,"source":"management","oldest_age_seconds":1.5,"dead":3,"rescued_last_hour":0,"paused":false,
 			 "replicas":{"current":2,"desired":4,"reason":"backlog 16 over target 4 per replica","at":"2025-03-14T09:27:01.5Z"}}
 		]}`)
 	})

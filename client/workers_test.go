@@ -34,7 +34,7 @@ func liveAPI(t *testing.T) (*client.Client, *testenv.Env) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-	c, err := client.New(client.Config{BaseURL: "http://" + srv.Addr()})
+	c, err := client.New(client.Config{BaseURL: "http://" + srv.Addr(), HTTPClient: checkedHTTP(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func (b *Broker) DeadLetters(ctx context.Context, pool string, limit int) (total
 	for len(dead) < limit {
 		d, ok, err := ch.Get(q, false)
 		if err != nil {
-			return 0, nil, fmt.Errorf("list dead letters of %s: %w", pool, err)
+			return 0, nil, fmt.Errorf("list dead letters of %s: %w", pool, connectionLost(err))
 		}
 		if !ok {
 			break
@@ -117,12 +117,12 @@ func notFound(err error) bool {
 }
 
 // poolErr wraps an error of doing what on pool, saying ErrNoPool where the
-// broker found no queue.
+// broker found no queue, and ErrUnavailable where the connection was lost.
 func poolErr(what, pool string, err error) error {
 	if notFound(err) {
 		return fmt.Errorf("%s of %s: %w", what, pool, ErrNoPool)
 	}
-	return fmt.Errorf("%s of %s: %w", what, pool, err)
+	return fmt.Errorf("%s of %s: %w", what, pool, connectionLost(err))
 }
 
 // Records is what a replay needs of the jobs' records (store.Store is
@@ -198,7 +198,7 @@ func (b *Broker) replayPass(ctx context.Context, ch *amqp.Channel, q string, wan
 	for {
 		d, ok, err := ch.Get(q, false)
 		if err != nil {
-			return fmt.Errorf("replay dead letters: %w", err)
+			return fmt.Errorf("replay dead letters: %w", connectionLost(err))
 		}
 		if !ok {
 			return nil
@@ -233,7 +233,7 @@ func (b *Broker) replayPass(ctx context.Context, ch *amqp.Channel, q string, wan
 			*replayed = append(*replayed, j.ID)
 		}
 		if err := d.Ack(false); err != nil {
-			return fmt.Errorf("replay job %s: remove dead letter: %w", j.ID, err)
+			return fmt.Errorf("replay job %s: remove dead letter: %w", j.ID, connectionLost(err))
 		}
 	}
 }
