@@ -12,8 +12,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/warrenhq/warren/internal/backoff"
 )
 
 // Observer measures a pool for a decision.
@@ -54,8 +52,7 @@ type SupervisorConfig struct {
 	// shutdown grace of 30s.
 	StopGrace time.Duration
 	// RestartMin and RestartMax bound the wait before a crashed worker is
-	// restarted, which grows (doubling, jittered) with each crash in a row;
-	// zero means 1s and 30s.
+	// restarted, doubling with each crash in a row; zero means 1s and 30s.
 	RestartMin, RestartMax time.Duration
 	// Stdout and Stderr receive the workers' output; nil means the
 	// supervisor's own.
@@ -149,8 +146,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			(&poolRunner{s: s, spec: p, log: s.log.With("pool", p.Name),
-				crashes: backoff.New(s.cfg.RestartMin, s.cfg.RestartMax)}).run(ctx)
+			(&poolRunner{s: s, spec: p, log: s.log.With("pool", p.Name)}).run(ctx)
 		}()
 	}
 	wg.Wait()
@@ -197,8 +193,8 @@ type poolRunner struct {
 	size    int // the size decided, which the processes follow
 	procs   []*process
 	exits   chan *process
-	crashes *backoff.Backoff // the wait before a restart, growing with crashes in a row
-	restart time.Time        // no start before this, after a crash
+	crashes int       // crashes in a row, for the restart backoff
+	restart time.Time // no start before this, after a crash
 }
 
 func (r *poolRunner) run(ctx context.Context) {
@@ -373,7 +369,7 @@ func (r *poolRunner) exited(p *process) {
 		return
 	}
 	if time.Since(p.started) > 30*time.Second {
-		r.crashes.Reset() // it had been running well
+		r.crashes = 0 // it had been running well
 	}
 	r.crashed()
 	r.log.Error("worker process exited unexpectedly; restarting", "pid", p.cmd.Process.Pid,
@@ -381,7 +377,15 @@ func (r *poolRunner) exited(p *process) {
 	r.s.update(r.spec.Name, func(st *PoolStatus) { st.Restarts++ })
 }
 
-func (r *poolRunner) crashed() { r.restart = time.Now().Add(r.crashes.Next()) }
+// crashed sets when the pool may start a process again: the wait doubles
+// with each crash in a row. Unlike a reconnect (internal/backoff), it has
+// no jitter: one supervisor restarts its own children, so there is no
+// fleet to spread, and an operator reads the waits in the logs.
+func (r *poolRunner) crashed() {
+	wait := r.s.cfg.RestartMin << min(r.crashes, 16)
+	r.restart = time.Now().Add(min(wait, r.s.cfg.RestartMax))
+	r.crashes++
+}
 
 // stopAll stops every process and waits until all have exited.
 func (r *poolRunner) stopAll() {
