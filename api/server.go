@@ -136,40 +136,56 @@ func (c Config) validate() error {
 // deep in a stack), and a message wraps the payload in one more level.
 const MaxJSONDepth = 500
 
-// Broker is what the API needs of RabbitMQ.
+// Broker is what the API needs of RabbitMQ, by who needs it: submission
+// (the producer's), the queue figures (metrics'), and the dead-letter
+// endpoints.
 type Broker interface {
-	Publish(ctx context.Context, msgs []queue.Message) ([]error, error)
-	Connected() bool
+	producer.Broker
+	metrics.Broker
+	deadLetters
+}
+
+// deadLetters is what the dead-letter endpoints need of RabbitMQ.
+type deadLetters interface {
 	DeadLetters(ctx context.Context, pool string, limit int) (int, []queue.DeadLetter, error)
 	ReplayDead(ctx context.Context, pool string, ids []string, records queue.Records) ([]string, error)
 	PurgeDead(ctx context.Context, pool string) (int, error)
-	Namespace() jobs.Namespace
-	PoolDepth(ctx context.Context, pool string, m *queue.Management) (queue.Depth, error)
-	InspectDead(ctx context.Context, pool string) (queue.QueueInfo, error)
 }
 
-// Store is what the API needs of Redis.
+// Store is what the API needs of Redis, by who needs it: submission (the
+// producer's), replays (queue.Records), the job endpoints, the pool
+// endpoints and /metrics, and the server itself.
 type Store interface {
-	Create(ctx context.Context, js []*jobs.Job) ([]store.Created, error)
-	Discard(ctx context.Context, js []*jobs.Job) error
-	Get(ctx context.Context, id string) (*jobs.Job, error)
-	Type(ctx context.Context, name string) (jobs.Type, error)
-	Types(ctx context.Context) ([]jobs.Type, error)
-	Ping(ctx context.Context) error
-	NewNotifier(on store.Handlers) *store.Notifier
-	Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error)
+	producer.Store
 	queue.Records
-	Retry(ctx context.Context, id, token string, publish func(context.Context, *jobs.Job) error) (store.Retried, error)
+	jobRecords
+	poolRecords
+	// Take takes from a key's rate-limit buckets (admit).
+	Take(ctx context.Context, name string, requests, jobs store.Rate, n int) (store.Allowance, error)
+	// Ping answers /readyz.
+	Ping(ctx context.Context) error
+	// NewNotifier serves long-polls and hears declarations.
+	NewNotifier(on store.Handlers) *store.Notifier
+}
+
+// jobRecords is what the job endpoints read and change.
+type jobRecords interface {
+	Get(ctx context.Context, id string) (*jobs.Job, error)
 	Present(ctx context.Context, j *jobs.Job) *jobs.Job
+	List(ctx context.Context, q store.Query) (store.Page, error)
 	Artifact(ctx context.Context, id string) (jobs.Artifact, error)
-	Finish(ctx context.Context, id string, o store.Outcome, now time.Time) error
-	OldestWaiting(ctx context.Context, pool string) (time.Duration, error)
+	Cancel(ctx context.Context, id string, now time.Time) (jobs.Status, error)
+	Retry(ctx context.Context, id, token string, publish func(context.Context, *jobs.Job) error) (store.Retried, error)
+}
+
+// poolRecords is what the pool endpoints (queues, workers, autoscale,
+// pause) and /metrics read and change.
+type poolRecords interface {
+	metrics.Store
 	Replicas(ctx context.Context) (map[string]store.Replicas, error)
 	Scaling(ctx context.Context, pools ...string) (map[string]store.PoolScaling, error)
 	Rescued(ctx context.Context, pools []string, now time.Time) (map[string]int, error)
 	Counts(ctx context.Context, pools []string, now time.Time) (map[string]store.Counts, error)
-	List(ctx context.Context, q store.Query) (store.Page, error)
-	Take(ctx context.Context, name string, requests, jobs store.Rate, n int) (store.Allowance, error)
 	Workers(ctx context.Context) ([]store.WorkerInfo, error)
 	Paused(ctx context.Context) (map[string]store.Pause, error)
 	PausePool(ctx context.Context, pool, by string) (store.Pause, bool, error)
