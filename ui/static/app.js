@@ -258,9 +258,15 @@ document.addEventListener("click", (e) => {
   e.preventDefault();
   navigate(url.pathname + url.search);
 });
-window.addEventListener("popstate", () => route());
+// A fragment (the skip link's #main) changes neither path nor query: the
+// browser moves the focus, and the page stays as it is.
+let routed = "";
+window.addEventListener("popstate", () => {
+  if (location.pathname + location.search !== routed) route();
+});
 
 async function route() {
+  routed = location.pathname + location.search;
   poller.stop();
   const main = document.getElementById("main");
   // Signed out, the pages are out of reach: the navigation waits too.
