@@ -18,10 +18,10 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/warrenhq/warren/conformance"
 	"github.com/warrenhq/warren/internal/testenv"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/workers"
-	"github.com/warrenhq/warren/conformance"
 )
 
 func TestMain(m *testing.M) {

@@ -110,8 +110,8 @@ type Broker struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	cur     *session      // nil while disconnected
-	changed chan struct{} // closed and replaced whenever cur changes
+	cur     *session       // nil while disconnected
+	changed chan struct{}  // closed and replaced whenever cur changes
 	loop    lifecycle.Loop // the connection's: connect, hold, connect again
 }
 

@@ -27,8 +27,8 @@ type Notifier struct {
 	on  Handlers
 	log *slog.Logger
 
-	mu   sync.Mutex
-	done map[string]*doneWait // by done channel
+	mu      sync.Mutex
+	done    map[string]*doneWait // by done channel
 	ps      *redis.PubSub
 	stopped bool           // Stop was called: no new waiters
 	loop    lifecycle.Loop // the dispatcher's
