@@ -1,7 +1,7 @@
-// Package backoff is the wait between attempts to reach something that is
-// away (RabbitMQ, Redis, a crashed worker process): doubling from a least
-// wait to a most, with full jitter, so that a fleet of processes that lost
-// the same server do not all come back to it in step.
+// Package backoff is the wait between attempts to reach a server that is
+// away (RabbitMQ, Redis): doubling from a least wait to a most, with full
+// jitter, so that a fleet of processes that lost the same server do not all
+// come back to it in step.
 package backoff
 
 import (
