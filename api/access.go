@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/store"
@@ -166,12 +167,17 @@ func (s *Server) admit(ctx context.Context, c caller, n int) error {
 		return apiErr("invalid_field", "jobs", "key %s may submit at most %d jobs a minute; send these %d in smaller batches",
 			c.key.Name, int(jobsRate.Burst), n)
 	case !a.OK:
-		secs := int(math.Ceil(a.RetryAfter.Seconds()))
-		return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
-			Message:    fmt.Sprintf("key %s is over its rate limit; try again in %ds", c.key.Name, max(secs, 1)),
-			retryAfter: max(secs, 1)}
+		return rateLimited("key "+c.key.Name+" is over its rate limit", a.RetryAfter)
 	}
 	return nil
+}
+
+// rateLimited is the 429 of what is over a limit (why), with Retry-After:
+// the whole seconds until it may try again, at least one.
+func rateLimited(why string, wait time.Duration) *Error {
+	secs := max(int(math.Ceil(wait.Seconds())), 1)
+	return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		Message: fmt.Sprintf("%s; try again in %ds", why, secs), retryAfter: secs}
 }
 
 // maxBatch is the most jobs the caller may send in one batch.

@@ -25,7 +25,7 @@ type autoscaleEntry struct {
 	Stale bool `json:"stale"`
 	// The latest report's figures, at the top level; absent when no
 	// autoscaler reports.
-	*scalingReport
+	*decisionEntry
 	// Policy is the pool's policy, defaults filled in, as store.ScalePolicy
 	// writes it.
 	Policy    *store.ScalePolicy `json:"policy"`
@@ -34,20 +34,10 @@ type autoscaleEntry struct {
 	Note string `json:"note,omitempty"`
 }
 
-// scalingReport is an autoscaler's latest word on a pool: Current is the
-// processes running, Desired the last decision, made at At from Backlog
-// and OldestAgeSeconds.
-type scalingReport struct {
-	Current          int       `json:"current"`
-	Desired          int       `json:"desired"`
-	Recommended      int       `json:"recommended"`
-	Backlog          int       `json:"backlog"`
-	OldestAgeSeconds float64   `json:"oldest_age_seconds"`
-	Reason           string    `json:"reason"`
-	At               time.Time `json:"at"`
-}
-
-// decisionEntry is one recorded decision: from Current to Desired.
+// decisionEntry is a decision from Current to Desired, made at At from
+// Backlog and OldestAgeSeconds: one of the pool's recent ones or, at the
+// top of its entry, the autoscaler's latest word, whose Current is the
+// processes running once it acted.
 type decisionEntry struct {
 	At               time.Time `json:"at"`
 	Current          int       `json:"current"`
@@ -111,10 +101,7 @@ func (s *Server) listAutoscale(w http.ResponseWriter, r *http.Request) {
 func newAutoscaleEntry(pool string, ps store.PoolScaling) autoscaleEntry {
 	e := autoscaleEntry{Pool: pool, Decisions: make([]decisionEntry, 0, len(ps.Decisions))}
 	for _, d := range ps.Decisions {
-		e.Decisions = append(e.Decisions, decisionEntry{
-			At: d.At, Current: d.Current, Desired: d.Desired, Recommended: d.Recommended,
-			Backlog: d.Backlog, OldestAgeSeconds: d.OldestAge.Seconds(), Reason: d.Reason,
-		})
+		e.Decisions = append(e.Decisions, newDecisionEntry(d))
 	}
 	r := ps.Replicas
 	if r == nil {
@@ -127,10 +114,14 @@ func newAutoscaleEntry(pool string, ps store.PoolScaling) autoscaleEntry {
 	}
 	name := supervisorName
 	e.Autoscaler = &name
-	e.scalingReport = &scalingReport{
-		Current: r.Current, Desired: r.Desired, Recommended: r.Recommended, Backlog: r.Backlog,
-		OldestAgeSeconds: r.OldestAge.Seconds(), Reason: r.Reason, At: r.At,
-	}
+	latest := newDecisionEntry(store.ScaleDecision{At: r.At, Current: r.Current, Desired: r.Desired,
+		Recommended: r.Recommended, Backlog: r.Backlog, OldestAge: r.OldestAge, Reason: r.Reason})
+	e.decisionEntry = &latest
 	e.Policy = r.Policy
 	return e
+}
+
+func newDecisionEntry(d store.ScaleDecision) decisionEntry {
+	return decisionEntry{At: d.At, Current: d.Current, Desired: d.Desired, Recommended: d.Recommended,
+		Backlog: d.Backlog, OldestAgeSeconds: d.OldestAge.Seconds(), Reason: d.Reason}
 }

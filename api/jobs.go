@@ -569,13 +569,8 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 
 // cancelJob handles POST /v1/jobs/{id}/cancel.
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
-	id := strings.ToLower(r.PathValue("id"))
-	if !jobs.ValidID(id) {
-		writeError(w, apiErr("invalid_id", "id", "%q is not a job id", id))
-		return
-	}
-	if err := s.checkJobType(r.Context(), id); err != nil {
-		writeError(w, toAPIError(s.log, err))
+	id, ok := s.pathJob(w, r)
+	if !ok {
 		return
 	}
 	prev, err := s.store.Cancel(r.Context(), id, s.cfg.Now())
@@ -594,6 +589,21 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, job)
+}
+
+// pathJob reads the job id of a request's path and checks that the caller
+// may touch the job, or answers why not.
+func (s *Server) pathJob(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := strings.ToLower(r.PathValue("id"))
+	if !jobs.ValidID(id) {
+		writeError(w, apiErr("invalid_id", "id", "%q is not a job id", id))
+		return "", false
+	}
+	if err := s.checkJobType(r.Context(), id); err != nil {
+		writeError(w, toAPIError(s.log, err))
+		return "", false
+	}
+	return id, true
 }
 
 // checkJobType refuses a caller limited to some job types a job of
@@ -649,13 +659,8 @@ func (s *Server) waitJob(ctx context.Context, id string, wait time.Duration) (*j
 // artifact handles GET /v1/jobs/{id}/artifact: the output bytes of a job
 // that produced some, with their media type.
 func (s *Server) artifact(w http.ResponseWriter, r *http.Request) {
-	id := strings.ToLower(r.PathValue("id"))
-	if !jobs.ValidID(id) {
-		writeError(w, apiErr("invalid_id", "id", "%q is not a job id", id))
-		return
-	}
-	if err := s.checkJobType(r.Context(), id); err != nil {
-		writeError(w, toAPIError(s.log, err))
+	id, ok := s.pathJob(w, r)
+	if !ok {
 		return
 	}
 	a, err := s.store.Artifact(r.Context(), id)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/warrenhq/warren/jobs"
@@ -28,13 +27,8 @@ const retryTimeout = 10 * time.Second
 // without running it again; without one, a second retry of a job that is
 // already queued again is a 409.
 func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
-	id := strings.ToLower(r.PathValue("id"))
-	if !jobs.ValidID(id) {
-		writeError(w, apiErr("invalid_id", "id", "%q is not a job id", id))
-		return
-	}
-	if err := s.checkJobType(r.Context(), id); err != nil {
-		writeError(w, toAPIError(s.log, err))
+	id, ok := s.pathJob(w, r)
+	if !ok {
 		return
 	}
 	key, traceparent, err := s.submitHeaders(r, true)

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -90,13 +88,13 @@ type sessionEntry struct {
 	CSRF string `json:"csrf,omitempty"`
 }
 
-func (s *Server) sessionOf(r *http.Request) sessionEntry {
+// session is who a session holding secret ("" for none) is signed in as.
+func (s *Server) session(secret string) sessionEntry {
 	if !s.authenticating() {
 		return sessionEntry{Auth: "open", SignedIn: true, Scopes: apikey.Scopes}
 	}
 	e := sessionEntry{Auth: "key", Scopes: []apikey.Scope{}}
-	secret, ok := sessionSecret(r)
-	if !ok {
+	if secret == "" {
 		return e
 	}
 	key, ok := s.cfg.Keys.Lookup(secret)
@@ -116,7 +114,8 @@ func (s *Server) sessionOf(r *http.Request) sessionEntry {
 // that keys are asked for.
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, s.sessionOf(r))
+	secret, _ := sessionSecret(r)
+	writeJSON(w, http.StatusOK, s.session(secret))
 }
 
 // login handles POST /ui/login {"key": "..."}: it checks the key and keeps
@@ -126,7 +125,7 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !s.authenticating() {
-		writeJSON(w, http.StatusOK, s.sessionOf(r))
+		writeJSON(w, http.StatusOK, s.session(""))
 		return
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
@@ -167,8 +166,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		SameSite: http.SameSiteStrictMode,
 	})
 	s.auditLog.Info("audit", "action", "dashboard sign-in", "key", key.Name, "remote", r.RemoteAddr)
-	r.AddCookie(&http.Cookie{Name: sessionCookie, Value: secret})
-	writeJSON(w, http.StatusOK, s.sessionOf(r))
+	writeJSON(w, http.StatusOK, s.session(secret))
 }
 
 // logout handles POST /ui/logout: it forgets the session cookie. It needs
@@ -223,10 +221,8 @@ func (s *Server) admitSignIn(r *http.Request) *Error {
 		return toAPIError(s.log, err)
 	}
 	if !a.OK {
-		secs := max(int(math.Ceil(a.RetryAfter.Seconds())), 1)
 		s.log.Warn("refused a dashboard sign-in over the address's rate", "remote", r.RemoteAddr)
-		return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
-			Message: fmt.Sprintf("too many sign-ins from this address; try again in %ds", secs), retryAfter: secs}
+		return rateLimited("too many sign-ins from this address", a.RetryAfter)
 	}
 	return nil
 }
