@@ -130,7 +130,7 @@ func (c *Config) settings() []setting {
 	// Modifiers of a declaration.
 	flag := func(st setting, name, usage string, commands ...string) setting {
 		st.Flag, st.Usage, st.Commands = name, usage, commands
-		_, st.Bool = st.value.(boolValue)
+		_, st.Bool = st.value.(parsed[bool])
 		return st
 	}
 	secret := func(st setting) setting { st.Secret = true; return st }
@@ -155,41 +155,41 @@ func (c *Config) settings() []setting {
 		flag(s("api.addr", "WARREN_HTTP_ADDR", stringValue{&c.API.Addr}), "addr", "API listen address", "api", "dev"),
 		s("api.tls_cert", "WARREN_API_TLS_CERT", stringValue{&c.API.TLSCert}),
 		s("api.tls_key", "WARREN_API_TLS_KEY", stringValue{&c.API.TLSKey}),
-		s("api.max_body_bytes", "WARREN_MAX_BODY_BYTES", int64Value{&c.API.MaxBodyBytes}),
-		s("api.read_timeout", "WARREN_API_READ_TIMEOUT", durationValue{&c.API.ReadTimeout}),
-		s("api.max_connections", "WARREN_API_MAX_CONNECTIONS", intValue{&c.API.MaxConnections}),
-		s("api.max_json_depth", "WARREN_API_MAX_JSON_DEPTH", intValue{&c.API.MaxJSONDepth}),
-		s("api.max_delay", "WARREN_API_MAX_DELAY", durationValue{&c.API.MaxDelay}),
+		s("api.max_body_bytes", "WARREN_MAX_BODY_BYTES", int64Value(&c.API.MaxBodyBytes)),
+		s("api.read_timeout", "WARREN_API_READ_TIMEOUT", durationValue(&c.API.ReadTimeout)),
+		s("api.max_connections", "WARREN_API_MAX_CONNECTIONS", intValue(&c.API.MaxConnections)),
+		s("api.max_json_depth", "WARREN_API_MAX_JSON_DEPTH", intValue(&c.API.MaxJSONDepth)),
+		s("api.max_delay", "WARREN_API_MAX_DELAY", durationValue(&c.API.MaxDelay)),
 		secret(flag(s("api_key", "WARREN_API_KEY", stringValue{&c.APIKey}), "api-key",
 			"API key client commands send; prefer the variables or api_key in warren.yaml to this flag, which other users of the machine can see")),
 		// Hashes, not secrets, but a list an operator keeps in a file.
 		secret(s("api.keys", "WARREN_API_KEYS", keysValue{&c.API.Keys})),
-		flag(s("api.insecure_no_auth", "WARREN_API_INSECURE_NO_AUTH", boolValue{&c.API.InsecureNoAuth}), "insecure-no-auth",
+		flag(s("api.insecure_no_auth", "WARREN_API_INSECURE_NO_AUTH", boolValue(&c.API.InsecureNoAuth)), "insecure-no-auth",
 			"serve beyond loopback without API keys: anyone who reaches the API may do anything", "api", "dev"),
 		s("api.metrics_addr", "WARREN_API_METRICS_ADDR", stringValue{&c.API.MetricsAddr}),
 		s("api.allowed_hosts", "WARREN_API_ALLOWED_HOSTS", listValue{&c.API.AllowedHosts}),
 		s("api.allowed_origins", "WARREN_API_ALLOWED_ORIGINS", listValue{&c.API.AllowedOrigins}),
-		s("api.requests_per_second", "WARREN_API_REQUESTS_PER_SECOND", floatValue{&c.API.RequestsPerSecond}),
-		s("api.jobs_per_minute", "WARREN_API_JOBS_PER_MINUTE", intValue{&c.API.JobsPerMinute}),
-		s("store.retention", "WARREN_RETENTION", durationValue{&c.Store.Retention}),
-		s("store.idempotency_window", "WARREN_IDEMPOTENCY_WINDOW", durationValue{&c.Store.IdempotencyWindow}),
+		s("api.requests_per_second", "WARREN_API_REQUESTS_PER_SECOND", floatValue(&c.API.RequestsPerSecond)),
+		s("api.jobs_per_minute", "WARREN_API_JOBS_PER_MINUTE", intValue(&c.API.JobsPerMinute)),
+		s("store.retention", "WARREN_RETENTION", durationValue(&c.Store.Retention)),
+		s("store.idempotency_window", "WARREN_IDEMPOTENCY_WINDOW", durationValue(&c.Store.IdempotencyWindow)),
 		flag(s("worker.health_addr", "WARREN_HEALTH_ADDR", stringValue{&c.Worker.HealthAddr}), "health-addr",
 			"serve /healthz, /readyz and /metrics here", "worker"),
-		child(s("worker.shutdown_grace", "WARREN_SHUTDOWN_GRACE", durationValue{&c.Worker.ShutdownGrace})),
+		child(s("worker.shutdown_grace", "WARREN_SHUTDOWN_GRACE", durationValue(&c.Worker.ShutdownGrace))),
 		flag(s("supervisor.addr", "WARREN_SUPERVISOR_ADDR", stringValue{&c.Supervisor.Addr}), "addr",
 			"serve /healthz, /status and /metrics here", "autoscale"),
-		child(s("rescue.interval", "WARREN_RESCUE_INTERVAL", durationValue{&c.Rescue.Interval})),
-		child(s("rescue.grace", "WARREN_RESCUE_GRACE", durationValue{&c.Rescue.Grace})),
+		child(s("rescue.interval", "WARREN_RESCUE_INTERVAL", durationValue(&c.Rescue.Interval))),
+		child(s("rescue.grace", "WARREN_RESCUE_GRACE", durationValue(&c.Rescue.Grace))),
 		secret(s("webhook.secrets", "WARREN_WEBHOOK_SECRETS", secretsValue{&c.Webhook.Secrets})),
 		s("webhook.allow", "WARREN_WEBHOOK_ALLOW", listValue{&c.Webhook.Allow}),
-		s("webhook.follow_redirects", "WARREN_WEBHOOK_FOLLOW_REDIRECTS", boolValue{&c.Webhook.FollowRedirects}),
-		s("webhook.keep_response_body", "WARREN_WEBHOOK_KEEP_RESPONSE_BODY", boolValue{&c.Webhook.KeepResponseBody}),
-		s("webhook.max_response_body", "WARREN_WEBHOOK_MAX_RESPONSE_BODY", intValue{&c.Webhook.MaxResponseBody}),
+		s("webhook.follow_redirects", "WARREN_WEBHOOK_FOLLOW_REDIRECTS", boolValue(&c.Webhook.FollowRedirects)),
+		s("webhook.keep_response_body", "WARREN_WEBHOOK_KEEP_RESPONSE_BODY", boolValue(&c.Webhook.KeepResponseBody)),
+		s("webhook.max_response_body", "WARREN_WEBHOOK_MAX_RESPONSE_BODY", intValue(&c.Webhook.MaxResponseBody)),
 		s("image.allow", "WARREN_IMAGE_ALLOW", listValue{&c.Image.Allow}),
-		s("image.max_input_bytes", "WARREN_IMAGE_MAX_INPUT_BYTES", int64Value{&c.Image.MaxInputBytes}),
-		s("image.max_pixels", "WARREN_IMAGE_MAX_PIXELS", int64Value{&c.Image.MaxPixels}),
-		s("image.max_output_bytes", "WARREN_IMAGE_MAX_OUTPUT_BYTES", intValue{&c.Image.MaxOutputBytes}),
-		s("image.max_memory_bytes", "WARREN_IMAGE_MAX_MEMORY_BYTES", int64Value{&c.Image.MaxMemoryBytes}),
+		s("image.max_input_bytes", "WARREN_IMAGE_MAX_INPUT_BYTES", int64Value(&c.Image.MaxInputBytes)),
+		s("image.max_pixels", "WARREN_IMAGE_MAX_PIXELS", int64Value(&c.Image.MaxPixels)),
+		s("image.max_output_bytes", "WARREN_IMAGE_MAX_OUTPUT_BYTES", intValue(&c.Image.MaxOutputBytes)),
+		s("image.max_memory_bytes", "WARREN_IMAGE_MAX_MEMORY_BYTES", int64Value(&c.Image.MaxMemoryBytes)),
 	}
 }
 
@@ -203,58 +203,70 @@ type namespaceValue struct{ p *jobs.Namespace }
 func (v namespaceValue) set(s string) error { *v.p = jobs.Namespace(s); return nil }
 func (v namespaceValue) get() string        { return string(*v.p) }
 
-type durationValue struct{ p *Duration }
+// parsed is a field whose text parse reads and format writes.
+type parsed[T any] struct {
+	p      *T
+	parse  func(string) (T, error)
+	format func(T) string
+}
 
-func (v durationValue) set(s string) error { return v.p.UnmarshalText([]byte(s)) }
-func (v durationValue) get() string        { return v.p.Std().String() }
-
-type intValue struct{ p *int }
-
-func (v intValue) set(s string) error {
-	n, err := strconv.Atoi(s)
+func (v parsed[T]) set(s string) error {
+	x, err := v.parse(s)
 	if err != nil {
-		return fmt.Errorf("want a whole number, got %q", s)
+		return err
 	}
-	*v.p = n
+	*v.p = x
 	return nil
 }
-func (v intValue) get() string { return strconv.Itoa(*v.p) }
 
-type int64Value struct{ p *int64 }
+func (v parsed[T]) get() string { return v.format(*v.p) }
 
-func (v int64Value) set(s string) error {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return fmt.Errorf("want a whole number, got %q", s)
-	}
-	*v.p = n
-	return nil
+func durationValue(p *Duration) value {
+	return parsed[Duration]{p, func(s string) (Duration, error) {
+		var d Duration
+		return d, d.UnmarshalText([]byte(s))
+	}, func(d Duration) string { return d.Std().String() }}
 }
-func (v int64Value) get() string { return strconv.FormatInt(*v.p, 10) }
 
-type floatValue struct{ p *float64 }
-
-func (v floatValue) set(s string) error {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return fmt.Errorf("want a number: %w", err)
-	}
-	*v.p = f
-	return nil
+func intValue(p *int) value {
+	return parsed[int]{p, func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, fmt.Errorf("want a whole number, got %q", s)
+		}
+		return n, nil
+	}, strconv.Itoa}
 }
-func (v floatValue) get() string { return strconv.FormatFloat(*v.p, 'g', -1, 64) }
 
-type boolValue struct{ p *bool }
-
-func (v boolValue) set(s string) error {
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return fmt.Errorf("want true or false, got %q", s)
-	}
-	*v.p = b
-	return nil
+func int64Value(p *int64) value {
+	return parsed[int64]{p, func(s string) (int64, error) {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("want a whole number, got %q", s)
+		}
+		return n, nil
+	}, func(n int64) string { return strconv.FormatInt(n, 10) }}
 }
-func (v boolValue) get() string { return strconv.FormatBool(*v.p) }
+
+func floatValue(p *float64) value {
+	return parsed[float64]{p, func(s string) (float64, error) {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return 0, fmt.Errorf("want a number: %w", err)
+		}
+		return f, nil
+	}, func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }}
+}
+
+func boolValue(p *bool) value {
+	return parsed[bool]{p, func(s string) (bool, error) {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return false, fmt.Errorf("want true or false, got %q", s)
+		}
+		return b, nil
+	}, strconv.FormatBool}
+}
 
 type listValue struct{ p *[]string }
 
