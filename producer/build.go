@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -216,12 +217,13 @@ func (p *Producer) SubmitMany(ctx context.Context, reqs []Request) ([]Result, er
 	)
 	for i, req := range reqs {
 		j, err := p.Build(ctx, req)
-		if err != nil {
-			if _, refused := err.(*Error); !refused {
-				return nil, err // Redis away: nothing can be taken
-			}
+		var refused *Error
+		if errors.As(err, &refused) {
 			out[i].Err = err
 			continue
+		}
+		if err != nil {
+			return nil, err // Redis away: nothing can be taken
 		}
 		valid, index = append(valid, j), append(index, i)
 	}
