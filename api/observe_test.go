@@ -10,7 +10,6 @@ import (
 
 	"github.com/warrenhq/warren/api"
 	"github.com/warrenhq/warren/internal/testenv"
-	"github.com/warrenhq/warren/queue"
 )
 
 // A traced submission: a server span with the answer's status, a publish
@@ -56,7 +55,7 @@ func TestTracedSubmission(t *testing.T) {
 		t.Fatalf("get the message: %v %v", ok, err)
 	}
 	want := "00-" + publish.SpanContext().TraceID().String() + "-" + publish.SpanContext().SpanID().String() + "-01"
-	if got := msg.Headers[queue.HeaderTraceParent]; got != want {
+	if got := msg.Headers["traceparent"]; got != want {
 		t.Errorf("the message's traceparent %v, want the publish span's %s", got, want)
 	}
 

@@ -606,7 +606,9 @@ func unlimitedIntake(t *testing.T, f *fixture) {
 			return err
 		}
 		return ch.PublishWithContext(context.Background(), "", old, true, false, amqp.Publishing{
-			DeliveryMode: amqp.Persistent, MessageId: m.ID, Headers: m.Headers, Body: m.Body})
+			DeliveryMode: amqp.Persistent, MessageId: m.ID, Body: m.Body, Headers: amqp.Table{
+				"x-warren-attempts": int32(0), "x-warren-max-attempts": int32(j.MaxAttempts),
+				"x-warren-timeout-ms": j.Timeout.Std().Milliseconds()}})
 	})
 	testenv.Eventually(t, 10*time.Second, "the dead letter in the old intake queue", func() bool { return f.ready(t, old) == 1 })
 

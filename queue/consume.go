@@ -74,7 +74,7 @@ func (d Delivery) Redelivered() bool { return d.d.Redelivered }
 // DeliveryCount is how many times the message was delivered before this
 // delivery (quorum queues count it); 0 on the first delivery.
 func (d Delivery) DeliveryCount() int {
-	switch v := d.d.Headers[HeaderDeliveryCount].(type) {
+	switch v := d.d.Headers[headerDeliveryCount].(type) {
 	case int64:
 		return int(v)
 	case int32:
@@ -87,7 +87,7 @@ func (d Delivery) DeliveryCount() int {
 // message was published, or -1 when the header is missing (a message from
 // a producer that does not set it).
 func (d Delivery) Attempts() int {
-	switch v := d.d.Headers[HeaderAttempts].(type) {
+	switch v := d.d.Headers[headerAttempts].(type) {
 	case int32:
 		return int(v)
 	case int64:
@@ -100,8 +100,12 @@ func (d Delivery) Attempts() int {
 	return -1
 }
 
-// Header returns a message header as text, or "".
-func (d Delivery) Header(name string) string {
+// TraceParent returns the W3C trace context the job was submitted under,
+// or "".
+func (d Delivery) TraceParent() string { return d.header(headerTraceParent) }
+
+// header returns a message header as text, or "".
+func (d Delivery) header(name string) string {
 	switch v := d.d.Headers[name].(type) {
 	case string:
 		return v

@@ -33,12 +33,12 @@ func deadLetter(d amqp.Delivery) (DeadLetter, error) {
 		return DeadLetter{}, err
 	}
 	dl := DeadLetter{Job: j, Reason: "failed"}
-	dl.ErrorCode, _ = d.Headers[HeaderErrorCode].(string)
-	dl.Error, _ = d.Headers[HeaderError].(string)
-	if ms, err := strconv.ParseInt(fmt.Sprint(d.Headers[HeaderFailedAt]), 10, 64); err == nil {
+	dl.ErrorCode, _ = d.Headers[headerErrorCode].(string)
+	dl.Error, _ = d.Headers[headerError].(string)
+	if ms, err := strconv.ParseInt(fmt.Sprint(d.Headers[headerFailedAt]), 10, 64); err == nil {
 		dl.FailedAt = time.UnixMilli(ms).UTC()
 	}
-	if n, ok := intHeader(d.Headers[HeaderAttempts]); ok {
+	if n, ok := intHeader(d.Headers[headerAttempts]); ok {
 		j.Attempt = n
 	}
 	switch reason, _, _ := strings.Cut(d.RoutingKey, "."); reason {
@@ -215,7 +215,7 @@ func (b *Broker) replayPass(ctx context.Context, ch *amqp.Channel, q string, wan
 			return err
 		}
 		if alive {
-			traceparent, _ := d.Headers[HeaderTraceParent].(string)
+			traceparent, _ := d.Headers[headerTraceParent].(string)
 			m, err := NewMessage(&j, traceparent)
 			if err == nil {
 				var errs []error

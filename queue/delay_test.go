@@ -131,7 +131,7 @@ func TestClassicDelayLevelsAreRetired(t *testing.T) {
 	}
 	old := message(t, newJob("mig.job", 1), "")
 	must(t, ch.PublishWithContext(ctx, ns.DelayExchange(jobs.DelayLevels-1), ns.DelayRoutingKey(3100*time.Millisecond, "mig.job"),
-		false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: old.ID, Body: old.Body, Headers: old.Headers}))
+		false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: old.ID, Body: old.Body, Headers: queue.WireHeaders(old)}))
 	published := time.Now()
 	testenv.Eventually(t, 5*time.Second, "the old message in classic level 4", func() bool {
 		q, err := ch.QueueDeclarePassive(ns.ClassicDelayQueue(4), true, false, false, false, nil)

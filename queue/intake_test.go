@@ -28,7 +28,7 @@ func TestIntakeDeliveryLimit(t *testing.T) {
 	// intake queue (the dead-letter queue would have its own copy).
 	ch := rawChannel(t)
 	must(t, ch.PublishWithContext(context.Background(), "", env.NS.DeadIntakeQueue(pool), true, false,
-		amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: m.ID, Headers: m.Headers, Body: m.Body}))
+		amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: m.ID, Headers: queue.WireHeaders(m), Body: m.Body}))
 
 	var (
 		mu    sync.Mutex
@@ -100,7 +100,7 @@ func TestUnlimitedIntakeIsRetired(t *testing.T) {
 		m := message(t, newJob("old.job", i), "")
 		ids = append(ids, m.ID)
 		must(t, ch.PublishWithContext(ctx, ns.DeadExchange(), jobs.DeadRoutingKey("limit", "old"), true, false,
-			amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: m.ID, Headers: m.Headers, Body: m.Body}))
+			amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: m.ID, Headers: queue.WireHeaders(m), Body: m.Body}))
 	}
 	oldWorker := testenv.Channel(t)
 	must(t, oldWorker.Qos(1, 0, false))
@@ -148,7 +148,7 @@ func TestUnlimitedIntakeIsRetired(t *testing.T) {
 	m := message(t, newJob("old.job", 3), "")
 	ids = append(ids, m.ID)
 	must(t, ch.PublishWithContext(ctx, ns.DeadExchange(), jobs.DeadRoutingKey("limit", "old"), true, false,
-		amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: m.ID, Headers: m.Headers, Body: m.Body}))
+		amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: m.ID, Headers: queue.WireHeaders(m), Body: m.Body}))
 	testenv.Eventually(t, wait, "the new dead letter in the new intake", received(3))
 	if err := c.stop(); err != nil {
 		t.Fatal(err)

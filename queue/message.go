@@ -15,19 +15,19 @@ import (
 
 // Header names of a job message; docs/protocol.md documents them.
 const (
-	HeaderMaxAttempts = "x-warren-max-attempts"
-	HeaderTimeoutMS   = "x-warren-timeout-ms"
-	HeaderTraceParent = "traceparent"
-	// HeaderAttempts is how many attempts were made before this message
+	headerMaxAttempts = "x-warren-max-attempts"
+	headerTimeoutMS   = "x-warren-timeout-ms"
+	headerTraceParent = "traceparent"
+	// headerAttempts is how many attempts were made before this message
 	// was published (0 for a new job). A worker runs a message only while
 	// the record agrees, so a stale copy never runs an attempt twice.
-	HeaderAttempts = "x-warren-attempts"
+	headerAttempts = "x-warren-attempts"
 	// Headers of a dead letter: why the job failed, and when.
-	HeaderErrorCode = "x-warren-error-code"
-	HeaderError     = "x-warren-error"
-	HeaderFailedAt  = "x-warren-failed-at"
-	// HeaderDeliveryCount is set by quorum queues on redelivered messages.
-	HeaderDeliveryCount = "x-delivery-count"
+	headerErrorCode = "x-warren-error-code"
+	headerError     = "x-warren-error"
+	headerFailedAt  = "x-warren-failed-at"
+	// headerDeliveryCount is set by quorum queues on redelivered messages.
+	headerDeliveryCount = "x-delivery-count"
 )
 
 // ContentType is the content type of every job message.
@@ -37,7 +37,7 @@ const ContentType = "application/json"
 type Message struct {
 	ID, Type string
 	Body     []byte
-	Headers  amqp.Table
+	headers  amqp.Table
 	Time     time.Time
 	// Delay, when at least jobs.DelayUnit, sends the message through the
 	// delay levels: it reaches its pool that much later.
@@ -78,27 +78,27 @@ func NewMessage(j *jobs.Job, traceparent string) (Message, error) {
 		return Message{}, fmt.Errorf("encode job %s: %w", j.ID, err)
 	}
 	h := amqp.Table{
-		HeaderMaxAttempts: int32(j.MaxAttempts),
-		HeaderTimeoutMS:   j.Timeout.Std().Milliseconds(),
-		HeaderAttempts:    int32(j.Attempt),
+		headerMaxAttempts: int32(j.MaxAttempts),
+		headerTimeoutMS:   j.Timeout.Std().Milliseconds(),
+		headerAttempts:    int32(j.Attempt),
 	}
 	if traceparent != "" {
-		h[HeaderTraceParent] = traceparent
+		h[headerTraceParent] = traceparent
 	}
-	return Message{ID: j.ID, Type: j.Type, Body: b, Headers: h, Time: j.CreatedAt}, nil
+	return Message{ID: j.ID, Type: j.Type, Body: b, headers: h, Time: j.CreatedAt}, nil
 }
 
 // DeadLetterOf makes m the dead letter of its job, failed for good with an
 // error code and message at the given time: bound for pool's dead-letter
 // queue, with the error in its headers (docs/protocol.md, section 7.4).
 func (m *Message) DeadLetterOf(pool, code, message string, at time.Time) {
-	if m.Headers == nil {
-		m.Headers = amqp.Table{}
+	if m.headers == nil {
+		m.headers = amqp.Table{}
 	}
 	m.DeadPool = pool
-	m.Headers[HeaderErrorCode] = code
-	m.Headers[HeaderError] = message
-	m.Headers[HeaderFailedAt] = strconv.FormatInt(at.UnixMilli(), 10)
+	m.headers[headerErrorCode] = code
+	m.headers[headerError] = message
+	m.headers[headerFailedAt] = strconv.FormatInt(at.UnixMilli(), 10)
 }
 
 // route returns where a message goes: its pool by type, the first delay
@@ -120,7 +120,7 @@ func (m Message) publishing() amqp.Publishing {
 		MessageId:    m.ID,
 		Type:         m.Type,
 		Timestamp:    m.Time,
-		Headers:      m.Headers,
+		Headers:      m.headers,
 		Body:         m.Body,
 	}
 }

@@ -14,11 +14,11 @@ import (
 func TestNewMessageWithoutTraceParent(t *testing.T) {
 	t.Parallel()
 	m := message(t, newJob("a.b", 1), "")
-	if _, ok := m.Headers[queue.HeaderTraceParent]; ok {
-		t.Errorf("headers %v carry a traceparent though none was given", m.Headers)
+	if _, ok := queue.WireHeaders(m)["traceparent"]; ok {
+		t.Errorf("headers %v carry a traceparent though none was given", queue.WireHeaders(m))
 	}
-	if m.Headers[queue.HeaderMaxAttempts] != int32(2) || m.Headers[queue.HeaderTimeoutMS] != int64(3000) {
-		t.Errorf("headers = %#v, want max attempts int32(2) and timeout int64(3000)", m.Headers)
+	if queue.WireHeaders(m)["x-warren-max-attempts"] != int32(2) || queue.WireHeaders(m)["x-warren-timeout-ms"] != int64(3000) {
+		t.Errorf("headers = %#v, want max attempts int32(2) and timeout int64(3000)", queue.WireHeaders(m))
 	}
 }
 

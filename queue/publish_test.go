@@ -68,9 +68,9 @@ func TestPublishConsumeRoundTrip(t *testing.T) {
 		}
 		got <- received{
 			Job: j, MessageID: d.MessageID(),
-			MaxAttempts: d.Header(queue.HeaderMaxAttempts),
-			TimeoutMS:   d.Header(queue.HeaderTimeoutMS),
-			TraceParent: d.Header(queue.HeaderTraceParent),
+			MaxAttempts: queue.DeliveryHeader(d, "x-warren-max-attempts"),
+			TimeoutMS:   queue.DeliveryHeader(d, "x-warren-timeout-ms"),
+			TraceParent: d.TraceParent(),
 			Redelivered: d.Redelivered(),
 			Count:       d.DeliveryCount(),
 		}
@@ -137,7 +137,7 @@ func TestPublishedMessageProperties(t *testing.T) {
 		},
 	}
 	// RabbitMQ's quorum queue adds its own count; the rest is ours.
-	delete(d.Headers, queue.HeaderDeliveryCount)
+	delete(d.Headers, "x-delivery-count")
 	got := props{d.ContentType, d.DeliveryMode, d.MessageId, d.Type, d.Timestamp.UTC(), d.Headers}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("message properties (-want +got):\n%s", diff)

@@ -295,7 +295,7 @@ func moveMessages(ctx context.Context, ch *amqp.Channel, src, key, exchange, dst
 		}
 		headers := amqp.Table{}
 		for k, v := range d.Headers {
-			if k != HeaderDeliveryCount { // the new queue counts afresh
+			if k != headerDeliveryCount { // the new queue counts afresh
 				headers[k] = v
 			}
 		}

@@ -201,7 +201,7 @@ func (c *traceParentCarrier) Set(key, value string) {
 func (c *traceParentCarrier) Keys() []string { return []string{HeaderTraceParent} }
 
 // HeaderTraceParent is the W3C header that carries a trace across HTTP
-// requests and (as queue.HeaderTraceParent) job messages.
+// requests and (as the traceparent header) job messages.
 const HeaderTraceParent = "traceparent"
 
 // Extract returns ctx with the remote span that a W3C traceparent names as

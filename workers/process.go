@@ -33,7 +33,7 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 		return
 	}
 	log = jobLogger(log, job)
-	a := attempt{w: w, log: log, pool: pool, d: d, job: job, traceparent: d.Header(queue.HeaderTraceParent)}
+	a := attempt{w: w, log: log, pool: pool, d: d, job: job, traceparent: d.TraceParent()}
 
 	// One token per delivery makes a repeated start (a reply lost on its
 	// way back, retried) change nothing.

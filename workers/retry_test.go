@@ -91,7 +91,7 @@ func TestRetriesUntilSuccessOrExhaustion(t *testing.T) {
 	headers := deadHeaders(t, env)
 	for _, id := range []string{doomed, broken} {
 		h := headers[id]
-		if h == nil || h[queue.HeaderError] == nil || h[queue.HeaderErrorCode] != "handler" || h[queue.HeaderFailedAt] == nil {
+		if h == nil || h["x-warren-error"] == nil || h["x-warren-error-code"] != "handler" || h["x-warren-failed-at"] == nil {
 			t.Errorf("dead letter of %s: headers %v", id, h)
 		}
 	}
