@@ -33,11 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 // wordcount is the Go implementation of text.wordcount.
-func wordcount(_ context.Context, j *jobs.Job) (any, error) {
-	var p conformance.Payload
-	if err := j.Decode(&p); err != nil {
-		return nil, jobs.Permanent(&jobs.CodedError{Code: "payload", Err: err})
-	}
+func wordcount(_ context.Context, j *jobs.Job, p conformance.Payload) (*conformance.Result, error) {
 	if p.Permanent {
 		return nil, jobs.Permanent(&jobs.CodedError{Code: "permanent", Err: errors.New("failing for good, as the payload asks")})
 	}
@@ -48,7 +44,7 @@ func wordcount(_ context.Context, j *jobs.Job) (any, error) {
 	if p.Text != "" && !strings.HasSuffix(p.Text, "\n") {
 		lines++
 	}
-	return conformance.Result{
+	return &conformance.Result{
 		Words: len(strings.FieldsFunc(p.Text, unicode.IsSpace)),
 		Lines: lines,
 		Chars: len([]rune(p.Text)),
@@ -60,7 +56,7 @@ func TestGoWorker(t *testing.T) {
 	t.Parallel()
 	conformance.Run(t, func(t *testing.T, env *testenv.Env) func() {
 		w := workers.New(workers.Config{Logger: env.Log, ID: "go-" + string(env.NS)}, env.Broker, env.Store)
-		if err := w.Handle(conformance.Type, jobs.HandlerFunc(wordcount)); err != nil {
+		if err := w.Handle(conformance.Type, jobs.Typed(wordcount)); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Start(context.Background()); err != nil {
