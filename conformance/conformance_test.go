@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/conformance"
 	"github.com/warrenhq/warren/internal/testenv"
 	"github.com/warrenhq/warren/jobs"
@@ -97,13 +98,14 @@ func TestPythonWorker(t *testing.T) {
 	t.Parallel()
 	conformance.Run(t, func(t *testing.T, env *testenv.Env) func() {
 		cmd := exec.Command(python, script)
-		cmd.Env = append(os.Environ(),
-			"WARREN_AMQP_URL="+testenv.AMQPURL(),
-			"WARREN_REDIS_URL="+testenv.RedisURL(),
-			"WARREN_NAMESPACE="+string(env.NS),
-			"WARREN_POOL_TEXT_CONCURRENCY=4",
-			"WARREN_WORKER_ID=py-"+string(env.NS),
-		)
+		// The settings as the supervisor hands them to a worker process it
+		// starts, so the Python worker reads the names Go writes.
+		cfg := config.Config{AMQPURL: testenv.AMQPURL(), RedisURL: testenv.RedisURL(), Namespace: env.NS,
+			Pools: map[string]config.Pool{conformance.Pool: {Concurrency: 4}}}
+		cmd.Env = append(os.Environ(), "WARREN_WORKER_ID=py-"+string(env.NS))
+		for k, v := range cfg.ChildEnv() {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
