@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"sort"
@@ -27,8 +28,18 @@ import (
 // Config is every setting of a warren process. Field docs name the YAML key
 // and the environment variable.
 type Config struct {
-	// AMQPURL is the RabbitMQ address (amqp_url, WARREN_AMQP_URL).
+	// AMQPURL is the RabbitMQ address (amqp_url, WARREN_AMQP_URL), or the
+	// addresses of a cluster's nodes separated by commas: each process
+	// connects to one that answers, and to another when it goes away.
 	AMQPURL string `yaml:"amqp_url"`
+	// AMQPURLs is the nodes' addresses as a YAML list (amqp_urls), in
+	// place of amqp_url; Load joins them into AMQPURL and clears this.
+	AMQPURLs []string `yaml:"amqp_urls"`
+	// AMQPQuorumGroupSize is how many nodes each quorum queue is
+	// replicated on when warren creates it (amqp_quorum_group_size,
+	// WARREN_AMQP_QUORUM_GROUP_SIZE); 0 means RabbitMQ's default, every
+	// node of the cluster.
+	AMQPQuorumGroupSize int `yaml:"amqp_quorum_group_size"`
 	// RedisURL is the Redis address (redis_url, WARREN_REDIS_URL).
 	RedisURL string `yaml:"redis_url"`
 	// Namespace prefixes every exchange, queue and Redis key (namespace,
@@ -57,6 +68,9 @@ type Config struct {
 	// RedisTLS is how rediss:// connections reach Redis (redis_tls.*,
 	// WARREN_REDIS_TLS_*).
 	RedisTLS TLS `yaml:"redis_tls"`
+	// Redis is how warren finds its Redis beyond redis_url (Sentinel), and
+	// how many replicas its writes wait for (redis.*).
+	Redis Redis `yaml:"redis"`
 	// APICAFile is a PEM file of the CAs that sign an https API's
 	// certificate, for the client commands (api_ca_file,
 	// WARREN_API_CA_FILE); empty means the system's.
@@ -238,6 +252,36 @@ type Store struct {
 	IdempotencyWindow Duration `yaml:"idempotency_window"`
 }
 
+// Redis configures Redis with failover. docs/guarantees.md says what a
+// failover can lose with and without the wait.
+type Redis struct {
+	Sentinel RedisSentinel `yaml:"sentinel"`
+	// WaitReplicas, when positive, is how many replicas must acknowledge a
+	// job's record before the job is accepted, and an attempt's outcome
+	// before its message is acknowledged (redis.wait_replicas,
+	// WARREN_REDIS_WAIT_REPLICAS); zero means no wait.
+	WaitReplicas int `yaml:"wait_replicas"`
+	// WaitTimeout bounds that wait (redis.wait_timeout,
+	// WARREN_REDIS_WAIT_TIMEOUT); a submission that is not acknowledged in
+	// time is refused as unavailable.
+	WaitTimeout Duration `yaml:"wait_timeout"`
+}
+
+// RedisSentinel names the sentinels that watch warren's Redis. With them,
+// redis_url gives only the user, password, database and scheme.
+type RedisSentinel struct {
+	// Addrs are the sentinels' host:port addresses (redis.sentinel.addrs;
+	// WARREN_REDIS_SENTINEL_ADDRS, comma-separated); empty means no
+	// Sentinel.
+	Addrs []string `yaml:"addrs"`
+	// Master is the name they monitor the primary by
+	// (redis.sentinel.master, WARREN_REDIS_SENTINEL_MASTER).
+	Master string `yaml:"master"`
+	// Password is the sentinels' own password, if they ask for one
+	// (redis.sentinel.password, WARREN_REDIS_SENTINEL_PASSWORD).
+	Password string `yaml:"password"`
+}
+
 // Worker configures worker processes.
 type Worker struct {
 	// HealthAddr, when set, serves /healthz and /readyz (worker.health_addr,
@@ -267,6 +311,11 @@ type Supervisor struct {
 	// Addr, when set, serves the supervisor's /healthz and /status
 	// (supervisor.addr, WARREN_SUPERVISOR_ADDR).
 	Addr string `yaml:"addr"`
+	// LeaseTTL is how long a pool's supervisor lease lasts unless renewed
+	// (supervisor.lease_ttl, WARREN_SUPERVISOR_LEASE_TTL): of several
+	// supervisors of a pool, the one holding it runs the pool's processes.
+	// Zero means 10s; otherwise it must be at least 1s.
+	LeaseTTL Duration `yaml:"lease_ttl"`
 }
 
 // Pool configures one worker pool (pools.NAME; env WARREN_POOL_NAME_*).
@@ -414,7 +463,11 @@ func Default() Config {
 			Retention:         Duration(7 * 24 * time.Hour),
 			IdempotencyWindow: Duration(24 * time.Hour),
 		},
+		Supervisor: Supervisor{
+			LeaseTTL: Duration(10 * time.Second),
+		},
 		Worker: Worker{ShutdownGrace: Duration(30 * time.Second)},
+		Redis:  Redis{WaitTimeout: Duration(time.Second)},
 		Rescue: Rescue{Interval: Duration(30 * time.Second), Grace: Duration(time.Minute)},
 	}
 }
@@ -451,8 +504,18 @@ func Load(path string, environ []string) (Config, error) {
 	case emptyYAML(b):
 		// Decoding an empty document would zero every default.
 	default:
+		// Unset, so that a file naming both amqp_url and amqp_urls is told.
+		cfg.AMQPURL = ""
 		if err := yaml.UnmarshalWithOptions(b, &cfg, yaml.Strict()); err != nil {
 			return cfg, fmt.Errorf("config %s: %s", path, redactSource(yaml.FormatError(err, false, true)))
+		}
+		switch {
+		case cfg.AMQPURL != "" && len(cfg.AMQPURLs) > 0:
+			return cfg, fmt.Errorf("config %s: amqp_url and amqp_urls are both set: set one", path)
+		case len(cfg.AMQPURLs) > 0:
+			cfg.AMQPURL, cfg.AMQPURLs = strings.Join(cfg.AMQPURLs, ","), nil
+		case cfg.AMQPURL == "":
+			cfg.AMQPURL = Default().AMQPURL
 		}
 	}
 	if err := cfg.applyEnv(env); err != nil {
@@ -549,6 +612,8 @@ func (c *Config) Validate() error {
 		return err
 	}
 	switch {
+	case c.AMQPQuorumGroupSize < 0:
+		return fmt.Errorf("amqp_quorum_group_size must be 0 (RabbitMQ's default) or more")
 	case c.API.MaxBodyBytes <= 0:
 		return fmt.Errorf("api.max_body_bytes must be positive")
 	case c.API.ReadTimeout <= 0:
@@ -571,6 +636,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rescue.interval must not be zero (a negative one turns the rescuer off)")
 	case c.Rescue.Grace <= 0:
 		return fmt.Errorf("rescue.grace must be positive")
+	case c.Supervisor.LeaseTTL < 0 || (c.Supervisor.LeaseTTL > 0 && c.Supervisor.LeaseTTL < Duration(time.Second)):
+		// Renewed every third of it over a network: shorter would make a
+		// supervisor give its pools up at every slow round trip.
+		return fmt.Errorf("supervisor.lease_ttl must be at least 1s (or 0 for the default, 10s)")
+	case (len(c.Redis.Sentinel.Addrs) == 0) != (c.Redis.Sentinel.Master == ""):
+		return fmt.Errorf("redis.sentinel.addrs (WARREN_REDIS_SENTINEL_ADDRS) and redis.sentinel.master (WARREN_REDIS_SENTINEL_MASTER) " +
+			"go together: set both to find Redis through Sentinel, or neither for the Redis of redis_url")
+	case c.Redis.WaitReplicas < 0:
+		return fmt.Errorf("redis.wait_replicas must not be negative")
+	case c.Redis.WaitTimeout <= 0:
+		return fmt.Errorf("redis.wait_timeout must be positive")
+	}
+	for _, addr := range c.Redis.Sentinel.Addrs {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("redis.sentinel.addrs: %q: want host:port, separated by commas", addr)
+		}
 	}
 	for key, l := range map[string][]string{"image.allow": c.Image.Allow} {
 		if _, err := Prefixes(l); err != nil {

@@ -49,8 +49,12 @@ func TestDefault(t *testing.T) {
 			Retention:         config.Duration(168 * time.Hour),
 			IdempotencyWindow: config.Duration(24 * time.Hour),
 		},
+		Supervisor: config.Supervisor{
+			LeaseTTL: config.Duration(10 * time.Second),
+		},
 		Worker: config.Worker{ShutdownGrace: config.Duration(30 * time.Second)},
 		Rescue: config.Rescue{Interval: config.Duration(30 * time.Second), Grace: config.Duration(time.Minute)},
+		Redis:  config.Redis{WaitTimeout: config.Duration(time.Second)},
 	}
 	got := config.Default()
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -64,6 +68,12 @@ func TestDefault(t *testing.T) {
 const fullYAML = `
 amqp_url: amqp://u:p@mq.example:5673/vh
 redis_url: redis://cache.example:6380/2
+redis:
+  sentinel:
+    addrs: [s1.example:26379, s2.example:26379]
+    master: warren
+  wait_replicas: 1
+  wait_timeout: 500ms
 namespace: staging
 log_level: debug
 api_url: http://api.example:9000
@@ -85,6 +95,8 @@ store:
 worker:
   health_addr: 127.0.0.1:9091
   shutdown_grace: 45s
+supervisor:
+  lease_ttl: 4s
 rescue:
   interval: 10s
   grace: 45s
@@ -114,8 +126,15 @@ func fullConfig() config.Config {
 			Retention:         config.Duration(time.Hour),
 			IdempotencyWindow: config.Duration(90 * time.Minute),
 		},
+		Supervisor: config.Supervisor{
+			LeaseTTL: config.Duration(4 * time.Second),
+		},
 		Worker: config.Worker{HealthAddr: "127.0.0.1:9091", ShutdownGrace: config.Duration(45 * time.Second)},
 		Rescue: config.Rescue{Interval: config.Duration(10 * time.Second), Grace: config.Duration(45 * time.Second)},
+		Redis: config.Redis{
+			Sentinel:     config.RedisSentinel{Addrs: []string{"s1.example:26379", "s2.example:26379"}, Master: "warren"},
+			WaitReplicas: 1, WaitTimeout: config.Duration(500 * time.Millisecond),
+		},
 		Pools: map[string]config.Pool{
 			"sys":   {Concurrency: 8, Prefetch: 16},
 			"image": {Concurrency: 2},
@@ -367,12 +386,17 @@ func TestSet(t *testing.T) {
 		"namespace":                "flagged",
 		"store.retention":          "2h",
 		"store.idempotency_window": "3h",
+		"redis.sentinel.addrs":     "a:26379,b:26379",
+		"redis.sentinel.master":    "m",
+		"redis.wait_replicas":      "2",
+		"redis.wait_timeout":       "250ms",
 		"amqp_url":                 "amqp://flag/",
 		"redis_url":                "redis://flag/0",
 		"log_level":                "error",
 		"api_url":                  "http://flag",
 		"worker.health_addr":       ":1",
 		"supervisor.addr":          ":2",
+		"supervisor.lease_ttl":     "3s",
 		"management_url":           "off",
 		"debug_addr":               "127.0.0.1:6060",
 		"rescue.interval":          "5s",
@@ -405,10 +429,12 @@ func TestSet(t *testing.T) {
 		APIKey:        "wrn_flag",
 		Store:         config.Store{Retention: config.Duration(2 * time.Hour), IdempotencyWindow: config.Duration(3 * time.Hour)},
 		Worker:        config.Worker{HealthAddr: ":1", ShutdownGrace: config.Duration(time.Minute)},
-		Supervisor:    config.Supervisor{Addr: ":2"},
+		Supervisor:    config.Supervisor{Addr: ":2", LeaseTTL: config.Duration(3 * time.Second)},
 		Rescue:        config.Rescue{Interval: config.Duration(5 * time.Second), Grace: config.Duration(20 * time.Second)},
 		ManagementURL: "off",
 		DebugAddr:     "127.0.0.1:6060",
+		Redis: config.Redis{Sentinel: config.RedisSentinel{Addrs: []string{"a:26379", "b:26379"}, Master: "m"},
+			WaitReplicas: 2, WaitTimeout: config.Duration(250 * time.Millisecond)},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("after Set (-want +got):\n%s", diff)
@@ -440,6 +466,7 @@ func TestValidate(t *testing.T) {
 		{name: "default", edit: func(*config.Config) {}},
 		{name: "full", edit: func(c *config.Config) { *c = fullConfig() }},
 		{name: "zero pool settings", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {}} }},
+		{name: "negative quorum group size", edit: func(c *config.Config) { c.AMQPQuorumGroupSize = -1 }, wantErr: "amqp_quorum_group_size"},
 		{name: "empty namespace", edit: func(c *config.Config) { c.Namespace = "" }, wantErr: "namespace"},
 		{name: "bad namespace", edit: func(c *config.Config) { c.Namespace = "a:b" }, wantErr: "namespace"},
 		{name: "long namespace", edit: func(c *config.Config) { c.Namespace = jobs.Namespace(strings.Repeat("n", 64)) }, wantErr: "namespace"},
@@ -466,6 +493,16 @@ func TestValidate(t *testing.T) {
 		{name: "rescuer off", edit: func(c *config.Config) { c.Rescue.Interval = config.Duration(-time.Second) }},
 		{name: "zero rescue interval", edit: func(c *config.Config) { c.Rescue.Interval = 0 }, wantErr: "rescue.interval"},
 		{name: "zero rescue grace", edit: func(c *config.Config) { c.Rescue.Grace = 0 }, wantErr: "rescue.grace"},
+		{name: "zero lease ttl", edit: func(c *config.Config) { c.Supervisor.LeaseTTL = 0 }},
+		{name: "short lease ttl", edit: func(c *config.Config) { c.Supervisor.LeaseTTL = config.Duration(500 * time.Millisecond) }, wantErr: "supervisor.lease_ttl"},
+		{name: "negative lease ttl", edit: func(c *config.Config) { c.Supervisor.LeaseTTL = config.Duration(-time.Second) }, wantErr: "supervisor.lease_ttl"},
+		{name: "sentinel addrs without master", edit: func(c *config.Config) { c.Redis.Sentinel.Addrs = []string{"s:26379"} }, wantErr: "WARREN_REDIS_SENTINEL_MASTER"},
+		{name: "sentinel master without addrs", edit: func(c *config.Config) { c.Redis.Sentinel.Master = "m" }, wantErr: "WARREN_REDIS_SENTINEL_ADDRS"},
+		{name: "sentinel addr without port", edit: func(c *config.Config) {
+			c.Redis.Sentinel = config.RedisSentinel{Addrs: []string{"s:26379", "s2"}, Master: "m"}
+		}, wantErr: `redis.sentinel.addrs: "s2"`},
+		{name: "negative wait replicas", edit: func(c *config.Config) { c.Redis.WaitReplicas = -1 }, wantErr: "redis.wait_replicas"},
+		{name: "zero wait timeout", edit: func(c *config.Config) { c.Redis.WaitTimeout = 0 }, wantErr: "redis.wait_timeout"},
 		{name: "bad pool name", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"Sys": {Concurrency: 1}} }, wantErr: "pools.Sys"},
 		{name: "negative concurrency", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {Concurrency: -1}} }, wantErr: "pools.sys"},
 		{name: "negative prefetch", edit: func(c *config.Config) { c.Pools = map[string]config.Pool{"sys": {Prefetch: -1}} }, wantErr: "pools.sys"},
@@ -844,5 +881,43 @@ api:
 		} else if strings.Contains(err.Error(), "wrn_AAAA") {
 			t.Errorf("%s: the error repeats what may be a secret: %v", name, err)
 		}
+	}
+}
+
+// A cluster's nodes are given as amqp_urls, a YAML list, or as one
+// comma-separated amqp_url; either way AMQPURL holds them, and the
+// environment still overrides the file.
+func TestAMQPURLs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	list := write("list.yaml", "amqp_urls:\n  - amqp://u:p@rabbit-0:5672/\n  - amqp://u:p@rabbit-1:5672/\namqp_quorum_group_size: 3\n")
+	got, err := config.Load(list, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AMQPURL != "amqp://u:p@rabbit-0:5672/,amqp://u:p@rabbit-1:5672/" || got.AMQPURLs != nil || got.AMQPQuorumGroupSize != 3 {
+		t.Errorf("amqp_urls: AMQPURL %q, AMQPURLs %q, group size %d", got.AMQPURL, got.AMQPURLs, got.AMQPQuorumGroupSize)
+	}
+	if env := got.ChildEnv(); env["WARREN_AMQP_URL"] != got.AMQPURL || env["WARREN_AMQP_QUORUM_GROUP_SIZE"] != "3" {
+		t.Errorf("a child process would get %q and group size %q", env["WARREN_AMQP_URL"], env["WARREN_AMQP_QUORUM_GROUP_SIZE"])
+	}
+	got, err = config.Load(list, []string{"WARREN_AMQP_URL=amqp://u:p@other:5672/"})
+	if err != nil || got.AMQPURL != "amqp://u:p@other:5672/" {
+		t.Errorf("with WARREN_AMQP_URL set: AMQPURL %q, %v; want the variable's", got.AMQPURL, err)
+	}
+	_, err = config.Load(write("both.yaml", "amqp_url: amqp://a/\namqp_urls: [amqp://b/]\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "amqp_url and amqp_urls are both set") {
+		t.Errorf("both keys: %v", err)
+	}
+	got, err = config.Load(write("none.yaml", "namespace: n\n"), nil)
+	if err != nil || got.AMQPURL != config.Default().AMQPURL {
+		t.Errorf("neither key: AMQPURL %q, %v; want the default", got.AMQPURL, err)
 	}
 }

@@ -169,7 +169,7 @@ func TestChildEnvIsTheInverse(t *testing.T) {
 				return
 			}
 		}
-	}); len(keys) != 10 {
+	}); len(keys) != 13 {
 		t.Errorf("the workers get %v", keys)
 	}
 }
