@@ -39,7 +39,9 @@ var (
 
 // Config configures a Broker. Zero fields take the defaults noted.
 type Config struct {
-	// URL is the AMQP address, amqp:// or amqps:// (TLS); required.
+	// URL is the AMQP address, amqp:// or amqps:// (TLS), or the
+	// addresses of a cluster's nodes separated by commas (see ParseURLs);
+	// required. Each connection goes to one node that answers.
 	URL string
 	// TLS configures amqps:// connections: the CAs to trust, a client
 	// certificate, the server name (empty: the URL's host). Nil means the
@@ -55,6 +57,11 @@ type Config struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// Name is shown in RabbitMQ's connection list; zero means "warren".
 	Name string
+	// QuorumGroupSize is how many nodes of a cluster a quorum queue is
+	// replicated on when warren creates it; zero means the broker's
+	// default (every node, as of RabbitMQ 3.10). Queues that exist keep
+	// theirs: rabbitmq-queues grow and shrink change them.
+	QuorumGroupSize int
 }
 
 func (c Config) withDefaults() Config {
@@ -70,6 +77,7 @@ func (c Config) withDefaults() Config {
 type session struct {
 	conn *amqp.Connection
 	wire *corkedConn // the connection's socket
+	url  string      // the node's
 	at   time.Time   // when it was set up
 	// lost is closed when the connection is gone.
 	lost chan struct{}
@@ -106,8 +114,9 @@ func connectionLost(err error) error {
 // Broker owns the AMQP connection of a process. It is safe for concurrent
 // use. Start it, use it, Stop it.
 type Broker struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	nodes *nodes
 
 	mu      sync.Mutex
 	cur     *session       // nil while disconnected
@@ -122,10 +131,10 @@ func New(cfg Config) (*Broker, error) {
 		return nil, errors.New("queue: config: URL is required")
 	}
 	// Checked here, once, rather than by every dial: a bad URL cannot
-	// come good by retrying, and the parser's error quotes the URL, which
-	// may hold a password.
-	if _, err := amqp.ParseURI(cfg.URL); err != nil {
-		return nil, fmt.Errorf("queue: config: URL %s: %w", redact.URL(cfg.URL), redact.ParseError(cfg.URL, err))
+	// come good by retrying.
+	urls, err := ParseURLs(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("queue: config: %w", err)
 	}
 	if err := cfg.Namespace.Validate(); err != nil {
 		return nil, fmt.Errorf("queue: config: %w", err)
@@ -133,6 +142,7 @@ func New(cfg Config) (*Broker, error) {
 	return &Broker{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "queue"),
+		nodes:   &nodes{urls: urls},
 		changed: make(chan struct{}),
 	}, nil
 }
@@ -237,16 +247,17 @@ func (b *Broker) run(ctx context.Context) {
 				return
 			}
 		}
-		if attempt > 1 {
-			b.log.Info("connected to RabbitMQ", "attempts", attempt)
+		if attempt > 1 || len(b.nodes.urls) > 1 {
+			b.log.Info("connected to RabbitMQ", "url", redact.URL(s.url), "attempts", attempt)
 		} else {
-			b.log.Debug("connected to RabbitMQ")
+			b.log.Debug("connected to RabbitMQ", "url", redact.URL(s.url))
 		}
 		attempt = 0
 		wait.Reset()
 		b.setSession(s)
 		b.hold(ctx, s)
 		b.setSession(nil)
+		b.nodes.dropped(s.url)
 		close(s.lost)
 		pub := s.publisher()
 		pub.close(ErrUnavailable)
@@ -268,7 +279,7 @@ func (b *Broker) hold(ctx context.Context, s *session) {
 		pub := s.publisher()
 		select {
 		case err := <-closed:
-			b.log.Warn("RabbitMQ connection lost; reconnecting", "err", err)
+			b.log.Warn("RabbitMQ connection lost; reconnecting", "url", redact.URL(s.url), "err", err)
 			return
 		case <-ctx.Done():
 			return
@@ -293,7 +304,7 @@ func (b *Broker) declareDelays(conn *amqp.Connection) error {
 		return fmt.Errorf("open channel: %w", err)
 	}
 	defer ch.Close()
-	if err := declareDelays(ch, b.cfg.Namespace); err != nil {
+	if err := declareDelays(ch, b.cfg.Namespace, b.quorum(conn)); err != nil {
 		return err
 	}
 	return retireClassicDelays(conn, b.cfg.Namespace, b.log)
@@ -312,18 +323,44 @@ func (b *Broker) openPublisher(conn *amqp.Connection, wire *corkedConn) (*publis
 	return newPublisher(ch, wire)
 }
 
+// connect opens a connection to the first node that answers, in the
+// nodes' order, and sets it up.
 func (b *Broker) connect() (*session, error) {
+	var errs []error
+	for _, url := range b.nodes.order() {
+		conn, wire, err := dial(b.cfg, url)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pub, err := b.openPublisher(conn, wire)
+		if err == nil {
+			err = b.declareDelays(conn)
+		}
+		if err != nil {
+			_ = conn.Close()
+			errs = append(errs, fmt.Errorf("set up connection to %s: %w", redact.URL(url), err))
+			continue
+		}
+		return &session{conn: conn, wire: wire, url: url, pub: pub, lost: make(chan struct{}), at: time.Now()}, nil
+	}
+	return nil, errors.Join(errs...)
+}
+
+// dial opens an AMQP connection to one node as cfg says, named cfg.Name in
+// the broker's connection list.
+func dial(cfg Config, url string) (*amqp.Connection, *corkedConn, error) {
 	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(b.cfg.Name)
-	dial := amqp.DefaultDial(5 * time.Second)
+	props.SetClientConnectionName(cfg.Name)
+	dialer := amqp.DefaultDial(5 * time.Second)
 	var wire *corkedConn
-	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
+	conn, err := amqp.DialConfig(url, amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Properties: props,
 		// A copy: the dial fills in a missing ServerName.
-		TLSClientConfig: b.cfg.TLS.Clone(),
+		TLSClientConfig: cfg.TLS.Clone(),
 		Dial: func(network, addr string) (net.Conn, error) {
-			c, err := dial(network, addr)
+			c, err := dialer(network, addr)
 			if err != nil {
 				return nil, err
 			}
@@ -332,25 +369,17 @@ func (b *Broker) connect() (*session, error) {
 		},
 	})
 	if err != nil {
-		err = fmt.Errorf("dial %s: %w", redact.URL(b.cfg.URL), err)
-		if b.cfg.TLS != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, amqp.ErrClosed)) {
+		err = fmt.Errorf("dial %s: %w", redact.URL(url), err)
+		if cfg.TLS != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, amqp.ErrClosed)) {
 			// Under TLS 1.3 the client's handshake ends before the broker
 			// has judged its certificate; a refusal then often reaches
 			// the client as a reset, or as the AMQP handshake finding the
 			// connection closed, not as the broker's alert.
 			err = fmt.Errorf("%w (a broker that requires a client certificate resets the connection of a client that shows none it trusts)", err)
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	pub, err := b.openPublisher(conn, wire)
-	if err == nil {
-		err = b.declareDelays(conn)
-	}
-	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("set up connection: %w", err)
-	}
-	return &session{conn: conn, wire: wire, pub: pub, lost: make(chan struct{}), at: time.Now()}, nil
+	return conn, wire, nil
 }
 
 // channel opens a fresh channel on the live connection, waiting for one

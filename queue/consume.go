@@ -184,7 +184,7 @@ func (b *Broker) consumeSession(ctx context.Context, s *session, ch *amqp.Channe
 	if opts.Intake {
 		q = ns.DeadIntakeQueue(opts.Pool)
 	}
-	if err := declarePool(ch, ns, opts.Pool, opts.Types); err != nil {
+	if err := declarePool(ch, ns, opts.Pool, opts.Types, b.quorum(s.conn)); err != nil {
 		_ = ch.Close()
 		return err
 	}

@@ -62,16 +62,23 @@ const (
 
 // Management is a client of RabbitMQ's management HTTP API, for the queue
 // figures AMQP cannot give. It is safe for concurrent use and needs no
-// closing.
+// closing. On a cluster it knows each node's API and asks the one that
+// answered last, moving on to the next when it does not answer.
 type Management struct {
-	base       *url.URL // scheme, host and any path prefix; no user
-	user, pass string
-	vhost      string // the AMQP URL's vhost: the default of Queue
-	hc         *http.Client
+	apis  []managementAPI
+	at    atomic.Int32 // index of the API asked first
+	vhost string       // the AMQP URL's vhost: the default of Queue
+	hc    *http.Client
 
 	// failing is set while the API does not answer, so PoolDepth logs the
 	// change of state rather than every failed measurement.
 	failing atomic.Bool
+}
+
+// managementAPI is one node's management API.
+type managementAPI struct {
+	base       *url.URL // scheme, host and any path prefix; no user
+	user, pass string
 }
 
 // NewManagement is NewManagementTLS with no TLS configuration of its own:
@@ -81,14 +88,16 @@ func NewManagement(managementURL, amqpURL string) (*Management, error) {
 }
 
 // NewManagementTLS returns a client of the management API at managementURL.
-// An empty managementURL means the AMQP URL's host, over the AMQP URL's
+// An empty managementURL means each AMQP URL's host, over the AMQP URL's
 // kind of connection: http on port 15672 for amqp://, https on port 15671
-// for amqps://. A managementURL without credentials uses the AMQP URL's.
-// "off" returns nil, nil: measure with AMQP alone. The vhost of the AMQP URL
-// is the vhost Queue uses by default.
+// for amqps://. A managementURL may list several APIs, separated by
+// commas, as the AMQP URL may list a cluster's nodes; one without
+// credentials uses the first AMQP URL's. "off" returns nil, nil: measure
+// with AMQP alone. The vhost of the AMQP URL is the vhost Queue uses by
+// default.
 //
 // tlsConfig is the AMQP connection's (Config.TLS): an https API is checked
-// against its CAs and shown its client certificate, and, on the AMQP host,
+// against its CAs and shown its client certificate, and, on an AMQP host,
 // expected to bear its server name. Nil means the system's CAs.
 //
 // The client never goes through a proxy: HTTPS_PROXY and the like are
@@ -98,40 +107,57 @@ func NewManagementTLS(managementURL, amqpURL string, tlsConfig *tls.Config) (*Ma
 	if strings.EqualFold(strings.TrimSpace(managementURL), ManagementOff) {
 		return nil, nil
 	}
-	uri, err := amqp.ParseURI(amqpURL)
+	urls, err := ParseURLs(amqpURL)
 	if err != nil {
-		return nil, fmt.Errorf("management API: AMQP URL: %w", redact.ParseError(amqpURL, err))
+		return nil, fmt.Errorf("management API: AMQP URL: %w", err)
 	}
-	m := &Management{
-		user:  uri.Username,
-		pass:  uri.Password,
-		vhost: uri.Vhost,
+	m := &Management{}
+	hosts := map[string]bool{}
+	for i, raw := range urls {
+		uri, _ := amqp.ParseURI(raw) // ParseURLs has parsed it
+		hosts[uri.Host] = true
+		if i == 0 {
+			m.vhost = uri.Vhost
+		}
+		if managementURL == "" {
+			scheme, port := "http", defaultManagementPort
+			if uri.Scheme == "amqps" {
+				scheme, port = "https", defaultManagementTLSPort
+			}
+			m.apis = append(m.apis, managementAPI{
+				base: &url.URL{Scheme: scheme, Host: net.JoinHostPort(uri.Host, port)},
+				user: uri.Username, pass: uri.Password,
+			})
+		}
 	}
-	if managementURL == "" {
-		scheme, port := "http", defaultManagementPort
-		if uri.Scheme == "amqps" {
-			scheme, port = "https", defaultManagementTLSPort
+	if managementURL != "" {
+		first, _ := amqp.ParseURI(urls[0])
+		for _, raw := range strings.Split(managementURL, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil {
+				return nil, fmt.Errorf("management URL: %w", redact.ParseError(raw, err))
+			}
+			if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return nil, fmt.Errorf("management URL %q: want http:// or https:// and a host, such as http://127.0.0.1:15672, or %q", u.Redacted(), ManagementOff)
+			}
+			api := managementAPI{user: first.Username, pass: first.Password,
+				base: &url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimRight(u.Path, "/")}}
+			if u.User != nil {
+				api.user = u.User.Username()
+				api.pass, _ = u.User.Password()
+			}
+			m.apis = append(m.apis, api)
 		}
-		m.base = &url.URL{Scheme: scheme, Host: net.JoinHostPort(uri.Host, port)}
-	} else {
-		u, err := url.Parse(managementURL)
-		if err != nil {
-			return nil, fmt.Errorf("management URL: %w", redact.ParseError(managementURL, err))
-		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("management URL %q: want http:// or https:// and a host, such as http://127.0.0.1:15672, or %q", u.Redacted(), ManagementOff)
-		}
-		if u.User != nil {
-			m.user = u.User.Username()
-			m.pass, _ = u.User.Password()
-		}
-		m.base = &url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimRight(u.Path, "/")}
 	}
 	tc := tlsConfig.Clone()
-	if tc != nil && tc.ServerName != "" && m.base.Hostname() != uri.Host {
-		// The server name is the AMQP host's; another host is checked
-		// against its own name.
-		tc.ServerName = ""
+	if tc != nil && tc.ServerName != "" {
+		for _, api := range m.apis {
+			if !hosts[api.base.Hostname()] {
+				// The server name is the AMQP hosts'; another host is
+				// checked against its own name.
+				tc.ServerName = ""
+			}
+		}
 	}
 	m.hc = &http.Client{Transport: &http.Transport{
 		Proxy:           nil,
@@ -144,8 +170,38 @@ func NewManagementTLS(managementURL, amqpURL string, tlsConfig *tls.Config) (*Ma
 	return m, nil
 }
 
-// URL returns the API's address, without credentials.
-func (m *Management) URL() string { return m.base.String() }
+// URL returns the address of the API asked first, without credentials.
+func (m *Management) URL() string { return m.apis[m.at.Load()].base.String() }
+
+// get asks the APIs for path, beginning with the one that answered last,
+// until one answers (whatever its status) or ctx ends; the next call then
+// begins with that one. It returns the answer and the API's address.
+func (m *Management) get(ctx context.Context, path string) (*http.Response, string, error) {
+	var errs []error
+	first := int(m.at.Load())
+	for i := range m.apis {
+		at := (first + i) % len(m.apis)
+		api := m.apis[at]
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.base.String()+path, nil)
+		if err != nil {
+			return nil, "", err
+		}
+		req.SetBasicAuth(api.user, api.pass)
+		req.Header.Set("Accept", "application/json")
+		resp, err := m.hc.Do(req)
+		if err == nil {
+			m.at.Store(int32(at))
+			return resp, api.base.String(), nil
+		}
+		errs = append(errs, fmt.Errorf("management API at %s: %w", api.base, err))
+		if ctx.Err() != nil {
+			// The next call begins with the next API.
+			m.at.Store(int32((at + 1) % len(m.apis)))
+			break
+		}
+	}
+	return nil, "", errors.Join(errs...)
+}
 
 // Management API answers that leave the measuring to AMQP without the API
 // being at fault.
@@ -166,16 +222,9 @@ func (m *Management) Queue(ctx context.Context, vhost, name string) (Depth, erro
 	// The vhost "/" must travel escaped, as %2F.
 	// No ?columns=: while the queue has no figures, the API answers that
 	// with [] rather than an object.
-	u := m.base.String() + "/api/queues/" + url.PathEscape(vhost) + "/" + url.PathEscape(name)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, at, err := m.get(ctx, "/api/queues/"+url.PathEscape(vhost)+"/"+url.PathEscape(name))
 	if err != nil {
 		return Depth{}, fmt.Errorf("measure queue %s: %w", name, err)
-	}
-	req.SetBasicAuth(m.user, m.pass)
-	req.Header.Set("Accept", "application/json")
-	resp, err := m.hc.Do(req)
-	if err != nil {
-		return Depth{}, fmt.Errorf("measure queue %s: management API: %w", name, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -186,7 +235,7 @@ func (m *Management) Queue(ctx context.Context, vhost, name string) (Depth, erro
 	case resp.StatusCode == http.StatusNotFound:
 		return Depth{}, fmt.Errorf("measure queue %s in vhost %s: %w", name, vhost, errNoQueue)
 	case resp.StatusCode != http.StatusOK:
-		return Depth{}, fmt.Errorf("measure queue %s: management API at %s answered %s", name, m.base, resp.Status)
+		return Depth{}, fmt.Errorf("measure queue %s: management API at %s answered %s", name, at, resp.Status)
 	}
 	// Pointers tell a figure of zero from one the API has not computed.
 	var q struct {

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,11 +11,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/warrenhq/warren/internal/redact"
 	"github.com/warrenhq/warren/jobs"
 )
 
@@ -70,18 +69,20 @@ type Sweeper struct {
 // (see Find).
 func NewSweeper(cfg Config, m *Management) (*Sweeper, error) {
 	cfg = cfg.withDefaults()
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(cfg.Name)
-	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{
-		Heartbeat:       10 * time.Second,
-		Properties:      props,
-		TLSClientConfig: cfg.TLS.Clone(),
-		Dial:            amqp.DefaultDial(5 * time.Second),
-	})
+	urls, err := ParseURLs(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", redact.URL(cfg.URL), err)
+		return nil, err
 	}
-	return &Sweeper{ns: cfg.Namespace, conn: conn, m: m, log: cfg.Logger}, nil
+	n := &nodes{urls: urls}
+	var errs []error
+	for _, addr := range n.order() {
+		conn, _, err := dial(cfg, addr)
+		if err == nil {
+			return &Sweeper{ns: cfg.Namespace, conn: conn, m: m, log: cfg.Logger}, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
 
 // Close closes the connection.
@@ -220,20 +221,13 @@ func (m *Management) namespaceObjects(ctx context.Context, ns jobs.Namespace) (O
 
 // names lists the names of the vhost's queues or exchanges (kind).
 func (m *Management) names(ctx context.Context, kind string) ([]string, error) {
-	u := m.base.String() + "/api/" + kind + "/" + url.PathEscape(m.vhost) + "?columns=name"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, at, err := m.get(ctx, "/api/"+kind+"/"+url.PathEscape(m.vhost)+"?columns=name")
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", kind, err)
 	}
-	req.SetBasicAuth(m.user, m.pass)
-	req.Header.Set("Accept", "application/json")
-	resp, err := m.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: management API: %w", kind, err)
-	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("list %s: management API at %s answered %s", kind, m.base, resp.Status)
+		return nil, fmt.Errorf("list %s: management API at %s answered %s", kind, at, resp.Status)
 	}
 	var items []struct {
 		Name string `json:"name"`

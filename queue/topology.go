@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -41,7 +43,7 @@ func declareExchange(ch *amqp.Channel, ns jobs.Namespace) error {
 // cannot drop it, and a message due for a pool whose queue is gone waits in
 // its level and is retried until the queue is back. Classic queues
 // dead-letter at most once and lost messages in exactly that hand-over.
-func declareDelays(ch *amqp.Channel, ns jobs.Namespace) error {
+func declareDelays(ch *amqp.Channel, ns jobs.Namespace, qq quorum) error {
 	deliver, unrouted := ns.DelayDeliverExchange(), ns.DelayUnrouted()
 	if err := ch.ExchangeDeclare(unrouted, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", unrouted, err)
@@ -50,7 +52,7 @@ func declareDelays(ch *amqp.Channel, ns jobs.Namespace) error {
 		amqp.Table{"alternate-exchange": unrouted}); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", deliver, err)
 	}
-	if _, err := ch.QueueDeclare(unrouted, true, false, false, false, delayArgs(UnroutedWait, deliver)); err != nil {
+	if err := qq.declare(ch, unrouted, delayArgs(UnroutedWait, deliver)); err != nil {
 		return fmt.Errorf("declare queue %s: %w", unrouted, err)
 	}
 	if err := ch.QueueBind(unrouted, "", unrouted, false, nil); err != nil {
@@ -62,7 +64,7 @@ func declareDelays(ch *amqp.Channel, ns jobs.Namespace) error {
 		if err := ch.ExchangeDeclare(ex, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 			return fmt.Errorf("declare exchange %s: %w", ex, err)
 		}
-		if _, err := ch.QueueDeclare(q, true, false, false, false, delayQueueArgs(level, next)); err != nil {
+		if err := qq.declare(ch, q, delayQueueArgs(level, next)); err != nil {
 			return fmt.Errorf("declare queue %s: %w", q, err)
 		}
 		if err := ch.QueueBind(q, jobs.DelayBitPattern(level, '1'), ex, false, nil); err != nil {
@@ -336,7 +338,7 @@ func moveMessages(ctx context.Context, ch *amqp.Channel, src, key, exchange, dst
 // declarePool declares everything of one pool and binds its queue for each
 // type, both for immediate jobs and for delayed ones. Declaring what exists
 // already is harmless.
-func declarePool(ch *amqp.Channel, ns jobs.Namespace, pool string, types []string) error {
+func declarePool(ch *amqp.Channel, ns jobs.Namespace, pool string, types []string, qq quorum) error {
 	if err := declareExchange(ch, ns); err != nil {
 		return err
 	}
@@ -351,7 +353,7 @@ func declarePool(ch *amqp.Channel, ns jobs.Namespace, pool string, types []strin
 		{ns.DeadQueue(pool), "*." + pool, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}},
 		{ns.DeadIntakeQueue(pool), jobs.DeadRoutingKey("limit", pool), intakeQueueArgs(ns, pool)},
 	} {
-		if _, err := ch.QueueDeclare(dq.name, true, false, false, false, dq.args); err != nil {
+		if err := qq.declare(ch, dq.name, dq.args); err != nil {
 			return fmt.Errorf("declare queue %s: %w", dq.name, err)
 		}
 		if err := ch.QueueBind(dq.name, dq.key, dead, false, nil); err != nil {
@@ -359,7 +361,7 @@ func declarePool(ch *amqp.Channel, ns jobs.Namespace, pool string, types []strin
 		}
 	}
 	q := ns.Queue(pool)
-	if _, err := ch.QueueDeclare(q, true, false, false, false, poolQueueArgs(ns, pool)); err != nil {
+	if err := qq.declare(ch, q, poolQueueArgs(ns, pool)); err != nil {
 		return fmt.Errorf("declare queue %s: %w", q, err)
 	}
 	for _, t := range types {
@@ -376,12 +378,12 @@ func declarePool(ch *amqp.Channel, ns jobs.Namespace, pool string, types []strin
 // DeclarePool declares a pool's queues and binds them for each job type, so
 // that jobs of those types wait in the queue even while no worker runs.
 func (b *Broker) DeclarePool(ctx context.Context, pool string, types []string) error {
-	ch, _, err := b.channel(ctx)
+	ch, s, err := b.channel(ctx)
 	if err != nil {
 		return fmt.Errorf("declare pool %s: %w", pool, err)
 	}
 	defer ch.Close()
-	return declarePool(ch, b.cfg.Namespace, pool, types)
+	return declarePool(ch, b.cfg.Namespace, pool, types, b.quorum(s.conn))
 }
 
 // QueueInfo is what the broker says of a queue.
@@ -426,4 +428,46 @@ func (b *Broker) DeleteNamespace(ctx context.Context, pools []string) error {
 	}
 	defer ch.Close()
 	return deleteObjects(ch, b.cfg.Namespace, NamespaceNames(b.cfg.Namespace, pools))
+}
+
+// quorum declares the quorum queues of a connection with the configured
+// initial group size.
+type quorum struct {
+	conn *amqp.Connection
+	size int // 0: the broker's default
+}
+
+func (b *Broker) quorum(conn *amqp.Connection) quorum {
+	return quorum{conn: conn, size: b.cfg.QuorumGroupSize}
+}
+
+// declare declares the quorum queue name with args, and with the group
+// size when one is set. A queue that exists with another size (or with none,
+// made before the setting, or with one where the setting is now 0) refuses a
+// declaration that names a different one, and the refusal closes the
+// channel it came on; so the declaration goes on a channel of its own, and
+// such a queue, whose size RabbitMQ cannot change by declaration, is taken
+// as it is with a passive declaration on ch.
+func (q quorum) declare(ch *amqp.Channel, name string, args amqp.Table) error {
+	if q.size > 0 {
+		args = maps.Clone(args)
+		args["x-quorum-initial-group-size"] = int64(q.size)
+	}
+	own, err := q.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("declare queue %s: open channel: %w", name, err)
+	}
+	_, err = own.QueueDeclare(name, true, false, false, false, args)
+	_ = own.Close()
+	var ae *amqp.Error
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed || !strings.Contains(ae.Reason, "x-quorum-initial-group-size"):
+		return fmt.Errorf("declare queue %s: %w", name, err)
+	}
+	if _, err := ch.QueueDeclarePassive(name, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare queue %s: %w", name, err)
+	}
+	return nil
 }

@@ -32,6 +32,17 @@ func URL(raw string) string {
 	return raw[:start+colon+1] + Mask + raw[start+at:]
 }
 
+// URLs is URL for a list of URLs separated by commas, such as the AMQP
+// addresses of a cluster's nodes: each is redacted on its own, so that the
+// password of one is not taken for part of the path of another.
+func URLs(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		parts[i] = URL(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}
+
 // userinfo matches the "user:password@" of a URL in running text: after a
 // scheme's "://", a user without delimiters, then anything without spaces
 // up to the last "@" before a space. A password holding an unescaped "/" or

@@ -27,6 +27,15 @@ func TestURL(t *testing.T) {
 	}
 }
 
+func TestURLs(t *testing.T) {
+	t.Parallel()
+	raw := "amqp://bob:s3cret@rabbit-1:5672/, amqp://bob:0ther@rabbit-2:5672/,amqp://rabbit-3/"
+	want := "amqp://bob:xxxxx@rabbit-1:5672/,amqp://bob:xxxxx@rabbit-2:5672/,amqp://rabbit-3/"
+	if got := redact.URLs(raw); got != want {
+		t.Errorf("URLs(%q) = %q, want %q", raw, got, want)
+	}
+}
+
 func TestText(t *testing.T) {
 	t.Parallel()
 	in := `dial amqps://bob:s3cret@rabbit:5671/: refused; also "redis://:pw2@cache/0" and http://host:8080/path`

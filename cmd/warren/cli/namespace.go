@@ -141,7 +141,7 @@ func (a *app) deleteNamespace(ctx context.Context, cfg config.Config, o namespac
 	}
 	objs, err := sw.Find(ctx, inv.Pools)
 	if err != nil {
-		return fmt.Errorf("RabbitMQ at %s: %w", redact.URL(cfg.AMQPURL), err)
+		return fmt.Errorf("RabbitMQ at %s: %w", redact.URLs(cfg.AMQPURL), err)
 	}
 	out := namespaceOutput{
 		Namespace: o.Namespace, Queues: orEmpty(objs.Queues), Exchanges: orEmpty(objs.Exchanges), Listed: objs.Listed,

@@ -91,7 +91,7 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	wait, cancel := context.WithTimeout(ctx, firstConnectWait)
 	defer cancel()
 	if err := b.WaitConnected(wait); err != nil {
-		log.Warn("RabbitMQ is not reachable yet; starting anyway and retrying", "url", redact.URL(cfg.AMQPURL))
+		log.Warn("RabbitMQ is not reachable yet; starting anyway and retrying", "url", redact.URLs(cfg.AMQPURL))
 	}
 	tracing, err := a.setupTracing(ctx, name, log)
 	if err != nil {
