@@ -356,8 +356,12 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 	cmds := make([]*redis.Cmd, len(js))     // the script, for a job with an idempotency key
 	plain := make([][]redis.Cmder, len(js)) // HSET and ZADD, for one without
 	// Through the shared round trips: concurrent single-job requests to the
-	// API then cost Redis one round trip between them.
-	s.pipe.Do(func(p redis.Pipeliner) {
+	// API then cost Redis one round trip between them. The records wait
+	// for the replicas there too (Config.WaitReplicas), so that a job
+	// accepted is one a failover keeps.
+	check := noWait
+	s.pipe.Do(func(p *trip) {
+		defer func() { check = p.replicate() }()
 		for i, j := range js {
 			f, err := fields(j)
 			if err != nil {
@@ -418,6 +422,9 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 		if plain[i] != nil {
 			out[i].Job = js[i]
 		}
+	}
+	if err := check(); err != nil {
+		return nil, err
 	}
 	var existing []int
 	for i, c := range cmds {
@@ -594,10 +601,21 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 	if o.Attempt > 0 {
 		of = o.Attempt
 	}
-	res, err := s.run(ctx, finishScript, []string{s.ns.JobKey(id)},
+	// The outcome waits for the replicas (when the store waits at all):
+	// the worker acknowledges the message once Finish returns, and an
+	// outcome a failover then lost would leave the record running under
+	// the worker's live lease, which no rescuer takes back while the
+	// worker lives. Whatever the script answered, a failed wait is an
+	// outage: the worker tries again, and the script's second answer
+	// (terminal, once this one is on the replicas) settles it.
+	cmd, waitErr := s.runReplicated(ctx, finishScript, []string{s.ns.JobKey(id)},
 		string(o.Status), ms(now), s.cfg.Retention.Milliseconds(),
 		string(o.Result), string(errJSON), s.ns.DoneChannel(id), id, next, of, o.Restore, s.ns.WaitingKey(""), s.ns.RunningKey(""),
-		s.ns.ListKey(), s.ns.OutcomesPrefix()).StringSlice()
+		s.ns.ListKey(), s.ns.OutcomesPrefix())
+	res, err := cmd.StringSlice()
+	if err == nil {
+		err = waitErr
+	}
 	if err != nil {
 		return unavailable("finish job "+id, err)
 	}

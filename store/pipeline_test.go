@@ -53,7 +53,7 @@ func TestPipelineSharesRoundTrips(t *testing.T) {
 	var counter tripCounter
 	rdb.AddHook(&counter)
 
-	p := newPipeline(rdb)
+	p := newPipeline(rdb, 0, 0)
 	const callers, each = 64, 100
 	var (
 		mu   sync.Mutex
@@ -64,7 +64,7 @@ func TestPipelineSharesRoundTrips(t *testing.T) {
 		wg.Go(func() {
 			for range each {
 				var cmd *redis.IntCmd
-				p.Do(func(pl redis.Pipeliner) { cmd = pl.Incr(ctx, key) })
+				p.Do(func(pl *trip) { cmd = pl.Incr(ctx, key) })
 				n, err := cmd.Result()
 				if err != nil {
 					t.Error(err)

@@ -40,13 +40,38 @@ var (
 	// names a job of another type or payload, within the idempotency
 	// window.
 	ErrIdempotencyConflict = errors.New("idempotency key already used for another job")
+	// ErrNotReplicated means the primary took a write but fewer replicas
+	// than Config.WaitReplicas acknowledged it in time: a failover now could
+	// lose it, so it is not reported as done. It comes wrapped with
+	// ErrUnavailable, and callers treat it as an outage.
+	ErrNotReplicated = errors.New("not acknowledged by enough redis replicas")
+	// ErrCluster means the Redis named is a Redis Cluster node (see
+	// CheckServer).
+	ErrCluster = errors.New("redis cluster is not supported: warren's Lua scripts change a job's record " +
+		"together with its pool's and namespace's indexes in one atomic script, and on a cluster those keys " +
+		"hash to different slots (CROSSSLOT); use a single Redis, or Redis with Sentinel for failover")
 )
 
 // Config configures a Store. Zero fields take the defaults noted.
 type Config struct {
 	// URL is the Redis address, such as redis://127.0.0.1:6379/0, or
-	// rediss:// for TLS; required.
+	// rediss:// for TLS; required. With Sentinel set, only its user,
+	// password, database and scheme count: the primary's address comes from
+	// the sentinels.
 	URL string
+	// Sentinel, when its Master is set, finds the primary through Redis
+	// Sentinel and follows it through failovers. The zero value means the
+	// single Redis at URL.
+	Sentinel Sentinel
+	// WaitReplicas, when positive, is how many replicas must acknowledge a
+	// submission's records (Create) and an attempt's outcome (Finish)
+	// before either is reported done: the round trip that writes them ends
+	// with WAIT, and fewer acknowledgements give ErrNotReplicated. Zero
+	// means no wait: a failover to an asynchronous replica can lose the
+	// last writes (docs/guarantees.md).
+	WaitReplicas int
+	// WaitTimeout bounds that wait; zero means 1 second.
+	WaitTimeout time.Duration
 	// TLS configures a rediss:// connection: the CAs to trust, a client
 	// certificate, the server name (empty: the URL's host). Nil means the
 	// system's CAs and no client certificate.
@@ -72,11 +97,28 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Sentinel names the sentinels that watch a primary and its replicas.
+type Sentinel struct {
+	// Addrs are the sentinels' host:port addresses; at least one is
+	// needed when Master is set.
+	Addrs []string
+	// Master is the name the sentinels know the primary by; empty means no
+	// Sentinel.
+	Master string
+	// Password is the sentinels' own (requirepass in sentinel.conf), if
+	// they ask for one; the URL's password is the data nodes'.
+	Password string
+}
+
 // Store reads and writes job records. It is safe for concurrent use.
 type Store struct {
-	cfg  Config
-	rdb  *redis.Client
-	pipe *combine.Combiner[func(redis.Pipeliner)] // the scripts of concurrent callers, in shared round trips
+	cfg Config
+	// rdb is a client of one Redis, or of the primary the sentinels name:
+	// go-redis's failover client asks them for the primary on each new
+	// connection and drops its connections to the old one when they
+	// announce a switch.
+	rdb  redis.UniversalClient
+	pipe *combine.Combiner[func(*trip)] // the scripts of concurrent callers, in shared round trips
 	ns   jobs.Namespace
 	log  *slog.Logger
 }
@@ -95,32 +137,103 @@ func New(cfg Config) (*Store, error) {
 	if err := cfg.Namespace.Validate(); err != nil {
 		return nil, fmt.Errorf("store: config: %w", err)
 	}
+	if cfg.WaitReplicas < 0 || cfg.WaitTimeout < 0 {
+		return nil, fmt.Errorf("store: config: WaitReplicas and WaitTimeout must not be negative")
+	}
+	cfg.WaitTimeout = cmp.Or(cfg.WaitTimeout, time.Second)
+	rdb, err := newClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: config: %w", err)
+	}
+	return &Store{
+		cfg:  cfg,
+		rdb:  rdb,
+		pipe: newPipeline(rdb, cfg.WaitReplicas, cfg.WaitTimeout),
+		ns:   cfg.Namespace,
+		log:  cfg.Logger.With("component", "store"),
+	}, nil
+}
+
+// newClient is the one place a client of warren's Redis is made: of the
+// single Redis at cfg.URL, or of the primary cfg.Sentinel names, with the
+// URL's credentials, database and TLS either way.
+func newClient(cfg Config) (redis.UniversalClient, error) {
 	opts, err := redis.ParseURL(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("store: config: redis url %s: %w", redact.URL(cfg.URL), redact.ParseError(cfg.URL, err))
+		return nil, fmt.Errorf("redis url %s: %w", redact.URL(cfg.URL), redact.ParseError(cfg.URL, err))
 	}
 	if cfg.TLS != nil {
 		if opts.TLSConfig == nil {
-			return nil, fmt.Errorf("store: config: TLS settings are given, but the redis url %s is not rediss://", redact.URL(cfg.URL))
+			return nil, fmt.Errorf("TLS settings are given, but the redis url %s is not rediss://", redact.URL(cfg.URL))
 		}
 		tc := cfg.TLS.Clone()
 		tc.ServerName = cmp.Or(tc.ServerName, opts.TLSConfig.ServerName)
 		opts.TLSConfig = tc
 	}
 	opts.DialTimeout = cmp.Or(opts.DialTimeout, 2*time.Second)
-	opts.ReadTimeout = cmp.Or(opts.ReadTimeout, 3*time.Second)
+	// A round trip may end with a WAIT of up to WaitTimeout.
+	opts.ReadTimeout = max(cmp.Or(opts.ReadTimeout, 3*time.Second), cfg.WaitTimeout+2*time.Second)
 	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, 3*time.Second)
 	// A down Redis should turn into a quick 503, not a slow retry loop.
 	opts.MaxRetries = cmp.Or(opts.MaxRetries, 1)
 	opts.DialerRetries = cmp.Or(opts.DialerRetries, 1)
-	rdb := redis.NewClient(opts)
-	return &Store{
-		cfg:  cfg,
-		rdb:  rdb,
-		pipe: newPipeline(rdb),
-		ns:   cfg.Namespace,
-		log:  cfg.Logger.With("component", "store"),
-	}, nil
+	sen := cfg.Sentinel
+	switch {
+	case sen.Master == "" && len(sen.Addrs) == 0:
+		return redis.NewClient(opts), nil
+	case sen.Master == "" || len(sen.Addrs) == 0:
+		return nil, fmt.Errorf("sentinel: give both the sentinels' addresses and the master's name, or neither")
+	}
+	return redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:       sen.Master,
+		SentinelAddrs:    sen.Addrs,
+		SentinelPassword: sen.Password,
+		ClientName:       opts.ClientName,
+		Protocol:         opts.Protocol,
+		Username:         opts.Username,
+		Password:         opts.Password,
+		DB:               opts.DB,
+		TLSConfig:        opts.TLSConfig,
+		MaxRetries:       opts.MaxRetries,
+		MinRetryBackoff:  opts.MinRetryBackoff,
+		MaxRetryBackoff:  opts.MaxRetryBackoff,
+		DialTimeout:      opts.DialTimeout,
+		DialerRetries:    opts.DialerRetries,
+		ReadTimeout:      opts.ReadTimeout,
+		WriteTimeout:     opts.WriteTimeout,
+		PoolSize:         opts.PoolSize,
+		PoolTimeout:      opts.PoolTimeout,
+		MinIdleConns:     opts.MinIdleConns,
+		MaxIdleConns:     opts.MaxIdleConns,
+		MaxActiveConns:   opts.MaxActiveConns,
+		ConnMaxIdleTime:  opts.ConnMaxIdleTime,
+		ConnMaxLifetime:  opts.ConnMaxLifetime,
+	}), nil
+}
+
+// CheckServer asks the Redis the store reaches whether warren can use it,
+// as a process starts: a Redis Cluster node is refused (ErrCluster), and a
+// primary with fewer replicas than WaitReplicas is logged, since no
+// submission is accepted until enough of them connect.
+func (s *Store) CheckServer(ctx context.Context) error {
+	info, err := s.rdb.Info(ctx, "cluster", "replication").Result()
+	if err != nil {
+		return unavailable("check redis", err)
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			fields[k] = v
+		}
+	}
+	if fields["cluster_enabled"] == "1" {
+		return fmt.Errorf("redis at %s: %w", redact.URL(s.cfg.URL), ErrCluster)
+	}
+	if n, _ := strconv.Atoi(fields["connected_slaves"]); n < s.cfg.WaitReplicas {
+		s.log.Warn("redis has fewer replicas than writes wait for: no job is accepted until enough connect",
+			"replicas", n, "wait_replicas", s.cfg.WaitReplicas)
+	}
+	return nil
 }
 
 // Close releases the store's connections.
@@ -142,11 +255,28 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // unavailable wraps a Redis error so callers can tell an outage apart.
 func unavailable(op string, err error) error {
-	var reply redis.Error // Redis answered, with an error: not an outage
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &reply) {
+	var reply redis.Error // Redis answered, with an error: not an outage, unless it says so
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &reply) && !transient(err) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+// transientReplies are the errors with which a Redis says it cannot take
+// the command now, though it may soon: a replica a failover is turning into
+// the primary (or the old primary, not yet told it is one no more), a
+// primary short of the replicas min-replicas-to-write asks for, a server
+// loading its data.
+var transientReplies = []string{"READONLY", "NOREPLICAS", "LOADING", "MASTERDOWN", "TRYAGAIN", "BUSY"}
+
+// transient reports whether err is one of transientReplies.
+func transient(err error) bool {
+	for _, p := range transientReplies {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // ms is how times are stored: Unix milliseconds as decimal text.

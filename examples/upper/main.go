@@ -71,13 +71,15 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	broker, err := queue.New(queue.Config{URL: cfg.AMQPURL, TLS: amqpTLS, Namespace: cfg.Namespace, Logger: log, Name: "upper"})
+	broker, err := queue.New(queue.Config{URL: cfg.AMQPURL, TLS: amqpTLS, Namespace: cfg.Namespace, Logger: log, Name: "upper", QuorumGroupSize: cfg.AMQPQuorumGroupSize})
 	if err != nil {
 		return err
 	}
 	st, err := store.New(store.Config{
 		URL: cfg.RedisURL, TLS: redisTLS, Namespace: cfg.Namespace, Logger: log,
 		Retention: cfg.Store.Retention.Std(), IdempotencyWindow: cfg.Store.IdempotencyWindow.Std(),
+		Sentinel:     store.Sentinel{Addrs: cfg.Redis.Sentinel.Addrs, Master: cfg.Redis.Sentinel.Master, Password: cfg.Redis.Sentinel.Password},
+		WaitReplicas: cfg.Redis.WaitReplicas, WaitTimeout: cfg.Redis.WaitTimeout.Std(),
 	})
 	if err != nil {
 		return err

@@ -468,6 +468,11 @@ type Redis struct {
 	dir  string
 	bin  string
 	tls  *Certs
+	// conf is a config file redis-server reads first ("" for none), and
+	// args are arguments given after the defaults (sentinel.go: a
+	// replica's --replicaof, a Sentinel's --sentinel, a cluster node's).
+	conf string
+	args []string
 
 	mu   sync.Mutex
 	proc *serverProc // nil while stopped
@@ -479,6 +484,19 @@ type Redis struct {
 // here.
 func StartRedis(t testing.TB, opts ...ServerOptions) *Redis {
 	t.Helper()
+	r := newRedis(t)
+	if len(opts) > 0 {
+		r.tls = opts[0].TLS
+	}
+	r.Start(t)
+	return r
+}
+
+// newRedis returns a private redis-server, not started yet, that is killed
+// and deleted when the test ends. Under -short the test is skipped; without
+// redis-server it fails.
+func newRedis(t testing.TB) *Redis {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a private Redis; skipped under -short")
 	}
@@ -487,11 +505,7 @@ func StartRedis(t testing.TB, opts ...ServerOptions) *Redis {
 		t.Fatalf("private Redis: redis-server is not installed (apt-get install redis-server): %v", err)
 	}
 	r := &Redis{port: freePort(t), dir: t.TempDir(), bin: bin}
-	if len(opts) > 0 {
-		r.tls = opts[0].TLS
-	}
 	t.Cleanup(func() { r.cleanup(t) })
-	r.Start(t)
 	return r
 }
 
@@ -522,7 +536,10 @@ func (r *Redis) Start(t testing.TB) {
 			"--tls-ca-cert-file", c.CAFile, "--tls-auth-clients", "yes",
 		}
 	}
-	cmd := exec.Command(r.bin, append(ports,
+	if r.conf != "" {
+		ports = append([]string{r.conf}, ports...)
+	}
+	cmd := exec.Command(r.bin, append(append(ports,
 		"--bind", "127.0.0.1",
 		"--protected-mode", "yes",
 		"--dir", r.dir,
@@ -531,7 +548,7 @@ func (r *Redis) Start(t testing.TB) {
 		"--save", "",
 		"--daemonize", "no",
 		"--logfile", "",
-	)...)
+	), r.args...)...)
 	cmd.Dir = r.dir
 	proc, err := startProc(cmd, filepath.Join(r.dir, "redis.log"))
 	if err != nil {

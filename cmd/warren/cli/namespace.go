@@ -13,7 +13,6 @@ import (
 	"github.com/warrenhq/warren/internal/redact"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
-	"github.com/warrenhq/warren/store"
 )
 
 func (a *app) namespaceCmd() *cobra.Command {
@@ -116,10 +115,6 @@ func (a *app) deleteNamespace(ctx context.Context, cfg config.Config, o namespac
 	if err != nil {
 		return err
 	}
-	redisTLS, err := cfg.RedisTLSConfig()
-	if err != nil {
-		return err
-	}
 	mgmt, err := queue.NewManagementTLS(cfg.ManagementURL, cfg.AMQPURL, amqpTLS)
 	if err != nil {
 		return fmt.Errorf("management_url: %w", err)
@@ -129,7 +124,7 @@ func (a *app) deleteNamespace(ctx context.Context, cfg config.Config, o namespac
 		return fmt.Errorf("RabbitMQ: %w", err)
 	}
 	defer sw.Close()
-	st, err := store.New(store.Config{URL: cfg.RedisURL, TLS: redisTLS, Namespace: o.Namespace, Logger: log})
+	st, err := openStore(ctx, cfg, o.Namespace, log)
 	if err != nil {
 		return err
 	}

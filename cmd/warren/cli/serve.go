@@ -59,26 +59,15 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	if err != nil {
 		return nil, err
 	}
-	redisTLS, err := cfg.RedisTLSConfig()
-	if err != nil {
-		return nil, err
-	}
 	mgmt, err := queue.NewManagementTLS(cfg.ManagementURL, cfg.AMQPURL, amqpTLS)
 	if err != nil {
 		return nil, fmt.Errorf("management_url: %w", err)
 	}
-	b, err := queue.New(queue.Config{URL: cfg.AMQPURL, TLS: amqpTLS, Namespace: cfg.Namespace, Logger: log, Name: "warren-" + name})
+	b, err := queue.New(queue.Config{URL: cfg.AMQPURL, TLS: amqpTLS, Namespace: cfg.Namespace, Logger: log, Name: "warren-" + name, QuorumGroupSize: cfg.AMQPQuorumGroupSize})
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.New(store.Config{
-		URL:               cfg.RedisURL,
-		TLS:               redisTLS,
-		Namespace:         cfg.Namespace,
-		Retention:         cfg.Store.Retention.Std(),
-		IdempotencyWindow: cfg.Store.IdempotencyWindow.Std(),
-		Logger:            log,
-	})
+	st, err := openStore(ctx, cfg, cfg.Namespace, log)
 	if err != nil {
 		return nil, err
 	}
