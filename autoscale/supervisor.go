@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/warrenhq/warren/jobs"
 )
 
 // Observer measures a pool for a decision.
@@ -67,6 +69,19 @@ type SupervisorConfig struct {
 	// HealthAddrEnv is the environment variable that tells a worker
 	// process where to serve, such as WARREN_HEALTH_ADDR.
 	HealthAddrEnv string
+	// Leases, if set, lets the supervisor run a pool's processes only while
+	// it holds the pool's lease there, so that several supervisors can be
+	// configured for the same pools (see Leases). Nil means it runs every
+	// pool it is given, as their only supervisor.
+	Leases Leases
+	// Holder names the supervisor in the leases; it must be unique among
+	// the supervisors of a namespace. Empty means jobs.NewProcessID().
+	Holder string
+	// LeaseTTL is how long a pool's lease lasts unless renewed; zero means
+	// 10s. A standby takes a dead holder's pools over within 4/3 of it, and
+	// a holder that cannot renew stops its processes 3/4 of it after the
+	// last renewal it sent that succeeded.
+	LeaseTTL time.Duration
 }
 
 // PoolStatus is what the supervisor last did for a pool.
@@ -90,6 +105,12 @@ type PoolStatus struct {
 	Min         int           `json:"min"`
 	Max         int           `json:"max"`
 	Recommended int           `json:"recommended"`
+	// Lease is LeaseHeld or LeaseWaiting when the supervisor keeps leases
+	// (SupervisorConfig.Leases), and empty when it does not.
+	Lease string `json:"lease,omitempty"`
+	// LeaseHolder is who holds the pool's lease, as last seen: this
+	// supervisor, or the one it waits for.
+	LeaseHolder string `json:"lease_holder,omitempty"`
 	// Policy is the pool's policy, defaults filled in, for a Reporter to
 	// publish; /status shows its Min, Max and Interval above.
 	Policy Policy `json:"-"`
@@ -126,20 +147,30 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 		}
 		cfg.Pools[i].Policy = p.Policy.WithDefaults()
 	}
+	if cfg.LeaseTTL < 0 {
+		return nil, fmt.Errorf("supervisor: lease TTL %s is negative", cfg.LeaseTTL)
+	}
+	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 10*time.Second)
+	cfg.Holder = cmp.Or(cfg.Holder, jobs.NewProcessID())
 	cfg.StopGrace = cmp.Or(cfg.StopGrace, 40*time.Second)
 	cfg.RestartMin = cmp.Or(cfg.RestartMin, time.Second)
 	cfg.RestartMax = cmp.Or(cfg.RestartMax, 30*time.Second)
 	cfg.Stdout = cmp.Or(cfg.Stdout, os.Stdout)
 	cfg.Stderr = cmp.Or(cfg.Stderr, os.Stderr)
 	s := &Supervisor{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), status: map[string]PoolStatus{}, procs: map[*process]Process{}}
+	lease := ""
+	if cfg.Leases != nil {
+		lease = LeaseWaiting
+	}
 	for _, p := range cfg.Pools {
-		s.status[p.Name] = PoolStatus{Pool: p.Name, Min: p.Policy.Min, Max: p.Policy.Max, Interval: p.Policy.Interval, Policy: p.Policy}
+		s.status[p.Name] = PoolStatus{Pool: p.Name, Min: p.Policy.Min, Max: p.Policy.Max, Interval: p.Policy.Interval, Policy: p.Policy, Lease: lease}
 	}
 	return s, nil
 }
 
 // Run supervises until ctx is done, then stops every worker process
-// (SIGTERM, then SIGKILL after StopGrace) and returns once all have exited.
+// (SIGTERM, then SIGKILL after StopGrace), gives up the pools' leases, and
+// returns once all have exited.
 func (s *Supervisor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, p := range s.cfg.Pools {
@@ -184,6 +215,9 @@ type process struct {
 }
 
 // poolRunner owns one pool's processes; only its goroutine touches them.
+// That goroutine never waits on the network: the measurements, the reports
+// and the lease run beside it (bg, keepLease) and hand it their outcomes, so
+// that it acts on a lost lease in time, whatever hangs.
 type poolRunner struct {
 	s    *Supervisor
 	spec PoolSpec
@@ -195,19 +229,63 @@ type poolRunner struct {
 	exits   chan *process
 	crashes int       // crashes in a row, for the restart backoff
 	restart time.Time // no start before this, after a crash
+
+	bg        sync.WaitGroup   // the measurement and the report under way
+	measured  chan measurement // the measurement's outcome; room for one
+	measuring bool
+	reported  chan struct{} // the report's end; room for one
+	reporting bool
+	again     bool // a decision was made while a report was under way
+
+	holding      bool      // the runner holds the pool's lease (or keeps none)
+	until        time.Time // when a held lease must be taken as lost, unless renewed
+	waitingFor   string    // the holder a standby last saw
+	leaseFailing bool      // the last attempt on the lease failed
+}
+
+// measurement is what an Observer said of the pool.
+type measurement struct {
+	obs Observation
+	err error
 }
 
 func (r *poolRunner) run(ctx context.Context) {
-	r.scaler, _ = NewScaler(r.spec.Policy) // validated by NewSupervisor
 	r.exits = make(chan *process)
-	r.size = r.spec.Policy.Min
-	defer r.stopAll()
+	r.measured = make(chan measurement, 1)
+	r.reported = make(chan struct{}, 1)
+	answers := make(chan leaseAnswer)
+	lapse := time.NewTimer(0)
+	lapse.Stop()
+	defer lapse.Stop()
+	keeping := make(chan struct{})
+	kctx, stopKeeping := context.WithCancel(ctx)
+	if r.s.cfg.Leases == nil {
+		close(keeping)
+		r.gain(ctx) // without leases the supervisor runs every pool it has
+	} else {
+		go func() {
+			defer close(keeping)
+			r.keepLease(kctx, answers)
+		}()
+	}
+	defer func() {
+		// The order makes the hand-over safe: the processes are told to
+		// stop (they take no new jobs), the keeper ends (it would renew the
+		// lease), and only then is the lease given up for a standby to
+		// take while the processes drain.
+		r.signalAll()
+		stopKeeping()
+		<-keeping
+		r.release(ctx)
+		r.waitAll()
+		r.bg.Wait()
+	}()
 
 	tick := time.NewTicker(r.spec.Policy.Interval)
 	defer tick.Stop()
 	wake := time.NewTimer(0) // for restarts after a backoff
 	defer wake.Stop()
-	decided := r.decide(ctx)
+	decided := false
 	for {
 		r.reconcile(ctx, wake)
 		if decided {
@@ -218,7 +296,19 @@ func (r *poolRunner) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			decided = r.decide(ctx)
+			r.measure(ctx)
+		case m := <-r.measured:
+			r.measuring = false
+			decided = r.decide(ctx, m)
+		case <-r.reported:
+			r.reporting = false
+			if r.again {
+				r.report(ctx)
+			}
+		case a := <-answers:
+			r.leased(ctx, a, lapse)
+		case <-lapse.C:
+			r.lapsed()
 		case p := <-r.exits:
 			r.exited(p)
 		case <-wake.C:
@@ -226,12 +316,29 @@ func (r *poolRunner) run(ctx context.Context) {
 	}
 }
 
-// decide measures the pool and sets the size it should have; it reports
-// whether it could.
-func (r *poolRunner) decide(ctx context.Context) bool {
-	octx, cancel := context.WithTimeout(ctx, max(r.spec.Policy.Interval, 2*time.Second))
-	obs, err := r.s.cfg.Observer.Observe(octx, r.spec.Name)
-	cancel()
+// measure asks the Observer about the pool beside the runner's loop, unless
+// a measurement is under way or the runner does not hold the pool.
+func (r *poolRunner) measure(ctx context.Context) {
+	if r.measuring || !r.holds() {
+		return
+	}
+	r.measuring = true
+	r.bg.Go(func() {
+		octx, cancel := context.WithTimeout(ctx, max(r.spec.Policy.Interval, 2*time.Second))
+		defer cancel()
+		obs, err := r.s.cfg.Observer.Observe(octx, r.spec.Name)
+		r.measured <- measurement{obs, err}
+	})
+}
+
+// decide sets the size the pool should have from a measurement; it reports
+// whether it could. A measurement that ends after the lease was lost
+// decides nothing.
+func (r *poolRunner) decide(ctx context.Context, m measurement) bool {
+	if !r.holds() {
+		return false
+	}
+	obs, err := m.obs, m.err
 	if err != nil {
 		if ctx.Err() == nil {
 			// Without a measurement the size stays as it is: scaling down a
@@ -259,21 +366,33 @@ func (r *poolRunner) decide(ctx context.Context) bool {
 	return true
 }
 
-// report tells the Reporter the pool's status once its processes have
-// been started or stopped after a decision.
+// report tells the Reporter the pool's status, beside the runner's loop,
+// once its processes have been started or stopped after a decision. While a
+// report is under way the next waits for it (one at a time, the newest
+// last); a runner that does not hold the pool reports nothing, since the
+// holder reports it.
 func (r *poolRunner) report(ctx context.Context) {
 	rep := r.s.cfg.Reporter
-	if rep == nil {
+	r.again = false
+	if rep == nil || !r.holds() {
 		return
 	}
+	if r.reporting {
+		r.again = true
+		return
+	}
+	r.reporting = true
 	r.s.mu.Lock()
 	st := r.s.status[r.spec.Name]
 	r.s.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := rep.Report(rctx, r.spec.Name, st); err != nil && ctx.Err() == nil {
-		r.log.Warn("cannot report the decision", "err", err)
-	}
+	r.bg.Go(func() {
+		defer func() { r.reported <- struct{}{} }()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := rep.Report(rctx, r.spec.Name, st); err != nil && ctx.Err() == nil {
+			r.log.Warn("cannot report the decision", "err", err)
+		}
+	})
 }
 
 // reconcile starts or stops processes until as many run as the size says.
@@ -293,6 +412,11 @@ func (r *poolRunner) reconcile(ctx context.Context, wake *time.Timer) {
 		}
 	}
 	for ; running < r.size; running++ {
+		if !r.holds() {
+			// The lease ran out and the lapse timer has not fired yet:
+			// start nothing, lose() follows.
+			break
+		}
 		if wait := time.Until(r.restart); wait > 0 {
 			wake.Reset(wait)
 			break
@@ -387,13 +511,17 @@ func (r *poolRunner) crashed() {
 	r.crashes++
 }
 
-// stopAll stops every process and waits until all have exited.
-func (r *poolRunner) stopAll() {
+// signalAll tells every process to stop.
+func (r *poolRunner) signalAll() {
 	for _, p := range r.procs {
 		if !p.stopping {
 			r.stop(p)
 		}
 	}
+}
+
+// waitAll waits until every process has exited.
+func (r *poolRunner) waitAll() {
 	for len(r.procs) > 0 {
 		p := <-r.exits
 		r.procs = slices.DeleteFunc(r.procs, func(q *process) bool { return q == p })

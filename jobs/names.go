@@ -107,6 +107,12 @@ func (ns Namespace) RescuedKey(pool string, minute int64) string {
 // a time does it per namespace.
 func (ns Namespace) RescuerKey() string { return string(ns) + ":rescuer" }
 
+// SupervisorKey is the Redis string holding a pool's supervisor lease: the
+// id of the `warren autoscale` process that runs the pool's worker
+// processes, with an expiry, so that of several supervisors configured for
+// the pool one at a time does.
+func (ns Namespace) SupervisorKey(pool string) string { return string(ns) + ":supervisor:" + pool }
+
 // AutoscaleKey is the Redis hash in which autoscalers publish each pool's
 // replica counts: field = pool, value = JSON.
 func (ns Namespace) AutoscaleKey() string { return string(ns) + ":autoscale" }

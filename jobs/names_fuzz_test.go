@@ -188,7 +188,7 @@ func FuzzNamespaceValidate(f *testing.F) {
 		const id = "01a21480-02c3-71b4-a283-a008d207c224"
 		for _, k := range []string{ns.KeyPrefix(), ns.JobKey(id), ns.TypesKey(), ns.ArtifactKey(id),
 			ns.WorkerKey("w"), ns.WaitingKey(longestPool), ns.RunningKey(longestPool), ns.StartedKey(),
-			ns.RescuedKey(longestPool, math.MaxInt64), ns.RescuerKey(), ns.AutoscaleKey(), ns.AutoscaleDecisionsKey(longestPool), ns.EventsChannel(), ns.DoneChannel(id)} {
+			ns.RescuedKey(longestPool, math.MaxInt64), ns.RescuerKey(), ns.SupervisorKey(longestPool), ns.AutoscaleKey(), ns.AutoscaleDecisionsKey(longestPool), ns.EventsChannel(), ns.DoneChannel(id)} {
 			if before, _, _ := strings.Cut(k, ":"); before != s {
 				t.Errorf("Redis key %q does not start with namespace %q and a colon", k, s)
 			}

@@ -19,7 +19,7 @@ func TestProtocolDocHoldsTheScripts(t *testing.T) {
 		"create": createLua, "discard": discardLua, "start": startLua,
 		"finish": finishLua, "progress": progressLua, "declare": declareLua, "cancel": cancelLua, "revive": reviveLua,
 		"oldest waiting": oldestLua, "overdue": overdueLua, "orphaned": orphanedLua, "rescue": rescueLua,
-		"rescuer lease": leaseLua, "pause": pauseLua, "resume": resumeLua, "scaling report": reportLua,
+		"rescuer lease": leaseLua, "supervisor lease": poolLeaseLua, "pause": pauseLua, "resume": resumeLua, "scaling report": reportLua,
 	} {
 		if !strings.Contains(flat(string(doc)), flat(src)) {
 			t.Errorf("docs/protocol.md lacks the %s script as the store has it", name)

@@ -40,7 +40,11 @@ pools.NAME.command, started with the WARREN_* settings in its environment.
 
 Surplus processes get SIGTERM and drain; a process that exits on its own is
 restarted with backoff; SIGTERM or Ctrl-C stops them all, and if the
-supervisor is killed they get SIGTERM from the kernel. Each decision is
+supervisor is killed they get SIGTERM from the kernel.
+
+Several supervisors may run for the same pools, on one machine or many:
+each pool's processes run under the one that holds the pool's lease in
+Redis (supervisor.lease_ttl), and the others wait to take it over. Each decision is
 logged with its inputs and shown by 'warren queues'; 'warren scaling' shows
 the policies and the recent decisions with their reasons.`,
 		Example: `  warren autoscale
@@ -134,9 +138,13 @@ func (s *stack) newSupervisor(a *app, names []string) (*autoscale.Supervisor, er
 		})
 	}
 	return autoscale.NewSupervisor(autoscale.SupervisorConfig{
-		Pools:     pools,
-		Observer:  &poolObserver{broker: s.broker, store: s.store, mgmt: s.mgmt, cfg: cfg},
-		Reporter:  replicaReporter{s.store},
+		Pools:    pools,
+		Observer: &poolObserver{broker: s.broker, store: s.store, mgmt: s.mgmt, cfg: cfg},
+		Reporter: replicaReporter{s.store},
+		// Other supervisors of the namespace may be configured for the
+		// same pools: each pool runs under whoever holds its lease.
+		Leases:    s.store,
+		LeaseTTL:  cfg.Supervisor.LeaseTTL.Std(),
 		Logger:    s.log.With("component", "autoscale"),
 		StopGrace: cfg.Worker.ShutdownGrace.Std() + shutdownTimeout,
 		SocketDir: sockets,
