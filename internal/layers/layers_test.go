@@ -31,7 +31,7 @@ var rank = map[string]int{
 
 	"cmd/warren/cli": 7, "examples/upper": 7,
 
-	"cmd/warren": 8,
+	"cmd/warren": 8, "ha": 8,
 }
 
 // amqpAllowed may import amqp091-go besides queue: what checks the broker
