@@ -44,6 +44,7 @@ const (
 	poolsDir   = "k8s/pools"
 	rabbitDir  = "k8s/rabbitmq"
 	promDir    = "k8s/prometheus"
+	clusterDir = "overlays/cluster"
 	configFile = "k8s/warren.yaml"
 	secretFile = "k8s/secret.example.yaml"
 	// k8sNamespace is the Kubernetes namespace the kustomizations set.
@@ -139,84 +140,66 @@ func TestRenderLeavesOutPoolsNotEnabled(t *testing.T) {
 	}
 }
 
-// TestManifestsDecodeStrictly builds the kustomizations under deploy/k8s and
+// TestManifestsDecodeStrictly builds every kustomization under deploy/ (the
+// base, its optional parts and the overlays, including any added later) and
 // decodes every object, and every file on its own, into its Kubernetes type
-// (or, for KEDA and the RabbitMQ operator, into the documented fields below),
-// refusing unknown and misspelt fields; then it checks that the objects
-// refer to each other correctly.
+// (or, for the CRDs of KEDA and the operators, into the documented fields
+// below), refusing unknown and misspelt fields; then it checks that the
+// objects refer to each other correctly, and what each kustomization is for.
 func TestManifestsDecodeStrictly(t *testing.T) {
-	secretKeys := exampleSecretKeys(t)
+	secrets := map[string][]string{deploy.SecretName: exampleSecretKeys(t)}
 	cfg := repoConfig(t)
+	dirs := kustomizationDirs(t)
+	baseBuild := build(t, baseDir)
+	baseObjs := decodeAll(t, baseBuild)
+
+	// What each kustomization must hold beyond decoding strictly, given its
+	// build and the objects decoded from it. A kustomization not listed is
+	// still built and decoded.
+	checks := map[string]func(t *testing.T, b []byte, objs []any){
+		baseDir:   func(t *testing.T, _ []byte, objs []any) { checkBase(t, cfg, objs, secrets) },
+		rabbitDir: func(t *testing.T, _ []byte, objs []any) { checkRabbitDir(t, objs) },
+		promDir: func(t *testing.T, _ []byte, objs []any) {
+			for _, o := range objs {
+				pm, ok := o.(*podMonitor)
+				if !ok {
+					t.Errorf("unexpected %T", o)
+					continue
+				}
+				checkNamespace(t, pm.Kind, pm.Metadata.Name, pm.Metadata.Namespace)
+				checkPodMonitor(t, pm, baseObjs)
+			}
+		},
+		clusterDir: func(t *testing.T, b []byte, objs []any) {
+			checkCluster(t, cfg, objs, objectNames(t, b), objectNames(t, baseBuild), secrets)
+		},
+	}
+	for dir := range checks {
+		if !slices.Contains(dirs, dir) {
+			t.Errorf("%s has no kustomization.yaml, so its checks did not run", dir)
+		}
+	}
 
 	t.Run("files", func(t *testing.T) {
-		err := filepath.WalkDir(baseDir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
-				return err
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			switch {
-			case path == configFile:
-				// Read strictly by repoConfig.
-			case filepath.Base(path) == "kustomization.yaml":
-				var k types.Kustomization
-				if err := yaml.UnmarshalStrict(b, &k); err != nil {
-					t.Errorf("%s: %v", path, err)
-				}
-			default:
-				for i, doc := range splitDocs(t, b) {
-					if _, err := decodeStrict(doc); err != nil {
-						t.Errorf("%s, document %d: %v", path, i+1, err)
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
+		for _, dir := range dirs {
+			checkFiles(t, dir)
 		}
 	})
 
-	t.Run("kustomize", func(t *testing.T) {
-		base := build(t, baseDir)
-		objs := decodeAll(t, base)
-		checkBase(t, cfg, objs, secretKeys)
-
-		rabbit := decodeAll(t, build(t, rabbitDir))
-		var clusters int
-		for _, o := range rabbit {
-			rc, ok := o.(*rabbitmqCluster)
-			if !ok {
-				t.Errorf("rabbitmq/: unexpected %T", o)
-				continue
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Log("kubectl is not on PATH, so `kubectl kustomize` was not tried (the kustomize library builds below were)")
+	}
+	for _, dir := range dirs {
+		t.Run("kustomize/"+dir, func(t *testing.T) {
+			b := build(t, dir)
+			objs := decodeAll(t, b)
+			if check := checks[dir]; check != nil {
+				check(t, b, objs)
 			}
-			clusters++
-			if rc.Metadata.Namespace != k8sNamespace || rc.Spec.Replicas == nil || *rc.Spec.Replicas != 3 {
-				t.Errorf("RabbitmqCluster %s: want 3 replicas in namespace %s, got %+v", rc.Metadata.Name, k8sNamespace, rc.Spec.Replicas)
+			if kubectl == "" {
+				return
 			}
-		}
-		if clusters != 1 {
-			t.Errorf("rabbitmq/ builds %d RabbitmqClusters, want 1", clusters)
-		}
-
-		for _, o := range decodeAll(t, build(t, promDir)) {
-			pm, ok := o.(*podMonitor)
-			if !ok {
-				t.Errorf("prometheus/: unexpected %T", o)
-				continue
-			}
-			checkNamespace(t, pm.Kind, pm.Metadata.Name, pm.Metadata.Namespace)
-			checkPodMonitor(t, pm, objs)
-		}
-
-		kubectl, err := exec.LookPath("kubectl")
-		if err != nil {
-			t.Log("kubectl is not on PATH, so `kubectl kustomize` was not tried (the kustomize library build above was)")
-			return
-		}
-		for dir, want := range map[string][]byte{baseDir: base, rabbitDir: build(t, rabbitDir), promDir: build(t, promDir)} {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			out, err := exec.CommandContext(ctx, kubectl, "kustomize", dir).Output()
 			cancel()
@@ -225,14 +208,114 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 				if errors.As(err, &ee) {
 					err = errors.New(string(ee.Stderr))
 				}
-				t.Errorf("kubectl kustomize %s: %v", dir, err)
-				continue
+				t.Fatalf("kubectl kustomize %s: %v", dir, err)
 			}
-			if d := cmp.Diff(objectNames(t, want), objectNames(t, out)); d != "" {
+			if d := cmp.Diff(objectNames(t, b), objectNames(t, out)); d != "" {
 				t.Errorf("kubectl kustomize %s builds other objects than the kustomize library (-library +kubectl):\n%s", dir, d)
 			}
+		})
+	}
+}
+
+// kustomizationDirs lists the directories under deploy/ that hold a
+// kustomization.yaml, in order.
+func kustomizationDirs(t *testing.T) []string {
+	t.Helper()
+	var dirs []string
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "kustomization.yaml" {
+			dirs = append(dirs, filepath.Dir(path))
 		}
+		return err
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dirs) == 0 {
+		t.Fatal("no kustomization.yaml under deploy/")
+	}
+	return dirs
+}
+
+// checkFiles decodes each YAML file of dir strictly on its own: the
+// kustomization, every manifest and strategic-merge patch (a partial object),
+// and every JSON patch.
+func checkFiles(t *testing.T, dir string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case path == configFile:
+			// Read strictly by repoConfig.
+		case filepath.Base(path) == "kustomization.yaml":
+			var k types.Kustomization
+			if err := yaml.UnmarshalStrict(b, &k); err != nil {
+				t.Errorf("%s: %v", path, err)
+			}
+		default:
+			for i, doc := range splitDocs(t, b) {
+				if err := decodeFileDoc(doc); err != nil {
+					t.Errorf("%s, document %d: %v", path, i+1, err)
+				}
+			}
+		}
+	}
+}
+
+// decodeFileDoc decodes one document of a file: a JSON patch (a YAML list)
+// or an object.
+func decodeFileDoc(doc []byte) error {
+	j, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(bytes.TrimSpace(j), []byte("[")) {
+		_, err := decodeStrict(doc)
+		return err
+	}
+	var ops []struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		From  string `json:"from,omitempty"`
+		Value any    `json:"value,omitempty"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ops); err != nil {
+		return err
+	}
+	for _, op := range ops {
+		if !slices.Contains([]string{"add", "remove", "replace", "move", "copy", "test"}, op.Op) || !strings.HasPrefix(op.Path, "/") {
+			return errors.New("JSON patch operation " + strconv.Quote(op.Op) + " on " + strconv.Quote(op.Path) + " is not one RFC 6902 defines")
+		}
+	}
+	return nil
+}
+
+// checkRabbitDir checks deploy/k8s/rabbitmq: one three-node cluster.
+func checkRabbitDir(t *testing.T, objs []any) {
+	var clusters int
+	for _, o := range objs {
+		rc, ok := o.(*rabbitmqCluster)
+		if !ok {
+			t.Errorf("unexpected %T", o)
+			continue
+		}
+		clusters++
+		if rc.Metadata.Namespace != k8sNamespace || rc.Spec.Replicas == nil || *rc.Spec.Replicas != 3 {
+			t.Errorf("RabbitmqCluster %s: want 3 replicas in namespace %s, got %+v", rc.Metadata.Name, k8sNamespace, rc.Spec.Replicas)
+		}
+	}
+	if clusters != 1 {
+		t.Errorf("builds %d RabbitmqClusters, want 1", clusters)
+	}
 }
 
 // TestRenderScaleToZeroWithAge renders a pool that scales from zero and on
@@ -475,9 +558,10 @@ func TestWriteAndDiff(t *testing.T) {
 	}
 }
 
-// checkBase checks how the objects of the base kustomization refer to each
-// other and to the Secret the user creates.
-func checkBase(t *testing.T, cfg config.Config, objs []any, secretKeys []string) {
+// checkBase checks how the objects of the base kustomization (or the warren
+// part of an overlay) refer to each other and to the Secrets they read:
+// secrets maps each Secret they may read to its keys.
+func checkBase(t *testing.T, cfg config.Config, objs []any, secrets map[string][]string) {
 	t.Helper()
 	deployments := map[string]*appsv1.Deployment{}
 	triggerAuths := map[string]bool{}
@@ -496,8 +580,8 @@ func checkBase(t *testing.T, cfg config.Config, objs []any, secretKeys []string)
 			triggerAuths[o.Metadata.Name] = true
 			checkNamespace(t, o.Kind, o.Metadata.Name, o.Metadata.Namespace)
 			for _, r := range o.Spec.SecretTargetRef {
-				if r.Name != deploy.SecretName || !slices.Contains(secretKeys, r.Key) {
-					t.Errorf("TriggerAuthentication %s reads %s/%s, which secret.example.yaml does not have", o.Metadata.Name, r.Name, r.Key)
+				if !slices.Contains(secrets[r.Name], r.Key) {
+					t.Errorf("TriggerAuthentication %s reads %s/%s, which is not a known Secret key", o.Metadata.Name, r.Name, r.Key)
 				}
 			}
 		case *corev1.ConfigMap:
@@ -554,11 +638,14 @@ func checkBase(t *testing.T, cfg config.Config, objs []any, secretKeys []string)
 		}
 		for _, c := range pod.Containers {
 			for _, e := range c.Env {
+				if strings.HasPrefix(e.Name, "WARREN_") && !isSetting(e.Name) {
+					t.Errorf("Deployment %s: %s is not a variable warren reads (config.Settings)", dep.Name, e.Name)
+				}
 				if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
 					continue
 				}
-				if r := e.ValueFrom.SecretKeyRef; r.Name != deploy.SecretName || !slices.Contains(secretKeys, r.Key) {
-					t.Errorf("Deployment %s: %s reads %s/%s, which secret.example.yaml does not have", dep.Name, e.Name, r.Name, r.Key)
+				if r := e.ValueFrom.SecretKeyRef; !slices.Contains(secrets[r.Name], r.Key) {
+					t.Errorf("Deployment %s: %s reads %s/%s, which is not a known Secret key", dep.Name, e.Name, r.Name, r.Key)
 				}
 			}
 			warren := len(c.Args) > 0 && (c.Args[0] == "api" || c.Args[0] == "worker")
@@ -582,6 +669,23 @@ func checkBase(t *testing.T, cfg config.Config, objs []any, secretKeys []string)
 	if _, ok := deployments["warren-api"]; !ok {
 		t.Error("no warren-api Deployment in the build")
 	}
+}
+
+// isSetting says whether warren reads the variable name: a setting's, its
+// _FILE form for secrets, WARREN_CONFIG, or a pool's concurrency or prefetch.
+func isSetting(name string) bool {
+	if name == "WARREN_CONFIG" {
+		return true
+	}
+	if pool, ok := strings.CutPrefix(name, "WARREN_POOL_"); ok {
+		return strings.HasSuffix(pool, "_CONCURRENCY") || strings.HasSuffix(pool, "_PREFETCH")
+	}
+	for _, s := range config.Settings() {
+		if name == s.Env || s.Secret && name == s.Env+"_FILE" {
+			return true
+		}
+	}
+	return false
 }
 
 func checkNamespace(t *testing.T, kind, name, ns string) {
@@ -713,6 +817,10 @@ func decodeStrict(doc []byte) (any, error) {
 		into = &rabbitmqCluster{}
 	case "monitoring.coreos.com/v1 PodMonitor":
 		into = &podMonitor{}
+	case "redis.redis.opstreelabs.in/v1beta2 RedisReplication":
+		into = &redisReplication{}
+	case "redis.redis.opstreelabs.in/v1beta2 RedisSentinel":
+		into = &redisSentinel{}
 	default:
 		obj, _, err := strictCodec.Decode(doc, nil, nil)
 		if err != nil {
@@ -738,6 +846,13 @@ func decodeStrict(doc []byte) (any, error) {
 	return into, into.check()
 }
 
+// resourceHeader is what every object has: its type and its metadata.
+type resourceHeader struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   metav1.ObjectMeta `json:"metadata"`
+}
+
 // The types below mirror the fields that KEDA's documentation lists for
 // ScaledObject and TriggerAuthentication (keda.sh/v1alpha1), the RabbitMQ
 // Cluster Operator's for RabbitmqCluster (rabbitmq.com/v1beta1) and the
@@ -745,10 +860,8 @@ func decodeStrict(doc []byte) (any, error) {
 // those, so that a misspelt or unknown field fails to decode.
 
 type scaledObject struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Metadata   metav1.ObjectMeta `json:"metadata"`
-	Spec       scaledObjectSpec  `json:"spec"`
+	resourceHeader
+	Spec scaledObjectSpec `json:"spec"`
 }
 
 type scaledObjectSpec struct {
@@ -874,10 +987,8 @@ func (s *scaledObject) check() error {
 }
 
 type triggerAuthentication struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Metadata   metav1.ObjectMeta `json:"metadata"`
-	Spec       struct {
+	resourceHeader
+	Spec struct {
 		PodIdentity *struct {
 			Provider   string `json:"provider"`
 			IdentityID string `json:"identityId,omitempty"`
@@ -909,10 +1020,8 @@ func (a *triggerAuthentication) check() error {
 }
 
 type rabbitmqCluster struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Metadata   metav1.ObjectMeta `json:"metadata"`
-	Spec       struct {
+	resourceHeader
+	Spec struct {
 		Replicas         *int32                        `json:"replicas,omitempty"`
 		Image            string                        `json:"image,omitempty"`
 		ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
@@ -946,10 +1055,8 @@ func (c *rabbitmqCluster) check() error {
 }
 
 type podMonitor struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Metadata   metav1.ObjectMeta `json:"metadata"`
-	Spec       struct {
+	resourceHeader
+	Spec struct {
 		JobLabel          string               `json:"jobLabel,omitempty"`
 		PodTargetLabels   []string             `json:"podTargetLabels,omitempty"`
 		Selector          metav1.LabelSelector `json:"selector"`
