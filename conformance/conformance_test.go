@@ -3,8 +3,12 @@ package conformance_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,10 +22,14 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/warrenhq/warren/api"
+	"github.com/warrenhq/warren/client"
 	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/conformance"
 	"github.com/warrenhq/warren/internal/testenv"
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/workers"
 )
 
@@ -97,51 +105,63 @@ func TestPythonWorker(t *testing.T) {
 	script := requirePython(t)
 	t.Parallel()
 	conformance.Run(t, func(t *testing.T, env *testenv.Env) func() {
-		cmd := exec.Command(python, script)
-		// The settings as the supervisor hands them to a worker process it
-		// starts, so the Python worker reads the names Go writes.
-		cfg := config.Config{AMQPURL: testenv.AMQPURL(), RedisURL: testenv.RedisURL(), Namespace: env.NS,
-			Pools: map[string]config.Pool{conformance.Pool: {Concurrency: 4}}}
-		cmd.Env = append(os.Environ(), "WARREN_WORKER_ID=py-"+string(env.NS))
-		for k, v := range cfg.ChildEnv() {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s %s: %v", python, script, err)
-		}
-		var logs sync.WaitGroup
-		logs.Go(func() {
-			sc := bufio.NewScanner(stderr)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				t.Log("python: " + sc.Text())
-			}
-		})
-		exited := make(chan error, 1)
-		go func() {
-			logs.Wait() // Wait closes the pipe: read it all first
-			exited <- cmd.Wait()
-		}()
-		return func() {
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Errorf("SIGTERM the Python worker: %v", err)
-			}
-			select {
-			case err := <-exited:
-				if err != nil {
-					t.Errorf("the Python worker did not exit cleanly after SIGTERM: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-				t.Errorf("the Python worker did not stop within 20s of SIGTERM; killed it")
+		cfg := config.Default()
+		cfg.AMQPURL, cfg.RedisURL, cfg.Namespace = testenv.AMQPURL(), testenv.RedisURL(), env.NS
+		return runPython(t, script, "py-"+string(env.NS), cfg, nil)
+	})
+}
+
+// runPython starts the Python worker with cfg's settings as the supervisor
+// hands them to a worker process it starts (so that it reads the names Go
+// writes), its log in the test's (each line also given to line, unless
+// nil), and returns what stops it: SIGTERM, and the test fails unless it
+// exits 0 within 20s.
+func runPython(t *testing.T, script, id string, cfg config.Config, line func(string)) (stop func()) {
+	t.Helper()
+	cfg.Pools = map[string]config.Pool{conformance.Pool: {Concurrency: 4}}
+	cmd := exec.Command(python, script)
+	cmd.Env = append(os.Environ(), "WARREN_WORKER_ID="+id)
+	for k, v := range cfg.ChildEnv() {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s %s: %v", python, script, err)
+	}
+	var logs sync.WaitGroup
+	logs.Go(func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			t.Log("python: " + sc.Text())
+			if line != nil {
+				line(sc.Text())
 			}
 		}
 	})
+	exited := make(chan error, 1)
+	go func() {
+		logs.Wait() // Wait closes the pipe: read it all first
+		exited <- cmd.Wait()
+	}()
+	return func() {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Errorf("SIGTERM the Python worker: %v", err)
+		}
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("the Python worker did not exit cleanly after SIGTERM: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("the Python worker did not stop within 20s of SIGTERM; killed it")
+		}
+	}
 }
 
 // The Python worker reads its settings as the Go processes do: a URL may come
@@ -159,6 +179,14 @@ func TestPythonWorkerSettings(t *testing.T) {
 		return path
 	}
 	url, empty := file("url", "amqp://guest:guest@127.0.0.1:5672/\n"), file("empty", "\n")
+	// The messages the Go processes give for the same settings.
+	halfSentinel := config.Default()
+	halfSentinel.Redis.Sentinel.Addrs = []string{"127.0.0.1:26379"}
+	mixed := "amqp://guest:s3cr@127.0.0.1:1/,amqps://guest:s3cr@127.0.0.1:5671/"
+	_, mixedErr := queue.ParseURLs(mixed)
+	if halfSentinel.Validate() == nil || mixedErr == nil {
+		t.Fatalf("Go takes sentinel addrs without a master, or mixed schemes (%v)", mixedErr)
+	}
 	for name, tc := range map[string]struct {
 		env  []string
 		want string
@@ -185,6 +213,28 @@ func TestPythonWorkerSettings(t *testing.T) {
 			[]string{"WARREN_REDIS_URL=rediss://127.0.0.1:1/0", "WARREN_REDIS_TLS_CA_FILE=" + url},
 			"WARREN_REDIS_TLS_CA_FILE " + url + ":",
 		},
+		"sentinel addrs without master": {
+			[]string{"WARREN_REDIS_SENTINEL_ADDRS=127.0.0.1:26379"}, halfSentinel.Validate().Error(),
+		},
+		"sentinel master without addrs": {
+			[]string{"WARREN_REDIS_SENTINEL_MASTER=warren"}, halfSentinel.Validate().Error(),
+		},
+		"a sentinel addr without a port": {
+			[]string{"WARREN_REDIS_SENTINEL_ADDRS=127.0.0.1:26379,s2", "WARREN_REDIS_SENTINEL_MASTER=warren"},
+			`WARREN_REDIS_SENTINEL_ADDRS: "s2": want host:port`,
+		},
+		"sentinel over TLS": {
+			[]string{"WARREN_REDIS_SENTINEL_ADDRS=127.0.0.1:26379", "WARREN_REDIS_SENTINEL_MASTER=warren",
+				"WARREN_REDIS_URL=rediss://127.0.0.1:1/0"},
+			"cannot reach Redis through Sentinel over TLS",
+		},
+		// A comma in a password cuts the list into pieces that are not URLs.
+		"a malformed AMQP list": {
+			[]string{"WARREN_AMQP_URL=amqp://guest:s3cr,et@127.0.0.1:5672/"},
+			"WARREN_AMQP_URL: URL 1 is not a valid amqp:// or amqps:// URL (a comma separates the URLs of a cluster's nodes: write one in a password as %2C)",
+		},
+		"mixed schemes":   {[]string{"WARREN_AMQP_URL=" + mixed}, "WARREN_AMQP_URL: " + mixedErr.Error()},
+		"a negative wait": {[]string{"WARREN_REDIS_WAIT_REPLICAS=-1"}, "WARREN_REDIS_WAIT_REPLICAS must be at least 0"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -202,9 +252,221 @@ func TestPythonWorkerSettings(t *testing.T) {
 			if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
 				t.Errorf("exit %v, output %q; want exit 2 and %q", err, out, tc.want)
 			}
-			if strings.Contains(string(out), "guest:guest") {
+			if strings.Contains(string(out), "guest:guest") || strings.Contains(string(out), "s3cr") {
 				t.Errorf("the output shows the password: %q", out)
 			}
 		})
 	}
+}
+
+// The Python worker in a clustered deployment: WARREN_AMQP_URL lists a node
+// that is down besides the live one (in a random order), Redis is found
+// through Sentinel (WARREN_REDIS_URL names a port nothing listens on: only
+// its database counts), quorum queues it creates have a group size, and
+// outcomes wait for a replica (WARREN_REDIS_WAIT_REPLICAS=1). Jobs succeed;
+// after the primary is killed and its replica promoted, the outcome of a job
+// run while no replica is connected is stored but its message is held
+// unacknowledged until the old primary rejoins as a replica; then jobs
+// succeed again.
+//
+// The API is warren's api.Server in this process, on a queue.Broker and a
+// store.Store given the same AMQP list and Sentinel settings as `warren api`
+// gives them (cmd/warren/cli), rather than conformance.Run's fixture, whose
+// Env is bound to the shared servers. It waits for no replica, so that a job
+// is accepted while none is connected and the worker's own WAIT is what
+// holds it.
+func TestPythonWorkerSentinel(t *testing.T) {
+	testenv.RequireServices(t)
+	script := requirePython(t)
+	t.Parallel()
+	set := testenv.StartSentinelRedis(t)
+	ns := testenv.Namespace(t)
+	log := testenv.Logger(t)
+	nodes := []string{"amqp://guest:guest@127.0.0.1:1/", testenv.AMQPURL()}
+	rand.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
+	amqpURL := strings.Join(nodes, ",")
+	const redisURL = "redis://127.0.0.1:1/0"
+	sentinel := config.RedisSentinel{Addrs: set.Addrs(), Master: set.Master()}
+
+	b, err := queue.New(queue.Config{URL: amqpURL, Namespace: ns, Logger: log, Name: "test-" + string(ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.New(store.Config{URL: redisURL, Sentinel: store.Sentinel{Addrs: sentinel.Addrs, Master: sentinel.Master},
+		Namespace: ns, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The broker, first, declares the delay levels without a group size:
+	// the worker must take them as they are.
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := b.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+		_ = st.Close()
+	})
+	if err := b.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := config.Default()
+	cfg.AMQPURL, cfg.RedisURL, cfg.Namespace = amqpURL, redisURL, ns
+	cfg.AMQPQuorumGroupSize = 1
+	cfg.Redis.Sentinel, cfg.Redis.WaitReplicas = sentinel, 1
+	held := make(chan struct{}, 1)
+	t.Cleanup(runPython(t, script, "py-"+string(ns), cfg, func(line string) {
+		if strings.Contains(line, "cannot record the outcome") && strings.Contains(line, "0 of 1 replicas acknowledged") {
+			select {
+			case held <- struct{}{}:
+			default:
+			}
+		}
+	}))
+	testenv.Eventually(t, 30*time.Second, "the worker to declare "+conformance.TypeName, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := st.Type(ctx, conformance.TypeName)
+		return err == nil
+	})
+	srv, err := api.New(api.Config{Addr: "127.0.0.1:0", Logger: log}, b, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	c, err := client.New(client.Config{BaseURL: "http://" + srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// submit submits a job, again while the API answers 503 (the store
+	// finding the new primary), and returns its id.
+	submit := func() string {
+		t.Helper()
+		var id string
+		testenv.Eventually(t, 20*time.Second, "the API to take a job", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			j, _, err := c.Enqueue(ctx, client.JobRequest{Type: conformance.TypeName, Payload: json.RawMessage(`{"text":"a b c"}`)})
+			if err != nil {
+				t.Logf("submit: %v", err)
+				return false
+			}
+			id = j.ID
+			return true
+		})
+		return id
+	}
+	succeeded := func(id string) {
+		t.Helper()
+		var j *jobs.Job
+		testenv.Eventually(t, 30*time.Second, "job "+id+" to end", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			j, err = c.Get(ctx, id)
+			return err == nil && j.Status.Terminal()
+		})
+		var got conformance.Result
+		if j.Status != jobs.StatusSucceeded || json.Unmarshal(j.Result, &got) != nil || got != (conformance.Result{Words: 3, Lines: 1, Chars: 5}) {
+			t.Errorf("job %s: %s with result %s (error %+v), want succeeded with 3 words", id, j.Status, j.Result, j.Error)
+		}
+	}
+	batch := func() {
+		t.Helper()
+		var ids []string
+		for range 3 {
+			ids = append(ids, submit())
+		}
+		for _, id := range ids {
+			succeeded(id)
+		}
+	}
+
+	batch()
+	if got := managedQueue(t, ns.Queue(conformance.Pool)).Arguments["x-quorum-initial-group-size"]; got != float64(1) {
+		t.Errorf("the pool queue the worker created has group size %v, want 1", got)
+	}
+	if got, ok := managedQueue(t, ns.DelayQueue(0)).Arguments["x-quorum-initial-group-size"]; ok {
+		t.Errorf("the delay level the broker created has group size %v, want it left without", got)
+	}
+
+	old := set.PrimaryAddr()
+	killed := set.KillPrimary(t)
+	now := set.WaitFailover(t, old, 30*time.Second)
+	t.Logf("failover from %s to %s", old, now)
+	// The new primary has no replica: the outcome is stored, and held.
+	id := submit()
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not say it holds an outcome that no replica acknowledged")
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if j, err := st.Get(ctx, id); err != nil || j.Status != jobs.StatusSucceeded {
+		t.Fatalf("job %s held by the worker: %v (%v), want its outcome stored on the primary", id, j, err)
+	}
+	testenv.Eventually(t, 15*time.Second, "the held job's message to show unacknowledged", func() bool {
+		q := managedQueue(t, ns.Queue(conformance.Pool))
+		return q.Unacked == 1
+	})
+	set.Rejoin(t, killed)
+	testenv.Eventually(t, 30*time.Second, "the held job's message to be acknowledged once a replica is back", func() bool {
+		q := managedQueue(t, ns.Queue(conformance.Pool))
+		return q.Messages == 0 && q.Unacked == 0
+	})
+	succeeded(id)
+	batch()
+}
+
+// queueState is what the management API says of a queue (its message
+// counts are sampled every few seconds).
+type queueState struct {
+	Arguments map[string]any `json:"arguments"`
+	Messages  int            `json:"messages"`
+	Unacked   int            `json:"messages_unacknowledged"`
+}
+
+// managedQueue asks the shared broker's management API about a queue.
+func managedQueue(t *testing.T, name string) queueState {
+	t.Helper()
+	base, err := url.Parse(testenv.ManagementURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := base.User.Password()
+	user := base.User.Username()
+	base.User = nil
+	req, err := http.NewRequest(http.MethodGet, base.String()+"/api/queues/%2F/"+url.PathEscape(name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(user, pw)
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("management API: %v", err)
+	}
+	defer resp.Body.Close()
+	var q queueState
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("management API: queue %s: %s", name, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil {
+		t.Fatalf("management API: queue %s: %v", name, err)
+	}
+	return q
 }

@@ -22,7 +22,13 @@ job fail for good at once (both for tests).
 
 Configuration (environment): WARREN_AMQP_URL, WARREN_REDIS_URL (or
 WARREN_AMQP_URL_FILE, WARREN_REDIS_URL_FILE naming a file that holds the URL,
-as for the Go processes; not both, and not an empty file); for amqps:// and
+as for the Go processes; not both, and not an empty file); for a cluster
+(section 17), WARREN_AMQP_URL may list its nodes separated by commas,
+WARREN_AMQP_QUORUM_GROUP_SIZE sizes the quorum queues the worker creates,
+WARREN_REDIS_SENTINEL_ADDRS and _MASTER (both or neither) find Redis through
+Sentinel (WARREN_REDIS_SENTINEL_PASSWORD or _FILE: the Sentinels' own; not
+with rediss://), and WARREN_REDIS_WAIT_REPLICAS and _WAIT_TIMEOUT (Go
+duration, default 1s) make an outcome wait for replicas; for amqps:// and
 rediss://, WARREN_AMQP_TLS_* and WARREN_REDIS_TLS_* (CA_FILE, CERT_FILE and
 KEY_FILE, both or neither, SERVER_NAME; an error with a URL that is not
 amqps:// or rediss://); WARREN_NAMESPACE (default warren),
@@ -46,6 +52,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 
 import pika
@@ -53,6 +60,7 @@ import pika.compat
 import pika.exceptions
 import redis
 import redis.connection
+import redis.sentinel
 
 TYPE_NAME = "text.wordcount"
 POOL = "text"
@@ -426,12 +434,104 @@ class TLS:
                                  % (prefix, cert_file, prefix, key_file, e)) from None
 
 
+def redact(url):
+    """The URL with its password hidden, as in warren's logs (xxxxx)."""
+    u = urllib.parse.urlsplit(url)
+    if u.password is None:
+        return url
+    user, _, host = u.netloc.rpartition("@")
+    return urllib.parse.urlunsplit(u._replace(netloc=user.partition(":")[0] + ":xxxxx@" + host))
+
+
+def amqp_nodes(value):
+    """Section 17: the AMQP URLs of WARREN_AMQP_URL, one or several separated
+    by commas (the nodes of one RabbitMQ cluster), checked as the Go
+    processes check them (queue.ParseURLs): each must parse, and all share a
+    scheme and a vhost. An error names a URL by its place and never shows a
+    password: a URL that does not parse is not quoted at all, as it may be
+    the piece of a password a stray comma cut off."""
+    urls, first = [], None
+    for i, raw in enumerate(value.split(","), 1):
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            u = urllib.parse.urlsplit(raw)
+            if u.scheme.lower() not in ("amqp", "amqps"):
+                raise ValueError("not amqp:// or amqps://")
+            u.port  # noqa: B018 - raises ValueError for a port that is not a number
+            pika.URLParameters(raw)
+        except ValueError:
+            hint = " (a comma separates the URLs of a cluster's nodes: write one in a password as %2C)" \
+                if "," in value else ""
+            raise ValueError("WARREN_AMQP_URL: URL %d is not a valid amqp:// or amqps:// URL%s; in a user name or "
+                             "password, write : / ? # @ %% and spaces percent-encoded" % (i, hint)) from None
+        # The vhost as Go reads it: the path after its first "/"; "/" for no path, or "/" alone.
+        vhost = urllib.parse.unquote(u.path[1:]) if u.path.startswith("/") and u.path != "/" else "/"
+        if first is None:
+            first = (u.scheme.lower(), vhost)
+        elif (u.scheme.lower(), vhost) != first:
+            raise ValueError("WARREN_AMQP_URL: URL %d, %s: the nodes of one broker share a scheme and a vhost; "
+                             "the first is %s:// with vhost %s" % (i, redact(raw), first[0], json.dumps(first[1])))
+        urls.append(raw)
+    if not urls:
+        raise ValueError("WARREN_AMQP_URL: no AMQP URL given")
+    return urls
+
+
+def int_setting(env, name, default, least):
+    try:
+        v = int(env.get(name) or default)
+    except ValueError:
+        raise ValueError("%s: want a whole number" % name) from None
+    if v < least:
+        raise ValueError("%s must be at least %d" % (name, least))
+    return v
+
+
+def sentinel_addrs(value):
+    """WARREN_REDIS_SENTINEL_ADDRS: host:port, separated by commas."""
+    addrs = []
+    for a in value.split(","):
+        a = a.strip()
+        host, _, port = a.rpartition(":")
+        if not a:
+            continue
+        if not host or not port.isdigit():
+            raise ValueError("WARREN_REDIS_SENTINEL_ADDRS: %s: want host:port, separated by commas" % json.dumps(a))
+        addrs.append((host.strip("[]"), int(port)))
+    return addrs
+
+
 class Config:
     def __init__(self, env):
         self.amqp_url = env_value(env, "WARREN_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/"
+        self.amqp_urls = amqp_nodes(self.amqp_url)
         self.redis_url = env_value(env, "WARREN_REDIS_URL") or "redis://127.0.0.1:6379/0"
-        self.amqp_tls = TLS(env, "WARREN_AMQP_TLS_", "WARREN_AMQP_URL", self.amqp_url, "amqps")
+        # The nodes share a scheme: the first one's says whether TLS is used.
+        self.amqp_tls = TLS(env, "WARREN_AMQP_TLS_", "WARREN_AMQP_URL", self.amqp_urls[0], "amqps")
         self.redis_tls = TLS(env, "WARREN_REDIS_TLS_", "WARREN_REDIS_URL", self.redis_url, "rediss")
+        # Section 17: 0 is RabbitMQ's default, every node of the cluster.
+        self.quorum_group_size = int_setting(env, "WARREN_AMQP_QUORUM_GROUP_SIZE", 0, 0)
+        self.sentinel_addrs = sentinel_addrs(env.get("WARREN_REDIS_SENTINEL_ADDRS") or "")
+        self.sentinel_master = env.get("WARREN_REDIS_SENTINEL_MASTER") or ""
+        self.sentinel_password = env_value(env, "WARREN_REDIS_SENTINEL_PASSWORD") or None
+        if bool(self.sentinel_addrs) != bool(self.sentinel_master):
+            raise ValueError("redis.sentinel.addrs (WARREN_REDIS_SENTINEL_ADDRS) and redis.sentinel.master "
+                             "(WARREN_REDIS_SENTINEL_MASTER) go together: set both to find Redis through Sentinel, "
+                             "or neither for the Redis of redis_url")
+        if self.sentinel_addrs and self.redis_tls.context is not None:
+            # redis-py's Sentinel reaches the Sentinels with connections of
+            # its own making, which cannot take this worker's SSLContext:
+            # refused rather than half done (the Go processes can).
+            raise ValueError("WARREN_REDIS_SENTINEL_ADDRS with a rediss:// WARREN_REDIS_URL: this worker cannot reach "
+                             "Redis through Sentinel over TLS; use redis://, or a Go worker")
+        # Section 17: how many replicas must acknowledge an outcome before
+        # its message is acknowledged, and how long WAIT may take.
+        self.wait_replicas = int_setting(env, "WARREN_REDIS_WAIT_REPLICAS", 0, 0)
+        self.wait_timeout_ms = int(go_duration_ms(env.get("WARREN_REDIS_WAIT_TIMEOUT") or "1s"))
+        if self.wait_timeout_ms <= 0:
+            raise ValueError("WARREN_REDIS_WAIT_TIMEOUT must be positive")
         self.ns = env.get("WARREN_NAMESPACE") or "warren"
         if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$", self.ns):
             raise ValueError("WARREN_NAMESPACE %r: want letters, digits, '-' or '_'" % self.ns)
@@ -545,15 +645,33 @@ class Config:
 
 # ---------------------------------------------------------------- Redis
 
+class NotReplicated(redis.exceptions.ConnectionError):
+    """Fewer replicas than WARREN_REDIS_WAIT_REPLICAS acknowledged a write in
+    time: as good as Redis being unavailable (section 17)."""
+
+
 class Store:
     def __init__(self, cfg):
         self.cfg = cfg
-        tls = {}
-        if cfg.redis_tls.context is not None:
-            tls = {"connection_class": TLSConnection, "tls_context": cfg.redis_tls.context,
-                   "tls_server_name": cfg.redis_tls.server_name}
-        self.rdb = redis.Redis.from_url(cfg.redis_url, socket_timeout=STORE_TIMEOUT_S,
-                                        socket_connect_timeout=STORE_TIMEOUT_S, **tls)
+        # A round trip may end with a WAIT of up to the wait timeout.
+        read_s = max(STORE_TIMEOUT_S, cfg.wait_timeout_ms / 1000.0 + 2)
+        timeouts = {"socket_timeout": read_s, "socket_connect_timeout": STORE_TIMEOUT_S}
+        if cfg.sentinel_addrs:
+            # Section 17: the Sentinels name the primary, asked again for
+            # each new connection; the URL gives only user, password and
+            # database.
+            url = redis.connection.parse_url(cfg.redis_url)
+            sentinels = redis.sentinel.Sentinel(cfg.sentinel_addrs, sentinel_kwargs=dict(
+                timeouts, password=cfg.sentinel_password))
+            self.rdb = sentinels.master_for(cfg.sentinel_master, connection_class=SentinelConnection,
+                                            username=url.get("username"), password=url.get("password"),
+                                            db=url.get("db", 0), **timeouts)
+        elif cfg.redis_tls.context is not None:
+            self.rdb = redis.Redis.from_url(cfg.redis_url, connection_class=TLSConnection,
+                                            tls_context=cfg.redis_tls.context,
+                                            tls_server_name=cfg.redis_tls.server_name, **timeouts)
+        else:
+            self.rdb = redis.Redis.from_url(cfg.redis_url, connection_class=PlainConnection, **timeouts)
         self._declare = self.rdb.register_script(DECLARE_LUA)
         self._start = self.rdb.register_script(START_LUA)
         self._finish = self.rdb.register_script(FINISH_LUA)
@@ -574,12 +692,41 @@ class Store:
 
     def finish(self, job_id, status, attempt, result="", error=None, next_ms="", restore=0):
         err = json.dumps(error, separators=(",", ":")) if error else ""
-        st, _ = self._finish(keys=[self.cfg.job_key(job_id)],
-                             args=[status, now_ms(), RETENTION_MS, result, err,
-                                   self.cfg.done_channel(job_id), job_id, next_ms, attempt, restore,
-                                   self.cfg.waiting_prefix(), self.cfg.running_prefix(),
-                                   self.cfg.list_prefix(), self.cfg.outcomes_prefix()])
+        st, _ = self.replicated(self._finish, [self.cfg.job_key(job_id)],
+                                [status, now_ms(), RETENTION_MS, result, err,
+                                 self.cfg.done_channel(job_id), job_id, next_ms, attempt, restore,
+                                 self.cfg.waiting_prefix(), self.cfg.running_prefix(),
+                                 self.cfg.list_prefix(), self.cfg.outcomes_prefix()])
         return st.decode()
+
+    def replicated(self, script, keys, args):
+        """Runs script and, with WARREN_REDIS_WAIT_REPLICAS n set, ends its
+        round trip with WAIT n timeout (section 17): one pipeline, not a
+        transaction, so that WAIT runs on the connection that made the
+        writes (it covers that connection's writes alone). Fewer
+        acknowledgements raise NotReplicated, and the caller holds the job
+        and runs the script again. A Redis without the script (restarted,
+        or a promoted replica) gets EVAL, with the WAIT."""
+        n = self.cfg.wait_replicas
+        if n <= 0:
+            return script(keys=keys, args=args)
+        for evalsha in (True, False):
+            p = self.rdb.pipeline(transaction=False)
+            if evalsha:
+                p.evalsha(script.sha, len(keys), *keys, *args)
+            else:
+                p.eval(script.script, len(keys), *keys, *args)
+            p.execute_command("WAIT", n, self.cfg.wait_timeout_ms)
+            reply, acked = p.execute(raise_on_error=False)
+            if isinstance(reply, redis.exceptions.NoScriptError) and evalsha:
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acked, Exception):
+                raise acked
+            if acked < n:
+                raise NotReplicated("%d of %d replicas acknowledged within %s" % (acked, n, go_text(self.cfg.wait_timeout_ms)))
+            return reply
 
     def lease(self, record):
         """Section 11: renews the lease, holding record (the worker and its
@@ -606,7 +753,39 @@ class Store:
         self.rdb.zadd(self.cfg.started_key(), {POOL: due_ms}, gt=True)
 
 
-class TLSConnection(redis.connection.Connection):
+# Section 17: replies with which Redis says it cannot take the command now,
+# though it may soon (a replica being promoted, a demoted primary, a primary
+# short of replicas, a server loading its data, a script running too long).
+TRANSIENT_REPLIES = ("READONLY", "NOREPLICAS", "LOADING", "MASTERDOWN", "TRYAGAIN", "BUSY")
+
+
+class Transient:
+    """Turns a transient reply into a connection error, and drops the
+    connection, so that it counts as an outage (the job is held, the command
+    sent again) and the next connection goes where the Sentinels now say
+    the primary is. redis-py strips the code of the replies it knows
+    (READONLY, LOADING) from their message, so those go by class."""
+
+    def read_response(self, *args, **kwargs):
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.exceptions.ResponseError as e:
+            if not isinstance(e, redis.exceptions.ReadOnlyError) and \
+                    not str(e).startswith(TRANSIENT_REPLIES):
+                raise
+            self.disconnect()
+            raise redis.exceptions.ConnectionError("Redis cannot take the command now: %s" % e) from e
+
+
+class PlainConnection(Transient, redis.connection.Connection):
+    """A redis:// connection."""
+
+
+class SentinelConnection(Transient, redis.sentinel.SentinelManagedConnection):
+    """A connection to the primary the Sentinels name."""
+
+
+class TLSConnection(Transient, redis.connection.Connection):
     """A rediss:// connection with the worker's own ssl.SSLContext and server
     name. redis-py's SSLConnection takes files rather than a context, checks
     no host name unless asked (4.x) and always expects the URL's host, so a
@@ -654,26 +833,87 @@ class Delivery:
             log.warning("cannot settle message: %s", e)
 
 
-class Session:
-    """One AMQP connection: every AMQP call runs on the thread that made it
-    (pika's rule); other threads go through call()."""
+class Nodes:
+    """Section 17: the nodes of the broker, in the order of the next
+    connection's tries: a fresh random order each time, so that the workers
+    of a deployment spread over a cluster's nodes, but with the node whose
+    connection was lost last tried last, as it is the most likely to be down
+    still. Used by the connection's thread alone."""
 
-    def __init__(self, cfg, on_message):
+    def __init__(self, urls):
+        self.urls = urls
+        self.lost = None  # the URL of the last connection lost
+
+    def order(self):
+        urls = random.sample(self.urls, len(self.urls))
+        if self.lost in urls and len(urls) > 1:
+            urls.remove(self.lost)
+            urls.append(self.lost)
+        return urls
+
+
+class Session:
+    """One AMQP connection, to the first of urls that answers: every AMQP
+    call runs on the thread that made it (pika's rule); other threads go
+    through call()."""
+
+    def __init__(self, cfg, on_message, urls):
         self.cfg = cfg
         self.thread = threading.current_thread()
-        params = pika.URLParameters(cfg.amqp_url)
-        if cfg.amqp_tls.context is not None:
-            params.ssl_options = pika.SSLOptions(cfg.amqp_tls.context, cfg.amqp_tls.server_name or params.host)
-        params.client_properties = {"connection_name": "wordcount-" + cfg.worker_id}
-        params.heartbeat = 10
-        params.blocked_connection_timeout = 30
-        self.conn = pika.BlockingConnection(params)
+        self.conn = self.url = None
+        failed = []
+        for url in urls:
+            try:
+                self.conn = pika.BlockingConnection(self.parameters(url))
+                self.url = url
+                break
+            except (pika.exceptions.AMQPError, OSError) as e:
+                failed.append("%s: %r" % (redact(url), e))
+        if self.conn is None:
+            raise pika.exceptions.AMQPConnectionError("no node answers: " + "; ".join(failed))
+        if failed:
+            log.warning("connected to %s; not to %s", redact(self.url), "; ".join(failed))
+        elif len(urls) > 1:
+            log.info("connected to %s", redact(self.url))
         self.alive = True
         self.pub = None
         self.channels = []
         self.tags = []  # the intake's consumer
         self.pool_ch = self.pool_cb = self.pool_tag = None  # the pool's consumer, None while paused
         self._on_message = on_message
+
+    def parameters(self, url):
+        params = pika.URLParameters(url)
+        if self.cfg.amqp_tls.context is not None:
+            params.ssl_options = pika.SSLOptions(self.cfg.amqp_tls.context,
+                                                 self.cfg.amqp_tls.server_name or params.host)
+        params.client_properties = {"connection_name": "wordcount-" + self.cfg.worker_id}
+        params.heartbeat = 10
+        params.blocked_connection_timeout = 30
+        params.socket_timeout = 5
+        return params
+
+    def declare_quorum(self, ch, name, arguments):
+        """Declares the quorum queue name with arguments, and with
+        x-quorum-initial-group-size when WARREN_AMQP_QUORUM_GROUP_SIZE is set
+        (section 17). A queue that exists with another size (or none)
+        refuses a declaration naming a different one, with 406 naming the
+        argument, and the refusal closes the channel it came on; so the
+        declaration goes on a channel of its own, and such a queue, whose
+        size no declaration can change, is taken as it is with a passive
+        declaration on ch."""
+        if self.cfg.quorum_group_size > 0:
+            arguments = dict(arguments, **{"x-quorum-initial-group-size": pika.compat.long(self.cfg.quorum_group_size)})
+        own = self.conn.channel()
+        try:
+            own.queue_declare(name, durable=True, arguments=arguments)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code != 406 or "x-quorum-initial-group-size" not in e.reply_text:
+                raise
+            ch.queue_declare(name, durable=True, passive=True)
+        finally:
+            if own.is_open:
+                own.close()
 
     def declare_delays(self):
         """Section 2.4: the delay levels, exactly as the Go processes declare
@@ -688,12 +928,12 @@ class Session:
         ch.exchange_declare(unrouted, exchange_type="fanout", durable=True)
         ch.exchange_declare(below, exchange_type="topic", durable=True,
                             arguments={"alternate-exchange": unrouted})
-        ch.queue_declare(unrouted, durable=True, arguments=delay_args(UNROUTED_WAIT_MS, below))
+        self.declare_quorum(ch, unrouted, delay_args(UNROUTED_WAIT_MS, below))
         ch.queue_bind(unrouted, unrouted, routing_key="")
         for n in range(DELAY_LEVELS):
             name, q = self.cfg.delay_exchange(n), self.cfg.delay_queue(n)
             ch.exchange_declare(name, exchange_type="topic", durable=True)
-            ch.queue_declare(q, durable=True, arguments=delay_args(DELAY_UNIT_MS << n, below))
+            self.declare_quorum(ch, q, delay_args(DELAY_UNIT_MS << n, below))
             ch.queue_bind(q, name, routing_key=delay_bit_pattern(n, "1"))
             ch.exchange_bind(destination=below, source=name, routing_key=delay_bit_pattern(n, "0"))
             below = name
@@ -756,9 +996,9 @@ class Session:
         ch.exchange_declare(c.exchange(), exchange_type="direct", durable=True)
         ch.exchange_declare(c.dead_exchange(), exchange_type="topic", durable=True)
         quorum = {"x-queue-type": "quorum"}
-        ch.queue_declare(c.dead_queue(), durable=True, arguments=quorum)
+        self.declare_quorum(ch, c.dead_queue(), quorum)
         ch.queue_bind(c.dead_queue(), c.dead_exchange(), routing_key="*." + POOL)
-        ch.queue_declare(c.intake_queue(), durable=True, arguments={
+        self.declare_quorum(ch, c.intake_queue(), {
             "x-queue-type": "quorum",
             "x-delivery-limit": pika.compat.long(DELIVERY_LIMIT),
             "x-dead-letter-exchange": c.dead_exchange(),
@@ -767,7 +1007,7 @@ class Session:
             "x-overflow": "reject-publish",
         })
         ch.queue_bind(c.intake_queue(), c.dead_exchange(), routing_key="limit." + POOL)
-        ch.queue_declare(c.queue(), durable=True, arguments={
+        self.declare_quorum(ch, c.queue(), {
             "x-queue-type": "quorum",
             "x-delivery-limit": pika.compat.long(DELIVERY_LIMIT),
             "x-dead-letter-exchange": c.dead_exchange(),
@@ -920,6 +1160,7 @@ class Worker:
     def __init__(self, cfg):
         self.cfg = cfg
         self.store = Store(cfg)
+        self.nodes = Nodes(cfg.amqp_urls)
         self.local = pyqueue.Queue()
         self.stop_taking = threading.Event()  # phase 1 of shutdown
         self.stop_jobs = threading.Event()  # phase 2
@@ -1320,7 +1561,7 @@ class Worker:
         delay = 0.1
         while not self.stop_taking.is_set():
             try:
-                self.session = Session(self.cfg, self.local.put)
+                self.session = Session(self.cfg, self.local.put, self.nodes.order())
                 with self.running_mu:
                     paused = self.want_paused
                 if paused:
@@ -1339,6 +1580,7 @@ class Worker:
             except (pika.exceptions.AMQPError, OSError) as e:
                 self.ready.clear()
                 if self.session is not None:
+                    self.nodes.lost = self.session.url
                     self.session.close()
                 log.warning("AMQP connection lost; reconnecting in %.1fs: %s", delay, e)
                 self.stop_taking.wait(delay)
@@ -1407,9 +1649,10 @@ class Worker:
 
 
 class QuietExpectedClose(logging.Filter):
-    """Drops pika's warning of the one channel close every connection
-    expects: the 404 that answers whether the classic exit exchange (name)
-    still exists, which in all but the oldest namespaces it does not."""
+    """Drops pika's warning of the channel closes a connection expects: the
+    404 that answers whether the classic exit exchange (name) still exists,
+    which in all but the oldest namespaces it does not, and the 406 of a
+    quorum queue made with another group size (Session.declare_quorum)."""
 
     def __init__(self, name):
         super().__init__()
@@ -1417,7 +1660,8 @@ class QuietExpectedClose(logging.Filter):
 
     def filter(self, record):
         args = record.args if isinstance(record.args, tuple) else ()
-        return not (len(args) >= 2 and args[0] == 404 and "'%s'" % self.exchange in str(args[1]))
+        return not (len(args) >= 2 and (args[0] == 404 and "'%s'" % self.exchange in str(args[1]) or
+                                        args[0] == 406 and "x-quorum-initial-group-size" in str(args[1])))
 
 
 def go_text(ms):
@@ -1440,6 +1684,13 @@ def main():
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if os.environ.get("WARREN_LOG_LEVEL") == "debug"
                         else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)
+    # The worker reports a node it cannot connect to (Session) or a
+    # connection it lost (Worker.run) itself, in a line; pika's own reports
+    # of them take ten, with a traceback.
+    for name in ("pika.adapters.utils.connection_workflow", "pika.adapters.utils.io_services_utils"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger("pika.adapters.blocking_connection").addFilter(
+        lambda r: not str(r.msg).startswith(("Connection workflow failed", "Error in _create_connection()")))
     try:
         cfg = Config(os.environ)
     except ValueError as e:
