@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -56,10 +55,9 @@ func TestBenchRuns(t *testing.T) {
 		t.Skip("needs RabbitMQ, Redis and a build of warren")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "warren")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/warren")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build warren: %v\n%s", err, out)
+	bin, err := testenv.BuildWarren(dir, false)
+	if err != nil {
+		t.Fatal(err)
 	}
 	o := options{
 		warren: bin, n: 400, clients: 8, batch: 50, prefetch: 200,

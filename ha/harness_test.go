@@ -1,8 +1,8 @@
 package ha_test
 
 // The harness of the failover tests, whatever server fails over: the warren
-// binary, built once; its processes, started with an environment and
-// killed or stopped; a load of submissions through the HTTP API that
+// binary, built once, and its processes (testenv.Proc), started with an
+// environment; a load of submissions through the HTTP API that
 // counts what the API answered and the longest time it accepted nothing;
 // and the settling of every accepted job, with the figures each test
 // prints:
@@ -18,18 +18,13 @@ package ha_test
 // the jobs that ran twice.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,199 +40,43 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "warren-ha-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "warren")
-	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/warren")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build warren:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// proc is a running warren process. Its JSON log goes to the test's log,
-// and is read for the addresses it listens on and the messages it logged.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once it has exited and its log is read
-	err    error         // what Wait returned, once exited
-
-	mu    sync.Mutex
-	out   strings.Builder   // every line it wrote to stderr
-	addrs map[string]string // log message → addr
-	msgs  map[string]int    // log message → times logged
-	found chan struct{}     // a message with an addr was logged
-}
-
-// start runs `warren args…` with env added to this process's environment
-// (env wins). When the test ends it must exit 0 on SIGTERM, unless the test
-// killed it or saw it exit.
-func start(t *testing.T, env []string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, exited: make(chan struct{}), addrs: map[string]string{}, msgs: map[string]int{}, found: make(chan struct{}, 1)}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.name = fmt.Sprintf("%s pid %d", strings.Join(args, " "), cmd.Process.Pid)
-	// Owned by the process: it ends when the process's stderr closes, and
-	// the cleanup below waits for it (through exited).
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			t.Logf("[%s] %s", p.name, sc.Text())
-			if strings.Contains(sc.Text(), "WARNING: DATA RACE") {
-				t.Errorf("[%s] the race detector found a data race; see the log above", p.name)
-			}
-			p.mu.Lock()
-			p.out.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				continue
-			}
-			p.mu.Lock()
-			p.msgs[line.Msg]++
-			if line.Addr != "" {
-				p.addrs[line.Msg] = line.Addr
-			}
-			p.mu.Unlock()
-			if line.Addr != "" {
-				select {
-				case p.found <- struct{}{}:
-				default:
-				}
-			}
-		}
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
-// addr waits for the process to log msg with an address and returns it.
-func (p *proc) addr(t *testing.T, msg string) string {
-	t.Helper()
-	deadline := time.After(time.Minute)
-	for {
-		p.mu.Lock()
-		a := p.addrs[msg]
-		p.mu.Unlock()
-		if a != "" {
-			return a
-		}
-		select {
-		case <-p.found:
-		case <-p.exited:
-			t.Fatalf("[%s] exited before logging %q: %v", p.name, msg, p.err)
-		case <-deadline:
-			t.Fatalf("[%s] did not log %q within a minute", p.name, msg)
-		}
-	}
-}
-
-// logged returns how often the process has logged msg.
-func (p *proc) logged(msg string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.msgs[msg]
-}
-
-// output is what the process has written to stderr.
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// kill kills the process with SIGKILL, as a crash would, and waits for it.
-func (p *proc) kill(t *testing.T) {
-	t.Helper()
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-}
-
-// stop sends SIGTERM and requires a clean exit within 30 seconds; a process
-// that already exited is left as it is.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		if p.err != nil {
-			t.Errorf("[%s] exited with %v after SIGTERM, want status 0", p.name, p.err)
-		}
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		t.Errorf("[%s] did not stop within 30s of SIGTERM", p.name)
-	}
-}
-
-// wait waits for the process to exit on its own and returns its error.
-func (p *proc) wait(t *testing.T, timeout time.Duration) error {
-	t.Helper()
-	select {
-	case <-p.exited:
-		return p.err
-	case <-time.After(timeout):
-		t.Fatalf("[%s] still runs after %s", p.name, timeout)
-		return nil
-	}
+	os.Exit(testenv.BuildAndRun(m, func(dir string) (err error) {
+		binary, err = testenv.BuildWarren(dir, true)
+		return err
+	}))
 }
 
 // startAPI starts `warren api` and returns it with its URL once /readyz
 // answers 200.
-func startAPI(t *testing.T, env []string) (*proc, string) {
+func startAPI(t *testing.T, env []string) (*testenv.Proc, string) {
 	t.Helper()
-	p := start(t, env, "api", "--addr", "127.0.0.1:0")
-	url := "http://" + p.addr(t, "api listening")
+	p := testenv.StartWarren(t, binary, env, "api", "--addr", "127.0.0.1:0")
+	url := "http://" + p.Addr(t, "api listening")
 	waitReady(t, url)
 	return p, url
 }
 
 // startWorker starts `warren worker POOL` and returns it once /readyz
 // answers 200: it consumes and its types are declared.
-func startWorker(t *testing.T, env []string, pool string) *proc {
+func startWorker(t *testing.T, env []string, pool string) *testenv.Proc {
 	t.Helper()
-	p := start(t, env, "worker", pool, "--health-addr", "127.0.0.1:0")
-	waitReady(t, "http://"+p.addr(t, "health endpoints listening"))
+	p := testenv.StartWarren(t, binary, env, "worker", pool, "--health-addr", "127.0.0.1:0")
+	waitReady(t, "http://"+p.Addr(t, "health endpoints listening"))
 	return p
 }
 
 // stack is an API and two workers of pool sys, as a failover test runs
 // them, with a client of the API.
 type stack struct {
-	api     *proc
-	workers []*proc
+	api     *testenv.Proc
+	workers []*testenv.Proc
 	client  *client.Client
 }
 
 // startStack starts the stack's workers, then its API, with env.
 func startStack(t *testing.T, env []string) *stack {
 	t.Helper()
-	st := &stack{workers: []*proc{startWorker(t, env, "sys"), startWorker(t, env, "sys")}}
+	st := &stack{workers: []*testenv.Proc{startWorker(t, env, "sys"), startWorker(t, env, "sys")}}
 	var url string
 	st.api, url = startAPI(t, env)
 	c, err := client.New(client.Config{BaseURL: url})
@@ -250,9 +89,9 @@ func startStack(t *testing.T, env []string) *stack {
 
 // logged is how often the stack's processes logged msg, in all.
 func (st *stack) logged(msg string) int {
-	n := st.api.logged(msg)
+	n := st.api.Logged(msg)
 	for _, w := range st.workers {
-		n += w.logged(msg)
+		n += w.Logged(msg)
 	}
 	return n
 }

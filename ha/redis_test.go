@@ -106,17 +106,17 @@ func TestRedisClusterRefused(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	node := testenv.StartRedisCluster(t)
-	p := start(t, []string{
+	p := testenv.StartWarren(t, binary, []string{
 		"WARREN_NAMESPACE=" + string(env.NS),
 		"WARREN_AMQP_URL=" + testenv.AMQPURL(),
 		"WARREN_REDIS_URL=" + node.URL(),
 	}, "api", "--addr", "127.0.0.1:0")
-	if err := p.wait(t, time.Minute); err == nil {
+	if err := p.Wait(t, time.Minute); err == nil {
 		t.Fatal("warren api started on a Redis Cluster node")
 	}
 	for _, want := range []string{"redis cluster is not supported", "CROSSSLOT", "Sentinel"} {
-		if !strings.Contains(p.output(), want) {
-			t.Errorf("warren api's refusal does not say %q:\n%s", want, p.output())
+		if !strings.Contains(p.Output(), want) {
+			t.Errorf("warren api's refusal does not say %q:\n%s", want, p.Output())
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,10 +107,10 @@ func TestAutoscaleBurst(t *testing.T) {
 	}
 	withConfig := []string{"WARREN_CONFIG=" + cfgPath}
 	api := startProcWith(t, env, withConfig, "api", "--addr", "127.0.0.1:0")
-	apiURL := "http://" + api.addr(t, "api listening")
+	apiURL := "http://" + api.Addr(t, "api listening")
 	sup := startProcWith(t, env, withConfig, "autoscale", "sys", "webhook", "--addr", "127.0.0.1:0")
-	supURL := "http://" + sup.addr(t, "supervisor endpoints listening")
-	pid := sup.cmd.Process.Pid
+	supURL := "http://" + sup.Addr(t, "supervisor endpoints listening")
+	pid := sup.Pid()
 
 	testenv.Eventually(t, 30*time.Second, "one worker per pool, with sys types declared", func() bool {
 		_, err := env.Store.Type(context.Background(), "sys.sleep")
@@ -199,7 +198,7 @@ func TestAutoscaleBurst(t *testing.T) {
 	testenv.Summary(t, "jobs=%d sys_max=%d webhook_max=%d", len(ids), max(maxSys, 3), maxWebhook)
 
 	children := workerPids(t, pid)
-	sup.stop(t) // SIGTERM: the workers drain and the supervisor exits 0
+	sup.Stop(t) // SIGTERM: the workers drain and the supervisor exits 0
 	for pool, pids := range children {
 		for _, child := range pids {
 			if testenv.Alive(child) {
@@ -226,7 +225,7 @@ func TestAutoscaleRunsAPoolsCommand(t *testing.T) {
 	}
 	withConfig := []string{"WARREN_CONFIG=" + cfgPath}
 	api := startProcWith(t, env, withConfig, "api", "--addr", "127.0.0.1:0")
-	apiURL := "http://" + api.addr(t, "api listening")
+	apiURL := "http://" + api.Addr(t, "api listening")
 	startProcWith(t, env, withConfig, "autoscale", "text")
 	testenv.Eventually(t, 60*time.Second, "the Python worker declares text.wordcount", func() bool {
 		_, err := env.Store.Type(context.Background(), "text.wordcount")
@@ -249,15 +248,12 @@ func TestAutoscaleKilledLeavesNoWorkers(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	sup := startProc(t, env, "autoscale", "sys")
-	pid := sup.cmd.Process.Pid
+	pid := sup.Pid()
 	testenv.Eventually(t, 30*time.Second, "a sys worker process", func() bool {
 		return workerProcs(t, pid)["sys"] == 1
 	})
 	children := workerPids(t, pid)["sys"]
-	if err := sup.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-sup.exited
+	sup.Kill(t)
 	testenv.Eventually(t, 30*time.Second, "the killed supervisor's worker to exit", func() bool {
 		for _, child := range children {
 			if testenv.Alive(child) {

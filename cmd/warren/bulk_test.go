@@ -160,7 +160,7 @@ func TestBulkEnqueueWaitsOutTheRateLimit(t *testing.T) {
 	}
 	// 600 jobs a minute: a burst of 600, then 10 a second.
 	p := startProcWith(t, env, []string{"WARREN_API_KEYS_FILE=" + keysFile, "WARREN_API_JOBS_PER_MINUTE=600"}, "dev", "--addr", "127.0.0.1:0")
-	url := "http://" + p.addr(t, "api listening")
+	url := "http://" + p.Addr(t, "api listening")
 	waitReady(t, url)
 	testenv.Eventually(t, 30*time.Second, "sys.sleep declared", func() bool {
 		_, err := env.Store.Type(context.Background(), "sys.sleep")

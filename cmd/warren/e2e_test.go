@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -34,123 +33,52 @@ import (
 var binary, exampleBinary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "warren-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "warren")
-	exampleBinary = filepath.Join(dir, "upper")
-	for out, pkg := range map[string]string{binary: ".", exampleBinary: "../../examples/upper"} {
-		build := exec.Command("go", "build", "-race", "-o", out, pkg)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", pkg+":", err)
-			os.Exit(1)
+	os.Exit(testenv.BuildAndRun(m, func(dir string) (err error) {
+		if binary, err = testenv.BuildWarren(dir, true); err != nil {
+			return err
 		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+		exampleBinary, err = testenv.Build(dir, "../../examples/upper", true)
+		return err
+	}))
 }
 
-// proc is a running warren process whose JSON logs are read for the
-// addresses it listens on.
-type proc struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	addrs  map[string]string // log message → addr
-	found  chan struct{}
-	exited chan struct{}
-	err    error
+// servers says where a warren process finds RabbitMQ and Redis, and in which
+// namespace it works.
+type servers struct {
+	ns       jobs.Namespace
+	amqpURL  string
+	redisURL string
+}
+
+// shared is the shared servers, in a namespace of env's.
+func shared(env *testenv.Env) servers {
+	return servers{ns: env.NS, amqpURL: testenv.AMQPURL(), redisURL: testenv.RedisURL()}
+}
+
+// environ is the environment of a warren process that works in s and logs
+// at level.
+func (s servers) environ(level string) []string {
+	return []string{
+		"WARREN_NAMESPACE=" + string(s.ns),
+		"WARREN_AMQP_URL=" + s.amqpURL,
+		"WARREN_REDIS_URL=" + s.redisURL,
+		"WARREN_LOG_LEVEL=" + level,
+		"WARREN_SHUTDOWN_GRACE=5s",
+	}
 }
 
 // startProc runs `warren args…` in the env's namespace until the test ends;
 // at the end it must exit 0 on SIGTERM.
-func startProc(t *testing.T, env *testenv.Env, args ...string) *proc {
+func startProc(t *testing.T, env *testenv.Env, args ...string) *testenv.Proc {
 	t.Helper()
 	return startProcWith(t, env, nil, args...)
 }
 
-// startProcWith is startProc with more environment variables.
-func startProcWith(t *testing.T, env *testenv.Env, extra []string, args ...string) *proc {
+// startProcWith is startProc with more environment variables (they override
+// startProc's).
+func startProcWith(t *testing.T, env *testenv.Env, extra []string, args ...string) *testenv.Proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(append(os.Environ(), extra...),
-		"WARREN_NAMESPACE="+string(env.NS),
-		"WARREN_AMQP_URL="+testenv.AMQPURL(),
-		"WARREN_REDIS_URL="+testenv.RedisURL(),
-		"WARREN_LOG_LEVEL=debug",
-		"WARREN_SHUTDOWN_GRACE=5s",
-	)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, addrs: map[string]string{}, found: make(chan struct{}, 100), exited: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	name := strings.Join(args, " ")
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			t.Logf("[%s] %s", name, sc.Text())
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Addr != "" {
-				p.mu.Lock()
-				p.addrs[line.Msg] = line.Addr
-				p.mu.Unlock()
-				p.found <- struct{}{}
-			}
-		}
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
-// addr waits for the process to log that it listens (msg) and returns where.
-func (p *proc) addr(t *testing.T, msg string) string {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for {
-		p.mu.Lock()
-		a := p.addrs[msg]
-		p.mu.Unlock()
-		if a != "" {
-			return a
-		}
-		select {
-		case <-p.found:
-		case <-p.exited:
-			t.Fatalf("warren exited before logging %q: %v", msg, p.err)
-		case <-deadline:
-			t.Fatalf("warren did not log %q within 30s", msg)
-		}
-	}
-}
-
-// stop sends SIGTERM and requires a clean exit.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		if p.err != nil {
-			t.Errorf("warren %v exited with %v after SIGTERM, want status 0", p.cmd.Args[1:], p.err)
-		}
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		t.Errorf("warren %v did not stop within 30s of SIGTERM", p.cmd.Args[1:])
-	}
+	return testenv.StartWarren(t, binary, append(shared(env).environ("debug"), extra...), args...)
 }
 
 // warren runs a CLI command against apiURL and returns its output and exit
@@ -164,7 +92,7 @@ func devStack(t *testing.T) (*testenv.Env, string) {
 	t.Helper()
 	env := testenv.New(t)
 	p := startProc(t, env, "dev", "--addr", "127.0.0.1:0")
-	url := "http://" + p.addr(t, "api listening")
+	url := "http://" + p.Addr(t, "api listening")
 	waitReady(t, url)
 	// The API is up at once; each pool's first worker process declares its
 	// types a moment later.
@@ -272,11 +200,11 @@ func TestJobsWaitForAWorkerProcess(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	first := startProc(t, env, "worker", "sys", "--health-addr", "127.0.0.1:0")
-	waitReady(t, "http://"+first.addr(t, "health endpoints listening"))
-	first.stop(t) // SIGTERM: must exit 0
+	waitReady(t, "http://"+first.Addr(t, "health endpoints listening"))
+	first.Stop(t) // SIGTERM: must exit 0
 
 	api := startProc(t, env, "api", "--addr", "127.0.0.1:0")
-	apiURL := "http://" + api.addr(t, "api listening")
+	apiURL := "http://" + api.Addr(t, "api listening")
 	waitReady(t, apiURL)
 	c, err := client.New(client.Config{BaseURL: apiURL})
 	if err != nil {
@@ -427,7 +355,7 @@ func TestExampleServiceRuns(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	api := startProc(t, env, "api", "--addr", "127.0.0.1:0")
-	url := "http://" + api.addr(t, "api listening")
+	url := "http://" + api.Addr(t, "api listening")
 	waitReady(t, url)
 	cmd := exec.Command(exampleBinary)
 	cmd.Env = append(os.Environ(), "WARREN_NAMESPACE="+string(env.NS),
@@ -488,7 +416,7 @@ func TestWebhookDelivery(t *testing.T) {
 	}
 	p := startProcWith(t, env, []string{"WARREN_CONFIG=" + cfg, "WARREN_WEBHOOK_ALLOW=127.0.0.1", "WARREN_WEBHOOK_SECRETS=test=s3cret"},
 		"dev", "--addr", "127.0.0.1:0")
-	url := "http://" + p.addr(t, "api listening")
+	url := "http://" + p.Addr(t, "api listening")
 	waitReady(t, url)
 	testenv.Eventually(t, 30*time.Second, "webhook.deliver declared", func() bool {
 		_, err := env.Store.Type(context.Background(), "webhook.deliver")

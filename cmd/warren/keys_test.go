@@ -47,7 +47,7 @@ func TestAPIKeysEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startProcWith(t, env, []string{"WARREN_API_KEYS_FILE=" + keysFile}, "dev", "--addr", "127.0.0.1:0")
-	url := "http://" + p.addr(t, "api listening")
+	url := "http://" + p.Addr(t, "api listening")
 	waitReady(t, url)
 	testenv.Eventually(t, 30*time.Second, "sys.echo declared", func() bool {
 		_, err := env.Store.Type(context.Background(), "sys.echo")

@@ -95,11 +95,11 @@ func TestAutoscaleSupervisorsShareAPoolByLease(t *testing.T) {
 	const ttl = 2 * time.Second
 	extra := []string{"WARREN_CONFIG=" + cfgPath, "WARREN_SUPERVISOR_LEASE_TTL=" + ttl.String()}
 	api := startProcWith(t, env, extra, "api", "--addr", "127.0.0.1:0")
-	apiURL := "http://" + api.addr(t, "api listening")
+	apiURL := "http://" + api.Addr(t, "api listening")
 	c := newClient(t, apiURL)
 
 	a := startProcWith(t, env, extra, "autoscale", "sys", "--addr", "127.0.0.1:0")
-	aURL := "http://" + a.addr(t, "supervisor endpoints listening")
+	aURL := "http://" + a.Addr(t, "supervisor endpoints listening")
 	var holderA string
 	testenv.Eventually(t, 30*time.Second, "a to hold the sys lease, with sys types declared", func() bool {
 		v := leaseStatus(aURL)
@@ -109,7 +109,7 @@ func TestAutoscaleSupervisorsShareAPoolByLease(t *testing.T) {
 		return state == "held" && err == nil
 	})
 	b := startProcWith(t, env, extra, "autoscale", "sys", "--addr", "127.0.0.1:0")
-	bURL := "http://" + b.addr(t, "supervisor endpoints listening")
+	bURL := "http://" + b.Addr(t, "supervisor endpoints listening")
 	testenv.Eventually(t, 30*time.Second, "b to wait for a's lease", func() bool {
 		v := leaseStatus(bURL)
 		state, holder := v.lease("sys")
@@ -143,7 +143,7 @@ func TestAutoscaleSupervisorsShareAPoolByLease(t *testing.T) {
 		v := leaseStatus(aURL)
 		return v.runs("sys") == 3
 	})
-	children := workerPids(t, a.cmd.Process.Pid)["sys"]
+	children := workerPids(t, a.Pid())["sys"]
 
 	// How long the lease has left bounds the takeover from below.
 	opts, err := redis.ParseURL(testenv.RedisURL())
@@ -157,10 +157,10 @@ func TestAutoscaleSupervisorsShareAPoolByLease(t *testing.T) {
 	if err != nil || left <= 0 {
 		t.Fatalf("the sys lease's time to live: %v, %v", left, err)
 	}
-	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := a.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	// Not <-a.exited: that waits for a's stderr to close, which its
+	// Not a.Kill: that waits for a's stderr to close, which its
 	// draining workers, who share it, hold open until they exit.
 	killed := time.Now()
 	testenv.Eventually(t, 30*time.Second, "b to take sys over and run it", func() bool {
@@ -180,7 +180,7 @@ func TestAutoscaleSupervisorsShareAPoolByLease(t *testing.T) {
 		}
 		return true
 	})
-	<-a.exited
+	_ = a.Wait(t, time.Minute) // killed: it exits with the signal
 
 	done := waitDone(t, c, ids, 2*time.Minute)
 	succeeded, lost, duplicated, bad := tally(ids, done)
@@ -306,10 +306,7 @@ func TestTwoAPIsBehindOneAddress(t *testing.T) {
 		t.Fatalf("the front served %d and %d requests; want both APIs used", served[0].Load(), served[1].Load())
 	}
 	acceptedBefore, _ := sub.counts()
-	if err := apiB.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-apiB.exited
+	apiB.Kill(t)
 	sub.waitCounts(t, "jobs accepted by the API left", acceptedBefore+60, 0)
 	stopSub()
 	waitSub()

@@ -85,7 +85,7 @@ func TestDevTracesAndMetricsAcrossProcesses(t *testing.T) {
 		"OTEL_BSP_SCHEDULE_DELAY=100",
 		"OTEL_SERVICE_NAME=", // the default names, warren-dev and warren-worker-POOL
 	}, "dev", "--addr", "127.0.0.1:0")
-	base := "http://" + p.addr(t, "api listening")
+	base := "http://" + p.Addr(t, "api listening")
 	waitReady(t, base)
 	testenv.Eventually(t, 30*time.Second, "sys.echo declared", func() bool {
 		_, err := env.Store.Type(context.Background(), "sys.echo")
@@ -185,7 +185,7 @@ func TestAutoscaleServesWorkerMetrics(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	sup := startProc(t, env, "autoscale", "sys", "--addr", "127.0.0.1:0")
-	base := "http://" + sup.addr(t, "supervisor endpoints listening")
+	base := "http://" + sup.Addr(t, "supervisor endpoints listening")
 	testenv.Eventually(t, 30*time.Second, "the worker's figures in the supervisor's /metrics", func() bool {
 		fams := scrape(t, base+"/metrics")
 		_, labels, ok := series(fams, "warren_jobs_running", map[string]string{"pool": "sys", "pid": "*"})

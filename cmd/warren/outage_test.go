@@ -23,7 +23,6 @@ package main_test
 // instead. duplicated is thus an upper bound on the jobs that ran twice.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -32,8 +31,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -49,97 +46,20 @@ import (
 	"github.com/warrenhq/warren/jobs"
 )
 
-// servers says where a warren process finds RabbitMQ and Redis, and in which
-// namespace it works.
-type servers struct {
-	ns       jobs.Namespace
-	amqpURL  string
-	redisURL string
-}
-
-// shared is the shared servers, in a namespace of env's.
-func shared(env *testenv.Env) servers {
-	return servers{ns: env.NS, amqpURL: testenv.AMQPURL(), redisURL: testenv.RedisURL()}
-}
-
-// warrenProc is a warren process of an outage test: the e2e tests' proc (its
-// listening addresses, its SIGTERM stop), started against any servers, with
-// its log messages counted and data races reported.
-type warrenProc struct {
-	*proc
-	name string
-	msgs map[string]int // log message → times logged; guarded by proc.mu
-}
-
 // launch runs `warren args…` against s until the test ends, with extra
 // environment variables appended (they override the defaults here). At the
 // end it must exit 0 on SIGTERM, unless the test already ended it.
-func launch(t *testing.T, s servers, extraEnv []string, args ...string) *warrenProc {
+func launch(t *testing.T, s servers, extraEnv []string, args ...string) *testenv.Proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(),
-		"WARREN_NAMESPACE="+string(s.ns),
-		"WARREN_AMQP_URL="+s.amqpURL,
-		"WARREN_REDIS_URL="+s.redisURL,
-		// Info, not debug: debug logs a line per job, thousands here.
-		"WARREN_LOG_LEVEL=info",
-		"WARREN_SHUTDOWN_GRACE=5s",
-	)
-	cmd.Env = append(cmd.Env, extraEnv...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &warrenProc{
-		proc: &proc{cmd: cmd, addrs: map[string]string{}, found: make(chan struct{}, 100), exited: make(chan struct{})},
-		name: strings.Join(args, " "),
-		msgs: map[string]int{},
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.name = fmt.Sprintf("%s pid %d", p.name, cmd.Process.Pid)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			t.Logf("[%s] %s", p.name, sc.Text())
-			if strings.Contains(sc.Text(), "WARNING: DATA RACE") {
-				t.Errorf("[%s] the race detector found a data race; see the log above", p.name)
-			}
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				continue
-			}
-			p.mu.Lock()
-			p.msgs[line.Msg]++
-			if line.Addr != "" {
-				p.addrs[line.Msg] = line.Addr
-			}
-			p.mu.Unlock()
-			if line.Addr != "" {
-				p.found <- struct{}{}
-			}
-		}
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
-// logged returns how often the process has logged msg.
-func (p *warrenProc) logged(msg string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.msgs[msg]
+	// Info, not debug: debug logs a line per job, thousands here.
+	return testenv.StartWarren(t, binary, append(s.environ("info"), extraEnv...), args...)
 }
 
 // startAPI starts `warren api` and returns its URL once /readyz answers 200.
-func startAPI(t *testing.T, s servers) (*warrenProc, string) {
+func startAPI(t *testing.T, s servers) (*testenv.Proc, string) {
 	t.Helper()
 	p := launch(t, s, nil, "api", "--addr", "127.0.0.1:0")
-	url := "http://" + p.addr(t, "api listening")
+	url := "http://" + p.Addr(t, "api listening")
 	waitReady(t, url)
 	return p, url
 }
@@ -147,10 +67,10 @@ func startAPI(t *testing.T, s servers) (*warrenProc, string) {
 // startWorker starts `warren worker sys` and returns it with the base URL of
 // its health endpoints once /readyz answers 200: its pool consumes and its
 // types are declared, so the API accepts sys jobs.
-func startWorker(t *testing.T, s servers, extraEnv []string, flags ...string) (*warrenProc, string) {
+func startWorker(t *testing.T, s servers, extraEnv []string, flags ...string) (*testenv.Proc, string) {
 	t.Helper()
 	p := launch(t, s, extraEnv, append([]string{"worker", "sys", "--health-addr", "127.0.0.1:0"}, flags...)...)
-	url := "http://" + p.addr(t, "health endpoints listening")
+	url := "http://" + p.Addr(t, "health endpoints listening")
 	waitReady(t, url)
 	return p, url
 }
@@ -344,10 +264,7 @@ func TestWorkerKill9(t *testing.T) {
 	// The queue is first in, first out: once the job a quarter of the way
 	// in has ended, the worker is busy in the middle of the batch.
 	waitTerminal(t, c, ids[n/4], time.Minute)
-	if err := first.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill -9 the worker: %v", err)
-	}
-	<-first.exited
+	first.Kill(t)
 	killedAt := time.Since(start)
 
 	// Nothing runs now, so the records hold still: the jobs recorded
@@ -414,7 +331,7 @@ func TestWorkerKill9(t *testing.T) {
 	if !slices.Equal(twice, inFlight) {
 		t.Errorf("jobs started more than once: %v\nwant the ones running at the kill: %v", twice, inFlight)
 	}
-	if k := second.logged("job interrupted by shutdown; requeueing"); k != 0 {
+	if k := second.Logged("job interrupted by shutdown; requeueing"); k != 0 {
 		t.Errorf("the second worker interrupted %d jobs", k)
 	}
 }
@@ -455,20 +372,16 @@ func TestWorkerSIGTERMDrains(t *testing.T) {
 	rec := records(t, c, running[:1])
 	firstID := rec[running[0]].Worker
 
-	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := first.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	termAt := time.Now()
-	select {
-	case <-first.exited:
-	case <-time.After(grace):
-		t.Fatalf("the worker did not exit within the %s grace period of SIGTERM", grace)
-	}
+	err := first.Wait(t, grace) // fails the test if it outlasts its grace period
 	drained := time.Since(termAt)
-	if first.err != nil {
-		t.Errorf("the worker exited with %v after SIGTERM, want status 0", first.err)
+	if err != nil {
+		t.Errorf("the worker exited with %v after SIGTERM, want status 0", err)
 	}
-	if k := first.logged("job interrupted by shutdown; requeueing"); k != 0 {
+	if k := first.Logged("job interrupted by shutdown; requeueing"); k != 0 {
 		t.Errorf("the worker interrupted %d jobs within its grace period", k)
 	}
 
@@ -754,8 +667,8 @@ func TestRedisOutage(t *testing.T) {
 	outages := []*outage{{name: "stop", down: rds.Stop, at: n / 6}, {name: "kill", down: rds.Kill, at: n / 2}}
 	for _, o := range outages {
 		waitTerminal(t, c, ids[o.at], time.Minute)
-		holdLogs := worker.logged("cannot record the outcome; holding the job and trying again") +
-			worker.logged("cannot record the start; holding the job and trying again")
+		holdLogs := worker.Logged("cannot record the outcome; holding the job and trying again") +
+			worker.Logged("cannot record the start; holding the job and trying again")
 		o.down(t)
 		o.downAt = time.Now()
 		waitReadyz(t, apiURL, http.StatusServiceUnavailable, 15*time.Second)
@@ -790,8 +703,8 @@ func TestRedisOutage(t *testing.T) {
 		if ready := env.Messages(t, "sys"); ready != o.ready {
 			t.Errorf("while Redis was away (%s) the queue went from %d to %d ready messages; want no change (no acks, no requeues)", o.name, o.ready, ready)
 		}
-		o.holdLogs = worker.logged("cannot record the outcome; holding the job and trying again") +
-			worker.logged("cannot record the start; holding the job and trying again") - holdLogs
+		o.holdLogs = worker.Logged("cannot record the outcome; holding the job and trying again") +
+			worker.Logged("cannot record the start; holding the job and trying again") - holdLogs
 		if o.holdLogs == 0 {
 			t.Errorf("the worker never said it was holding a job while Redis was away (%s)", o.name)
 		}
@@ -1043,7 +956,7 @@ func TestRedisLostReply(t *testing.T) {
 		// A worker declares the sys types, then goes, so that the job
 		// waits in the queue while the proxy is armed for it.
 		first, _ := startWorker(t, s, nil)
-		first.stop(t)
+		first.Stop(t)
 		c := newClient(t, apiURL)
 		j, _, err := c.Enqueue(context.Background(), client.JobRequest{
 			Type: "sys.echo", Payload: json.RawMessage(`{"n":1}`), MaxAttempts: 1,
@@ -1089,7 +1002,7 @@ func TestRedisLostReply(t *testing.T) {
 		})
 		// The grace (1s) ends before the job (4s): the attempt is
 		// interrupted and its message requeued.
-		first.stop(t)
+		first.Stop(t)
 		proxy.waitDropped(t, 10*time.Second)
 		if g, err := c.Get(context.Background(), j.ID); err != nil || g.Status != jobs.StatusQueued || g.Attempt != 0 {
 			t.Errorf("after the interrupted attempt the job is %s (%v); want queued at attempt 0 (the attempt taken back once)", describe(g), err)

@@ -20,9 +20,9 @@ func TestPauseAndResumeRealProcesses(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	worker := startProc(t, env, "worker", "sys", "--health-addr", "127.0.0.1:0")
-	waitReady(t, "http://"+worker.addr(t, "health endpoints listening"))
+	waitReady(t, "http://"+worker.Addr(t, "health endpoints listening"))
 	api := startProc(t, env, "api", "--addr", "127.0.0.1:0")
-	apiURL := "http://" + api.addr(t, "api listening")
+	apiURL := "http://" + api.Addr(t, "api listening")
 	waitReady(t, apiURL)
 	c, err := client.New(client.Config{BaseURL: apiURL})
 	if err != nil {
@@ -83,9 +83,9 @@ func TestPauseAndResumeRealProcesses(t *testing.T) {
 	}
 
 	// A worker started while the pool is paused takes nothing.
-	worker.stop(t)
+	worker.Stop(t)
 	worker = startProc(t, env, "worker", "sys", "--health-addr", "127.0.0.1:0")
-	waitReady(t, "http://"+worker.addr(t, "health endpoints listening"))
+	waitReady(t, "http://"+worker.Addr(t, "health endpoints listening"))
 	time.Sleep(time.Second) // room for a wrong start
 	stillQueued("after the worker restarted")
 	qs, err := c.Queues(ctx)

@@ -19,10 +19,10 @@ func TestQueuesAndMetrics(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	worker := startProc(t, env, "worker", "sys", "--health-addr", "127.0.0.1:0")
-	health := "http://" + worker.addr(t, "health endpoints listening")
+	health := "http://" + worker.Addr(t, "health endpoints listening")
 	waitReady(t, health)
 	api := startProc(t, env, "api", "--addr", "127.0.0.1:0")
-	apiURL := "http://" + api.addr(t, "api listening")
+	apiURL := "http://" + api.Addr(t, "api listening")
 	waitReady(t, apiURL)
 
 	// The worker consumes the sys queue; the management API (on by

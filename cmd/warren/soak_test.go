@@ -238,13 +238,13 @@ type soakStack struct {
 	t       *testing.T
 	s       servers
 	rmq     *testenv.RabbitMQ
-	api     *warrenProc
+	api     *testenv.Proc
 	apiURL  string
 	workers [2]struct {
-		p   *warrenProc
+		p   *testenv.Proc
 		url string
 	}
-	all []*warrenProc // every process started, killed ones too, for their log counts
+	all []*testenv.Proc // every process started, killed ones too, for their log counts
 	sub *soakSubmitter
 	rdb *redis.Client
 
@@ -259,7 +259,7 @@ func (st *soakStack) startAPI() {
 	t := st.t
 	t.Helper()
 	st.api = launch(t, st.s, soakEnv, "api", "--addr", "127.0.0.1:0")
-	st.apiURL = "http://" + st.api.addr(t, "api listening")
+	st.apiURL = "http://" + st.api.Addr(t, "api listening")
 	waitReady(t, st.apiURL)
 	st.all = append(st.all, st.api)
 }
@@ -277,10 +277,7 @@ func (st *soakStack) killWorker(i int) {
 	t := st.t
 	t.Helper()
 	p := st.workers[i].p
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill -9 %s: %v", p.name, err)
-	}
-	<-p.exited
+	p.Kill(t)
 	st.workerKills++
 	st.noteCut(p)
 	st.startWorker(i)
@@ -291,30 +288,30 @@ func (st *soakStack) killWorker(i int) {
 // message leaves the record alone while p's lease lasts (10 seconds), and
 // parks the copy. So they are the jobs of the pool's running index whose
 // record names p.
-func (st *soakStack) noteCut(p *warrenProc) {
+func (st *soakStack) noteCut(p *testenv.Proc) {
 	t := st.t
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ids, err := st.rdb.ZRange(ctx, st.s.ns.RunningKey("sys"), 0, -1).Result()
 	if err != nil {
-		t.Fatalf("read the running jobs after killing %s: %v", p.name, err)
+		t.Fatalf("read the running jobs after killing %s: %v", p.Name(), err)
 	}
 	host, _ := os.Hostname()
-	id := fmt.Sprintf("%s-%d", host, p.cmd.Process.Pid) // how jobs.NewProcessID begins
+	id := fmt.Sprintf("%s-%d", host, p.Pid()) // how jobs.NewProcessID begins
 	c := st.sub.api.Load()
 	n := 0
 	for _, jid := range ids {
 		j, err := c.Get(ctx, jid)
 		if err != nil {
-			t.Fatalf("read job %s after killing %s: %v", jid, p.name, err)
+			t.Fatalf("read job %s after killing %s: %v", jid, p.Name(), err)
 		}
 		if j.Worker == id || strings.HasPrefix(j.Worker, id+"-") {
 			st.cut[jid]++
 			n++
 		}
 	}
-	t.Logf("soak: %s was running %d jobs", p.name, n)
+	t.Logf("soak: %s was running %d jobs", p.Name(), n)
 }
 
 // stopWorker stops worker i with SIGTERM, requires it to exit 0 after its
@@ -323,16 +320,11 @@ func (st *soakStack) stopWorker(i int) {
 	t := st.t
 	t.Helper()
 	p := st.workers[i].p
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM %s: %v", p.name, err)
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s: %v", p.Name(), err)
 	}
-	select {
-	case <-p.exited:
-		if p.err != nil {
-			t.Errorf("%s exited with %v after SIGTERM, want status 0", p.name, p.err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not exit within 30s of SIGTERM", p.name)
+	if err := p.Wait(t, 30*time.Second); err != nil {
+		t.Errorf("%s exited with %v after SIGTERM, want status 0", p.Name(), err)
 	}
 	st.workerStops++
 	st.startWorker(i)
@@ -343,10 +335,7 @@ func (st *soakStack) stopWorker(i int) {
 func (st *soakStack) killAPI() {
 	t := st.t
 	t.Helper()
-	if err := st.api.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill -9 %s: %v", st.api.name, err)
-	}
-	<-st.api.exited
+	st.api.Kill(t)
 	st.apiKills++
 	st.startAPI()
 	st.sub.api.Store(newClient(t, st.apiURL))
@@ -372,7 +361,7 @@ func (st *soakStack) restartBroker(r *rand.Rand) {
 func (st *soakStack) logged(msg string) int {
 	n := 0
 	for _, p := range st.all {
-		n += p.logged(msg)
+		n += p.Logged(msg)
 	}
 	return n
 }
@@ -458,14 +447,14 @@ rounds:
 			switch kind {
 			case 0:
 				i := r.IntN(2)
-				what = fmt.Sprintf("kill -9 worker %d (%s)", i, st.workers[i].p.name)
+				what = fmt.Sprintf("kill -9 worker %d (%s)", i, st.workers[i].p.Name())
 				st.killWorker(i)
 			case 1:
 				i := r.IntN(2)
-				what = fmt.Sprintf("SIGTERM worker %d (%s)", i, st.workers[i].p.name)
+				what = fmt.Sprintf("SIGTERM worker %d (%s)", i, st.workers[i].p.Name())
 				st.stopWorker(i)
 			case 2:
-				what = fmt.Sprintf("kill -9 the API (%s)", st.api.name)
+				what = fmt.Sprintf("kill -9 the API (%s)", st.api.Name())
 				st.killAPI()
 			case 3:
 				what = "restart RabbitMQ (stop, start)"

@@ -431,7 +431,7 @@ func TestDashboardSignsInWithKeys(t *testing.T) {
 	submitKey, submitEntry := newKey(t, "ci", "--scopes", "submit")
 	p := startProcWith(t, env, []string{"WARREN_API_KEYS=" + strings.Join([]string{adminEntry, readEntry, submitEntry}, ",")},
 		"dev", "--addr", "127.0.0.1:0")
-	base := "http://" + p.addr(t, "api listening")
+	base := "http://" + p.Addr(t, "api listening")
 	waitReady(t, base)
 	testenv.Eventually(t, 30*time.Second, "sys.sleep declared", func() bool {
 		_, err := env.Store.Type(context.Background(), "sys.sleep")
@@ -578,21 +578,21 @@ func TestDashboardRidesOutAnAPIRestart(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	p := startProc(t, env, "api", "--addr", addr)
-	base := "http://" + p.addr(t, "api listening")
+	base := "http://" + p.Addr(t, "api listening")
 	waitReady(t, base)
 	b := newBrowser(t, base, 1280, 900, false)
 	b.open("/ui/")
 	b.waitFor("the overview", `document.querySelector("main h1") && document.querySelector("#live") && document.querySelector("#banner").hidden`)
 	b.markPage()
 
-	p.stop(t)
+	p.Stop(t)
 	b.waitFor("the page to say the API is away", `!document.querySelector("#banner").hidden && document.querySelector("#live").classList.contains("down")`)
 	b.shot("api-away")
 	p = startProc(t, env, "api", "--addr", addr)
-	p.addr(t, "api listening")
+	p.Addr(t, "api listening")
 	b.waitFor("the page to carry on", `document.querySelector("#banner").hidden && !document.querySelector("#live").classList.contains("down")`)
 	if !b.pageKept() {
 		t.Error("the page reloaded to recover from the API's restart")
 	}
-	p.stop(t)
+	p.Stop(t)
 }
