@@ -623,11 +623,40 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome, now time.Time)
 	case "missing":
 		return fmt.Errorf("finish job %s: %w", id, ErrNotFound)
 	case "terminal":
+		if err := s.fence(ctx, id, res[1]); err != nil {
+			return unavailable("finish job "+id, err)
+		}
 		return fmt.Errorf("finish job %s: %w (%s)", id, ErrTerminal, res[1])
 	case "superseded":
 		return fmt.Errorf("finish job %s: attempt %d was superseded: %w", id, o.Attempt, ErrTerminal)
 	}
 	return nil
+}
+
+// fence waits, when the store waits for replicas, until they have every
+// write made before now, on any connection. A Finish that finds its job
+// ended may be the repeat of one whose round trip broke after its script
+// ran: that outcome is this process's, written on another connection, and
+// WAIT covers only the writes of its own. So fence writes once more, on
+// the WAIT's connection: it announces the job's end again on its done
+// channel (a repeat waiters take as the first), which Redis passes to the
+// replicas like a write, and a replica that has it has everything before.
+// (Redis 7.0 makes a WAIT on a connection that wrote nothing wait as well,
+// but its documentation promises only a connection's own writes.)
+func (s *Store) fence(ctx context.Context, id, status string) error {
+	if s.cfg.WaitReplicas <= 0 {
+		return nil
+	}
+	var wait *redis.Cmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Publish(ctx, s.ns.DoneChannel(id), status)
+		wait = p.Do(ctx, "WAIT", s.cfg.WaitReplicas, s.cfg.WaitTimeout.Milliseconds())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for replicas: %w", err)
+	}
+	return replicated(wait, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
 }
 
 // Progress records a running job's progress; it does nothing once the job

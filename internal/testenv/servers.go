@@ -604,6 +604,26 @@ func (r *Redis) Stop(t testing.TB) {
 	r.waitClosed(t)
 }
 
+// Freeze stops the server's process with SIGSTOP, as a hung machine would:
+// it keeps its connections and answers nothing, until the returned func
+// continues it (the test's end does too).
+func (r *Redis) Freeze(t testing.TB) (thaw func()) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		t.Fatalf("private Redis on port %d: Freeze while it is stopped", r.port)
+	}
+	p := r.proc.cmd.Process
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("private Redis on port %d: SIGSTOP: %v", r.port, err)
+	}
+	var once sync.Once
+	thaw = func() { once.Do(func() { _ = p.Signal(syscall.SIGCONT) }) }
+	t.Cleanup(thaw)
+	return thaw
+}
+
 // Kill kills the server with SIGKILL, as a crash would, and returns once it
 // has exited and its port is closed.
 func (r *Redis) Kill(t testing.TB) {
