@@ -202,11 +202,15 @@ func (n *Notifier) Subscribe(ctx context.Context, id string) (ch <-chan struct{}
 	}
 	select {
 	case <-w.live:
-		return c, cancel, nil
+		// A channel already live and a context already ended are both
+		// ready, and select picks at random: the ended context wins.
+		if ctx.Err() == nil {
+			return c, cancel, nil
+		}
 	case <-ctx.Done():
-		cancel()
-		return nil, nil, fmt.Errorf("subscribe to the end of job %s: %w", id, ctx.Err())
 	}
+	cancel()
+	return nil, nil, fmt.Errorf("subscribe to the end of job %s: %w", id, ctx.Err())
 }
 
 // confirm marks a done channel's subscription live.
