@@ -52,36 +52,95 @@ func serverVersions(ctx context.Context, o options) (rabbit, rdsVersion string) 
 	return rabbit, rdsVersion
 }
 
-func runBaseline(ctx context.Context, o options, srv servers, cpu map[string]CPUPer10k) (Baseline, error) {
-	var b Baseline
-	ns := jobs.Namespace(fmt.Sprintf("bench-raw-%06d", rand.IntN(1e6)))
-	defer cleanup(ns)
-	conn, err := amqp.Dial(o.amqpURL)
-	if err != nil {
-		return b, err
-	}
-	defer conn.Close()
+// raw is the baseline's own namespace: a quorum queue, a connection to
+// the broker and a Redis client.
+type raw struct {
+	ns    jobs.Namespace
+	queue string
+	conn  *amqp.Connection
+	rdb   *redis.Client
+}
+
+func newRaw(o options) (*raw, error) {
+	r := &raw{ns: jobs.Namespace(fmt.Sprintf("bench-raw-%06d", rand.IntN(1e6)))}
+	r.queue = string(r.ns) + ".q"
 	opts, err := redis.ParseURL(o.redisURL)
 	if err != nil {
-		return b, err
+		return nil, err
 	}
 	opts.PoolSize = baselineHandlers + 4
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	r.rdb = redis.NewClient(opts)
+	if r.conn, err = amqp.Dial(o.amqpURL); err != nil {
+		r.close()
+		return nil, err
+	}
+	ch, err := r.conn.Channel()
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclare(r.queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
 
-	queue := string(ns) + ".q"
-	ch, err := conn.Channel()
+func (r *raw) close() {
+	if r.conn != nil {
+		_ = r.conn.Close()
+	}
+	_ = r.rdb.Close()
+	cleanup(r.ns)
+}
+
+// consumed is what a consumer running beside a publisher reports.
+type consumed struct {
+	took time.Duration
+	lat  []time.Duration
+	err  error
+}
+
+// endToEnd publishes n messages (paced by due, if given) while a consumer
+// takes them, and returns the time from the first publish to the last SET,
+// each message's latency from its publish (or due time) to its SET, and
+// each one's until its confirm.
+func (r *raw) endToEnd(ctx context.Context, o options, n int, due func(k int) time.Time) (took time.Duration, lat, confirmed []time.Duration, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan consumed, 1)
+	ready := make(chan struct{})
+	go func() {
+		took, lat, err := rawConsume(ctx, r.conn, r.rdb, r.ns, r.queue, n, o.prefetch, ready)
+		done <- consumed{took, lat, err}
+	}()
+	select {
+	case <-ready:
+	case c := <-done: // it could not start
+		return 0, nil, nil, c.err
+	}
+	start := time.Now()
+	if _, confirmed, err = rawPublish(r.conn, r.queue, n, due); err != nil {
+		cancel() // what was published is never all consumed
+		<-done
+		return 0, nil, nil, err
+	}
+	c := <-done
+	return time.Since(start), c.lat, confirmed, c.err
+}
+
+func runBaseline(ctx context.Context, o options, srv servers, cpu map[string]CPUPer10k) (Baseline, error) {
+	var b Baseline
+	r, err := newRaw(o)
 	if err != nil {
 		return b, err
 	}
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
-		return b, err
-	}
-	_ = ch.Close()
+	defer r.close()
 
 	// Publish alone, into the empty queue.
 	m := startMeter(srv)
-	took, err := rawPublish(conn, queue, o.n)
+	took, _, err := rawPublish(r.conn, r.queue, o.n, nil)
 	if err != nil {
 		return b, fmt.Errorf("publish: %w", err)
 	}
@@ -91,7 +150,7 @@ func runBaseline(ctx context.Context, o options, srv servers, cpu map[string]CPU
 
 	// Consume alone, what was published.
 	m = startMeter(srv)
-	took, _, err = rawConsume(ctx, conn, rdb, ns, queue, o.n, o.prefetch, nil)
+	took, _, err = rawConsume(ctx, r.conn, r.rdb, r.ns, r.queue, o.n, o.prefetch, nil)
 	if err != nil {
 		return b, fmt.Errorf("consume: %w", err)
 	}
@@ -100,61 +159,89 @@ func runBaseline(ctx context.Context, o options, srv servers, cpu map[string]CPU
 	fmt.Printf("  consume + Redis SET + ack:     %8.0f msgs/s\n", b.Consume)
 
 	// Both at once: from the first publish to the last SET.
-	consumed := make(chan struct {
-		took time.Duration
-		lat  []time.Duration
-		err  error
-	}, 1)
-	ready := make(chan struct{})
-	go func() {
-		took, lat, err := rawConsume(ctx, conn, rdb, ns, queue, o.n, o.prefetch, ready)
-		consumed <- struct {
-			took time.Duration
-			lat  []time.Duration
-			err  error
-		}{took, lat, err}
-	}()
-	<-ready
 	m = startMeter(srv)
-	start := time.Now()
-	if _, err := rawPublish(conn, queue, o.n); err != nil {
+	took, lat, _, err := r.endToEnd(ctx, o, o.n, nil)
+	if err != nil {
 		return b, fmt.Errorf("end to end: %w", err)
 	}
-	c := <-consumed
-	if c.err != nil {
-		return b, fmt.Errorf("end to end: %w", c.err)
-	}
-	b.E2E = round(float64(o.n)/time.Since(start).Seconds(), 0)
+	b.E2E = round(float64(o.n)/took.Seconds(), 0)
 	cpu["baseline_e2e"], _ = m.per10k(o.n)
-	b.Latency = latencies(c.lat)
+	b.Latency = latencies(lat)
 	fmt.Printf("  end to end:                    %8.0f msgs/s  (latency p50 %.1f ms, p99 %.1f ms)\n",
 		b.E2E, b.Latency.P50, b.Latency.P99)
 	return b, nil
 }
 
+// runBaselinePaced measures the baseline's latency at each of warren's load
+// levels: the raw publisher sends one message at a time at the level's
+// rate, and each latency counts from when its message was due.
+func runBaselinePaced(ctx context.Context, o options, levels map[string]*LoadLevel) error {
+	r, err := newRaw(o)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	for _, name := range levelNames {
+		l := levels[name]
+		if l == nil {
+			continue
+		}
+		_, lat, confirmed, err := r.endToEnd(ctx, o, l.Jobs, paced(l.Rate))
+		if err != nil {
+			return fmt.Errorf("%s%% load: %w", name, err)
+		}
+		l.Baseline, l.BaselineConfirmed = latencies(lat), latencies(confirmed)
+		fmt.Printf("  %s%% load (%.0f msgs/s): latency p50 %.1f ms, p99 %.1f ms (confirmed: p50 %.1f, p99 %.1f)\n",
+			name, l.Rate, l.Baseline.P50, l.Baseline.P99, l.BaselineConfirmed.P50, l.BaselineConfirmed.P99)
+	}
+	return nil
+}
+
 // rawPublish publishes n persistent messages, keeping up to confirmWindow
-// unconfirmed, and returns once all are confirmed. Each body starts with
-// its publish time, for the consumer's latency.
-func rawPublish(conn *amqp.Connection, queue string, n int) (time.Duration, error) {
+// unconfirmed, and returns once all are confirmed, with each one's time
+// from its publish until its confirm. Each body starts with its publish
+// time, for the consumer's latency. due, if not nil, paces them as
+// submitSingle does: message k is sent at due(k), and its latencies count
+// from then, even if the publisher was late.
+func rawPublish(conn *amqp.Connection, queue string, n int, due func(k int) time.Time) (time.Duration, []time.Duration, error) {
 	ch, err := conn.Channel()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer ch.Close()
 	if err := ch.Confirm(false); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	start := time.Now()
-	pending := make([]*amqp.DeferredConfirmation, 0, confirmWindow)
-	settle := func(dc *amqp.DeferredConfirmation) error {
-		if !dc.Wait() {
-			return fmt.Errorf("message %d nacked", dc.DeliveryTag)
+	type sent struct {
+		dc *amqp.DeferredConfirmation
+		at time.Time
+	}
+	// The window: the publisher blocks while confirmWindow messages wait
+	// for their confirms, which one goroutine settles in order.
+	window := make(chan sent, confirmWindow)
+	confirmed := make([]time.Duration, 0, n)
+	var nacked error
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		for s := range window {
+			if !s.dc.Wait() && nacked == nil {
+				nacked = fmt.Errorf("message %d nacked", s.dc.DeliveryTag)
+			}
+			confirmed = append(confirmed, time.Since(s.at))
 		}
-		return nil
-	}
+	}()
+	start := time.Now()
 	for i := range n {
+		at := time.Now()
+		if due != nil {
+			at = due(i)
+			if wait := time.Until(at); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
 		body := make([]byte, bodySize)
-		binary.BigEndian.PutUint64(body, uint64(time.Now().UnixNano()))
+		binary.BigEndian.PutUint64(body, uint64(at.UnixNano()))
 		dc, err := ch.PublishWithDeferredConfirm("", queue, false, false, amqp.Publishing{
 			DeliveryMode: amqp.Persistent,
 			ContentType:  "application/json",
@@ -162,31 +249,22 @@ func rawPublish(conn *amqp.Connection, queue string, n int) (time.Duration, erro
 			Body:         body,
 		})
 		if err != nil {
-			return 0, err
+			close(window)
+			<-settled
+			return 0, nil, err
 		}
-		pending = append(pending, dc)
-		if len(pending) == confirmWindow {
-			// Settle the older half, so the window stays full.
-			for _, dc := range pending[:confirmWindow/2] {
-				if err := settle(dc); err != nil {
-					return 0, err
-				}
-			}
-			pending = append(pending[:0], pending[confirmWindow/2:]...)
-		}
+		window <- sent{dc, at}
 	}
-	for _, dc := range pending {
-		if err := settle(dc); err != nil {
-			return 0, err
-		}
-	}
-	return time.Since(start), nil
+	close(window)
+	<-settled
+	return time.Since(start), confirmed, nacked
 }
 
 // rawConsume takes n messages with baselineHandlers handlers, each writing
 // one Redis key per message and then acking it. It closes ready (if given)
 // once it consumes. It returns the time from the first delivery to the
-// last ack, and each message's latency from its publish.
+// last ack, and each message's latency from its publish (the time its body
+// starts with) to its Redis write.
 func rawConsume(ctx context.Context, conn *amqp.Connection, rdb *redis.Client, ns jobs.Namespace, queue string, n, prefetch int, ready chan struct{}) (time.Duration, []time.Duration, error) {
 	ch, err := conn.Channel()
 	if err != nil {
@@ -231,6 +309,7 @@ func rawConsume(ctx context.Context, conn *amqp.Connection, rdb *redis.Client, n
 						fail(err)
 						return
 					}
+					stored := time.Now()
 					if err := d.Ack(false); err != nil {
 						fail(err)
 						return
@@ -238,7 +317,7 @@ func rawConsume(ctx context.Context, conn *amqp.Connection, rdb *redis.Client, n
 					if len(d.Body) >= 8 {
 						sent := time.Unix(0, int64(binary.BigEndian.Uint64(d.Body)))
 						mu.Lock()
-						lat = append(lat, time.Since(sent))
+						lat = append(lat, stored.Sub(sent))
 						mu.Unlock()
 					}
 					if done.Add(1) == int64(n) {

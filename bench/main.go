@@ -2,7 +2,8 @@
 // it runs on, in one run on the same servers: a raw amqp091-go producer and
 // consumer doing the same work with no framework (the baseline), then the
 // warren API and a warren worker process (submit, process, end to end at
-// full and half load, CPU and memory). Every throughput is also given as a
+// full load and at paced loads, CPU and memory), and the baseline again at
+// the same paced loads for latency. Every throughput is also given as a
 // ratio to the baseline of the same run, so figures compare across
 // machines. `make bench` runs it; docs/performance.md explains the figures.
 package main
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/signal"
@@ -86,7 +88,14 @@ type Results struct {
 	Baseline Baseline           `json:"baseline"`
 	Warren   Warren             `json:"warren"`
 	Ratios   map[string]float64 `json:"ratios"`
-	Cost     Cost               `json:"cost"`
+	// Latency is, per paced load level ("25", "50", "75": percent of
+	// warren's full-load end-to-end rate), warren's latency beside the
+	// baseline's at the same rate.
+	Latency map[string]*LoadLevel `json:"latency,omitempty"`
+	// CPURatio is warren's CPU per job end to end (every process) over the
+	// baseline's.
+	CPURatio float64 `json:"cpu_ratio,omitempty"`
+	Cost     Cost    `json:"cost"`
 	// CPU is, per measurement, the CPU seconds per 10,000 jobs of every
 	// process involved: where the time goes.
 	CPU      map[string]CPUPer10k `json:"cpu_per_10k"`
@@ -116,13 +125,18 @@ type Baseline struct {
 
 // Warren is warren's figures.
 type Warren struct {
-	SubmitSingle float64   `json:"submit_single_per_s"`
-	SubmitBatch  float64   `json:"submit_batch_per_s"`
-	Process      float64   `json:"process_per_s"`
-	E2E          float64   `json:"e2e_per_s"`
-	Latency      Latencies `json:"e2e_latency_ms"`
-	HalfRate     float64   `json:"half_load_per_s"`
-	HalfLatency  Latencies `json:"half_load_latency_ms"`
+	SubmitSingle float64 `json:"submit_single_per_s"`
+	SubmitBatch  float64 `json:"submit_batch_per_s"`
+	// SubmitInProcess is the producer package's SubmitMany called in the
+	// benchmark's own process: submission without HTTP.
+	SubmitInProcess float64   `json:"submit_inprocess_per_s"`
+	Process         float64   `json:"process_per_s"`
+	E2E             float64   `json:"e2e_per_s"`
+	Latency         Latencies `json:"e2e_latency_ms"`
+	// The half-load figures are those of Results.Latency["50"], kept
+	// for readers of earlier results.
+	HalfRate    float64   `json:"half_load_per_s"`
+	HalfLatency Latencies `json:"half_load_latency_ms"`
 	// HalfSubmitLatency is the first part of HalfLatency: from a job's
 	// submission to the API's answer (its confirm from the broker).
 	HalfSubmitLatency Latencies `json:"half_load_submit_latency_ms"`
@@ -173,37 +187,21 @@ func run(ctx context.Context, o options) error {
 	// rounds the figures are those of the round with the median end-to-end
 	// ratio, and every round's ratios are kept, since one machine's
 	// figures vary by a fifth from run to run.
-	srv := findServers()
-	var rounds []Results
+	srv := findServers(o.amqpURL, o.redisURL)
+	var (
+		rounds []Results
+		all    []map[string]float64 // every round's ratios, in the order they ran
+	)
 	for i := range o.repeat {
-		r := res
-		r.CPU = map[string]CPUPer10k{}
 		if o.repeat > 1 {
 			fmt.Printf("round %d of %d\n", i+1, o.repeat)
 		}
-		fmt.Println("baseline: raw amqp091-go + go-redis ...")
-		b, err := runBaseline(ctx, o, srv, r.CPU)
+		r, err := runRound(ctx, o, srv, res)
 		if err != nil {
-			return fmt.Errorf("baseline: %w", err)
-		}
-		r.Baseline = b
-		fmt.Println("warren: API and one worker process ...")
-		w, cost, profiles, err := runWarren(ctx, o, b, srv, r.CPU)
-		if err != nil {
-			return fmt.Errorf("warren: %w", err)
-		}
-		r.Warren, r.Cost, r.Profiles = w, cost, profiles
-		r.Ratios = map[string]float64{
-			"e2e":           ratio(w.E2E, b.E2E),
-			"process":       ratio(w.Process, b.Consume),
-			"submit_batch":  ratio(w.SubmitBatch, b.Publish),
-			"submit_single": ratio(w.SubmitSingle, b.Publish),
+			return err
 		}
 		rounds = append(rounds, r)
-	}
-	var all []map[string]float64 // in the order they ran
-	for _, r := range rounds {
-		all = append(all, r.Ratios)
+		all = append(all, roundRatios(r))
 	}
 	slices.SortStableFunc(rounds, func(a, b Results) int { return cmp.Compare(a.Ratios["e2e"], b.Ratios["e2e"]) })
 	res = rounds[len(rounds)/2]
@@ -217,6 +215,52 @@ func run(ctx context.Context, o options) error {
 	}
 	printResults(res)
 	return writeResults(o.out, res)
+}
+
+// runRound measures the baseline, then warren, then the baseline again
+// at warren's paced load levels, and returns res with the figures.
+func runRound(ctx context.Context, o options, srv servers, res Results) (Results, error) {
+	r := res
+	r.CPU = map[string]CPUPer10k{}
+	fmt.Println("baseline: raw amqp091-go + go-redis ...")
+	b, err := runBaseline(ctx, o, srv, r.CPU)
+	if err != nil {
+		return r, fmt.Errorf("baseline: %w", err)
+	}
+	fmt.Println("warren: API and one worker process ...")
+	w, cost, levels, profiles, err := runWarren(ctx, o, b, srv, r.CPU)
+	if err != nil {
+		return r, fmt.Errorf("warren: %w", err)
+	}
+	fmt.Println("baseline, paced at warren's load levels ...")
+	if err := runBaselinePaced(ctx, o, levels); err != nil {
+		return r, fmt.Errorf("baseline paced: %w", err)
+	}
+	for _, l := range levels {
+		l.ratios()
+	}
+	r.Baseline, r.Warren, r.Cost, r.Latency, r.Profiles = b, w, cost, levels, profiles
+	r.Ratios = map[string]float64{
+		"e2e":              ratio(w.E2E, b.E2E),
+		"process":          ratio(w.Process, b.Consume),
+		"submit_inprocess": ratio(w.SubmitInProcess, b.Publish),
+		"submit_batch":     ratio(w.SubmitBatch, b.Publish),
+		"submit_single":    ratio(w.SubmitSingle, b.Publish),
+	}
+	r.CPURatio = ratio(r.CPU["warren_e2e"].Total(), r.CPU["baseline_e2e"].Total())
+	return r, nil
+}
+
+// roundRatios are the figures of a round shown beside the median round's:
+// its throughput ratios, its CPU ratio and its latency ratios at
+// breakdownLevel.
+func roundRatios(r Results) map[string]float64 {
+	out := maps.Clone(r.Ratios)
+	out["cpu_ratio"] = r.CPURatio
+	if l := r.Latency[breakdownLevel]; l != nil {
+		out["latency_p50_ratio"], out["latency_p99_ratio"] = l.P50Ratio, l.P99Ratio
+	}
+	return out
 }
 
 func ratio(a, b float64) float64 {

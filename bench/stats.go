@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,44 +82,131 @@ func memory(pid int) (rss, peak float64, err error) {
 	return rss, peak, nil
 }
 
-// servers are the RabbitMQ and Redis processes on this machine, found by
-// name, so the benchmark can say what each side spends per job. Servers
-// elsewhere are simply not measured.
+// servers are the RabbitMQ and Redis processes the benchmark talks to, so
+// it can say what each side spends per job: those listening on the ports of
+// the AMQP and Redis URLs, or, where their sockets cannot be read, every
+// process of the servers' names. Servers elsewhere are simply not measured.
 type servers struct{ rabbit, redis []int }
 
-func findServers() servers {
-	var s servers
+func findServers(amqpURL, redisURL string) servers {
+	comms := map[int]string{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err != nil {
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+			comms[pid] = strings.TrimSpace(string(comm))
+		}
+	}
+	// Other RabbitMQs and Redises may run beside (a test suite's): only
+	// the ones on our ports count, when their sockets tell.
+	listening := listeners(append(ports(amqpURL, "5672"), ports(redisURL, "6379")...))
+	var s, byName servers
+	for pid, comm := range comms {
+		var list, all *[]int
+		switch comm {
+		case "beam.smp":
+			list, all = &s.rabbit, &byName.rabbit
+		case "redis-server":
+			list, all = &s.redis, &byName.redis
+		default:
 			continue
 		}
-		switch strings.TrimSpace(string(comm)) {
-		case "beam.smp":
-			s.rabbit = append(s.rabbit, pid)
-		case "redis-server":
-			s.redis = append(s.redis, pid)
+		*all = append(*all, pid)
+		if ownsSocket(pid, listening) {
+			*list = append(*list, pid)
 		}
+	}
+	if len(s.rabbit) == 0 {
+		s.rabbit = byName.rabbit
+	}
+	if len(s.redis) == 0 {
+		s.redis = byName.redis
 	}
 	return s
 }
 
-// cpu is the CPU time the servers have used so far: RabbitMQ's and Redis's.
-func (s servers) cpu() (rabbit, rds time.Duration) {
-	for _, pid := range s.rabbit {
-		d, _ := cpuTime(pid)
-		rabbit += d
+// ports returns the ports of a URL, or of each of a comma-separated list,
+// with def where a URL names none.
+func ports(rawURLs, def string) []string {
+	var out []string
+	for _, raw := range strings.Split(rawURLs, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			continue
+		}
+		out = append(out, cmp.Or(u.Port(), def))
 	}
-	for _, pid := range s.redis {
-		d, _ := cpuTime(pid)
-		rds += d
+	return out
+}
+
+// listeners returns the socket inodes listening on any of the ports, from
+// /proc/net/tcp and tcp6.
+func listeners(ports []string) map[string]bool {
+	want := map[uint64]bool{}
+	for _, p := range ports {
+		if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+			want[n] = true
+		}
 	}
-	return rabbit, rds
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fs[1], ":")
+			if port, err := strconv.ParseUint(hexPort, 16, 16); err == nil && want[port] {
+				inodes["socket:["+fs[9]+"]"] = true
+			}
+		}
+	}
+	return inodes
+}
+
+// ownsSocket reports whether one of pid's open files is one of the sockets.
+func ownsSocket(pid int, sockets map[string]bool) bool {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, _ := os.ReadDir(dir)
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && sockets[target] {
+			return true
+		}
+	}
+	return false
+}
+
+// cpu is the CPU time each server process has used so far, by pid.
+func (s servers) cpu() map[int]time.Duration {
+	out := map[int]time.Duration{}
+	for _, pid := range append(slices.Clone(s.rabbit), s.redis...) {
+		if d, err := cpuTime(pid); err == nil {
+			out[pid] = d
+		}
+	}
+	return out
+}
+
+// since sums, for the pids given, the CPU used between two readings of
+// cpu; a process that was not there at both is left out (one that
+// vanished would otherwise count negative).
+func since(pids []int, before, after map[int]time.Duration) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		b, ok1 := before[pid]
+		a, ok2 := after[pid]
+		if ok1 && ok2 {
+			sum += a - b
+		}
+	}
+	return sum
 }
 
 // CPUPer10k is the CPU seconds each process spent per 10,000 jobs in one
@@ -129,17 +219,23 @@ type CPUPer10k struct {
 	Client   float64 `json:"bench_client"`
 }
 
+// Total is the CPU of every process together.
+func (c CPUPer10k) Total() float64 {
+	return round(c.RabbitMQ+c.Redis+c.API+c.Worker+c.Client, 2)
+}
+
 // meter measures CPU over one measurement.
 type meter struct {
-	srv               servers
-	pids              []int // the API and worker, when measured
-	rabbit, rds, self time.Duration
-	own               []time.Duration
+	srv     servers
+	pids    []int // the API and worker, when measured
+	servers map[int]time.Duration
+	self    time.Duration
+	own     []time.Duration
 }
 
 func startMeter(srv servers, pids ...int) *meter {
 	m := &meter{srv: srv, pids: pids}
-	m.rabbit, m.rds = srv.cpu()
+	m.servers = srv.cpu()
 	m.self, _ = cpuTime(os.Getpid())
 	for _, pid := range pids {
 		d, _ := cpuTime(pid)
@@ -152,9 +248,10 @@ func startMeter(srv servers, pids ...int) *meter {
 // servers, this program, and the pids given to startMeter (API, worker).
 func (m *meter) per10k(n int) (CPUPer10k, []float64) {
 	f := func(d time.Duration) float64 { return round(d.Seconds()*10000/float64(n), 2) }
-	rabbit, rds := m.srv.cpu()
+	now := m.srv.cpu()
 	self, _ := cpuTime(os.Getpid())
-	c := CPUPer10k{RabbitMQ: f(rabbit - m.rabbit), Redis: f(rds - m.rds), Client: f(self - m.self)}
+	c := CPUPer10k{RabbitMQ: f(since(m.srv.rabbit, m.servers, now)), Redis: f(since(m.srv.redis, m.servers, now)),
+		Client: f(self - m.self)}
 	var own []float64
 	for i, pid := range m.pids {
 		d, _ := cpuTime(pid)

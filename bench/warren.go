@@ -18,6 +18,7 @@ import (
 
 	"github.com/warrenhq/warren/bench/launch"
 	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/store"
 )
 
 // httpClient keeps a connection per client goroutine.
@@ -38,23 +39,25 @@ func startWarren(ctx context.Context, o options, ns jobs.Namespace, want []strin
 
 // tracker hears every job reach a terminal state on the jobs' done
 // channels (the finish script publishes each job's status on its own, so
-// the tracker subscribes to their pattern), and measures each latency from
-// its submission.
+// the tracker subscribes to their pattern), and keeps each job's times: when
+// it was submitted (or due), when the API answered, and when it was done.
 type tracker struct {
 	mu        sync.Mutex
-	submitted map[string]time.Time
-	early     map[string]time.Time // done before its submission was answered
-	lat       []time.Duration
-	submitLat []time.Duration // from submission to the API's answer
+	times     map[string]*jobTimes
 	done      int
 	want      int
 	first     time.Time
 	last      time.Time
 	reached   chan struct{}
-	countOnly bool // no latencies: a soak's millions of ids are not kept
+	countOnly bool // no times: a soak's millions of ids are not kept
 	ps        *redis.PubSub
 	stopped   chan struct{}
 }
+
+// jobTimes are what the benchmark itself sees of a job, on its own clock:
+// when it was due (its submission started, or was meant to), when the
+// API's answer arrived, and when the job's end was heard.
+type jobTimes struct{ due, answered, done time.Time }
 
 func newTracker(ctx context.Context, rdb *redis.Client, ns jobs.Namespace) (*tracker, error) {
 	prefix := ns.DoneChannel("")
@@ -84,11 +87,20 @@ func (t *tracker) close() {
 func (t *tracker) reset(want int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.submitted, t.early = map[string]time.Time{}, map[string]time.Time{}
-	t.lat, t.submitLat, t.done, t.want = nil, nil, 0, want
+	t.times, t.done, t.want = map[string]*jobTimes{}, 0, want
 	t.first, t.last = time.Time{}, time.Time{}
 	t.reached = make(chan struct{})
 	t.countOnly = false
+}
+
+// job returns the times of id, new if need be; t.mu is held.
+func (t *tracker) job(id string) *jobTimes {
+	j := t.times[id]
+	if j == nil {
+		j = &jobTimes{}
+		t.times[id] = j
+	}
+	return j
 }
 
 // count starts a measurement that only counts jobs done.
@@ -106,30 +118,23 @@ func (t *tracker) doneSoFar() int {
 	return t.done
 }
 
-// accepted records when a job was submitted.
+// accepted records when a job was submitted (or due), as the API's answer
+// arrives.
 func (t *tracker) accepted(id string, at time.Time) {
-	answered := time.Since(at) // called as the answer arrives
+	answered := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.countOnly {
-		t.submitLat = append(t.submitLat, answered)
+		j := t.job(id)
+		j.due, j.answered = at, answered
 	}
-	if end, ok := t.early[id]; ok {
-		delete(t.early, id)
-		t.lat = append(t.lat, end.Sub(at))
-		return
-	}
-	t.submitted[id] = at
 }
 
 func (t *tracker) finished(id string, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if start, ok := t.submitted[id]; ok {
-		delete(t.submitted, id)
-		t.lat = append(t.lat, at.Sub(start))
-	} else if !t.countOnly {
-		t.early[id] = at
+	if !t.countOnly {
+		t.job(id).done = at
 	}
 	if t.first.IsZero() {
 		t.first = at
@@ -158,10 +163,17 @@ func (t *tracker) wait(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
+// window returns when the first and the last job of the measurement were
+// done, and each job's latency from its submission (or due time) to then.
 func (t *tracker) window() (first, last time.Time, lat []time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.first, t.last, t.lat
+	for _, j := range t.times {
+		if !j.due.IsZero() && !j.done.IsZero() {
+			lat = append(lat, j.done.Sub(j.due))
+		}
+	}
+	return t.first, t.last, lat
 }
 
 // answered returns each job's time from its submission to the API's
@@ -169,12 +181,36 @@ func (t *tracker) window() (first, last time.Time, lat []time.Duration) {
 func (t *tracker) answered() []time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.submitLat
+	var out []time.Duration
+	for _, j := range t.times {
+		if !j.due.IsZero() {
+			out = append(out, j.answered.Sub(j.due))
+		}
+	}
+	return out
+}
+
+// byJob returns the times of the jobs both submitted and done.
+func (t *tracker) byJob() map[string]jobTimes {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]jobTimes, len(t.times))
+	for id, j := range t.times {
+		if !j.due.IsZero() && !j.done.IsZero() {
+			out[id] = *j
+		}
+	}
+	return out
+}
+
+// echoPayload is the payload of the benchmark's k-th sys.echo job.
+func echoPayload(k int) string {
+	return fmt.Sprintf(`{"bench":true,"i":%d,"text":"the quick brown fox"}`, k)
 }
 
 // echoBody is the request body of one sys.echo job.
 func echoBody(k int) string {
-	return fmt.Sprintf(`{"type":"sys.echo","payload":{"bench":true,"i":%d,"text":"the quick brown fox"}}`, k)
+	return `{"type":"sys.echo","payload":` + echoPayload(k) + `}`
 }
 
 // submitSingle posts n jobs one per request from clients goroutines. due,
@@ -323,6 +359,7 @@ type stack struct {
 	api   *launch.Process
 	base  string
 	rdb   *redis.Client
+	st    *store.Store // the namespace's records, as warren reads them
 	track *tracker
 }
 
@@ -333,6 +370,10 @@ func newStack(ctx context.Context, o options, name string) (*stack, error) {
 		return nil, err
 	}
 	s.rdb = redis.NewClient(opts)
+	if s.st, err = store.New(store.Config{URL: o.redisURL, Namespace: s.ns}); err != nil {
+		s.close()
+		return nil, err
+	}
 	if s.track, err = newTracker(ctx, s.rdb, s.ns); err != nil {
 		s.close()
 		return nil, err
@@ -387,10 +428,13 @@ func (s *stack) close() {
 	if s.rdb != nil {
 		_ = s.rdb.Close()
 	}
+	if s.st != nil {
+		_ = s.st.Close()
+	}
 	cleanup(s.ns)
 }
 
-func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu map[string]CPUPer10k) (Warren, Cost, []string, error) {
+func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu map[string]CPUPer10k) (Warren, Cost, map[string]*LoadLevel, []string, error) {
 	var (
 		w        Warren
 		c        Cost
@@ -398,11 +442,11 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	)
 	s, err := newStack(ctx, o, "warren")
 	if err != nil {
-		return w, c, nil, err
+		return w, c, nil, nil, err
 	}
 	defer s.close()
 	if err := s.declare(ctx); err != nil {
-		return w, c, nil, err
+		return w, c, nil, nil, err
 	}
 	c.APIIdleMB, _, _ = memory(s.api.PID())
 	ignore := func(string, time.Time) {}
@@ -417,7 +461,7 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	m := startMeter(srv, s.api.PID())
 	took, err := submitSingle(ctx, s.base, nSingle, o.clients, nil, ignore)
 	if err != nil {
-		return w, c, nil, fmt.Errorf("submit single: %w", err)
+		return w, c, nil, nil, fmt.Errorf("submit single: %w", err)
 	}
 	w.SubmitSingle = round(float64(nSingle)/took.Seconds(), 0)
 	cs, own := m.per10k(nSingle)
@@ -433,7 +477,7 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	m = startMeter(srv, s.api.PID())
 	took, err = submitBatch(ctx, s.base, o.n, o.batch, batchClients, ignore)
 	if err != nil {
-		return w, c, nil, fmt.Errorf("submit batch: %w", err)
+		return w, c, nil, nil, fmt.Errorf("submit batch: %w", err)
 	}
 	w.SubmitBatch = round(float64(o.n)/took.Seconds(), 0)
 	cs, own = m.per10k(o.n)
@@ -447,7 +491,7 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	s.track.reset(queued)
 	worker, err := s.startWorker(ctx)
 	if err != nil {
-		return w, c, nil, err
+		return w, c, nil, nil, err
 	}
 	defer worker.Stop()
 	m = startMeter(srv, worker.PID())
@@ -457,7 +501,7 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	wprof := filepath.Join(o.outDir, "worker-process.cpu.pprof")
 	go func() { profDone <- worker.Profile(ctx, "profile", fmt.Sprintf("?seconds=%d", secs), wprof) }()
 	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
-		return w, c, nil, fmt.Errorf("process: %w", err)
+		return w, c, nil, nil, fmt.Errorf("process: %w", err)
 	}
 	first, last, _ := s.track.window()
 	w.Process = round(float64(queued-1)/last.Sub(first).Seconds(), 0)
@@ -478,10 +522,10 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	m = startMeter(srv, s.api.PID(), worker.PID())
 	start := time.Now()
 	if _, err := submitBatch(ctx, s.base, o.n, o.batch, batchClients, s.track.accepted); err != nil {
-		return w, c, nil, fmt.Errorf("end to end: %w", err)
+		return w, c, nil, nil, fmt.Errorf("end to end: %w", err)
 	}
 	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
-		return w, c, nil, fmt.Errorf("end to end: %w", err)
+		return w, c, nil, nil, fmt.Errorf("end to end: %w", err)
 	}
 	_, last, lat := s.track.window()
 	w.E2E = round(float64(o.n)/last.Sub(start).Seconds(), 0)
@@ -495,24 +539,29 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	fmt.Printf("  end to end, full load (batches):      %8.0f jobs/s  (%.0f%% of raw; latency p50 %.1f ms, p99 %.1f ms)\n",
 		w.E2E, 100*ratio(w.E2E, base.E2E), w.Latency.P50, w.Latency.P99)
 
-	// End to end at half that load, single POSTs paced evenly.
-	w.HalfRate = round(w.E2E/2, 0)
-	half := min(o.n/2, int(w.HalfRate*10))
-	s.track.reset(half)
-	start = time.Now().Add(50 * time.Millisecond)
-	interval := time.Duration(float64(time.Second) / w.HalfRate)
-	due := func(k int) time.Time { return start.Add(time.Duration(k) * interval) }
-	if _, err := submitSingle(ctx, s.base, half, o.clients, due, s.track.accepted); err != nil {
-		return w, c, nil, fmt.Errorf("half load: %w", err)
+	// End to end at shares of that load, single POSTs paced evenly.
+	levels := newLevels(w.E2E, o.n)
+	for _, name := range levelNames {
+		l := levels[name]
+		s.track.reset(l.Jobs)
+		if _, err := submitSingle(ctx, s.base, l.Jobs, o.clients, paced(l.Rate), s.track.accepted); err != nil {
+			return w, c, nil, nil, fmt.Errorf("%s%% load: %w", name, err)
+		}
+		if err := s.track.wait(ctx, 10*time.Minute); err != nil {
+			return w, c, nil, nil, fmt.Errorf("%s%% load: %w", name, err)
+		}
+		_, _, lat = s.track.window()
+		l.Warren, l.WarrenAnswered = latencies(lat), latencies(s.track.answered())
+		fmt.Printf("  end to end, %s%% load (%0.f jobs/s):  latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms (answered: p50 %.1f, p99 %.1f)\n",
+			name, l.Rate, l.Warren.P50, l.Warren.P95, l.Warren.P99, l.WarrenAnswered.P50, l.WarrenAnswered.P99)
+		if name == breakdownLevel {
+			if l.Breakdown, err = breakdown(ctx, s.st, s.track.byJob()); err != nil {
+				return w, c, nil, nil, fmt.Errorf("breakdown at %s%% load: %w", name, err)
+			}
+		}
 	}
-	if err := s.track.wait(ctx, 10*time.Minute); err != nil {
-		return w, c, nil, fmt.Errorf("half load: %w", err)
-	}
-	_, _, lat = s.track.window()
-	w.HalfLatency = latencies(lat)
-	w.HalfSubmitLatency = latencies(s.track.answered())
-	fmt.Printf("  end to end, half load (%0.f jobs/s):    latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms (answered: p50 %.1f, p99 %.1f)\n",
-		w.HalfRate, w.HalfLatency.P50, w.HalfLatency.P95, w.HalfLatency.P99, w.HalfSubmitLatency.P50, w.HalfSubmitLatency.P99)
+	half := levels["50"]
+	w.HalfRate, w.HalfLatency, w.HalfSubmitLatency = half.Rate, half.Warren, half.WarrenAnswered
 
 	_, c.APIPeakMB, _ = memory(s.api.PID())
 	_, c.WorkerPeakMB, _ = memory(worker.PID())
@@ -525,7 +574,28 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 			profiles = append(profiles, path)
 		}
 	}
-	return w, c, profiles, nil
+
+	// Submit in-process, with the worker stopped so the jobs wait as they
+	// did for the API's submissions: the producer package in this very
+	// process, in batches from as many goroutines as the batch POSTs.
+	worker.Stop()
+	ip, err := newInProcess(ctx, o, s.ns, s.st)
+	if err != nil {
+		return w, c, nil, nil, fmt.Errorf("submit in-process: %w", err)
+	}
+	defer ip.close()
+	m = startMeter(srv, s.api.PID())
+	took, err = ip.submitMany(ctx, o.n, o.batch, batchClients)
+	if err != nil {
+		return w, c, nil, nil, fmt.Errorf("submit in-process: %w", err)
+	}
+	w.SubmitInProcess = round(float64(o.n)/took.Seconds(), 0)
+	cs, own = m.per10k(o.n)
+	cs.API = own[0] // idle, for the record
+	cpu["warren_submit_inprocess"] = cs
+	fmt.Printf("  submit in-process, batches of %d from %d goroutines: %6.0f jobs/s  (%.0f%% of confirmed publish)\n",
+		o.batch, batchClients, w.SubmitInProcess, 100*ratio(w.SubmitInProcess, base.Publish))
+	return w, c, levels, profiles, nil
 }
 
 // runScale measures processing with k worker processes for each k.
