@@ -186,13 +186,22 @@ func runBaselinePaced(ctx context.Context, o options, levels map[string]*LoadLev
 		if l == nil {
 			continue
 		}
+		before, err := readAOF(ctx, r.rdb)
+		if err != nil {
+			return err
+		}
 		_, lat, confirmed, err := r.endToEnd(ctx, o, l.Jobs, paced(l.Rate))
 		if err != nil {
 			return fmt.Errorf("%s%% load: %w", name, err)
 		}
+		after, err := readAOF(ctx, r.rdb)
+		if err != nil {
+			return err
+		}
+		l.BaselineAOF = after.since(before, l.Jobs)
 		l.Baseline, l.BaselineConfirmed = latencies(lat), latencies(confirmed)
-		fmt.Printf("  %s%% load (%.0f msgs/s): latency p50 %.1f ms, p99 %.1f ms (confirmed: p50 %.1f, p99 %.1f)\n",
-			name, l.Rate, l.Baseline.P50, l.Baseline.P99, l.BaselineConfirmed.P50, l.BaselineConfirmed.P99)
+		fmt.Printf("  %s%% load (%.0f msgs/s): latency p50 %.1f ms, p99 %.1f ms (confirmed: p50 %.1f, p99 %.1f; Redis AOF rewrites %d)\n",
+			name, l.Rate, l.Baseline.P50, l.Baseline.P99, l.BaselineConfirmed.P50, l.BaselineConfirmed.P99, l.BaselineAOF.Rewrites)
 	}
 	return nil
 }

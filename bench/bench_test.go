@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/warrenhq/warren/internal/testenv"
 )
 
@@ -157,6 +159,22 @@ func TestPorts(t *testing.T) {
 	}
 }
 
+// aofEnabled reports whether the test's Redis keeps an append-only file.
+func aofEnabled(t *testing.T) bool {
+	t.Helper()
+	opts, err := redis.ParseURL(testenv.RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	on, err := rdb.ConfigGet(context.Background(), "appendonly").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return on["appendonly"] == "yes"
+}
+
 // ordered reports whether l's percentiles are measured and in order.
 func ordered(l Latencies) bool {
 	return l.P50 > 0 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.Max
@@ -165,6 +183,7 @@ func ordered(l Latencies) bool {
 // checkLatency checks results.json's latency at the paced load levels.
 func checkLatency(t *testing.T, res Results) {
 	t.Helper()
+	aofOn := aofEnabled(t)
 	prev := 0.0
 	for _, name := range levelNames {
 		l := res.Latency[name]
@@ -184,6 +203,13 @@ func checkLatency(t *testing.T, res Results) {
 		}
 		if l.P50Ratio != ratio(l.Warren.P50, l.Baseline.P50) || l.P99Ratio != ratio(l.Warren.P99, l.Baseline.P99) || l.P99Ratio <= 0 {
 			t.Errorf("latency[%q] ratios p50 %v, p99 %v; want warren's over the baseline's", name, l.P50Ratio, l.P99Ratio)
+		}
+		// With an append-only file (scripts/services.sh keeps one), each
+		// run appends to it, or a rewrite of it ran.
+		for what, a := range map[string]AOF{"warren_aof": l.WarrenAOF, "baseline_aof": l.BaselineAOF} {
+			if aofOn && (a.Rewrites < 0 || (a.Rewrites == 0) == (a.BytesPerJob == 0)) {
+				t.Errorf("latency[%q].%s = %+v, want bytes per job, or rewrites that hid them", name, what, a)
+			}
 		}
 		if (l.Breakdown != nil) != (name == breakdownLevel) {
 			t.Errorf("latency[%q] has a breakdown: %v; want one at %s%% only", name, l.Breakdown != nil, breakdownLevel)

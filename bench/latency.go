@@ -46,6 +46,10 @@ type LoadLevel struct {
 	// BaselineConfirmed until the raw publisher's confirm.
 	WarrenAnswered    Latencies `json:"warren_answered"`
 	BaselineConfirmed Latencies `json:"baseline_confirmed"`
+	// WarrenAOF and BaselineAOF are what each run appended to Redis's
+	// append-only file, and the rewrites of it that ran meanwhile.
+	WarrenAOF   AOF `json:"warren_aof"`
+	BaselineAOF AOF `json:"baseline_aof"`
 	// Breakdown is where warren's time went, at breakdownLevel only.
 	Breakdown *Breakdown `json:"breakdown,omitempty"`
 }

@@ -111,6 +111,14 @@ func printLatency(out io.Writer, r Results) {
 		lat("warren, until answered", l.WarrenAnswered)
 	}
 	_ = tw.Flush()
+	// A rewrite of Redis's append-only file during a paced run takes a
+	// core for a second or two: it explains a tail that other rounds lack.
+	fmt.Println("\nRedis's append-only file during the paced runs (bytes appended per job; rewrites that ran, which take a core):")
+	for _, name := range levelNames {
+		if l := r.Latency[name]; l != nil {
+			fmt.Printf("  %s%% load: baseline %s, warren %s\n", name, l.BaselineAOF, l.WarrenAOF)
+		}
+	}
 	bd := r.Latency[breakdownLevel]
 	if bd == nil || bd.Breakdown == nil {
 		return

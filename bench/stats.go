@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Latencies are percentiles in milliseconds.
@@ -258,4 +261,70 @@ func (m *meter) per10k(n int) (CPUPer10k, []float64) {
 		own = append(own, f(d-m.own[i]))
 	}
 	return c, own
+}
+
+// aof is where Redis's append-only file stands: how often it has been
+// rewritten since Redis started, and its size in bytes. A rewrite forks
+// Redis and writes the whole dataset out, which on a machine of few cores
+// takes a core from everything else for a second or two: measured, it is
+// what stalled warren's paced loads for hundreds of milliseconds in some
+// rounds and not in others (docs/performance.md). Redis rewrites once the
+// file has grown by a share of its size since the last rewrite, so how
+// often depends on the bytes each job appends.
+type aof struct {
+	rewrites, size int64
+	rewriting      bool // one runs now
+}
+
+// readAOF reads INFO persistence; zeros when the AOF is off.
+func readAOF(ctx context.Context, rdb *redis.Client) (aof, error) {
+	info, err := rdb.Info(ctx, "persistence").Result()
+	if err != nil {
+		return aof{}, fmt.Errorf("redis INFO persistence: %w", err)
+	}
+	var a aof
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "aof_rewrites":
+			a.rewrites = n
+		case "aof_current_size":
+			a.size = n
+		case "aof_rewrite_in_progress":
+			a.rewriting = n == 1
+		}
+	}
+	return a, nil
+}
+
+// AOF is what a measurement appended to Redis's append-only file.
+type AOF struct {
+	// Rewrites is how many rewrites of the file ran during it: ended
+	// during it, or still running at its end.
+	Rewrites int64 `json:"rewrites"`
+	// BytesPerJob is the bytes appended per job (per message for the
+	// baseline); 0 when a rewrite, which shrinks the file, hid them.
+	BytesPerJob float64 `json:"bytes_per_job"`
+}
+
+// String is "N B per job, K rewrites", or without the bytes when a rewrite
+// hid them.
+func (a AOF) String() string {
+	if a.Rewrites > 0 {
+		return fmt.Sprintf("%d rewrite(s)", a.Rewrites)
+	}
+	return fmt.Sprintf("%.0f B per job, no rewrite", a.BytesPerJob)
+}
+
+// since is what was appended from a to b over n jobs.
+func (b aof) since(a aof, n int) AOF {
+	out := AOF{Rewrites: b.rewrites - a.rewrites}
+	if b.rewriting {
+		out.Rewrites++
+	}
+	if out.Rewrites == 0 && n > 0 && b.size >= a.size {
+		out.BytesPerJob = round(float64(b.size-a.size)/float64(n), 0)
+	}
+	return out
 }

@@ -544,16 +544,25 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 	for _, name := range levelNames {
 		l := levels[name]
 		s.track.reset(l.Jobs)
+		before, err := readAOF(ctx, s.rdb)
+		if err != nil {
+			return w, c, nil, nil, err
+		}
 		if _, err := submitSingle(ctx, s.base, l.Jobs, o.clients, paced(l.Rate), s.track.accepted); err != nil {
 			return w, c, nil, nil, fmt.Errorf("%s%% load: %w", name, err)
 		}
 		if err := s.track.wait(ctx, 10*time.Minute); err != nil {
 			return w, c, nil, nil, fmt.Errorf("%s%% load: %w", name, err)
 		}
+		after, err := readAOF(ctx, s.rdb)
+		if err != nil {
+			return w, c, nil, nil, err
+		}
+		l.WarrenAOF = after.since(before, l.Jobs)
 		_, _, lat = s.track.window()
 		l.Warren, l.WarrenAnswered = latencies(lat), latencies(s.track.answered())
-		fmt.Printf("  end to end, %s%% load (%0.f jobs/s):  latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms (answered: p50 %.1f, p99 %.1f)\n",
-			name, l.Rate, l.Warren.P50, l.Warren.P95, l.Warren.P99, l.WarrenAnswered.P50, l.WarrenAnswered.P99)
+		fmt.Printf("  end to end, %s%% load (%0.f jobs/s):  latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms (answered: p50 %.1f, p99 %.1f; Redis AOF rewrites %d)\n",
+			name, l.Rate, l.Warren.P50, l.Warren.P95, l.Warren.P99, l.WarrenAnswered.P50, l.WarrenAnswered.P99, l.WarrenAOF.Rewrites)
 		if name == breakdownLevel {
 			if l.Breakdown, err = breakdown(ctx, s.st, s.track.byJob()); err != nil {
 				return w, c, nil, nil, fmt.Errorf("breakdown at %s%% load: %w", name, err)
