@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -31,6 +32,7 @@ import (
 	"github.com/warrenhq/warren/internal/testenv"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/store"
 )
 
 // TypeName and Pool name the job type every implementation serves.
@@ -88,13 +90,22 @@ func setup(t *testing.T, start Start) *fixture {
 	env := testenv.New(t)
 	f := &fixture{env: env, start: start}
 	f.run(t)
+	f.url = ServeAPI(t, env.Broker, env.Store, env.Log)
+	return f
+}
+
+// ServeAPI waits for the worker under test to declare TypeName in st, then
+// serves warren's API over b and st on loopback until the test ends, and
+// returns its base URL.
+func ServeAPI(t *testing.T, b *queue.Broker, st *store.Store, log *slog.Logger) string {
+	t.Helper()
 	testenv.Eventually(t, 30*time.Second, "the worker to declare "+TypeName, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err := env.Store.Type(ctx, TypeName)
+		_, err := st.Type(ctx, TypeName)
 		return err == nil
 	})
-	srv, err := api.New(api.Config{Addr: "127.0.0.1:0", Logger: env.Log}, env.Broker, env.Store)
+	srv, err := api.New(api.Config{Addr: "127.0.0.1:0", Logger: log}, b, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +117,7 @@ func setup(t *testing.T, start Start) *fixture {
 			t.Error(err)
 		}
 	})
-	f.url = "http://" + srv.Addr()
-	return f
+	return "http://" + srv.Addr()
 }
 
 // run starts the worker, to be stopped by f.stop or when the test ends.

@@ -22,7 +22,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/warrenhq/warren/api"
 	"github.com/warrenhq/warren/client"
 	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/conformance"
@@ -329,25 +328,7 @@ func TestPythonWorkerSentinel(t *testing.T) {
 			}
 		}
 	}))
-	testenv.Eventually(t, 30*time.Second, "the worker to declare "+conformance.TypeName, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err := st.Type(ctx, conformance.TypeName)
-		return err == nil
-	})
-	srv, err := api.New(api.Config{Addr: "127.0.0.1:0", Logger: log}, b, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	c, err := client.New(client.Config{BaseURL: "http://" + srv.Addr()})
+	c, err := client.New(client.Config{BaseURL: conformance.ServeAPI(t, b, st, log)})
 	if err != nil {
 		t.Fatal(err)
 	}
