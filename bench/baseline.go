@@ -175,7 +175,7 @@ func runBaseline(ctx context.Context, o options, srv servers, cpu map[string]CPU
 // runBaselinePaced measures the baseline's latency at each of warren's load
 // levels: the raw publisher sends one message at a time at the level's
 // rate, and each latency counts from when its message was due.
-func runBaselinePaced(ctx context.Context, o options, levels map[string]*LoadLevel) error {
+func runBaselinePaced(ctx context.Context, o options, srv servers, levels map[string]*LoadLevel) error {
 	r, err := newRaw(o)
 	if err != nil {
 		return err
@@ -190,18 +190,21 @@ func runBaselinePaced(ctx context.Context, o options, levels map[string]*LoadLev
 		if err != nil {
 			return err
 		}
+		m, start := startMeter(srv), time.Now()
 		_, lat, confirmed, err := r.endToEnd(ctx, o, l.Jobs, paced(l.Rate))
 		if err != nil {
 			return fmt.Errorf("%s%% load: %w", name, err)
 		}
+		used, _ := m.per10k(l.Jobs)
+		l.BaselineBusy = busy(used.Total(), l.Jobs, time.Since(start))
 		after, err := readAOF(ctx, r.rdb)
 		if err != nil {
 			return err
 		}
 		l.BaselineAOF = after.since(before, l.Jobs)
 		l.Baseline, l.BaselineConfirmed = latencies(lat), latencies(confirmed)
-		fmt.Printf("  %s%% load (%.0f msgs/s): latency p50 %.1f ms, p99 %.1f ms (confirmed: p50 %.1f, p99 %.1f; Redis AOF rewrites %d)\n",
-			name, l.Rate, l.Baseline.P50, l.Baseline.P99, l.BaselineConfirmed.P50, l.BaselineConfirmed.P99, l.BaselineAOF.Rewrites)
+		fmt.Printf("  %s%% load (%.0f msgs/s): latency p50 %.1f ms, p99 %.1f ms (confirmed: p50 %.1f, p99 %.1f; CPU busy %.0f%%; Redis AOF rewrites %d)\n",
+			name, l.Rate, l.Baseline.P50, l.Baseline.P99, l.BaselineConfirmed.P50, l.BaselineConfirmed.P99, 100*l.BaselineBusy, l.BaselineAOF.Rewrites)
 	}
 	return nil
 }

@@ -130,7 +130,7 @@ func TestSplit(t *testing.T) {
 
 func TestNewLevels(t *testing.T) {
 	got := newLevels(4000, 3000)
-	want := map[string]LoadLevel{"25": {Rate: 1000, Jobs: 1500}, "50": {Rate: 2000, Jobs: 1500}, "75": {Rate: 3000, Jobs: 1500}}
+	want := map[string]LoadLevel{"2": {Rate: 80, Jobs: 400}, "25": {Rate: 1000, Jobs: 1500}, "50": {Rate: 2000, Jobs: 1500}, "75": {Rate: 3000, Jobs: 1500}}
 	if len(got) != len(want) {
 		t.Fatalf("newLevels = %v, want the levels %v", got, levelNames)
 	}
@@ -209,6 +209,13 @@ func checkLatency(t *testing.T, res Results) {
 		for what, a := range map[string]AOF{"warren_aof": l.WarrenAOF, "baseline_aof": l.BaselineAOF} {
 			if aofOn && (a.Rewrites < 0 || (a.Rewrites == 0) == (a.BytesPerJob == 0)) {
 				t.Errorf("latency[%q].%s = %+v, want bytes per job, or rewrites that hid them", name, what, a)
+			}
+		}
+		// Each run keeps the machine somewhat busy, and no more than all
+		// of it (a little slack: the readings are not taken at once).
+		for what, b := range map[string]float64{"warren_busy": l.WarrenBusy, "baseline_busy": l.BaselineBusy} {
+			if b <= 0 || b > 1.05 {
+				t.Errorf("latency[%q].%s = %v, want a share of the machine's CPU", name, what, b)
 			}
 		}
 		if (l.Breakdown != nil) != (name == breakdownLevel) {

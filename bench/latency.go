@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,8 +16,9 @@ import (
 
 // loadLevels are the paced loads latency is measured at, as percentages of
 // warren's full-load end-to-end rate of the same round; warren and the
-// baseline are paced alike.
-var loadLevels = []int{25, 50, 75}
+// baseline are paced alike. The 2% level is nearly idle: it shows each
+// path's own latency, which the higher levels add queueing for the CPU to.
+var loadLevels = []int{2, 25, 50, 75}
 
 // levelNames are loadLevels as the keys of Results.Latency.
 var levelNames = func() []string {
@@ -50,6 +52,12 @@ type LoadLevel struct {
 	// append-only file, and the rewrites of it that ran meanwhile.
 	WarrenAOF   AOF `json:"warren_aof"`
 	BaselineAOF AOF `json:"baseline_aof"`
+	// WarrenBusy and BaselineBusy are the share of the machine's CPU (all
+	// its cores) that each run's processes used while it ran: RabbitMQ,
+	// Redis and this program, and warren's API and worker. At a share near
+	// one everything queues for the CPU, whoever's latency it is.
+	WarrenBusy   float64 `json:"warren_busy"`
+	BaselineBusy float64 `json:"baseline_busy"`
 	// Breakdown is where warren's time went, at breakdownLevel only.
 	Breakdown *Breakdown `json:"breakdown,omitempty"`
 }
@@ -62,15 +70,27 @@ func (l *LoadLevel) ratios() {
 }
 
 // newLevels returns the load levels at rates of full, warren's full-load
-// end-to-end rate, each with as many jobs as ten seconds of its rate, at
-// most n/2.
+// end-to-end rate, each with as many jobs as ten seconds of its rate (five
+// below 10%, whose few jobs a second need no longer), at most n/2.
 func newLevels(full float64, n int) map[string]*LoadLevel {
 	out := map[string]*LoadLevel{}
 	for i, p := range loadLevels {
-		rate := round(full*float64(p)/100, 0)
-		out[levelNames[i]] = &LoadLevel{Rate: rate, Jobs: max(1, min(n/2, int(rate*10)))}
+		rate, secs := round(full*float64(p)/100, 0), 10.0
+		if p < 10 {
+			secs = 5
+		}
+		out[levelNames[i]] = &LoadLevel{Rate: rate, Jobs: max(1, min(n/2, int(rate*secs)))}
 	}
 	return out
+}
+
+// busy returns the share of the machine's CPU that cpu, the seconds per
+// 10,000 jobs of a run of n jobs, makes over took.
+func busy(cpu float64, n int, took time.Duration) float64 {
+	if took <= 0 {
+		return 0
+	}
+	return round(cpu*float64(n)/10000/took.Seconds()/float64(runtime.NumCPU()), 3)
 }
 
 // paced returns the due times of jobs sent evenly at rate per second,

@@ -233,7 +233,7 @@ func runRound(ctx context.Context, o options, srv servers, res Results) (Results
 		return r, fmt.Errorf("warren: %w", err)
 	}
 	fmt.Println("baseline, paced at warren's load levels ...")
-	if err := runBaselinePaced(ctx, o, levels); err != nil {
+	if err := runBaselinePaced(ctx, o, srv, levels); err != nil {
 		return r, fmt.Errorf("baseline paced: %w", err)
 	}
 	for _, l := range levels {

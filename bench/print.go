@@ -107,6 +107,7 @@ func printLatency(out io.Writer, r Results) {
 		lat("baseline", l.Baseline)
 		lat("warren", l.Warren)
 		fmt.Fprintf(tw, "ratio\t%.2f\t%.2f\t%.2f\t\t\n", l.P50Ratio, l.P95Ratio, l.P99Ratio)
+		fmt.Fprintf(tw, "CPU busy: baseline %.0f%%, warren %.0f%%\t\t\t\t\t\n", 100*l.BaselineBusy, 100*l.WarrenBusy)
 		lat("baseline, until confirmed", l.BaselineConfirmed)
 		lat("warren, until answered", l.WarrenAnswered)
 	}

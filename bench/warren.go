@@ -548,12 +548,16 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 		if err != nil {
 			return w, c, nil, nil, err
 		}
+		m := startMeter(srv, s.api.PID(), worker.PID())
+		start := time.Now()
 		if _, err := submitSingle(ctx, s.base, l.Jobs, o.clients, paced(l.Rate), s.track.accepted); err != nil {
 			return w, c, nil, nil, fmt.Errorf("%s%% load: %w", name, err)
 		}
 		if err := s.track.wait(ctx, 10*time.Minute); err != nil {
 			return w, c, nil, nil, fmt.Errorf("%s%% load: %w", name, err)
 		}
+		used, own := m.per10k(l.Jobs)
+		l.WarrenBusy = busy(used.Total()+own[0]+own[1], l.Jobs, time.Since(start))
 		after, err := readAOF(ctx, s.rdb)
 		if err != nil {
 			return w, c, nil, nil, err
@@ -561,8 +565,8 @@ func runWarren(ctx context.Context, o options, base Baseline, srv servers, cpu m
 		l.WarrenAOF = after.since(before, l.Jobs)
 		_, _, lat = s.track.window()
 		l.Warren, l.WarrenAnswered = latencies(lat), latencies(s.track.answered())
-		fmt.Printf("  end to end, %s%% load (%0.f jobs/s):  latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms (answered: p50 %.1f, p99 %.1f; Redis AOF rewrites %d)\n",
-			name, l.Rate, l.Warren.P50, l.Warren.P95, l.Warren.P99, l.WarrenAnswered.P50, l.WarrenAnswered.P99, l.WarrenAOF.Rewrites)
+		fmt.Printf("  end to end, %s%% load (%0.f jobs/s):  latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms (answered: p50 %.1f, p99 %.1f; CPU busy %.0f%%; Redis AOF rewrites %d)\n",
+			name, l.Rate, l.Warren.P50, l.Warren.P95, l.Warren.P99, l.WarrenAnswered.P50, l.WarrenAnswered.P99, 100*l.WarrenBusy, l.WarrenAOF.Rewrites)
 		if name == breakdownLevel {
 			if l.Breakdown, err = breakdown(ctx, s.st, s.track.byJob()); err != nil {
 				return w, c, nil, nil, fmt.Errorf("breakdown at %s%% load: %w", name, err)
