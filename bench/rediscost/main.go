@@ -2,11 +2,15 @@
 // keeping, through the real store: creating a job without an idempotency key
 // (HSET and ZADD) and with one (the create script), and starting and
 // finishing jobs from one caller at a time (a round trip each) and from 32
-// at once (sharing round trips, as a worker's handlers do). It reads Redis's
-// own CPU time (INFO cpu), so it needs nothing on this machine but Redis.
-// docs/performance.md cites its figures:
+// at once (sharing round trips, as a worker's handlers do); then the floor
+// (floor.go), the least that warren's contract asks of Redis per job,
+// measured the same way. It reads Redis's own CPU time (INFO cpu), so it
+// needs nothing on this machine but Redis, and it counts whatever any other
+// client makes that Redis do meanwhile: point it at a Redis of its own for
+// figures to trust. docs/performance.md cites its figures:
 //
 //	go run ./bench/rediscost
+//	WARREN_REDIS_URL=redis://127.0.0.1:6399/0 go run ./bench/rediscost
 package main
 
 import (
@@ -147,7 +151,7 @@ func run() error {
 			return err
 		}
 	}
-	return nil
+	return floor(ctx, rdb, ns, measure)
 }
 
 // redisCPU reads Redis's own CPU time, user and system.
