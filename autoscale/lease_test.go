@@ -2,6 +2,8 @@ package autoscale_test
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -153,6 +155,14 @@ func TestSupervisorsOfOnePoolTakeTurnsByLease(t *testing.T) {
 	time.Sleep(2 * leaseTTL)
 	if n := running(b, "p"); n != 0 || status(a, "p").Lease != autoscale.LeaseHeld {
 		t.Fatalf("standing by, b runs %d processes; a's lease is %q", n, status(a, "p").Lease)
+	}
+	// b has decided nothing for the pool, so its /status gives no time of
+	// a decision (not year 1).
+	if js, err := json.Marshal(status(b, "p")); err != nil || strings.Contains(string(js), `"at"`) {
+		t.Errorf("standby's status = %s, %v; want no \"at\"", js, err)
+	}
+	if js, _ := json.Marshal(status(a, "p")); !strings.Contains(string(js), `"at"`) {
+		t.Errorf("holder's status = %s; want the time of its last decision", js)
 	}
 
 	start := time.Now()

@@ -93,12 +93,15 @@ type PoolStatus struct {
 	Stopping int `json:"stopping"`
 	// Current and Desired are the size before and after the last
 	// decision; Running follows Desired as processes start and stop.
-	Current     int           `json:"current"`
-	Desired     int           `json:"desired"`
-	Backlog     int           `json:"backlog"`
-	OldestAge   time.Duration `json:"oldest_age"`
-	Reason      string        `json:"reason"`
-	At          time.Time     `json:"at"`
+	Current   int           `json:"current"`
+	Desired   int           `json:"desired"`
+	Backlog   int           `json:"backlog"`
+	OldestAge time.Duration `json:"oldest_age"`
+	Reason    string        `json:"reason"`
+	// At is when the last decision was made; zero (and left out of the
+	// JSON) before the first, as on a standby that has never held the
+	// pool's lease.
+	At          time.Time     `json:"at,omitzero"`
 	Interval    time.Duration `json:"interval"`
 	Restarts    int           `json:"restarts"`
 	LastError   string        `json:"last_error,omitempty"`
