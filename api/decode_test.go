@@ -158,6 +158,8 @@ func (memTypes) Create(context.Context, []*jobs.Job) ([]store.Created, error) {
 
 func (memTypes) Discard(context.Context, []*jobs.Job) error { return nil }
 
+func (memTypes) Confirm(context.Context, []*jobs.Job) error { return nil }
+
 // wellFormed is the fuzz targets' oracle for a body that was accepted,
 // written apart from checkJSON: it walks the body with encoding/json's
 // tokenizer and checks that the body is UTF-8, that no string holds a lone

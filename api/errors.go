@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/warrenhq/warren/producer"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/store"
 )
@@ -20,6 +21,8 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// JobID names the job a unique_conflict is with.
+	JobID string `json:"job_id,omitempty"`
 
 	retryAfter int // seconds, for a 429
 }
@@ -54,6 +57,8 @@ var statusOf = map[string]int{
 
 	// The same idempotency key with another type or payload.
 	"idempotency_conflict": http.StatusConflict,
+	// A unique key held by another job, asked with on_conflict "error".
+	"unique_conflict": http.StatusConflict,
 }
 
 func apiErr(code, field, format string, args ...any) *Error {
@@ -83,6 +88,13 @@ func toAPIError(log *slog.Logger, err error) *Error {
 	case errors.Is(err, store.ErrIdempotencyConflict):
 		return apiErr("idempotency_conflict", "idempotency_key",
 			"idempotency_key was used for a job of another type or payload within the idempotency window; use a new key for a new job")
+	}
+	var uc *producer.UniqueConflictError
+	if errors.As(err, &uc) {
+		e := apiErr("unique_conflict", "unique.key", "unique.key %q of type %s is held by job %s (%s); nothing was created",
+			uc.Holder.Unique.Key, uc.Holder.Type, uc.Holder.ID, uc.Holder.Status)
+		e.JobID = uc.Holder.ID
+		return e
 	}
 	log.Error("internal error", "err", err)
 	return apiErr("internal", "", "internal error")

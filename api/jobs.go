@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/producer"
 	"github.com/warrenhq/warren/store"
@@ -34,6 +35,15 @@ type jobRequest struct {
 	Delay          json.RawMessage            `json:"delay"`
 	RunAt          json.RawMessage            `json:"run_at"`
 	Backoff        json.RawMessage            `json:"backoff"`
+	Unique         json.RawMessage            `json:"unique"`
+}
+
+// uniqueRequest is a job request's unique member (docs/unique.md).
+type uniqueRequest struct {
+	Key        string          `json:"key"`
+	For        json.RawMessage `json:"for"`
+	While      string          `json:"while"`
+	OnConflict string          `json:"on_conflict"`
 }
 
 type batchRequest struct {
@@ -324,6 +334,9 @@ func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (
 	if err := requestDelay(req, &r); err != nil {
 		return nil, err
 	}
+	if err := requestUnique(req, &r); err != nil {
+		return nil, err
+	}
 	j, err := d.buildJob(ctx, r)
 	var pe *producer.Error
 	if errors.As(err, &pe) {
@@ -357,6 +370,48 @@ func requestDelay(req jobRequest, r *producer.Request) error {
 		r.RunAt = at
 	}
 	return nil
+}
+
+// requestUnique reads the unique member into r; the producer checks it.
+func requestUnique(req jobRequest, r *producer.Request) error {
+	if len(req.Unique) == 0 || string(req.Unique) == "null" {
+		return nil
+	}
+	var u uniqueRequest
+	if err := decodeStrict(req.Unique, &u, "unique"); err != nil {
+		var ae *Error
+		if errors.As(err, &ae) && ae.Code == "invalid_json" {
+			return apiErr("invalid_field", "unique", "unique: want {\"key\":\"account-42\",\"for\":\"1h\",\"while\":\"running\"}: %s", ae.Message)
+		}
+		return err
+	}
+	r.Unique = &jobs.Unique{Key: u.Key, While: jobs.UniqueWhile(u.While), OnConflict: jobs.OnConflict(u.OnConflict)}
+	if len(u.For) > 0 && string(u.For) != "null" {
+		var d jobs.Duration
+		if err := json.Unmarshal(u.For, &d); err != nil {
+			return apiErr("invalid_field", "unique.for", "unique.for: %v", err)
+		}
+		if d <= 0 {
+			d = -1 // refused by the producer, with the bounds
+		}
+		r.Unique.For = d
+	}
+	return nil
+}
+
+// duplicate is how the API answers a submission whose job was not created
+// because an earlier one stands for it (res.Existing): with the earlier job,
+// or, when the earlier job holds the unique key for another submitter and
+// the caller may not read jobs, with 409 unique_conflict naming it only.
+// The second value names the reason for the X-Warren-Duplicate header.
+func duplicate(c caller, res producer.Result) (*jobs.Job, string, error) {
+	if !res.Unique {
+		return res.Job, "idempotency", nil
+	}
+	if !c.open && !c.key.Allows(apikey.Read) && res.Job.SubmittedBy != c.name() {
+		return nil, "", &producer.UniqueConflictError{Holder: res.Job}
+	}
+	return res.Job, "unique", nil
 }
 
 // refusal is how the API answers a job the producer did not accept.
@@ -400,14 +455,20 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	w.Header().Set("Location", "/v1/jobs/"+res[0].Job.ID)
-	status := http.StatusAccepted
+	shown, status := res[0].Job, http.StatusAccepted
 	if res[0].Existing {
+		var why string
+		if shown, why, err = duplicate(c, res[0]); err != nil {
+			writeError(w, toAPIError(s.log, err))
+			return
+		}
 		status = http.StatusOK
+		w.Header().Set("X-Warren-Duplicate", why)
 	} else {
 		s.audit(r, "submit", "jobs", 1, "type", job.Type, "job", job.ID)
 	}
-	writeJSON(w, status, s.store.Present(r.Context(), res[0].Job))
+	w.Header().Set("Location", "/v1/jobs/"+shown.ID)
+	writeJSON(w, status, s.store.Present(r.Context(), shown))
 }
 
 // submitHeaders reads the headers of a submission: its Idempotency-Key
@@ -458,8 +519,10 @@ func validTraceParent(tp string) bool {
 }
 
 type batchEntry struct {
-	Job   *jobs.Job `json:"job,omitempty"`
-	Error *Error    `json:"error,omitempty"`
+	Job *jobs.Job `json:"job,omitempty"`
+	// Duplicate says why Job is an earlier job: "idempotency" or "unique".
+	Duplicate string `json:"duplicate,omitempty"`
+	Error     *Error `json:"error,omitempty"`
 }
 
 // submitBatch handles POST /v1/jobs/batch: every entry is validated on its
@@ -516,10 +579,17 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 			entries[i].Error = toAPIError(s.log, refusal(valid[k], a.Err))
 			continue
 		}
-		entries[i].Job = a.Job
-		if !a.Existing {
-			accepted[a.Job.Type]++
+		if a.Existing {
+			job, why, err := duplicate(c, a)
+			if err != nil {
+				entries[i].Error = toAPIError(s.log, err)
+				continue
+			}
+			entries[i].Job, entries[i].Duplicate = job, why
+			continue
 		}
+		entries[i].Job = a.Job
+		accepted[a.Job.Type]++
 	}
 	if len(accepted) > 0 {
 		n := 0

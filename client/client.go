@@ -134,6 +134,19 @@ type JobRequest struct {
 	// IdempotencyKey makes a resubmission within the API's window return
 	// the job the key first created instead of a new one.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// Unique, if set, makes the job the only one of its type and key for a
+	// while (docs/unique.md); a duplicate returns the job holding the key.
+	Unique *UniqueRequest `json:"unique,omitempty"`
+}
+
+// UniqueRequest is a job request's unique key. Zero fields take the API's
+// defaults: for 24h (required with while always), while until_done,
+// on_conflict existing.
+type UniqueRequest struct {
+	Key        string           `json:"key"`
+	For        jobs.Duration    `json:"for,omitempty"`
+	While      jobs.UniqueWhile `json:"while,omitempty"`
+	OnConflict jobs.OnConflict  `json:"on_conflict,omitempty"`
 }
 
 // Enqueue submits one job. created is false when the API already knew the

@@ -108,6 +108,9 @@ type Job struct {
 	Attempts []Attempt `json:"attempts,omitempty"`
 	// IdempotencyKey is the submitter's key for deduplicating submissions.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// Unique, if set, made the job the only one of its type and key for a
+	// while (docs/unique.md); nil for a job submitted without.
+	Unique *Unique `json:"unique,omitempty"`
 	// SubmittedBy is the name of the API key that submitted the job (never
 	// the key itself); empty where the API runs without keys.
 	SubmittedBy string `json:"submitted_by,omitempty"`

@@ -57,6 +57,14 @@ func (ns Namespace) IdempotencyKey(submitter, key string) string {
 	return string(ns) + ":idem:" + submitter + ":" + key
 }
 
+// UniqueKey is the Redis string naming the job that holds a unique key of
+// a job type (docs/unique.md): the holder's id, expiring when its window
+// ends. Type names hold no colon, so the first colon after "unique:" ends
+// the type, whatever the key holds.
+func (ns Namespace) UniqueKey(jobType, key string) string {
+	return string(ns) + ":unique:" + jobType + ":" + key
+}
+
 // ArtifactKey is the Redis hash holding a job's output bytes ("data") and
 // their media type ("content_type").
 func (ns Namespace) ArtifactKey(id string) string { return string(ns) + ":artifact:" + id }

@@ -45,6 +45,11 @@ type Request struct {
 	// SubmittedBy names who submitted it (an API key's name), for the
 	// record.
 	SubmittedBy string
+	// Unique, if set, makes the job the only one of its type and key for a
+	// while (docs/unique.md): a zero For means jobs.DefaultUniqueFor (it
+	// is required with jobs.UniqueAlways), an empty While means
+	// jobs.UniqueUntilDone, an empty OnConflict jobs.OnConflictExisting.
+	Unique *jobs.Unique
 }
 
 // Error is a refused request: the field at fault, a code (the HTTP API's
@@ -143,6 +148,11 @@ func (p *Producer) Build(ctx context.Context, req Request) (*jobs.Job, error) {
 		}
 	}
 
+	unique, err := checkUnique(req.Unique)
+	if err != nil {
+		return nil, err
+	}
+
 	now := p.now().UTC().Truncate(time.Millisecond)
 	delay, err := p.delay(req, now)
 	if err != nil {
@@ -159,6 +169,7 @@ func (p *Producer) Build(ctx context.Context, req Request) (*jobs.Job, error) {
 		Backoff:        req.Backoff,
 		Metadata:       metadata,
 		IdempotencyKey: req.IdempotencyKey,
+		Unique:         unique,
 		SubmittedBy:    req.SubmittedBy,
 		CreatedAt:      now,
 	}
@@ -167,6 +178,47 @@ func (p *Producer) Build(ctx context.Context, req Request) (*jobs.Job, error) {
 		job.Status, job.ScheduledAt = jobs.StatusScheduled, &at
 	}
 	return job, nil
+}
+
+// checkUnique checks a request's unique settings and fills in their
+// defaults; nil for none.
+func checkUnique(u *jobs.Unique) (*jobs.Unique, error) {
+	if u == nil {
+		return nil, nil
+	}
+	out := *u
+	if err := jobs.ValidUniqueKey(out.Key); err != nil {
+		code := "invalid_field"
+		switch {
+		case out.Key == "":
+			code = "missing_field"
+		case !utf8.ValidString(out.Key):
+			code = "invalid_encoding"
+		}
+		return nil, refuse(code, "unique.key", "%v", err)
+	}
+	if out.While == "" {
+		out.While = jobs.UniqueUntilDone
+	}
+	if !out.While.Valid() {
+		return nil, refuse("invalid_field", "unique.while", "unique.while must be one of queued, running, until_done or always, got %q", out.While)
+	}
+	switch {
+	case out.For == 0 && out.While == jobs.UniqueAlways:
+		return nil, refuse("missing_field", "unique.for", "unique.for is required with while always: the window in which one job of the key may run, such as \"1h\"")
+	case out.For == 0:
+		out.For = jobs.Duration(jobs.DefaultUniqueFor)
+	case out.For.Std() < time.Second || out.For.Std() > jobs.MaxUniqueFor:
+		return nil, refuse("invalid_field", "unique.for", "unique.for must be from 1s to %s (30 days)", jobs.MaxUniqueFor)
+	}
+	switch out.OnConflict {
+	case "":
+		out.OnConflict = jobs.OnConflictExisting
+	case jobs.OnConflictExisting, jobs.OnConflictError:
+	default:
+		return nil, refuse("invalid_field", "unique.on_conflict", "unique.on_conflict must be existing or error, got %q", out.OnConflict)
+	}
+	return &out, nil
 }
 
 // delay is how long from now the request's job waits, at most maxDelay.

@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -37,6 +38,7 @@ type Broker interface {
 type Store interface {
 	Create(ctx context.Context, js []*jobs.Job) ([]store.Created, error)
 	Discard(ctx context.Context, js []*jobs.Job) error
+	Confirm(ctx context.Context, js []*jobs.Job) error
 	TypeStore
 }
 
@@ -109,16 +111,38 @@ func (p *Producer) Forget(name string) { p.types.forget(name) }
 // Result is what became of one job.
 type Result struct {
 	// Job is the job accepted, or, when Existing, the earlier job with the
-	// same idempotency key as it was recorded. Nil when Err is set.
+	// same idempotency key, or holding the same unique key, as it was
+	// recorded. Nil when Err is set.
 	Job *jobs.Job
-	// Existing says an earlier job had the same idempotency key: nothing
-	// new was recorded or published.
+	// Existing says an earlier job had the same idempotency key, or holds
+	// the job's unique key: nothing new was recorded or published.
 	Existing bool
+	// Unique says that Existing is for the unique key.
+	Unique bool
 	// Err says why this job was not accepted: ErrNoRoute, a refusal of
 	// the broker (queue.ErrNacked) or of the store (such as
-	// store.ErrIdempotencyConflict). Its record was removed again.
+	// store.ErrIdempotencyConflict), or a *UniqueConflictError for a
+	// duplicate refused (jobs.OnConflictError). Its record was removed
+	// again.
 	Err error
 }
+
+// ErrUniqueConflict is what a *UniqueConflictError is: a job's unique key
+// was held and the job asked to be refused then (jobs.OnConflictError).
+var ErrUniqueConflict = errors.New("the job's unique key is held by another job")
+
+// UniqueConflictError refuses a job whose unique key another job holds,
+// naming that job. Nothing was recorded or published.
+type UniqueConflictError struct {
+	// Holder is the job that holds the key, as recorded.
+	Holder *jobs.Job
+}
+
+func (e *UniqueConflictError) Error() string {
+	return fmt.Sprintf("unique key %q of type %s is held by job %s (%s)", e.Holder.Unique.Key, e.Holder.Type, e.Holder.ID, e.Holder.Status)
+}
+
+func (e *UniqueConflictError) Is(target error) bool { return target == ErrUniqueConflict }
 
 // Accept records jobs that are built and valid (Build makes them) and
 // publishes them with publisher confirms: one Redis round trip, and one
@@ -156,8 +180,10 @@ func (p *Producer) Accept(ctx context.Context, js []*jobs.Job, traceparent strin
 		switch {
 		case c.Err != nil:
 			out[i].Err = c.Err
+		case c.Existing && c.Unique && js[i].Unique != nil && js[i].Unique.OnConflict == jobs.OnConflictError:
+			out[i].Err = &UniqueConflictError{Holder: c.Job}
 		case c.Existing:
-			out[i] = Result{Job: c.Job, Existing: true}
+			out[i] = Result{Job: c.Job, Existing: true, Unique: c.Unique}
 		default:
 			m, err := queue.NewMessage(c.Job, traceparent)
 			if err != nil {
@@ -183,6 +209,7 @@ func (p *Producer) Accept(ctx context.Context, js []*jobs.Job, traceparent strin
 		return nil, err
 	}
 	var failed []*jobs.Job
+	why := map[string]error{}
 	for k, perr := range errs {
 		i := index[k]
 		if perr == nil {
@@ -197,11 +224,46 @@ func (p *Producer) Accept(ctx context.Context, js []*jobs.Job, traceparent strin
 			perr = ErrNoRoute
 		}
 		out[i].Err = perr
+		why[fresh[k].ID] = perr
 	}
 	if err := p.store.Discard(cleanup, failed); err != nil {
 		p.log.Error("cannot remove records of unpublished jobs", "err", err, "jobs", len(failed))
 	}
+	confirmed := make([]*jobs.Job, 0, len(fresh)-len(failed))
+	for k, perr := range errs {
+		if perr == nil {
+			confirmed = append(confirmed, fresh[k])
+		}
+	}
+	if err := p.store.Confirm(cleanup, confirmed); err != nil {
+		// Costs a duplicate submission a wait (store.Create), nothing more.
+		p.log.Warn("cannot mark jobs confirmed", "err", err, "jobs", len(confirmed))
+	}
+	sameCall(out, why)
 	return out, nil
+}
+
+// sameCall gives a job answered with an earlier job of the same call (a
+// batch whose entries share a unique or idempotency key) the earlier job's
+// fate when that one was not accepted (why: its error, by id): it was
+// discarded, so it cannot stand for the other.
+func sameCall(out []Result, why map[string]error) {
+	if len(why) == 0 {
+		return
+	}
+	for i, r := range out {
+		id := ""
+		var conflict *UniqueConflictError
+		switch {
+		case r.Existing && r.Job != nil:
+			id = r.Job.ID
+		case errors.As(r.Err, &conflict):
+			id = conflict.Holder.ID
+		}
+		if err, ok := why[id]; ok {
+			out[i] = Result{Err: err}
+		}
+	}
 }
 
 // startPublish starts the span of publishing n jobs, the child of ctx's

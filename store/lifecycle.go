@@ -60,8 +60,8 @@ local function declared_pool(types, jt)
 end
 `
 
-// createScript writes a new record unless the idempotency key (KEYS[2], when
-// given) already names a job that still has a record, in which case it
+// createScript writes a new record unless the idempotency key (KEYS[2];
+// empty: none) already names a job that still has a record, in which case it
 // returns that job's id: {0, id} when that job was submitted with the same
 // fingerprint (type and payload), {2, id} when not (a conflict: the key was
 // used for another job). The job enters its pool's index of waiting jobs,
@@ -69,14 +69,34 @@ end
 // after it is due, so that a job nobody ever runs does not stay for ever.
 // ARGV: id, idempotency window ms, job key prefix, pool (empty: none, and no
 // index), waiting index key prefix, due ms, expiry ms, fingerprint,
-// creation ms, then field/value pairs. KEYS from the third are the lists
-// (jobs.Namespace.ListKey) the new job enters, scored by its creation.
+// creation ms, the unique key's window ms, now ms, how long a holder not
+// yet confirmed is waited for (ms), then field/value pairs. KEYS[3] is the
+// unique key (jobs.Namespace.UniqueKey; empty: none), and KEYS from the
+// fourth are the lists (jobs.Namespace.ListKey) the new job enters, scored
+// by its creation.
+//
+// A unique key (docs/unique.md), checked after the idempotency key, is held
+// while the job it names has a record in a status its unique_while holds
+// (unique_held; jobs.UniqueWhile.Holds says the same): then nothing is
+// written and the script returns {3, holder}, or {4, holder} when the
+// holder is still waiting and marked unique_pending (its creator has not
+// yet seen its publish confirmed, and may discard it) within the wait: the
+// caller asks again shortly, so that no submission is answered with a job
+// that is then discarded. Otherwise the new job takes the key for its
+// window. The key is evaluated here, at creation, so the start and finish
+// scripts need not know of it.
 //
 // The index's key is derived from a prefix, as an earlier job's key is
 // from ARGV[3], so that the other scripts, which learn the pool from the
 // record, build it the same way: warren runs on one Redis, not a cluster.
 const createLua = `
-if KEYS[2] then
+local function unique_held(st, mode)
+  if not st or st == 'canceled' then return false end
+  if mode == 'always' or st == 'scheduled' or st == 'queued' then return true end
+  if st == 'running' then return mode == 'running' or mode == 'until_done' end
+  return st == 'retrying' and mode == 'until_done'
+end
+if KEYS[2] ~= '' then
   local existing = redis.call('GET', KEYS[2])
   if existing == ARGV[1] then return {1, ARGV[1]} end -- this very create, repeated
   if existing then
@@ -84,12 +104,27 @@ if KEYS[2] then
     if r[1] and r[2] ~= ARGV[8] then return {2, existing} end
     if r[1] then return {0, existing} end
   end
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+if KEYS[3] ~= '' then
+  local holder = redis.call('GET', KEYS[3])
+  if holder == ARGV[1] then return {1, ARGV[1]} end -- this very create, repeated
+  if holder then
+    local r = redis.call('HMGET', ARGV[3] .. holder, 'status', 'unique_while', 'unique_pending', 'created_at')
+    if unique_held(r[1], r[2]) then
+      if r[3] and (r[1] == 'queued' or r[1] == 'scheduled')
+          and tonumber(ARGV[11]) - (tonumber(r[4]) or 0) < tonumber(ARGV[12]) then
+        return {4, holder}
+      end
+      return {3, holder}
+    end
+  end
+  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[10])
+end
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 13))
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if ARGV[4] ~= '' then redis.call('ZADD', ARGV[5] .. ARGV[4], ARGV[6], ARGV[1]) end
-for i = 3, #KEYS do redis.call('ZADD', KEYS[i], ARGV[9], ARGV[1]) end
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[9], ARGV[1]) end
 return {1, ARGV[1]}
 `
 
@@ -97,9 +132,9 @@ var createScript = redis.NewScript(createLua)
 
 // discardScript removes a record that was never accepted (its publish
 // failed), its entry in the index of waiting jobs and its list of status,
-// and its idempotency key if the key still names it. ARGV: id, waiting
-// index key prefix, list key prefix (its other lists drop it when next
-// read).
+// and the keys from KEYS[2] on (its idempotency key, its unique key) that
+// still name it (an empty name is none). ARGV: id, waiting index key prefix, list key prefix (its
+// other lists drop it when next read).
 const discardLua = `
 local st = redis.call('HGET', KEYS[1], 'status')
 if st and st ~= 'queued' and st ~= 'scheduled' then
@@ -110,7 +145,9 @@ end
 local pool = redis.call('HGET', KEYS[1], 'pool')
 redis.call('DEL', KEYS[1])
 if pool and st and ARGV[3] then redis.pcall('ZREM', ARGV[3] .. 's:' .. pool .. ':' .. st, ARGV[1]) end
-if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+for i = 2, #KEYS do
+  if KEYS[i] ~= '' and redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
 -- Last, and unable to stop the rest: the record is what must go; an entry
 -- left in the index is healed by the oldest-waiting script.
 if pool then redis.pcall('ZREM', ARGV[2] .. pool, ARGV[1]) end
@@ -323,37 +360,88 @@ var progressScript = redis.NewScript(progressLua)
 // Created is the outcome of creating one job.
 type Created struct {
 	// Job is the job as recorded: the new one, or for a known idempotency
-	// key the earlier job (Existing is true then).
+	// key or a held unique key the earlier job (Existing is true then).
 	Job      *jobs.Job
 	Existing bool
-	Err      error
+	// Unique says the earlier job is the holder of the job's unique key
+	// (not the job its idempotency key names).
+	Unique bool
+	Err    error
 }
+
+// uniquePendingWait is how long a submission that finds its unique key
+// held by a job not yet confirmed (created, its publish not yet confirmed
+// or discarded) waits for the holder's fate, counted from the holder's
+// creation. A holder still unconfirmed after it is taken as accepted: its
+// creator died before publishing, and the rescuer publishes such a job.
+const uniquePendingWait = 10 * time.Second
 
 // Create records new jobs, in one round trip for the whole slice. A job whose
 // idempotency key its submitter already used is not written: its entry
 // names the earlier job when that job had the same type and payload, and
-// has an error wrapping ErrIdempotencyConflict when not. Each record expires
-// the retention after the job is due. The error is non-nil when Redis could
-// not be reached; per-job problems are in the entries.
+// has an error wrapping ErrIdempotencyConflict when not. A job whose unique
+// key is held (docs/unique.md) is not written either: its entry names the
+// holder, with Unique set; a holder whose creation is not yet confirmed
+// (Confirm) is waited for, so that no job is answered with one that is then
+// discarded. Each record expires the retention after the job is due. The
+// error is non-nil when Redis could not be reached; per-job problems are in
+// the entries.
 func (s *Store) Create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
-	out, err := s.create(ctx, js)
-	if isNoScript(err) {
-		// Pipelined EvalSha cannot load a script Redis has lost (a restart
-		// or SCRIPT FLUSH); load it and try once more.
-		if err := createScript.Load(ctx, s.rdb).Err(); err != nil {
-			return nil, unavailable("load scripts", err)
-		}
-		out, err = s.create(ctx, js)
-	}
+	out, err := s.createWaiting(ctx, js)
 	if err != nil {
 		return nil, unavailable("create jobs", err)
 	}
 	return out, nil
 }
 
-func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
+// createWaiting creates js, and creates again those whose unique key's
+// holder was not yet confirmed, until it is (or is gone).
+func (s *Store) createWaiting(ctx context.Context, js []*jobs.Job) ([]Created, error) {
+	out, pending, err := s.createOnce(ctx, js)
+	pause := 10 * time.Millisecond
+	for err == nil && len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+		again := make([]*jobs.Job, len(pending))
+		for k, i := range pending {
+			again[k] = js[i]
+		}
+		var res []Created
+		var still []int
+		res, still, err = s.createOnce(ctx, again)
+		for k, r := range res {
+			out[pending[k]] = r
+		}
+		for k := range still {
+			still[k] = pending[still[k]]
+		}
+		pending = still
+	}
+	return out, err
+}
+
+// createOnce is one try of create, loading the script if Redis lost it;
+// pending lists the jobs whose unique key's holder is not yet confirmed.
+func (s *Store) createOnce(ctx context.Context, js []*jobs.Job) ([]Created, []int, error) {
+	out, pending, err := s.create(ctx, js)
+	if isNoScript(err) {
+		// Pipelined EvalSha cannot load a script Redis has lost (a restart
+		// or SCRIPT FLUSH); load it and try once more.
+		if err := createScript.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, nil, fmt.Errorf("load scripts: %w", err)
+		}
+		out, pending, err = s.create(ctx, js)
+	}
+	return out, pending, err
+}
+
+func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, []int, error) {
 	out := make([]Created, len(js))
-	cmds := make([]*redis.Cmd, len(js))     // the script, for a job with an idempotency key
+	cmds := make([]*redis.Cmd, len(js))     // the script, for a job with an idempotency or unique key
 	plain := make([][]redis.Cmder, len(js)) // HSET and ZADD, for one without
 	// Through the shared round trips: concurrent single-job requests to the
 	// API then cost Redis one round trip between them. The records wait
@@ -383,7 +471,7 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 			if len(metaLists) > 0 {
 				p.SAdd(ctx, s.ns.ListsKey(), metaLists...)
 			}
-			if j.IdempotencyKey == "" {
+			if j.IdempotencyKey == "" && j.Unique == nil {
 				// Nothing to check, so no script: a script call costs Redis
 				// more than the commands it would run (0.087 against 0.052 s
 				// per 10,000 jobs for two of them, docs/performance.md; the
@@ -399,24 +487,32 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 				}
 				continue
 			}
-			idem, err := s.idempotencyKey(j)
+			idem, unique, err := s.dedupKeys(j)
 			if err != nil {
 				out[i].Err = err
 				continue
 			}
-			keys := append([]string{s.ns.JobKey(j.ID), idem}, lists...)
+			var window time.Duration
+			if j.Unique != nil {
+				window = j.Unique.For.Std()
+				// Until Confirm: a submission finding this job holding the
+				// key waits to learn whether it was accepted.
+				f = append(f, fUniquePending, "1")
+			}
+			keys := append([]string{s.ns.JobKey(j.ID), idem, unique}, lists...)
 			args := append([]any{j.ID, s.cfg.IdempotencyWindow.Milliseconds(), s.ns.JobKey(""),
-				j.Pool, s.ns.WaitingKey(""), ms(due), keep.Milliseconds(), fingerprint(j), ms(created)}, f...)
+				j.Pool, s.ns.WaitingKey(""), ms(due), keep.Milliseconds(), fingerprint(j), ms(created),
+				window.Milliseconds(), ms(s.now()), uniquePendingWait.Milliseconds()}, f...)
 			cmds[i] = createScript.EvalSha(ctx, p, keys, args...)
 		}
 	})
 	for i, c := range cmds {
 		if c != nil && c.Err() != nil {
-			return nil, c.Err()
+			return nil, nil, c.Err()
 		}
 		for _, pc := range plain[i] {
 			if err := pc.Err(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		if plain[i] != nil {
@@ -424,9 +520,13 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 		}
 	}
 	if err := check(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var existing []int
+	var existing, pending []int
+	ids := make(map[string]bool, len(js))
+	for _, j := range js {
+		ids[j.ID] = true
+	}
 	for i, c := range cmds {
 		if c == nil {
 			continue
@@ -445,6 +545,16 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 			// the key is taken by another job.
 			out[i].Err = fmt.Errorf("create job of type %s: idempotency key %q: %w", js[i].Type, js[i].IdempotencyKey, ErrIdempotencyConflict)
 			continue
+		case 3:
+			out[i].Unique = true
+		case 4:
+			// A holder created by this very call is answered at once: the
+			// caller knows its fate (producer.Accept answers for both).
+			if !ids[fmt.Sprint(res[1])] {
+				pending = append(pending, i)
+				continue
+			}
+			out[i].Unique = true
 		}
 		out[i].Existing = true
 		out[i].Job = &jobs.Job{ID: fmt.Sprint(res[1])}
@@ -453,13 +563,53 @@ func (s *Store) create(ctx context.Context, js []*jobs.Job) ([]Created, error) {
 	for _, i := range existing {
 		j, err := s.Get(ctx, out[i].Job.ID)
 		if err != nil {
-			out[i].Err = fmt.Errorf("idempotency key %q: earlier job: %w", js[i].IdempotencyKey, err)
+			out[i].Err = fmt.Errorf("earlier job %s: %w", out[i].Job.ID, err)
 			out[i].Job = nil
 			continue
 		}
 		out[i].Job = j
 	}
-	return out, nil
+	return out, pending, nil
+}
+
+// dedupKeys returns the Redis keys of a job's idempotency key and unique
+// key, each "" when the job has none.
+func (s *Store) dedupKeys(j *jobs.Job) (idem, unique string, err error) {
+	if j.IdempotencyKey != "" {
+		if idem, err = s.idempotencyKey(j); err != nil {
+			return "", "", err
+		}
+	}
+	if j.Unique != nil {
+		unique = s.ns.UniqueKey(j.Type, j.Unique.Key)
+	}
+	return idem, unique, nil
+}
+
+// Confirm marks created jobs as accepted, their publish confirmed: a
+// submission that finds one holding its unique key no longer waits for
+// it. Only jobs with a unique key are marked (in one round trip); if it
+// fails, such a submission waits out uniquePendingWait instead.
+func (s *Store) Confirm(ctx context.Context, js []*jobs.Job) error {
+	var keys []string
+	for _, j := range js {
+		if j.Unique != nil {
+			keys = append(keys, s.ns.JobKey(j.ID))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.HDel(ctx, k, fUniquePending)
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("confirm jobs", err)
+	}
+	return nil
 }
 
 // lists returns the keys of the lists a new job enters (jobs.ListAll, its
@@ -479,7 +629,7 @@ func (s *Store) lists(j *jobs.Job) (keys []string, meta []any) {
 }
 
 // Discard removes the records of jobs that were created but never accepted,
-// with their idempotency keys, in one round trip.
+// with their idempotency and unique keys, in one round trip.
 func (s *Store) Discard(ctx context.Context, js []*jobs.Job) error {
 	if len(js) == 0 {
 		return nil
@@ -487,8 +637,8 @@ func (s *Store) Discard(ctx context.Context, js []*jobs.Job) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, j := range js {
 			keys := []string{s.ns.JobKey(j.ID)}
-			if idem, err := s.idempotencyKey(j); err == nil && j.IdempotencyKey != "" {
-				keys = append(keys, idem)
+			if idem, unique, err := s.dedupKeys(j); err == nil {
+				keys = append(keys, idem, unique)
 			}
 			discardScript.Eval(ctx, p, keys, j.ID, s.ns.WaitingKey(""), s.ns.ListKey())
 		}

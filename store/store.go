@@ -323,6 +323,14 @@ const (
 	// fIdempotencyFP is the fingerprint of a job with an idempotency key
 	// (see fingerprint), which a later use of the key is compared with.
 	fIdempotencyFP = "idempotency_fp"
+	// The unique key of a job that has one (docs/unique.md): the key, its
+	// mode and its window; unique_pending marks a job whose creation is not
+	// yet confirmed (Store.Confirm), which a submission finding it holding
+	// the key waits for.
+	fUniqueKey     = "unique_key"
+	fUniqueWhile   = "unique_while"
+	fUniqueForMS   = "unique_for_ms"
+	fUniquePending = "unique_pending"
 )
 
 // fields returns the hash fields of a new job record.
@@ -349,6 +357,9 @@ func fields(j *jobs.Job) ([]any, error) {
 	}
 	if j.SubmittedBy != "" {
 		f = append(f, fSubmittedBy, j.SubmittedBy)
+	}
+	if u := j.Unique; u != nil {
+		f = append(f, fUniqueKey, u.Key, fUniqueWhile, string(u.While), fUniqueForMS, strconv.FormatInt(u.For.Std().Milliseconds(), 10))
 	}
 	if j.Pool != "" {
 		f = append(f, fPool, j.Pool)
@@ -408,6 +419,10 @@ func decode(h map[string]string) (*jobs.Job, error) {
 	}
 	if t := parseMS(h[fCreatedAt]); t != nil {
 		j.CreatedAt = *t
+	}
+	if k, ok := h[fUniqueKey]; ok {
+		n, _ := strconv.ParseInt(h[fUniqueForMS], 10, 64)
+		j.Unique = &jobs.Unique{Key: k, While: jobs.UniqueWhile(h[fUniqueWhile]), For: jobs.Duration(time.Duration(n) * time.Millisecond)}
 	}
 	if p := h[fPayload]; p != "" {
 		j.Payload = json.RawMessage(p)

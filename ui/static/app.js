@@ -549,6 +549,14 @@ function jobActions(j) {
   return out;
 }
 
+// How long a job holds its unique key, by its mode (docs/unique.md).
+const UNIQUE_WHILE = {
+  queued: "held while it waits to start",
+  running: "held while it waits or runs",
+  until_done: "held until it ends",
+  always: "held whatever becomes of it",
+};
+
 function jobDetail(j, preview) {
   const kv = (k, v) => [h("dt", {}, k), h("dd", {}, v)];
   const facts = h("section", { class: "card" }, h("h2", {}, "Job"),
@@ -560,6 +568,8 @@ function jobDetail(j, preview) {
       j.worker ? kv("worker", h("code", {}, j.worker)) : null,
       j.submitted_by ? kv("submitted by", j.submitted_by) : null,
       j.idempotency_key ? kv("idempotency key", h("code", {}, j.idempotency_key)) : null,
+      j.unique ? kv("unique key", [h("code", { "data-unique-key": "" }, j.unique.key),
+        ` ${UNIQUE_WHILE[j.unique.while] || "held"}, at most ${j.unique.for} from its creation`]) : null,
       j.metadata ? kv("metadata", Object.entries(j.metadata).map(([k, v]) =>
         h("div", {}, h("a", { href: `/ui/jobs?${new URLSearchParams({ ["meta." + k]: v })}` }, h("code", {}, `${k}=${v}`))))) : null,
       kv("created", when(j.created_at)),

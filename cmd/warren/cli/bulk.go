@@ -95,6 +95,8 @@ func (o *enqueueOptions) validateBulk() error {
 		return errors.New("--file gives the payloads, one a line: leave out the PAYLOAD argument")
 	case o.Key != "":
 		return errors.New("--key would give every job of --file the same idempotency key: with --requests, give each line its own idempotency_key")
+	case o.UniqueKey != "":
+		return errors.New("--unique-key would make every job of --file one job: with --requests, give each line its own unique key")
 	case o.Wait:
 		return errors.New("--wait works on one job: with --file, keep the ids with --ids-out and wait with 'warren job wait --file IDS'")
 	case o.Chunk < 1 || o.Chunk > maxChunk:

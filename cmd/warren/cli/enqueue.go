@@ -35,6 +35,13 @@ type enqueueOptions struct {
 	BackoffBase   *time.Duration
 	BackoffFactor *float64
 	BackoffMax    *time.Duration
+	// UniqueKey, UniqueFor, UniqueWhile and OnConflict make the job the
+	// only one of its type and key for a while (docs/unique.md); "" and 0
+	// take the API's defaults, and the last three need UniqueKey.
+	UniqueKey   string
+	UniqueFor   time.Duration
+	UniqueWhile string
+	OnConflict  string
 	// bulkOptions are those of --file (bulk.go).
 	bulkOptions
 }
@@ -89,6 +96,30 @@ func (o *enqueueOptions) Validate() error {
 		if err := checkPositive("--backoff-max", *o.BackoffMax, "10m or 1h"); err != nil {
 			return err
 		}
+	}
+	return o.validateUnique()
+}
+
+// validateUnique checks the --unique-* and --on-conflict flags as far as
+// the command can; the API checks the rest.
+func (o *enqueueOptions) validateUnique() error {
+	if o.UniqueKey == "" {
+		if o.UniqueFor != 0 || o.UniqueWhile != "" || o.OnConflict != "" {
+			return errors.New("--unique-for, --unique-while and --on-conflict need --unique-key")
+		}
+		return nil
+	}
+	if err := jobs.ValidUniqueKey(o.UniqueKey); err != nil {
+		return fmt.Errorf("--unique-key: %v", strings.TrimPrefix(err.Error(), "unique.key "))
+	}
+	if o.UniqueFor != 0 && (o.UniqueFor < time.Second || o.UniqueFor > jobs.MaxUniqueFor) {
+		return fmt.Errorf("--unique-for %s: want 1s to %s (30 days)", o.UniqueFor, durationText(jobs.MaxUniqueFor))
+	}
+	if o.UniqueWhile != "" && !jobs.UniqueWhile(o.UniqueWhile).Valid() {
+		return fmt.Errorf("--unique-while %q: want queued, running, until_done or always", o.UniqueWhile)
+	}
+	if o.OnConflict != "" && o.OnConflict != string(jobs.OnConflictExisting) && o.OnConflict != string(jobs.OnConflictError) {
+		return fmt.Errorf("--on-conflict %q: want existing or error", o.OnConflict)
 	}
 	return nil
 }
@@ -155,6 +186,10 @@ func (o *enqueueOptions) request(payload []byte) (client.JobRequest, error) {
 		Backoff:        o.backoff(),
 		Metadata:       meta,
 		IdempotencyKey: o.Key,
+	}
+	if o.UniqueKey != "" {
+		req.Unique = &client.UniqueRequest{Key: o.UniqueKey, For: jobs.Duration(o.UniqueFor),
+			While: jobs.UniqueWhile(o.UniqueWhile), OnConflict: jobs.OnConflict(o.OnConflict)}
 	}
 	if o.Delay != nil {
 		req.Delay = jobs.Duration(*o.Delay)
@@ -296,6 +331,11 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
   warren enqueue sys.echo '{"message":"hello"}' --max-attempts 5 --timeout 30s \
     --meta team=ops --meta ticket=42 --key order-42
 
+  # At most one refresh of account 42 waiting or running; a duplicate
+  # prints the job that holds the key (or fails, with --on-conflict error)
+  warren enqueue sys.echo '{"account":42}' --unique-key account-42 \
+    --unique-while running --unique-for 1h
+
   # Run in 90 seconds, or at a given time (RFC 3339)
   warren enqueue sys.echo '{"message":"later"}' --delay 90s
   warren enqueue sys.echo '{"message":"later"}' --at 2026-12-01T10:00:00Z
@@ -369,7 +409,11 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 			if err != nil {
 				return apiError(err)
 			}
-			if !created {
+			switch {
+			case created:
+			case o.UniqueKey != "" && j.Unique != nil && j.Unique.Key == o.UniqueKey && (o.Key == "" || j.IdempotencyKey != o.Key):
+				fmt.Fprintf(a.errOut, "job %s (%s) holds unique key %q of %s; not submitted again\n", j.ID, j.Status, o.UniqueKey, j.Type)
+			default:
 				fmt.Fprintf(a.errOut, "job %s already exists for key %q; not submitted again\n", j.ID, o.Key)
 			}
 			if !o.Wait {
@@ -421,6 +465,10 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 	f.Var(optionalDuration(&o.BackoffBase), "backoff-base", "wait after the first failed attempt, such as 1s (default: the type's)")
 	f.Var(optionalFloat(&o.BackoffFactor), "backoff-factor", "multiply the wait by this after each further failure, 1 to 100 (default: the type's)")
 	f.Var(optionalDuration(&o.BackoffMax), "backoff-max", "longest wait between attempts, such as 10m (default: the type's)")
+	f.StringVar(&o.UniqueKey, "unique-key", "", "make the job the only one of its type with this key for a while: a duplicate returns the job holding it (docs/unique.md)")
+	f.DurationVar(&o.UniqueFor, "unique-for", 0, "with --unique-key, hold the key at most this long from acceptance, 1s to 720h (default 24h)")
+	f.StringVar(&o.UniqueWhile, "unique-while", "", "with --unique-key, hold it while the job is queued, running, until_done or always (default until_done)")
+	f.StringVar(&o.OnConflict, "on-conflict", "", "with --unique-key, answer a duplicate with the existing job (existing, the default) or fail (error, exit status 1)")
 	f.StringVar(&o.File, "file", "", "submit a job for each line of this JSON lines file (- for standard input)")
 	f.BoolVar(&o.Requests, "requests", false, "with --file, each line is a whole job request, not a payload")
 	f.IntVar(&o.Chunk, "chunk", defaultChunk, fmt.Sprintf("with --file, jobs per batch request, 1 to %d", maxChunk))
