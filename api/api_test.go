@@ -547,6 +547,8 @@ func TestHealthAndOpenAPI(t *testing.T) {
 		"/openapi.json": {"get", "head"}, "/metrics": {"get", "head"},
 		"/v1/queues/{pool}/pause": {"post"}, "/v1/queues/{pool}/resume": {"post"}, "/v1/workers": {"get", "head"},
 		"/v1/autoscale": {"get", "head"}, "/ui/session": {"get", "head"}, "/ui/login": {"post"}, "/ui/logout": {"post"},
+		"/v1/schedules": {"get", "head", "post"}, "/v1/schedules/{name}": {"delete", "get", "head"},
+		"/v1/schedules/{name}/pause": {"post"}, "/v1/schedules/{name}/resume": {"post"},
 	}
 	got := map[string][]string{}
 	for p, ops := range spec.Paths {
@@ -564,7 +566,7 @@ func TestHealthAndOpenAPI(t *testing.T) {
 	}
 	// And each documented route answers something other than 404/405.
 	for p := range want {
-		path := strings.ReplaceAll(p, "{id}", "0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10")
+		path := strings.ReplaceAll(strings.ReplaceAll(p, "{id}", "0190c5a0-7b1e-7cc3-8f0e-2d1b6c3c9f10"), "{name}", "sched-none")
 		method := strings.ToUpper(want[p][0])
 		// {} is no valid body for most: only the response is checked.
 		r := doInvalid(t, method, f.url+path, nil, map[string]string{"POST": `{}`}[method])

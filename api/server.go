@@ -28,6 +28,7 @@ import (
 	"github.com/warrenhq/warren/metrics"
 	"github.com/warrenhq/warren/producer"
 	"github.com/warrenhq/warren/queue"
+	"github.com/warrenhq/warren/schedule"
 	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/ui"
 )
@@ -160,6 +161,7 @@ type Store interface {
 	queue.Records
 	jobRecords
 	poolRecords
+	schedule.Records
 	// Take takes from a key's rate-limit buckets (admit).
 	Take(ctx context.Context, name string, requests, jobs store.Rate, n int) (store.Allowance, error)
 	// Ping answers /readyz.
@@ -204,12 +206,14 @@ type Server struct {
 	store    Store
 	notifier *store.Notifier
 	producer *producer.Producer
-	decode   *decoder
-	metrics  *metrics.Collector
-	obs      instruments
-	log      *slog.Logger
-	auditLog *slog.Logger
-	handler  http.Handler
+	// schedules adds, reads and changes the namespace's schedules.
+	schedules *schedule.Book
+	decode    *decoder
+	metrics   *metrics.Collector
+	obs       instruments
+	log       *slog.Logger
+	auditLog  *slog.Logger
+	handler   http.Handler
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -242,6 +246,7 @@ func New(cfg Config, b Broker, st Store) (*Server, error) {
 		MaxDelay: cfg.MaxDelay, Now: cfg.Now}, b, st)
 	// Workers announce their declarations: the producer reads a changed
 	// type at once.
+	s.schedules = schedule.NewBook(st, s.producer, cfg.Now)
 	s.notifier = st.NewNotifier(store.Handlers{Type: s.producer.Forget})
 	s.decode = &decoder{maxDepth: cfg.MaxJSONDepth, maxBatch: cfg.MaxBatch, buildJob: s.producer.Build}
 	s.handler = s.routes()
@@ -270,6 +275,12 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/workers", s.need(apikey.Read, s.listWorkers))
 	mux.Handle("GET /v1/autoscale", s.need(apikey.Read, s.listAutoscale))
 	mux.Handle("GET /v1/types", s.need(apikey.Read, s.listTypes))
+	mux.Handle("POST /v1/schedules", s.need(apikey.Admin, s.addSchedule))
+	mux.Handle("GET /v1/schedules", s.need(apikey.Read, s.listSchedules))
+	mux.Handle("GET /v1/schedules/{name}", s.need(apikey.Read, s.getSchedule))
+	mux.Handle("DELETE /v1/schedules/{name}", s.need(apikey.Admin, s.deleteSchedule))
+	mux.Handle("POST /v1/schedules/{name}/pause", s.need(apikey.Admin, s.pauseSchedule))
+	mux.Handle("POST /v1/schedules/{name}/resume", s.need(apikey.Admin, s.resumeSchedule))
 	mux.Handle("GET /metrics", s.need(apikey.Read, s.metrics.Handler(s.moreCollectors()...).ServeHTTP))
 	// The dashboard: its page and sign-in are open (the page holds no
 	// data; it reads the endpoints above with the session's key).

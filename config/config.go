@@ -77,6 +77,7 @@ type Config struct {
 	APICAFile string `yaml:"api_ca_file"`
 
 	Rescue     Rescue          `yaml:"rescue"`
+	Schedule   Schedule        `yaml:"schedule"`
 	API        API             `yaml:"api"`
 	Store      Store           `yaml:"store"`
 	Worker     Worker          `yaml:"worker"`
@@ -306,6 +307,17 @@ type Rescue struct {
 	Grace Duration `yaml:"grace"`
 }
 
+// Schedule configures the scheduler, which every API, worker and
+// supervisor process runs (one at a time per namespace holds its lease and
+// fires the schedules' ticks; docs/schedules.md).
+type Schedule struct {
+	// Grace is how late a tick may still fire on its own (schedule.grace,
+	// WARREN_SCHEDULE_GRACE): a tick further past when a process comes to
+	// it passed while nothing ran, and its schedule's catch_up says whether
+	// it fires once or is skipped. Zero means 30s; otherwise at least 10s.
+	Grace Duration `yaml:"grace"`
+}
+
 // Supervisor configures `warren autoscale`.
 type Supervisor struct {
 	// Addr, when set, serves the supervisor's /healthz and /status
@@ -466,9 +478,10 @@ func Default() Config {
 		Supervisor: Supervisor{
 			LeaseTTL: Duration(10 * time.Second),
 		},
-		Worker: Worker{ShutdownGrace: Duration(30 * time.Second)},
-		Redis:  Redis{WaitTimeout: Duration(time.Second)},
-		Rescue: Rescue{Interval: Duration(30 * time.Second), Grace: Duration(time.Minute)},
+		Worker:   Worker{ShutdownGrace: Duration(30 * time.Second)},
+		Redis:    Redis{WaitTimeout: Duration(time.Second)},
+		Rescue:   Rescue{Interval: Duration(30 * time.Second), Grace: Duration(time.Minute)},
+		Schedule: Schedule{Grace: Duration(30 * time.Second)},
 	}
 }
 
@@ -636,6 +649,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rescue.interval must not be zero (a negative one turns the rescuer off)")
 	case c.Rescue.Grace <= 0:
 		return fmt.Errorf("rescue.grace must be positive")
+	case c.Schedule.Grace < 0 || (c.Schedule.Grace > 0 && c.Schedule.Grace < Duration(10*time.Second)):
+		// It must outlast the scheduler lease's handover (5s and a turn).
+		return fmt.Errorf("schedule.grace must be at least 10s (or 0 for the default, 30s)")
 	case c.Supervisor.LeaseTTL < 0 || (c.Supervisor.LeaseTTL > 0 && c.Supervisor.LeaseTTL < Duration(time.Second)):
 		// Renewed every third of it over a network: shorter would make a
 		// supervisor give its pools up at every slow round trip.

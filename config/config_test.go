@@ -52,9 +52,10 @@ func TestDefault(t *testing.T) {
 		Supervisor: config.Supervisor{
 			LeaseTTL: config.Duration(10 * time.Second),
 		},
-		Worker: config.Worker{ShutdownGrace: config.Duration(30 * time.Second)},
-		Rescue: config.Rescue{Interval: config.Duration(30 * time.Second), Grace: config.Duration(time.Minute)},
-		Redis:  config.Redis{WaitTimeout: config.Duration(time.Second)},
+		Worker:   config.Worker{ShutdownGrace: config.Duration(30 * time.Second)},
+		Rescue:   config.Rescue{Interval: config.Duration(30 * time.Second), Grace: config.Duration(time.Minute)},
+		Schedule: config.Schedule{Grace: config.Duration(30 * time.Second)},
+		Redis:    config.Redis{WaitTimeout: config.Duration(time.Second)},
 	}
 	got := config.Default()
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -129,8 +130,9 @@ func fullConfig() config.Config {
 		Supervisor: config.Supervisor{
 			LeaseTTL: config.Duration(4 * time.Second),
 		},
-		Worker: config.Worker{HealthAddr: "127.0.0.1:9091", ShutdownGrace: config.Duration(45 * time.Second)},
-		Rescue: config.Rescue{Interval: config.Duration(10 * time.Second), Grace: config.Duration(45 * time.Second)},
+		Worker:   config.Worker{HealthAddr: "127.0.0.1:9091", ShutdownGrace: config.Duration(45 * time.Second)},
+		Rescue:   config.Rescue{Interval: config.Duration(10 * time.Second), Grace: config.Duration(45 * time.Second)},
+		Schedule: config.Schedule{Grace: config.Duration(30 * time.Second)},
 		Redis: config.Redis{
 			Sentinel:     config.RedisSentinel{Addrs: []string{"s1.example:26379", "s2.example:26379"}, Master: "warren"},
 			WaitReplicas: 1, WaitTimeout: config.Duration(500 * time.Millisecond),
@@ -431,6 +433,7 @@ func TestSet(t *testing.T) {
 		Worker:        config.Worker{HealthAddr: ":1", ShutdownGrace: config.Duration(time.Minute)},
 		Supervisor:    config.Supervisor{Addr: ":2", LeaseTTL: config.Duration(3 * time.Second)},
 		Rescue:        config.Rescue{Interval: config.Duration(5 * time.Second), Grace: config.Duration(20 * time.Second)},
+		Schedule:      config.Schedule{Grace: config.Duration(30 * time.Second)},
 		ManagementURL: "off",
 		DebugAddr:     "127.0.0.1:6060",
 		Redis: config.Redis{Sentinel: config.RedisSentinel{Addrs: []string{"a:26379", "b:26379"}, Master: "m"},

@@ -187,6 +187,7 @@ func (c *Config) settings() []setting {
 		s("supervisor.lease_ttl", "WARREN_SUPERVISOR_LEASE_TTL", durationValue(&c.Supervisor.LeaseTTL)),
 		child(s("rescue.interval", "WARREN_RESCUE_INTERVAL", durationValue(&c.Rescue.Interval))),
 		child(s("rescue.grace", "WARREN_RESCUE_GRACE", durationValue(&c.Rescue.Grace))),
+		child(s("schedule.grace", "WARREN_SCHEDULE_GRACE", durationValue(&c.Schedule.Grace))),
 		secret(s("webhook.secrets", "WARREN_WEBHOOK_SECRETS", secretsValue{&c.Webhook.Secrets})),
 		s("webhook.allow", "WARREN_WEBHOOK_ALLOW", listValue{&c.Webhook.Allow}),
 		s("webhook.follow_redirects", "WARREN_WEBHOOK_FOLLOW_REDIRECTS", boolValue(&c.Webhook.FollowRedirects)),

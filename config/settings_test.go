@@ -169,7 +169,7 @@ func TestChildEnvIsTheInverse(t *testing.T) {
 				return
 			}
 		}
-	}); len(keys) != 13 {
+	}); len(keys) != 14 {
 		t.Errorf("the workers get %v", keys)
 	}
 }

@@ -121,6 +121,22 @@ func (ns Namespace) RescuerKey() string { return string(ns) + ":rescuer" }
 // the pool one at a time does.
 func (ns Namespace) SupervisorKey(pool string) string { return string(ns) + ":supervisor:" + pool }
 
+// ScheduleKey is the Redis hash of one schedule (docs/schedules.md): its
+// definition as JSON ("def"), who made it and when, whether it is paused,
+// the last tick it handled ("after") and fired, and the tick in flight
+// ("pending_tick", "pending_job"). Schedule names hold no colon.
+func (ns Namespace) ScheduleKey(name string) string { return string(ns) + ":schedule:" + name }
+
+// SchedulesKey is the Redis sorted set of a namespace's schedules: member =
+// name, score = when it is next due (Unix ms, jitter included), +inf while
+// it is paused. The scheduler reads only the entries that are due.
+func (ns Namespace) SchedulesKey() string { return string(ns) + ":schedules" }
+
+// SchedulerKey is the Redis string holding the scheduler's lease: the
+// process that holds it fires the namespace's schedules, so that one
+// process at a time does.
+func (ns Namespace) SchedulerKey() string { return string(ns) + ":scheduler" }
+
 // AutoscaleKey is the Redis hash in which autoscalers publish each pool's
 // replica counts: field = pool, value = JSON.
 func (ns Namespace) AutoscaleKey() string { return string(ns) + ":autoscale" }

@@ -25,9 +25,10 @@ var rank = map[string]int{
 	"producer": 4, "rescue": 4, "workers": 4, "workers/sys": 4, "workers/image": 4, "workers/webhook": 4,
 	"internal/testenv": 4,
 
-	"api": 5, "jobstest": 5, "workers/builtin": 5, "internal/servicesprobe": 5,
+	"schedule": 5, "jobstest": 5, "workers/builtin": 5, "internal/servicesprobe": 5,
 
-	"deploy": 6, "conformance": 6,
+	// The API serves the schedules' Book, so it stands above schedule.
+	"api": 6, "deploy": 6, "conformance": 7,
 
 	"cmd/warren/cli": 7, "examples/upper": 7,
 

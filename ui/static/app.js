@@ -736,6 +736,39 @@ page(/^workers$/, "workers", async (main) => {
   });
 });
 
+// ---- Schedules ----------------------------------------------------------------------------
+
+page(/^schedules$/, "schedules", async (main) => {
+  document.title = "Schedules · warren";
+  const region = h("div");
+  main.append(h("h1", {}, "Schedules"),
+    h("p", { class: "note" }, "Jobs submitted at every tick of a cron expression or interval, once per tick however many warren processes run (warren schedule add; docs/schedules.md)."),
+    errorBox(), region);
+  poller.start(async () => {
+    const data = await api("GET", "/v1/schedules");
+    const ss = data.schedules || [];
+    if (!ss.length) { swap(region, h("p", { class: "empty" }, "No schedules. 'warren schedule add' adds one.")); return; }
+    swap(region, h("div", { class: "table-wrap" }, h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, "Schedule"), h("th", {}, "When"), h("th", {}, "Type"),
+        h("th", {}, "Next tick"), h("th", {}, "Last fired"), h("th", { class: "wide" }, "Last skipped"))),
+      h("tbody", {}, ss.map((s) => h("tr", { "data-schedule": s.name },
+        h("td", {}, h("strong", {}, s.name), s.paused ? [" ", h("span", { class: "badge" }, "paused")] : null,
+          s.created_by ? h("div", { class: "muted" }, `by ${s.created_by}`) : null,
+          can("admin") ? h("div", {}, h("button", { type: "button", "data-key": `toggle-${s.name}`,
+            onclick: (e) => { e.target.disabled = true; act(s.paused ? "resume" : "pause",
+              `/v1/schedules/${encodeURIComponent(s.name)}/${s.paused ? "resume" : "pause"}`).catch(() => { e.target.disabled = false; }); } },
+            s.paused ? "Resume" : "Pause")) : null),
+        h("td", { class: "wrap" }, s.every ? `every ${s.every}` : h("code", {}, s.cron), h("div", { class: "muted" }, s.every ? "" : `${s.timezone || "UTC"} · `,
+          `overlap ${s.overlap} · ${s.catch_up ? "catches up" : "skips missed"}${s.jitter ? ` · jitter ${s.jitter}` : ""}`)),
+        h("td", {}, h("a", { href: `/ui/jobs?meta.schedule=${encodeURIComponent(s.name)}` }, s.type)),
+        h("td", { "data-col": "next" }, s.paused ? h("span", { class: "muted" }, "paused") : when(s.next_tick)),
+        h("td", { "data-col": "last" }, s.last_job ? [when(s.last_tick), h("div", {},
+          h("a", { href: `/ui/jobs/${s.last_job}`, class: "mono" }, shortID(s.last_job)))] : h("span", { class: "muted" }, "not yet")),
+        h("td", { class: "wide" }, s.last_skipped ? [h("div", {}, s.last_skipped.reason), h("div", { class: "muted", title: s.last_skipped.error || "" },
+          relative(new Date(s.last_skipped.tick)))] : "–")))))));
+  });
+});
+
 // ---- Autoscaling ------------------------------------------------------------------------
 
 page(/^autoscaling$/, "autoscaling", async (main) => {

@@ -20,8 +20,10 @@ import (
 	"github.com/warrenhq/warren/config"
 	"github.com/warrenhq/warren/internal/redact"
 	"github.com/warrenhq/warren/metrics"
+	"github.com/warrenhq/warren/producer"
 	"github.com/warrenhq/warren/queue"
 	"github.com/warrenhq/warren/rescue"
+	"github.com/warrenhq/warren/schedule"
 	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/telemetry"
 	"github.com/warrenhq/warren/ui"
@@ -41,6 +43,9 @@ type stack struct {
 	// rescuer publishes again the jobs whose messages were lost; every
 	// server process runs one, and one at a time per namespace looks.
 	rescuer *rescue.Rescuer
+	// scheduler fires the schedules' ticks; every server process runs one,
+	// and one at a time per namespace fires.
+	scheduler *schedule.Scheduler
 	// stopDebug stops the profiler's server, if debug_addr started one.
 	stopDebug func()
 	// tracing exports the process's spans, if the OTEL_* variables ask.
@@ -96,6 +101,14 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	if err := s.rescuer.Start(ctx); err != nil {
 		return nil, err
 	}
+	s.scheduler = schedule.New(schedule.Config{
+		Grace:     cfg.Schedule.Grace.Std(),
+		Namespace: cfg.Namespace,
+		Logger:    log,
+	}, st, producer.New(producer.Config{Logger: log, MaxDelay: cfg.API.MaxDelay.Std(), TracerProvider: tracing.Provider()}, b, st))
+	if err := s.scheduler.Start(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.DebugAddr != "" {
 		// Not fatal: a worker started by a supervisor inherits the address
 		// its siblings already listen on.
@@ -145,6 +158,9 @@ func (s *stack) close() {
 	defer cancel()
 	if err := s.rescuer.Stop(ctx); err != nil {
 		s.log.Warn("stopping the rescuer", "err", err)
+	}
+	if err := s.scheduler.Stop(ctx); err != nil {
+		s.log.Warn("stopping the scheduler", "err", err)
 	}
 	if err := s.broker.Stop(ctx); err != nil {
 		s.log.Warn("stopping broker connection", "err", err)
@@ -213,7 +229,7 @@ func (s *stack) newAPI() (*api.Server, error) {
 		MaxDelay:          s.cfg.API.MaxDelay.Std(),
 		Logger:            s.log,
 		Management:        s.mgmt,
-		Collectors:        append([]prometheus.Collector{s.rescuer.Collector()}, s.collectors...),
+		Collectors:        append([]prometheus.Collector{s.rescuer.Collector(), s.scheduler.Collector()}, s.collectors...),
 		TracerProvider:    s.tracing.Provider(),
 		Keys:              keys,
 		InsecureNoAuth:    s.cfg.API.InsecureNoAuth,
