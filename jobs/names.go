@@ -318,6 +318,18 @@ func ListOfType(typ string) string { return "t:" + typ }
 // The scripts build it as the same three parts, so pool names hold no ':'.
 func ListOfStatus(pool string, status Status) string { return "s:" + pool + ":" + string(status) }
 
+// MetaScheduleTick is the metadata key of the tick a schedule's job was
+// made for, in RFC 3339, UTC (docs/schedules.md). Jobs carry it, but it has
+// no list of its own: see Listed.
+const MetaScheduleTick = "schedule_tick"
+
+// Listed reports whether the jobs labelled with metadata key k are in a
+// list per value (ListOfMeta). A schedule's tick differs for every job the
+// schedule makes, so a list per value would be a list per job, which the
+// rescuer's trimming would then walk; a listing filtered on an unlisted
+// key walks another list and checks each record instead.
+func Listed(k string) bool { return k != MetaScheduleTick }
+
 // ListOfMeta is the suffix of the list of the jobs labelled key=value. The
 // key's length comes first, so no key and value run into another pair.
 func ListOfMeta(key, value string) string {

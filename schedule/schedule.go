@@ -45,6 +45,10 @@ const (
 const (
 	// MetaSchedule holds the schedule's name.
 	MetaSchedule = "schedule"
+	// MetaTick holds the tick the job was made for, in RFC 3339, UTC. It
+	// is not listed (jobs.Listed): GET /v1/jobs?meta.schedule_tick=… walks
+	// the schedule's list instead, when given with meta.schedule.
+	MetaTick = jobs.MetaScheduleTick
 )
 
 // Overlap says whether a tick fires while the previous tick's job has not
@@ -143,8 +147,10 @@ func Compile(d Definition) (p *Plan, err error) {
 	case len(d.Timezone) > MaxTimezone:
 		return nil, refuse("invalid_field", "timezone", "timezone must be an IANA name such as \"Europe/Paris\", at most %d bytes", MaxTimezone)
 	}
-	if _, ok := d.Metadata[MetaSchedule]; ok {
-		return nil, refuse("invalid_field", "metadata."+MetaSchedule, "metadata.%s is set by the schedule itself", MetaSchedule)
+	for _, k := range []string{MetaSchedule, MetaTick} {
+		if _, ok := d.Metadata[k]; ok {
+			return nil, refuse("invalid_field", "metadata."+k, "metadata.%s is set by the schedule itself", k)
+		}
 	}
 	p = &Plan{Def: d, loc: time.UTC}
 	if d.Timezone != "" {
@@ -268,11 +274,12 @@ func TickKey(name string, tick time.Time) string {
 
 // Request is the submission of tick's job, in the name of by.
 func (p *Plan) Request(tick time.Time, by string) producer.Request {
-	md := make(map[string]string, len(p.Def.Metadata)+1)
+	md := make(map[string]string, len(p.Def.Metadata)+2)
 	for k, v := range p.Def.Metadata {
 		md[k] = v
 	}
 	md[MetaSchedule] = p.Def.Name
+	md[MetaTick] = tick.UTC().Format(time.RFC3339Nano)
 	return producer.Request{
 		Type:           p.Def.Type,
 		Payload:        p.Def.Payload,

@@ -88,6 +88,9 @@ func (f *fixture) ticks(t *testing.T, name string) []string {
 		if !ok {
 			t.Fatalf("job %s of schedule %s has idempotency key %q", j.ID, name, j.IdempotencyKey)
 		}
+		if got := j.Metadata[schedule.MetaTick]; got != tick {
+			t.Fatalf("job %s of schedule %s has metadata.%s %q, want its tick %q", j.ID, name, schedule.MetaTick, got, tick)
+		}
 		out = append(out, tick)
 	}
 	slices.Sort(out)

@@ -622,6 +622,9 @@ func (s *Store) lists(j *jobs.Job) (keys []string, meta []any) {
 		keys = append(keys, prefix+jobs.ListOfStatus(j.Pool, j.Status))
 	}
 	for k, v := range j.Metadata {
+		if !jobs.Listed(k) {
+			continue
+		}
 		m := jobs.ListOfMeta(k, v)
 		keys, meta = append(keys, prefix+m), append(meta, m)
 	}

@@ -207,9 +207,15 @@ func (s *Store) List(ctx context.Context, q Query) (Page, error) {
 // allow. The other filters are checked against each record.
 func (s *Store) listKeys(ctx context.Context, q Query) ([]string, error) {
 	prefix := s.ns.ListKey()
+	var listed []string
+	for k := range q.Meta {
+		if jobs.Listed(k) {
+			listed = append(listed, k)
+		}
+	}
 	switch {
-	case len(q.Meta) > 0:
-		k := slices.Min(slices.Collect(maps.Keys(q.Meta)))
+	case len(listed) > 0:
+		k := slices.Min(listed)
 		return []string{prefix + jobs.ListOfMeta(k, q.Meta[k])}, nil
 	case q.Status != "":
 		pools := []string{q.Pool}

@@ -129,6 +129,33 @@ func TestListDropsExpiredRecords(t *testing.T) {
 	}
 }
 
+func TestUnlistedMetadataHasNoList(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	js := []*jobs.Job{newJob(1), newJob(2)}
+	for i, j := range js {
+		j.Metadata = map[string]string{"schedule": "nightly", jobs.MetaScheduleTick: fmt.Sprintf("2026-12-0%dT03:00:00Z", i+1)}
+	}
+	f.create(t, js...)
+	tick := f.ns.ListKey() + jobs.ListOfMeta(jobs.MetaScheduleTick, "2026-12-02T03:00:00Z")
+	if n, _ := f.rdb.Exists(ctx(t), tick).Result(); n != 0 {
+		t.Errorf("%s exists: a list per tick", tick)
+	}
+	if ok, _ := f.rdb.SIsMember(ctx(t), f.ns.ListsKey(), jobs.ListOfMeta(jobs.MetaScheduleTick, "2026-12-02T03:00:00Z")).Result(); ok {
+		t.Error("the tick's list is in the set of metadata lists the rescuer trims")
+	}
+	// Filtered on the tick alone, or with the schedule, the listing walks
+	// another list and checks the records.
+	for _, meta := range []map[string]string{
+		{jobs.MetaScheduleTick: "2026-12-02T03:00:00Z"},
+		{jobs.MetaScheduleTick: "2026-12-02T03:00:00Z", "schedule": "nightly"},
+	} {
+		if got := listed(t, f, store.Query{Meta: meta}); !slices.Equal(got, []string{js[1].ID}) {
+			t.Errorf("listed by %v: %v, want %s", meta, got, js[1].ID)
+		}
+	}
+}
+
 func TestListCursorRefused(t *testing.T) {
 	t.Parallel()
 	for _, bad := range []string{"", "x", "!!!", store.Cursor{Created: 1, ID: "not-an-id"}.String(), "MTIz"} {
