@@ -549,6 +549,7 @@ func TestHealthAndOpenAPI(t *testing.T) {
 		"/v1/autoscale": {"get", "head"}, "/ui/session": {"get", "head"}, "/ui/login": {"post"}, "/ui/logout": {"post"},
 		"/v1/schedules": {"get", "head", "post"}, "/v1/schedules/{name}": {"delete", "get", "head"},
 		"/v1/schedules/{name}/pause": {"post"}, "/v1/schedules/{name}/resume": {"post"},
+		"/v1/limits": {"get", "head"}, "/v1/limits/{type}": {"delete", "get", "head", "put"},
 	}
 	got := map[string][]string{}
 	for p, ops := range spec.Paths {

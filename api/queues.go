@@ -41,6 +41,10 @@ type queueEntry struct {
 	Scheduled int `json:"scheduled"`
 	Running   int `json:"running"`
 	Retrying  int `json:"retrying"`
+	// Limited is how many of the pool's jobs their types' rate limits hold
+	// back now (docs/ratelimits.md); their messages wait in the delay
+	// levels, not in the queue.
+	Limited int `json:"limited"`
 	// Outcomes over the last hour, in all and per minute (oldest first).
 	SucceededLastHour int           `json:"succeeded_last_hour"`
 	FailedLastHour    int           `json:"failed_last_hour"`
@@ -127,6 +131,10 @@ func (s *Server) queues(ctx context.Context) ([]queueEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	limited, err := s.limitedByPool(ctx)
+	if err != nil {
+		return nil, err
+	}
 	entries := []queueEntry{}
 	for _, m := range s.metrics.Measure(ctx, pools) {
 		if m.Err != nil {
@@ -145,6 +153,7 @@ func (s *Server) queues(ctx context.Context) ([]queueEntry, error) {
 		}
 		c := counts[m.Pool]
 		e.Scheduled, e.Running, e.Retrying = c.Scheduled, c.Running, c.Retrying
+		e.Limited = limited[m.Pool]
 		e.SucceededLastHour, e.FailedLastHour = c.SucceededLastHour, c.FailedLastHour
 		e.PerMinute = make([]minuteEntry, len(c.PerMinute))
 		for i, mc := range c.PerMinute {

@@ -162,6 +162,7 @@ type Store interface {
 	jobRecords
 	poolRecords
 	schedule.Records
+	limitRecords
 	// Take takes from a key's rate-limit buckets (admit).
 	Take(ctx context.Context, name string, requests, jobs store.Rate, n int) (store.Allowance, error)
 	// Ping answers /readyz.
@@ -275,6 +276,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/workers", s.need(apikey.Read, s.listWorkers))
 	mux.Handle("GET /v1/autoscale", s.need(apikey.Read, s.listAutoscale))
 	mux.Handle("GET /v1/types", s.need(apikey.Read, s.listTypes))
+	mux.Handle("GET /v1/limits", s.need(apikey.Read, s.listLimits))
+	mux.Handle("GET /v1/limits/{type}", s.need(apikey.Read, s.getLimit))
+	mux.Handle("PUT /v1/limits/{type}", s.need(apikey.Admin, s.putLimit))
+	mux.Handle("DELETE /v1/limits/{type}", s.need(apikey.Admin, s.deleteLimit))
 	mux.Handle("POST /v1/schedules", s.need(apikey.Admin, s.addSchedule))
 	mux.Handle("GET /v1/schedules", s.need(apikey.Read, s.listSchedules))
 	mux.Handle("GET /v1/schedules/{name}", s.need(apikey.Read, s.getSchedule))
@@ -300,7 +305,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/", s.need("", func(w http.ResponseWriter, r *http.Request) {
 		var allowed []string
 		// HEAD wherever GET: ServeMux answers it with the GET handler.
-		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete} {
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete} {
 			probe := r.Clone(r.Context())
 			probe.Method = m
 			if _, pattern := mux.Handler(probe); pattern != "/" {

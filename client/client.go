@@ -433,6 +433,9 @@ type Queue struct {
 	Scheduled int `json:"scheduled"`
 	Running   int `json:"running"`
 	Retrying  int `json:"retrying"`
+	// Limited counts the pool's jobs their types' rate limits hold back
+	// now (docs/ratelimits.md).
+	Limited int `json:"limited"`
 	// SucceededLastHour and FailedLastHour count the pool's outcomes over
 	// the last hour; PerMinute has them minute by minute, oldest first.
 	SucceededLastHour int           `json:"succeeded_last_hour"`

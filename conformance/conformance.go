@@ -151,6 +151,7 @@ func Run(t *testing.T, start Start) {
 		{"UnlimitedIntake", unlimitedIntake},
 		{"Lease", leaseReports},
 		{"Pause", pause},
+		{"RateLimited", rateLimited},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {

@@ -119,6 +119,10 @@ type Job struct {
 	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
 	StartedAt   *time.Time `json:"started_at,omitempty"`
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	// LimitedUntil, on a waiting job, is when its type's rate limit lets
+	// it be offered again (docs/ratelimits.md); nil when no limit holds it
+	// back.
+	LimitedUntil *time.Time `json:"limited_until,omitempty"`
 }
 
 // Decode unmarshals the job's payload into v.

@@ -301,6 +301,27 @@ func (ns Namespace) RateLimitKey(keyName, bucket string) string {
 	return string(ns) + ":ratelimit:" + keyName + ":" + bucket
 }
 
+// LimitsKey is the Redis hash of the job types' rate limits
+// (docs/ratelimits.md): field = type, value = the Limit as JSON with who set
+// it and when. Every worker of the namespace reads it.
+func (ns Namespace) LimitsKey() string { return string(ns) + ":limits" }
+
+// LimitBucketKey is the Redis hash of one token bucket of a type's limit:
+// the type's own (tenant false) or one tenant's (the value of the limit's
+// metadata key, "" for jobs without it). Type names hold no colon, so the
+// type ends at the first colon after "bucket:", whatever the tenant holds.
+func (ns Namespace) LimitBucketKey(jobType string, tenant bool, value string) string {
+	if !tenant {
+		return string(ns) + ":bucket:" + jobType
+	}
+	return string(ns) + ":bucket:" + jobType + ":tenant:" + value
+}
+
+// LimitedKey is the Redis sorted set of a type's jobs held back by its
+// rate limit: member = job id, score = when the job is offered again (Unix
+// ms). The token script keeps it.
+func (ns Namespace) LimitedKey(jobType string) string { return string(ns) + ":limited:" + jobType }
+
 // ListKey is the prefix of the Redis sorted sets that list jobs, newest
 // first: member = job id, score = the job's creation time (Unix ms). Each
 // list's key is the prefix and a suffix: ListAll, ListOfType, ListOfStatus

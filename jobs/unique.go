@@ -102,17 +102,27 @@ const (
 // be 1 to MaxUniqueKey bytes of UTF-8 text without control characters (it
 // is shown in terminals, logs and the dashboard).
 func ValidUniqueKey(k string) error {
+	return checkText("unique.key", k, MaxUniqueKey,
+		fmt.Sprintf("1 to %d bytes of text naming the work, such as \"account-42\"", MaxUniqueKey))
+}
+
+// checkText says what is wrong with a short text a submitter names
+// something by (a key), if anything: 1 to max bytes of UTF-8 text without
+// control characters, since it shows in terminals, logs and the
+// dashboard. field names it in the message, and want says what it is for
+// when it is missing.
+func checkText(field, v string, max int, want string) error {
 	switch {
-	case k == "":
-		return fmt.Errorf("unique.key is required: 1 to %d bytes of text naming the work, such as \"account-42\"", MaxUniqueKey)
-	case len(k) > MaxUniqueKey:
-		return fmt.Errorf("unique.key must be at most %d bytes, got %d", MaxUniqueKey, len(k))
-	case !utf8.ValidString(k):
-		return fmt.Errorf("unique.key: not UTF-8 text")
+	case v == "":
+		return fmt.Errorf("%s is required: %s", field, want)
+	case len(v) > max:
+		return fmt.Errorf("%s must be at most %d bytes, got %d", field, max, len(v))
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s: not UTF-8 text", field)
 	}
-	for _, r := range k {
+	for _, r := range v {
 		if unicode.IsControl(r) {
-			return fmt.Errorf("unique.key must not hold control characters (%U)", r)
+			return fmt.Errorf("%s must not hold control characters (%U)", field, r)
 		}
 	}
 	return nil

@@ -30,6 +30,9 @@ const (
 	// MetricRunning is the jobs a worker process runs now, labelled
 	// LabelPool.
 	MetricRunning = "warren_jobs_running"
+	// MetricLimited counts jobs a worker held back because their type's
+	// rate limit was reached (docs/ratelimits.md), by type.
+	MetricLimited = "warren_jobs_limited_total"
 	// MetricDeadLettered counts the jobs a worker process sent to (or, for
 	// the broker's delivery limit, found in) the pool's dead-letter queue,
 	// labelled LabelPool.
@@ -121,6 +124,7 @@ type Runs struct {
 	run, wait *prometheus.HistogramVec
 	running   *prometheus.GaugeVec
 	dead      *prometheus.CounterVec
+	limited   *prometheus.CounterVec
 
 	mu    sync.RWMutex
 	types map[string]*TypeRuns
@@ -133,6 +137,8 @@ var _ prometheus.Collector = (*Runs)(nil)
 type TypeRuns struct {
 	Succeeded, Failed, Retried, Canceled prometheus.Counter
 	Run, Wait                            prometheus.Observer
+	// Limited counts the type's jobs held back by its rate limit.
+	Limited prometheus.Counter
 }
 
 // Outcome counts an attempt that ended as status: succeeded, failed,
@@ -196,6 +202,11 @@ func NewRuns(ns jobs.Namespace) *Runs {
 			Help:        "Jobs this worker process dead-lettered (failed for good, unreadable, or past the delivery limit), by pool.",
 			ConstLabels: l,
 		}, []string{LabelPool}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        MetricLimited,
+			Help:        "Jobs this worker process held back (parked, to come back later) because their type's rate limit was reached, by type.",
+			ConstLabels: l,
+		}, []string{LabelType}),
 		types: map[string]*TypeRuns{},
 		pools: map[string]*PoolRuns{},
 	}
@@ -221,6 +232,7 @@ func (r *Runs) Type(name string) *TypeRuns {
 		Canceled:  r.completed.WithLabelValues(name, OutcomeCanceled),
 		Run:       r.run.WithLabelValues(name),
 		Wait:      r.wait.WithLabelValues(name),
+		Limited:   r.limited.WithLabelValues(name),
 	}
 	r.types[name] = t
 	return t
@@ -251,6 +263,7 @@ func (r *Runs) Describe(ch chan<- *prometheus.Desc) {
 	r.wait.Describe(ch)
 	r.running.Describe(ch)
 	r.dead.Describe(ch)
+	r.limited.Describe(ch)
 }
 
 // Collect sends the figures.
@@ -260,6 +273,7 @@ func (r *Runs) Collect(ch chan<- prometheus.Metric) {
 	r.wait.Collect(ch)
 	r.running.Collect(ch)
 	r.dead.Collect(ch)
+	r.limited.Collect(ch)
 }
 
 // PoolReplicas is a pool's worker processes as a supervisor counts them.

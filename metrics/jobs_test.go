@@ -55,6 +55,7 @@ func TestRunsAndSubmissions(t *testing.T) {
 	}
 	tr.Ran(1500 * time.Millisecond)
 	tr.Waited(-time.Second) // clocks apart: counted as no wait
+	tr.Limited.Inc()
 	pr := runs.Pool("image")
 	pr.Running.Inc()
 	pr.DeadLetters.Inc()
@@ -70,6 +71,7 @@ func TestRunsAndSubmissions(t *testing.T) {
 		"warren_job_run_seconds{type=image.resize}":                        1,
 		"warren_job_wait_seconds{type=image.resize}":                       1,
 		"warren_jobs_running{pool=image}":                                  1,
+		"warren_jobs_limited_total{type=image.resize}":                     1,
 		"warren_dead_letters_total{pool=image}":                            1,
 		"warren_jobs_submitted_total{type=image.resize}":                   4,
 	}

@@ -56,6 +56,10 @@ type Handlers struct {
 	// a reconnect, when some may have been missed: read them again then
 	// (Store.Paused).
 	Pause func(pool string, paused bool)
+	// Limits is called with a job type whose rate limit was set or removed
+	// ("limits <type>"), and with "" after a reconnect, when some may have
+	// been missed: read them again then (Store.Limits).
+	Limits func(jobType string)
 }
 
 // NewNotifier returns a Notifier calling on's handlers for the events they
@@ -136,6 +140,9 @@ func (n *Notifier) run(stop context.Context, ps *redis.PubSub) {
 				if n.on.Pause != nil {
 					n.on.Pause("", false)
 				}
+				if n.on.Limits != nil {
+					n.on.Limits("")
+				}
 			default:
 				n.confirm(m.Channel)
 			}
@@ -157,6 +164,10 @@ func (n *Notifier) run(stop context.Context, ps *redis.PubSub) {
 			case "pause", "resume":
 				if n.on.Pause != nil && arg != "" {
 					n.on.Pause(arg, kind == "pause")
+				}
+			case "limits":
+				if n.on.Limits != nil && arg != "" {
+					n.on.Limits(arg)
 				}
 			}
 		}

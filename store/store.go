@@ -331,6 +331,9 @@ const (
 	fUniqueWhile   = "unique_while"
 	fUniqueForMS   = "unique_for_ms"
 	fUniquePending = "unique_pending"
+	// fLimitedUntil is when a job its type's rate limit holds back is
+	// offered again (store/limits.go).
+	fLimitedUntil = "limited_until"
 )
 
 // fields returns the hash fields of a new job record.
@@ -416,6 +419,13 @@ func decode(h map[string]string) (*jobs.Job, error) {
 		ScheduledAt:    parseMS(h[fScheduledAt]),
 		StartedAt:      parseMS(h[fStartedAt]),
 		FinishedAt:     parseMS(h[fFinishedAt]),
+	}
+	// The token script's note (limits.go), on a waiting job, unless it is
+	// older than the last attempt's start (a job that was held back, then
+	// started once its limit was removed, keeps the field).
+	if lu := parseMS(h[fLimitedUntil]); lu != nil && (j.Status == jobs.StatusQueued || j.Status == jobs.StatusScheduled || j.Status == jobs.StatusRetrying) &&
+		(j.StartedAt == nil || lu.After(*j.StartedAt)) {
+		j.LimitedUntil = lu
 	}
 	if t := parseMS(h[fCreatedAt]); t != nil {
 		j.CreatedAt = *t

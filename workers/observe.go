@@ -97,6 +97,11 @@ func (in instruments) outcome(typ string, status jobs.Status) {
 	}
 }
 
+// limited counts a job its type's rate limit held back (parked).
+func (in instruments) limited(typ string) {
+	in.runs.Type(typ).Limited.Inc()
+}
+
 // deadLettered counts a job of pool put in (or found in) its dead-letter
 // queue.
 func (in instruments) deadLettered(pool string) {

@@ -34,6 +34,9 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 	}
 	log = jobLogger(log, job)
 	a := attempt{w: w, log: log, pool: pool, d: d, job: job, traceparent: d.TraceParent()}
+	if !w.admit(ctx, a) {
+		return // held back by its type's rate limit (limit.go): parked
+	}
 
 	// One token per delivery makes a repeated start (a reply lost on its
 	// way back, retried) change nothing.

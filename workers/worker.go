@@ -67,6 +67,9 @@ type Config struct {
 	// /v1/workers); zero means the main module's version from the build
 	// information, or "dev".
 	Version string
+	// LimitsEvery is how often the types' rate limits are read again
+	// (docs/ratelimits.md); zero means DefaultLimitsEvery.
+	LimitsEvery time.Duration
 }
 
 // PoolConfig sizes one pool in one process.
@@ -101,6 +104,8 @@ type Store interface {
 	KeepLease(ctx context.Context, w store.WorkerInfo, ttl time.Duration) (map[string]store.Pause, error)
 	Release(ctx context.Context, worker string) error
 	MarkStarted(ctx context.Context, due map[string]time.Time) error
+	Limits(ctx context.Context) ([]store.LimitRecord, error)
+	TakeToken(ctx context.Context, l jobs.Limit, j *jobs.Job, made int, jitter float64) (store.Admission, error)
 }
 
 // LeaseTTL is how long a worker's lease lasts without renewal; it renews
@@ -141,6 +146,7 @@ type Worker struct {
 	// paused, and when the worker started.
 	load      load
 	pauses    *pauses
+	limits    *limits
 	startedAt time.Time
 }
 
@@ -154,6 +160,7 @@ func New(cfg Config, broker Broker, st Store) *Worker {
 	}
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 30*time.Second)
 	cfg.RedeclareEvery = cmp.Or(cfg.RedeclareEvery, 15*time.Second)
+	cfg.LimitsEvery = cmp.Or(cfg.LimitsEvery, DefaultLimitsEvery)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -252,6 +259,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.load[pool] = &poolLoad{concurrency: cmp.Or(w.cfg.Pools[pool].Concurrency, DefaultConcurrency)}
 	}
 	w.pauses = newPauses(w.poolsLocked())
+	w.limits = newLimits()
 
 	// Three lifetimes, ended in order by Stop: taking new jobs, the jobs
 	// running, and the lease, which outlives both.
@@ -261,6 +269,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.stopTaking, w.cancelJobs = stopTaking, cancelJobs
 	w.done = make(chan struct{})
 	endLease := w.startLease(base)
+	endLimits := w.startLimits(base)
 	var wg sync.WaitGroup
 	w.startPools(&wg, takeCtx, jobCtx)
 	notifier, err := w.startNotifier(ctx)
@@ -268,6 +277,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		stopTaking()
 		cancelJobs()
 		wg.Wait()
+		endLimits()
 		endLease()
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -276,6 +286,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	go func() {
 		wg.Wait()
 		cancelJobs()
+		endLimits()
 		endLease()
 		_ = notifier.Stop(context.Background())
 		close(w.done)
@@ -304,6 +315,15 @@ func (w *Worker) startLease(base context.Context) (end func()) {
 	ctx, cancel := context.WithCancel(base)
 	done := make(chan struct{})
 	go func() { defer close(done); w.lease(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+// startLimits keeps the types' rate limits until the returned func is
+// called, which ends it and waits for it.
+func (w *Worker) startLimits(base context.Context) (end func()) {
+	ctx, cancel := context.WithCancel(base)
+	done := make(chan struct{})
+	go func() { defer close(done); w.keepLimits(ctx) }()
 	return func() { cancel(); <-done }
 }
 
@@ -341,6 +361,12 @@ func (w *Worker) startPools(wg *sync.WaitGroup, takeCtx, jobCtx context.Context)
 			case <-takeCtx.Done():
 				return
 			}
+			// So are the rate limits of its types.
+			select {
+			case <-w.limits.ready:
+			case <-takeCtx.Done():
+				return
+			}
 			log.Info("pool starting", "types", opts.Types, "concurrency", opts.Concurrency, "paused", w.pauses.is(pool))
 			if err := w.broker.Consume(takeCtx, opts, func(d queue.Delivery) {
 				defer w.load.begin(pool)()
@@ -363,7 +389,7 @@ func (w *Worker) startPools(wg *sync.WaitGroup, takeCtx, jobCtx context.Context)
 // startNotifier subscribes to the namespace's events: cancel requests and
 // pauses, one subscription for every pool of the process.
 func (w *Worker) startNotifier(ctx context.Context) (*store.Notifier, error) {
-	w.notifier = w.store.NewNotifier(store.Handlers{Cancel: w.running.cancel, Pause: w.pauses.heardEvent})
+	w.notifier = w.store.NewNotifier(store.Handlers{Cancel: w.running.cancel, Pause: w.pauses.heardEvent, Limits: w.limits.heard})
 	if err := w.notifier.Start(ctx); err != nil {
 		return nil, err
 	}

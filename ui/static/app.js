@@ -376,6 +376,7 @@ function poolCard(q) {
       fig("running", num(q.running), { id: "running", href: `/ui/jobs?pool=${encodeURIComponent(q.pool)}&status=running` }),
       fig("scheduled", num(q.scheduled), { id: "scheduled", href: `/ui/jobs?pool=${encodeURIComponent(q.pool)}&status=scheduled` }),
       fig("retrying", num(q.retrying), { id: "retrying", href: `/ui/jobs?pool=${encodeURIComponent(q.pool)}&status=retrying` }),
+      fig("rate-limited", num(q.limited || 0), { id: "limited", title: "jobs their types' rate limits hold back now: still queued, waiting in the delay levels for a token (warren limit list)" }),
       fig("dead", num(q.dead), { id: "dead", href: `/ui/dead?pool=${encodeURIComponent(q.pool)}` }),
       fig("consumers", num(q.consumers), { id: "consumers" }),
       fig("replicas", r ? (r.current === r.desired ? String(r.current) : `${r.current} → ${r.desired}`) : "–",
@@ -574,6 +575,7 @@ function jobDetail(j, preview) {
         h("div", {}, h("a", { href: `/ui/jobs?${new URLSearchParams({ ["meta." + k]: v })}` }, h("code", {}, `${k}=${v}`))))) : null,
       kv("created", when(j.created_at)),
       j.scheduled_at ? kv("due", when(j.scheduled_at)) : null,
+      j.limited_until ? kv("rate-limited until", h("span", { "data-limited-until": "", title: "its type's rate limit holds it back; no attempt is counted" }, when(j.limited_until))) : null,
       j.started_at ? kv("started", when(j.started_at)) : null,
       j.finished_at ? kv("finished", when(j.finished_at)) : null));
   const progress = h("section", { class: "card", "aria-label": "progress" }, h("h2", {}, "Progress"),

@@ -12,8 +12,10 @@ and running jobs), retries through the delay levels, parks a second copy of an
 attempt that a live worker runs (it goes round the delay levels and is offered
 again), dead-letters jobs that fail for good, keeps a worker lease (which says
 what the pool is doing, for GET /v1/workers), records how far the pool's queue
-has come, listens for cancel requests, and stops and starts consuming when the
-pool is paused and resumed.
+has come, listens for cancel requests, stops and starts consuming when the
+pool is paused and resumed, and holds back jobs over the type's rate limit
+(section 18: a token from the type's bucket and the tenant's, else the message
+is parked, no attempt counted).
 
 Payload: {"text": string, "fail_times": integer (optional), "permanent": bool
 (optional)}. Result: {"words": n, "lines": n, "chars": n}. fail_times makes
@@ -115,6 +117,62 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PUBLISH', ARGV[3], 'types ' .. ARGV[1])
 return 1
+"""
+
+# Section 18: the token script of the types' rate limits, copied from
+# docs/protocol.md.
+TAKE_TOKEN_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool')
+local st = r[1]
+if st ~= 'queued' and st ~= 'scheduled' and st ~= 'retrying' then return {2} end
+local made = tonumber(ARGV[1])
+if made >= 0 and (tonumber(r[2]) or 0) ~= made then return {2} end
+local b = {}
+for i = 0, 1 do
+  local rate = tonumber(ARGV[3 + 2 * i])
+  if rate > 0 then
+    local key, cap = KEYS[2 + i], tonumber(ARGV[4 + 2 * i])
+    local v = redis.call('HMGET', key, 'tokens', 'at', 'next')
+    local tokens = tonumber(v[1]) or cap
+    local at = tonumber(v[2]) or now
+    if now > at then tokens = math.min(cap, tokens + (now - at) * rate) end
+    b[#b + 1] = {key, rate, cap, tokens, tonumber(v[3]) or 0}
+  end
+end
+local short = false
+for _, k in ipairs(b) do
+  if k[4] < 1 then short = true end
+end
+if not short then
+  for _, k in ipairs(b) do
+    redis.call('HSET', k[1], 'tokens', tostring(k[4] - 1), 'at', now)
+    redis.call('PEXPIRE', k[1], math.ceil(math.max((k[3] - k[4] + 1) / k[2], k[5] - now)) + 1000)
+  end
+  redis.call('HDEL', KEYS[1], 'limited_until')
+  redis.call('ZREM', KEYS[4], ARGV[2])
+  return {1}
+end
+local wait = 0
+for _, k in ipairs(b) do
+  if k[4] < 1 then
+    local slot = math.max(now + math.ceil((1 - k[4]) / k[2]), k[5])
+    redis.call('HSET', k[1], 'next', tostring(slot + 1 / k[2]))
+    redis.call('PEXPIRE', k[1], math.ceil(slot - now + (k[3] + 1) / k[2]) + 1000)
+    wait = math.max(wait, slot - now)
+  end
+end
+wait = math.ceil(wait + tonumber(ARGV[7]) * math.min(wait / 10, 1000))
+local due = now + wait
+redis.call('HSET', KEYS[1], 'limited_until', due)
+redis.call('ZADD', KEYS[4], due, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 3600000)
+if r[3] then redis.call('ZADD', ARGV[8] .. r[3], 'XX', due, ARGV[2]) end
+if redis.call('PTTL', KEYS[1]) < wait + tonumber(ARGV[9]) then
+  redis.call('PEXPIRE', KEYS[1], wait + tonumber(ARGV[9]))
+end
+return {0, wait, due}
 """
 
 TERMINAL_LUA = """
@@ -323,6 +381,27 @@ def delay_args(ttl_ms, next_exchange):
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",  # required by at-least-once dead-lettering
     }
+
+
+def parse_limit(raw):
+    """Section 18: a rate limit's JSON as the API writes it, as
+    ((rate per ms, capacity) or None, (tenant key, rate per ms, capacity) or
+    None); None for no limit. Raises ValueError for one it cannot read."""
+    if raw is None:
+        return None
+    v = json.loads(raw)
+
+    def rate(r):
+        limit, per_ms, burst = int(r["limit"]), go_duration_ms(r["per"]), int(r.get("burst") or 0)
+        if limit < 1 or not per_ms or per_ms < 1000 or burst < 0:
+            raise ValueError("rate out of bounds: %r" % (r,))
+        return limit / per_ms, 1 + burst
+
+    out = (rate(v["rate"]) if v.get("rate") else None,
+           (str(v["tenant"]["key"]),) + rate(v["tenant"]) if v.get("tenant") else None)
+    if out == (None, None):
+        raise ValueError("a limit without rate or tenant")
+    return out
 
 
 def decode_job(body):
@@ -642,6 +721,20 @@ class Config:
         # worker of the pool started.
         return self.ns + ":started"
 
+    def limits_key(self):
+        # Section 18: field = job type, value = its rate limit as JSON.
+        return self.ns + ":limits"
+
+    def bucket_key(self, job_type, tenant=None):
+        # Section 18: the type's token bucket, or one tenant's.
+        if tenant is None:
+            return "%s:bucket:%s" % (self.ns, job_type)
+        return "%s:bucket:%s:tenant:%s" % (self.ns, job_type, tenant)
+
+    def limited_key(self, job_type):
+        # Section 18: member = job id, score = when it is offered again.
+        return "%s:limited:%s" % (self.ns, job_type)
+
 
 # ---------------------------------------------------------------- Redis
 
@@ -675,6 +768,7 @@ class Store:
         self._declare = self.rdb.register_script(DECLARE_LUA)
         self._start = self.rdb.register_script(START_LUA)
         self._finish = self.rdb.register_script(FINISH_LUA)
+        self._take_token = self.rdb.register_script(TAKE_TOKEN_LUA)
 
     def declare(self):
         return self._declare(keys=[self.cfg.types_key()], args=[TYPE_NAME, TYPE_JSON, self.cfg.events()])
@@ -728,10 +822,34 @@ class Store:
                 raise NotReplicated("%d of %d replicas acknowledged within %s" % (acked, n, go_text(self.cfg.wait_timeout_ms)))
             return reply
 
+    def take_token(self, job, made, lim):
+        """Section 18: takes a token for job from the buckets of its type's
+        limit lim (parse_limit's). Returns None when it may start (or when
+        the start script is to decide: no record, ended, a stale copy), else
+        how many milliseconds it is to wait."""
+        rate, tenant = lim
+        type_rate, type_cap = rate if rate else (0, 0)
+        tenant_rate, tenant_cap, value = 0, 0, ""
+        if tenant:
+            key, tenant_rate, tenant_cap = tenant
+            meta = job.get("metadata")
+            value = meta.get(key, "") if isinstance(meta, dict) else ""
+            if not isinstance(value, str):
+                value = ""
+        reply = self._take_token(keys=[self.cfg.job_key(job["id"]), self.cfg.bucket_key(job["type"]),
+                                       self.cfg.bucket_key(job["type"], value), self.cfg.limited_key(job["type"])],
+                                 args=[made, job["id"], repr(float(type_rate)), type_cap,
+                                       repr(float(tenant_rate)), tenant_cap, repr(random.random()),
+                                       self.cfg.waiting_prefix(), RETENTION_MS])
+        if len(reply) == 3 and int(reply[0]) == 0:
+            return int(reply[1])
+        return None
+
     def lease(self, record):
         """Section 11: renews the lease, holding record (the worker and its
-        pool's load), lists the worker as live, and reads the paused pools,
-        in one round trip. Returns whether POOL is paused."""
+        pool's load), lists the worker as live, and reads the paused pools
+        and the type's rate limit (section 18), in one round trip. Returns
+        whether POOL is paused, and the limit as JSON text (None: none)."""
         now = now_ms()
         record = dict(record, seen_ms=now)
         p = self.rdb.pipeline(transaction=False)
@@ -739,7 +857,9 @@ class Store:
         p.zadd(self.cfg.workers_key(), {self.cfg.worker_id: now + LEASE_TTL_S * 1000})
         p.zremrangebyscore(self.cfg.workers_key(), "-inf", "(%d" % now)
         p.hexists(self.cfg.paused_key(), POOL)
-        return bool(p.execute()[3])
+        p.hget(self.cfg.limits_key(), TYPE_NAME)
+        r = p.execute()
+        return bool(r[3]), r[4]
 
     def release(self):
         p = self.rdb.pipeline(transaction=False)
@@ -1185,6 +1305,11 @@ class Worker:
         self.pause_known = threading.Event()
         self.held = threading.Event()
         self.wake = threading.Event()  # renew the lease now
+        # The type's rate limit (section 18), as parse_limit gives it, read
+        # with each lease renewal and at once when one is announced; None
+        # for none. Read before the pool is consumed (pause_known).
+        self.limit = None
+        self.limit_raw = None
 
     # --- holding (section 7)
     def hold(self, d, what, fn):
@@ -1300,6 +1425,17 @@ class Worker:
     def run_job(self, d, job, job_id):
         made = header_int(d.props.headers, "x-warren-attempts")
         made = -1 if made is None else made
+        lim = self.limit
+        if lim is not None and job.get("type") == TYPE_NAME:
+            # Section 18: a token from the type's bucket and the tenant's,
+            # or the job waits in the delay levels, no attempt counted.
+            ok, wait_ms = self.hold(d, "take a rate-limit token", lambda: self.store.take_token(job, made, lim))
+            if not ok:
+                return
+            if wait_ms is not None:
+                log.debug("job %s is over its type's rate limit; parking it for %dms", job_id, wait_ms)
+                self.park(d, job, max(made, 0), wait_ms)
+                return
         token = "%s/%s" % (self.cfg.worker_id, uuid.uuid4())
         ok, started = self.hold(d, "record the start", lambda: self.store.start(job_id, made, token))
         if not ok:
@@ -1462,7 +1598,8 @@ class Worker:
                           "pools": {POOL: {"concurrency": self.cfg.concurrency, "busy": self.busy,
                                            "done": self.done, "failed": self.failed}}}
             try:
-                paused = self.store.lease(record)
+                paused, raw = self.store.lease(record)
+                self.learn_limit(raw)
                 with self.running_mu:
                     if self.heard == since:
                         self.want_paused = paused
@@ -1495,6 +1632,19 @@ class Worker:
         except Exception as e:  # noqa: BLE001
             log.debug("cannot release the worker lease: %s", e)
 
+    def learn_limit(self, raw):
+        """Applies the type's rate limit as the lease renewal read it; one
+        that cannot be read is logged and ignored, as the Go worker does."""
+        if raw == self.limit_raw:
+            return
+        try:
+            lim = parse_limit(raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            log.warning("cannot read the rate limit of %s; ignoring it: %s", TYPE_NAME, e)
+            lim = None
+        self.limit, self.limit_raw = lim, raw
+        log.info("rate limit of %s: %s", TYPE_NAME, "none" if lim is None else raw.decode(errors="replace"))
+
     def events(self, done):
         """Section 10: cancel <id> stops a running job; pause <pool> and
         resume <pool> (section 15) pause and resume consuming."""
@@ -1518,6 +1668,8 @@ class Worker:
                             ev = self.running.get(arg)
                         if ev is not None:
                             ev.set()
+                    elif kind == "limits" and arg == TYPE_NAME:
+                        self.wake.set()  # section 18: the renewal reads it
                     elif kind in ("pause", "resume") and arg == POOL:
                         with self.running_mu:
                             self.heard += 1

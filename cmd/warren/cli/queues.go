@@ -27,7 +27,7 @@ func (a *app) queuesCmd() *cobra.Command {
 	var o queuesOptions
 	cmd := &cobra.Command{
 		Use:   "queues",
-		Short: "Show each pool's queue: backlog, consumers, oldest waiting job, dead letters, rescues, replicas",
+		Short: "Show each pool's queue: backlog, consumers, oldest waiting job, jobs rate-limited, dead letters, rescues, replicas",
 		Long: `Show the queue of every pool the API knows (those of declared types, and
 those an autoscaler reports on), one row each:
 
@@ -39,6 +39,8 @@ those an autoscaler reports on), one row each:
              count them, and BACKLOG is then READY alone
   CONSUMERS  consumers of the queue: one per worker process
   OLDEST     how long the oldest waiting job has waited; - when none waits
+  LIMITED    jobs their types' rate limits hold back now ('warren limit'): still
+             queued, their messages waiting in the delay levels, not in READY
   DEAD       messages in the pool's dead-letter queue ('warren dead list')
   RESCUED    jobs published again in the last hour because the broker had lost
              their messages (docs/guarantees.md)
@@ -96,7 +98,7 @@ func writeQueuesTable(w io.Writer, qs []client.Queue, wide bool) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	header := "POOL\tBACKLOG\tREADY\tUNACKED\tCONSUMERS\tOLDEST\tDEAD\tRESCUED\tREPLICAS"
+	header := "POOL\tBACKLOG\tREADY\tUNACKED\tCONSUMERS\tOLDEST\tLIMITED\tDEAD\tRESCUED\tREPLICAS"
 	if wide {
 		header += "\tSCHEDULED\tRUNNING\tRETRYING\tOK/1H\tFAILED/1H\tSOURCE\tSCALED\tREASON"
 	}
@@ -121,8 +123,8 @@ func writeQueuesTable(w io.Writer, qs []client.Queue, wide bool) error {
 		if q.Paused {
 			pool += " (paused)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t%s",
-			pool, q.Backlog, q.Ready, unacked, q.Consumers, oldest, q.Dead, q.RescuedLastHour, replicas)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t%d\t%s",
+			pool, q.Backlog, q.Ready, unacked, q.Consumers, oldest, q.Limited, q.Dead, q.RescuedLastHour, replicas)
 		if wide {
 			scaled, reason := "-", "-"
 			if r := q.Replicas; r != nil {

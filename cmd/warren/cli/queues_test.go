@@ -75,10 +75,10 @@ func TestQueuesTable(t *testing.T) {
 	t.Parallel()
 	f := newQueuesAPI(t, someQueues()...)
 	stdout, stderr, code := runWarren(t, f.url, "", "queues")
-	want := `POOL     BACKLOG  READY  UNACKED  CONSUMERS  OLDEST  DEAD  RESCUED  REPLICAS
-image    0        0      0        0          -       0     0        -
-sys      16       12     4        2          1m23s   3     5        2/4
-webhook  7        7      -        1          <1ms    0     0        -
+	want := `POOL     BACKLOG  READY  UNACKED  CONSUMERS  OLDEST  LIMITED  DEAD  RESCUED  REPLICAS
+image    0        0      0        0          -       0        0     0        -
+sys      16       12     4        2          1m23s   0        3     5        2/4
+webhook  7        7      -        1          <1ms    0        0     0        -
 `
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)

@@ -1,0 +1,227 @@
+package store_test
+
+import (
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/jobs"
+	"github.com/warrenhq/warren/store"
+)
+
+func rlRate(limit int, per time.Duration, burst int) *jobs.Rate {
+	return &jobs.Rate{Limit: limit, Per: jobs.Duration(per), Burst: burst}
+}
+
+// rlJobs creates n queued jobs of type store.test, with metadata customer
+// = tenant unless tenant is "".
+func (f *fixture) rlJobs(t *testing.T, n int, tenant string) []*jobs.Job {
+	t.Helper()
+	js := make([]*jobs.Job, n)
+	for i := range js {
+		js[i] = newJob(i)
+		if tenant != "" {
+			js[i].Metadata["customer"] = tenant
+		} else {
+			delete(js[i].Metadata, "customer")
+		}
+	}
+	f.create(t, js...)
+	return js
+}
+
+func (f *fixture) take(t *testing.T, l jobs.Limit, j *jobs.Job, made int) store.Admission {
+	t.Helper()
+	a, err := f.st.TakeToken(ctx(t), l, j, made, 0)
+	if err != nil {
+		t.Fatalf("TakeToken: %v", err)
+	}
+	return a
+}
+
+// One token per interval, the rest held back with waits spread one
+// interval apart; the record, the index of limited jobs and the index of
+// waiting jobs say when each comes back; a copy that would not start a
+// new attempt takes nothing.
+func TestLimitTokenScript(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	l := jobs.Limit{Type: "store.test", Rate: rlRate(2, time.Second, 0)} // one every 500ms
+	js := f.rlJobs(t, 4, "")
+
+	if a := f.take(t, l, js[0], 0); a.Limited {
+		t.Fatalf("first job: %+v, want a token (a new bucket is full)", a)
+	}
+	var waits []time.Duration
+	for _, j := range js[1:] {
+		a := f.take(t, l, j, 0)
+		if !a.Limited {
+			t.Fatalf("job %s: took a token from an empty bucket", j.ID)
+		}
+		waits = append(waits, a.Wait)
+		rec := f.raw(t, j.ID)
+		if rec["status"] != "queued" || rec["attempt"] != "0" {
+			t.Errorf("held back: status %s attempt %s, want queued 0", rec["status"], rec["attempt"])
+		}
+		if got, _ := strconv.ParseInt(rec["limited_until"], 10, 64); got != a.Until.UnixMilli() {
+			t.Errorf("limited_until %q, want %d", rec["limited_until"], a.Until.UnixMilli())
+		}
+		if s, err := f.rdb.ZScore(ctx(t), f.ns.LimitedKey(l.Type), j.ID).Result(); err != nil || int64(s) != a.Until.UnixMilli() {
+			t.Errorf("index of limited jobs: %v %v, want %d", s, err, a.Until.UnixMilli())
+		}
+		if s, err := f.rdb.ZScore(ctx(t), f.ns.WaitingKey(pool), j.ID).Result(); err != nil || int64(s) != a.Until.UnixMilli() {
+			t.Errorf("index of waiting jobs: %v %v, want %d (the rescuer must not take it for lost)", s, err, a.Until.UnixMilli())
+		}
+		if got := f.get(t, j.ID); got.LimitedUntil == nil || !got.LimitedUntil.Equal(a.Until) {
+			t.Errorf("the job shows limited_until %v, want %v", got.LimitedUntil, a.Until)
+		}
+	}
+	// Spread: each comes back about one interval after the one before.
+	for i, w := range waits {
+		want := time.Duration(i+1) * 500 * time.Millisecond
+		if w < want-100*time.Millisecond || w > want+50*time.Millisecond {
+			t.Errorf("wait %d: %s, want about %s", i, w, want)
+		}
+	}
+	n, err := f.st.Limited(ctx(t), []string{l.Type, "store.other"}, time.Now())
+	if err != nil || n[l.Type] != 3 || n["store.other"] != 0 {
+		t.Errorf("Limited: %v %v, want 3 of store.test", n, err)
+	}
+
+	// The first job starts; copies of it take nothing: a redelivery of its
+	// running attempt, a stale copy, a job that ended or has no record.
+	if st := f.start(t, js[0].ID); st.Attempt != 1 {
+		t.Fatalf("start: %+v", st)
+	}
+	for name, made := range map[string]int{"running attempt": 0, "stale": 3} {
+		if a := f.take(t, l, js[0], made); a.Limited {
+			t.Errorf("%s: held back, want it left to the start script", name)
+		}
+	}
+	missing := newJob(9)
+	if a := f.take(t, l, missing, 0); a.Limited {
+		t.Errorf("no record: held back")
+	}
+
+	// Once its wait has passed, the job held back takes its token, and
+	// its note goes.
+	time.Sleep(waits[0])
+	if a := f.take(t, l, js[1], 0); a.Limited {
+		t.Fatalf("after its wait: %+v, want a token", a)
+	}
+	if rec := f.raw(t, js[1].ID); rec["limited_until"] != "" {
+		t.Errorf("limited_until %q kept after the token was taken", rec["limited_until"])
+	}
+	if _, err := f.rdb.ZScore(ctx(t), f.ns.LimitedKey(l.Type), js[1].ID).Result(); err == nil {
+		t.Error("the job that took its token is still in the index of limited jobs")
+	}
+}
+
+// The type's bucket and the tenant's are taken from together or not at
+// all; each tenant has a bucket of its own, and jobs without the key share
+// one.
+func TestLimitTenants(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	l := jobs.Limit{Type: "store.test", Rate: rlRate(1, time.Minute, 10),
+		Tenant: &jobs.TenantRate{Key: "customer", Rate: *rlRate(1, time.Minute, 0)}}
+	acme, globex, none := f.rlJobs(t, 2, "acme"), f.rlJobs(t, 2, "globex"), f.rlJobs(t, 2, "")
+	typeTokens := func() float64 {
+		v, _ := strconv.ParseFloat(f.rdb.HGet(ctx(t), f.ns.LimitBucketKey(l.Type, false, ""), "tokens").Val(), 64)
+		return v
+	}
+	if a := f.take(t, l, acme[0], 0); a.Limited {
+		t.Fatal("acme's first: held back")
+	}
+	if got := typeTokens(); got < 9.9 || got > 10.1 {
+		t.Fatalf("type bucket after one job: %v tokens, want 10 of 11", got)
+	}
+	if a := f.take(t, l, acme[1], 0); !a.Limited || a.Wait < 59*time.Second {
+		t.Errorf("acme's second: %+v, want held back about a minute", a)
+	}
+	if got := typeTokens(); got < 9.9 || got > 10.1 {
+		t.Errorf("type bucket after a job its tenant held back: %v tokens, want still 10 (both or neither)", got)
+	}
+	for name, js := range map[string][]*jobs.Job{"globex": globex, "no key": none} {
+		if a := f.take(t, l, js[0], 0); a.Limited {
+			t.Errorf("%s's first: held back by another tenant's bucket", name)
+		}
+		if a := f.take(t, l, js[1], 0); !a.Limited {
+			t.Errorf("%s's second: not held back", name)
+		}
+	}
+	if got := typeTokens(); got < 7.9 || got > 8.1 {
+		t.Errorf("type bucket after three jobs: %v tokens, want 8", got)
+	}
+}
+
+// Over any span, no more start than the bucket holds plus what it gains.
+func TestLimitWindow(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	l := jobs.Limit{Type: "store.test", Rate: rlRate(5, time.Second, 2)}
+	js := f.rlJobs(t, 40, "")
+	begin := time.Now()
+	granted, i := 0, 0
+	for time.Since(begin) < 1200*time.Millisecond && i < len(js) {
+		if a := f.take(t, l, js[i], 0); !a.Limited {
+			granted++
+			i++
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	span := time.Since(begin)
+	// Capacity 3 (1 + burst), then 5 a second.
+	most := 3 + int(span.Seconds()*5+0.5)
+	if granted > most || granted <= 3 {
+		t.Errorf("%d tokens in %s, want more than the 3 the bucket held and at most %d", granted, span, most)
+	}
+}
+
+func TestLimitRecords(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	sub := f.rdb.Subscribe(ctx(t), f.ns.EventsChannel())
+	defer sub.Close()
+	if _, err := sub.Receive(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	rec := store.LimitRecord{Limit: jobs.Limit{Type: "rl.a", Rate: rlRate(5, time.Second, 1)}, SetAt: time.UnixMilli(1000).UTC(), SetBy: "ops"}
+	if replaced, err := f.st.PutLimit(ctx(t), rec, 2); err != nil || replaced {
+		t.Fatalf("PutLimit: %v %v", replaced, err)
+	}
+	if m, err := sub.ReceiveMessage(ctx(t)); err != nil || m.Payload != "limits rl.a" {
+		t.Errorf("announcement: %v %v, want limits rl.a", m, err)
+	}
+	rec.Rate.Limit = 7
+	if replaced, err := f.st.PutLimit(ctx(t), rec, 2); err != nil || !replaced {
+		t.Fatalf("PutLimit again: %v %v", replaced, err)
+	}
+	if _, err := f.st.PutLimit(ctx(t), store.LimitRecord{Limit: jobs.Limit{Type: "rl.b", Rate: rlRate(1, time.Second, 0)}}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.PutLimit(ctx(t), store.LimitRecord{Limit: jobs.Limit{Type: "rl.c", Rate: rlRate(1, time.Second, 0)}}, 2); !errors.Is(err, store.ErrLimitsFull) {
+		t.Errorf("a third limit with room for two: %v, want ErrLimitsFull", err)
+	}
+	got, err := f.st.Limit(ctx(t), "rl.a")
+	if err != nil || got.Rate.Limit != 7 || got.SetBy != "ops" || !got.SetAt.Equal(rec.SetAt) {
+		t.Errorf("Limit: %+v %v", got, err)
+	}
+	// A record written by hand that does not decode is skipped, not fatal.
+	f.rdb.HSet(ctx(t), f.ns.LimitsKey(), "rl.bad", "{")
+	all, err := f.st.Limits(ctx(t))
+	if err != nil || len(all) != 2 || all[0].Type != "rl.a" || all[1].Type != "rl.b" {
+		t.Errorf("Limits: %+v %v, want rl.a and rl.b", all, err)
+	}
+	if old, err := f.st.DeleteLimit(ctx(t), "rl.a"); err != nil || old.Rate.Limit != 7 {
+		t.Errorf("DeleteLimit: %+v %v", old, err)
+	}
+	if _, err := f.st.DeleteLimit(ctx(t), "rl.a"); !errors.Is(err, store.ErrLimitNotFound) {
+		t.Errorf("DeleteLimit twice: %v, want ErrLimitNotFound", err)
+	}
+	if _, err := f.st.Limit(ctx(t), "rl.a"); !errors.Is(err, store.ErrLimitNotFound) {
+		t.Errorf("Limit after delete: %v", err)
+	}
+}
