@@ -550,6 +550,7 @@ func TestHealthAndOpenAPI(t *testing.T) {
 		"/v1/schedules": {"get", "head", "post"}, "/v1/schedules/{name}": {"delete", "get", "head"},
 		"/v1/schedules/{name}/pause": {"post"}, "/v1/schedules/{name}/resume": {"post"},
 		"/v1/limits": {"get", "head"}, "/v1/limits/{type}": {"delete", "get", "head", "put"},
+		"/v1/workflows": {"get", "head", "post"}, "/v1/workflows/{id}": {"get", "head"}, "/v1/workflows/{id}/cancel": {"post"},
 	}
 	got := map[string][]string{}
 	for p, ops := range spec.Paths {

@@ -31,6 +31,7 @@ import (
 	"github.com/warrenhq/warren/schedule"
 	"github.com/warrenhq/warren/store"
 	"github.com/warrenhq/warren/ui"
+	"github.com/warrenhq/warren/workflow"
 )
 
 // Config configures a Server. Zero fields take the defaults noted.
@@ -162,6 +163,7 @@ type Store interface {
 	jobRecords
 	poolRecords
 	schedule.Records
+	workflow.Store
 	limitRecords
 	// Take takes from a key's rate-limit buckets (admit).
 	Take(ctx context.Context, name string, requests, jobs store.Rate, n int) (store.Allowance, error)
@@ -209,6 +211,8 @@ type Server struct {
 	producer *producer.Producer
 	// schedules adds, reads and changes the namespace's schedules.
 	schedules *schedule.Book
+	// workflows submits, reads and cancels workflows.
+	workflows *workflow.Service
 	decode    *decoder
 	metrics   *metrics.Collector
 	obs       instruments
@@ -248,6 +252,7 @@ func New(cfg Config, b Broker, st Store) (*Server, error) {
 	// Workers announce their declarations: the producer reads a changed
 	// type at once.
 	s.schedules = schedule.NewBook(st, s.producer, cfg.Now)
+	s.workflows = workflow.NewService(workflow.Config{Logger: cfg.Logger, Now: cfg.Now}, s.producer, st)
 	s.notifier = st.NewNotifier(store.Handlers{Type: s.producer.Forget})
 	s.decode = &decoder{maxDepth: cfg.MaxJSONDepth, maxBatch: cfg.MaxBatch, buildJob: s.producer.Build}
 	s.handler = s.routes()
@@ -286,6 +291,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("DELETE /v1/schedules/{name}", s.need(apikey.Admin, s.deleteSchedule))
 	mux.Handle("POST /v1/schedules/{name}/pause", s.need(apikey.Admin, s.pauseSchedule))
 	mux.Handle("POST /v1/schedules/{name}/resume", s.need(apikey.Admin, s.resumeSchedule))
+	mux.Handle("POST /v1/workflows", s.need(apikey.Submit, s.submitWorkflow))
+	mux.Handle("GET /v1/workflows", s.need(apikey.Read, s.listWorkflows))
+	mux.Handle("GET /v1/workflows/{id}", s.need(apikey.Read, s.getWorkflow))
+	mux.Handle("POST /v1/workflows/{id}/cancel", s.need(apikey.Admin, s.cancelWorkflow))
 	mux.Handle("GET /metrics", s.need(apikey.Read, s.metrics.Handler(s.moreCollectors()...).ServeHTTP))
 	// The dashboard: its page and sign-in are open (the page holds no
 	// data; it reads the endpoints above with the session's key).

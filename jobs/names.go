@@ -372,3 +372,33 @@ func (ns Namespace) OutcomesKey(pool string, minute int64) string {
 // OutcomesPrefix starts every OutcomesKey; the finish script builds the
 // rest from the pool and the time.
 func (ns Namespace) OutcomesPrefix() string { return string(ns) + ":outcomes:" }
+
+// WorkflowKey is the Redis hash holding one workflow's record: its name,
+// failure rule, status, steps (as JSON) and times.
+func (ns Namespace) WorkflowKey(id string) string { return string(ns) + ":wf:" + id }
+
+// WorkflowMembersKey is the Redis hash of a workflow's members: field = the
+// step's path ("steps.chain[2].chord.then"), value = the member as JSON:
+// the id of the job made for the step, or why none could be made.
+func (ns Namespace) WorkflowMembersKey(id string) string {
+	return string(ns) + ":wf:" + id + ":members"
+}
+
+// WorkflowsKey is the Redis sorted set of every workflow: member = id,
+// score = its creation (Unix ms). Listing drops entries whose record has
+// expired.
+func (ns Namespace) WorkflowsKey() string { return string(ns) + ":workflows" }
+
+// ActiveWorkflowsKey is the Redis sorted set of the workflows the advancer
+// still looks after (running, or ended with members not yet ended):
+// member = id, score = its creation (Unix ms).
+func (ns Namespace) ActiveWorkflowsKey() string { return string(ns) + ":workflows:active" }
+
+// AdvancerKey is the Redis string holding the workflow advancer's lease, so
+// that one process at a time per namespace advances workflows.
+func (ns Namespace) AdvancerKey() string { return string(ns) + ":advancer" }
+
+// WorkflowEventsChannel is the Redis pub/sub channel on which an accepted
+// workflow's id is announced, so that the advancer watches its first
+// members at once.
+func (ns Namespace) WorkflowEventsChannel() string { return string(ns) + ":wf:events" }

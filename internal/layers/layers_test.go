@@ -25,7 +25,7 @@ var rank = map[string]int{
 	"producer": 4, "rescue": 4, "workers": 4, "workers/sys": 4, "workers/image": 4, "workers/webhook": 4,
 	"internal/testenv": 4,
 
-	"schedule": 5, "jobstest": 5, "workers/builtin": 5, "internal/servicesprobe": 5,
+	"schedule": 5, "workflow": 5, "jobstest": 5, "workers/builtin": 5, "internal/servicesprobe": 5,
 
 	// The API serves the schedules' Book, so it stands above schedule.
 	"api": 6, "deploy": 6, "conformance": 7,

@@ -826,6 +826,122 @@ function scalingCard(p) {
         h("td", { class: "wrap" }, d.reason))))))] : null);
 }
 
+// ---- Workflows --------------------------------------------------------------------------
+// The list of workflows, and one workflow's steps as a tree with each
+// member's job and status (docs/workflows.md).
+
+const WF_MEMBER_ORDER = ["succeeded", "failed", "canceled", "running", "retrying", "queued", "scheduled", "waiting", "skipped"];
+
+function wfCounts(counts) {
+  const parts = WF_MEMBER_ORDER.filter((s) => counts && counts[s]).map((s) =>
+    h("span", { class: `wf-count ${s}`, title: s }, `${num(counts[s])} ${s}`));
+  return parts.length ? parts : h("span", { class: "muted" }, "–");
+}
+
+// A workflow's counts stay as they are once it and its members have ended.
+const wfSettled = new Map();
+function wfDone(w) {
+  return TERMINAL.has(w.status) && !["running", "retrying", "queued", "scheduled"].some((s) => w.counts && w.counts[s]);
+}
+
+page(/^workflows$/, "workflows", async (main, _, q) => {
+  document.title = "Workflows · warren";
+  const region = h("div");
+  const pager = h("div", { class: "pager" });
+  main.append(h("h1", {}, "Workflows"),
+    h("p", { class: "note" }, "Jobs in chains, groups and chords, newest first (warren workflow submit; docs/workflows.md)."),
+    errorBox(), region, pager);
+  // Pages only go forward (?before=); the ones seen are kept to go back.
+  const befores = [q.get("before") || ""];
+  let at = 0;
+  const load = async () => {
+    const p = new URLSearchParams({ limit: "20" });
+    if (befores[at]) p.set("before", befores[at]);
+    const data = await api("GET", `/v1/workflows?${p}`);
+    const ws = data.workflows || [];
+    // The list has no members: each row's counts come from the workflow
+    // itself, read again only while it may change.
+    const full = await Promise.all(ws.map((w) => wfSettled.get(w.id) ||
+      api("GET", `/v1/workflows/${w.id}`).then((d) => { if (wfDone(d)) wfSettled.set(w.id, d); return d; }).catch(() => w)));
+    befores[at + 1] = data.before || "";
+    swap(region, ws.length ? h("div", { class: "table-wrap" }, h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, "Workflow"), h("th", {}, "Status"), h("th", { class: "num" }, "Jobs"),
+        h("th", { class: "wrap" }, "Members"), h("th", { class: "wide" }, "On failure"), h("th", {}, "Created"), h("th", { class: "wide" }, "Finished"))),
+      h("tbody", {}, full.map((w) => h("tr", { "data-workflow": w.id },
+        h("td", {}, h("a", { href: `/ui/workflows/${w.id}`, "data-key": `wf-${w.id}` }, w.name ? h("strong", {}, w.name) : h("span", { class: "mono" }, shortID(w.id))),
+          w.name ? h("div", { class: "muted mono", title: w.id }, shortID(w.id)) : null),
+        h("td", {}, status(w.status)),
+        h("td", { class: "num" }, num(w.jobs)),
+        h("td", { class: "wrap", "data-col": "counts" }, wfCounts(w.counts)),
+        h("td", { class: "wide" }, w.on_failure),
+        h("td", {}, when(w.created_at)),
+        h("td", { class: "wide" }, when(w.finished_at))))))) : h("p", { class: "empty" }, "No workflows. 'warren workflow submit -f FILE' submits one."));
+    swap(pager,
+      h("span", { class: "muted" }, `page ${at + 1}`),
+      h("button", { type: "button", disabled: at === 0, "data-key": "newer", onclick: () => { at--; poller.start(load); } }, "← Newer"),
+      h("button", { type: "button", disabled: !data.before, "data-key": "older", onclick: () => { at++; poller.start(load); } }, "Older →"));
+  };
+  poller.start(load);
+});
+
+page(/^workflows\/([0-9a-fA-F-]{36})$/, "workflows", async (main, [id]) => {
+  document.title = `Workflow ${shortID(id)} · warren`;
+  const head = h("h1");
+  const actions = h("div", { class: "actions job-actions" });
+  const region = h("div");
+  main.append(h("p", { class: "crumb" }, h("a", { href: "/ui/workflows" }, "← Workflows")), head, actions, errorBox(), region);
+  poller.start(async () => {
+    const w = await api("GET", `/v1/workflows/${encodeURIComponent(id)}`);
+    document.title = `${w.name || "Workflow " + shortID(w.id)} · warren`;
+    swap(head, w.name || "Workflow", h("code", { class: "mono", style: "font-size:.6em" }, w.id), status(w.status));
+    swap(actions, can("admin") && !TERMINAL.has(w.status) ? h("button", { type: "button", class: "danger", "data-key": "cancel",
+      onclick: async (e) => { e.target.disabled = true; try { await act("cancel", `/v1/workflows/${w.id}/cancel`); } catch { e.target.disabled = false; } } },
+    "Cancel workflow") : []);
+    swap(region, wfDetail(w));
+    return TERMINAL.has(w.status) && wfDone(w) ? POLL_MS * 2 : FAST_POLL_MS;
+  }, FAST_POLL_MS);
+});
+
+function wfDetail(w) {
+  const kv = (k, v) => [h("dt", {}, k), h("dd", {}, v)];
+  const facts = h("section", { class: "card" }, h("h2", {}, "Workflow"),
+    h("dl", { class: "kv" },
+      kv("on failure", w.on_failure === "continue" ? "continue: the other branches go on" : "stop: the first failure ends it"),
+      kv("jobs", [`${num(w.jobs)} · `, wfCounts(w.counts)]),
+      kv("member jobs", h("a", { href: `/ui/jobs?${new URLSearchParams({ "meta.workflow": w.id })}` }, "list them")),
+      w.submitted_by ? kv("submitted by", w.submitted_by) : null,
+      kv("created", when(w.created_at)),
+      w.finished_at ? kv("finished", when(w.finished_at)) : null),
+    w.error ? h("div", { class: "error-box", "data-workflow-error": "" }, h("strong", {}, w.error.code), ": ", w.error.message) : null);
+  const members = new Map((w.members || []).map((m) => [m.step, m]));
+  const steps = h("section", { class: "card", "aria-label": "steps" }, h("h2", {}, "Steps"),
+    w.steps ? h("ul", { class: "wf-tree", role: "tree" }, wfStep(w.steps, "steps", "", members)) : h("p", { class: "muted" }, "–"));
+  return h("div", { class: "detail wf-detail" }, facts, steps);
+}
+
+// wfStep is one step of the tree: a job with its member's status and job,
+// or a chain, group or chord with its steps under it.
+function wfStep(s, path, label, members) {
+  const kind = (name, hint) => [label ? h("span", { class: "muted wf-label" }, label) : null, h("span", { class: "wf-kind" }, name),
+    hint ? h("span", { class: "muted" }, ` ${hint}`) : null];
+  if (s.job) {
+    const m = members.get(path) || { status: "waiting" };
+    return h("li", { role: "treeitem", class: "wf-job", "data-step": path },
+      kind("job"), " ", h("strong", {}, s.job.type), " ", h("span", { class: `status ${m.status}` }, m.status), " ",
+      m.job_id ? h("a", { href: `/ui/jobs/${m.job_id}`, class: "mono", title: m.job_id }, shortID(m.job_id)) : null,
+      s.take_input === false ? h("span", { class: "muted" }, " · no input") : null,
+      m.error && m.status !== "succeeded" ? h("div", { class: "wf-error" }, h("code", {}, m.error.code), " ", m.error.message) : null);
+  }
+  const list = (steps, prefix) => steps.map((c, i) => wfStep(c, `${prefix}[${i}]`, `${i + 1}.`, members));
+  if (s.chain) return h("li", { role: "treeitem", "data-step": path }, kind("chain", "one after another"), h("ul", { role: "group" }, list(s.chain, `${path}.chain`)));
+  if (s.group) return h("li", { role: "treeitem", "data-step": path }, kind("group", "in parallel"), h("ul", { role: "group" }, list(s.group, `${path}.group`)));
+  if (s.chord) {
+    return h("li", { role: "treeitem", "data-step": path }, kind("chord", "a group, then a callback with every outcome"),
+      h("ul", { role: "group" }, list(s.chord.group, `${path}.chord.group`), wfStep(s.chord.then, `${path}.chord.then`, "then", members)));
+  }
+  return null;
+}
+
 // ---- Start ---------------------------------------------------------------------------------
 
 async function start() {

@@ -29,6 +29,7 @@ import (
 	"github.com/warrenhq/warren/ui"
 	"github.com/warrenhq/warren/workers"
 	"github.com/warrenhq/warren/workers/builtin"
+	"github.com/warrenhq/warren/workflow"
 )
 
 // stack is the connections a server command shares.
@@ -46,6 +47,9 @@ type stack struct {
 	// scheduler fires the schedules' ticks; every server process runs one,
 	// and one at a time per namespace fires.
 	scheduler *schedule.Scheduler
+	// advancer moves workflows on; every server process runs one, and one
+	// at a time per namespace advances.
+	advancer *workflow.Advancer
 	// stopDebug stops the profiler's server, if debug_addr started one.
 	stopDebug func()
 	// tracing exports the process's spans, if the OTEL_* variables ask.
@@ -109,6 +113,11 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	if err := s.scheduler.Start(ctx); err != nil {
 		return nil, err
 	}
+	s.advancer = workflow.NewAdvancer(workflow.AdvancerConfig{Config: workflow.Config{Logger: log}},
+		producer.New(producer.Config{Logger: log, MaxDelay: cfg.API.MaxDelay.Std(), TracerProvider: tracing.Provider()}, b, st), st)
+	if err := s.advancer.Start(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.DebugAddr != "" {
 		// Not fatal: a worker started by a supervisor inherits the address
 		// its siblings already listen on.
@@ -161,6 +170,9 @@ func (s *stack) close() {
 	}
 	if err := s.scheduler.Stop(ctx); err != nil {
 		s.log.Warn("stopping the scheduler", "err", err)
+	}
+	if err := s.advancer.Stop(ctx); err != nil {
+		s.log.Warn("stopping the workflow advancer", "err", err)
 	}
 	if err := s.broker.Stop(ctx); err != nil {
 		s.log.Warn("stopping broker connection", "err", err)
