@@ -331,6 +331,46 @@ func TestREADMETryIt(t *testing.T) {
 	}
 }
 
+// The README's commands for schedules, workflows, rate limits and unique
+// jobs, run as written against a running stack, as TestREADMETryIt runs
+// the first block.
+func TestREADMEFeatures(t *testing.T) {
+	t.Parallel()
+	_, url := devStack(t)
+	script := readmeBlock(t, "### Schedules, workflows, rate limits and unique jobs", "sh")
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(binary, filepath.Join(dir, "bin", "warren")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "WARREN_API_URL="+url, "PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"))
+	out, err := cmd.Output()
+	t.Logf("README commands:\n%s", out)
+	if err != nil {
+		t.Fatalf("README commands failed: %v", err)
+	}
+	for _, want := range []string{
+		"added schedule heartbeat", "deleted schedule heartbeat", // schedule add, rm
+		"thumbnails",                           // workflow get
+		"set the rate limit of sys.echo: 2/1s", // limit set
+		"LIMITED",                              // warren queues
+		"removed the rate limit of sys.echo",   // limit rm
+	} {
+		if !strings.Contains(strings.ToLower(string(out)), strings.ToLower(want)) {
+			t.Errorf("README output lacks %q", want)
+		}
+	}
+	// The two submissions with one unique key print one job's id.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if n := len(lines); n < 2 || lines[n-1] != lines[n-2] || len(lines[n-1]) != 36 {
+		t.Errorf("the unique key's two submissions printed %q, want one id twice", lines[max(0, n-2):])
+	}
+}
+
 // The README's handler snippet is the checked example in workers.
 func TestREADMEHandlerSnippet(t *testing.T) {
 	t.Parallel()
