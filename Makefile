@@ -101,7 +101,7 @@ lint:
 	if [ -n "$$out" ]; then echo 'gofmt: these files need formatting (run gofmt -w):'; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Three rounds of the baseline and warren on the same servers (about five
+# Three rounds of the baseline and warren on the same servers (about seven
 # minutes on 2 cores at the default N); results and profiles go to bench/out/.
 N ?= 20000
 bench: services-up build
