@@ -81,7 +81,11 @@ completion script, which completes pools and job types from the API too.
 and time, and 'warren job get' shows each attempt; 'warren workers' shows the
 live workers, and 'warren queue pause|resume' holds a pool. An API beyond
 loopback needs keys: 'warren keys new' makes them, and client commands send
-one from --api-key or WARREN_API_KEY.`,
+one from --api-key or WARREN_API_KEY.
+
+'warren schedule' adds periodic jobs, 'warren workflow' submits chains,
+groups and chords of jobs, 'warren limit' sets a job type's rate limit, and
+'warren enqueue --unique-key' keeps one job per key.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
