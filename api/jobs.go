@@ -31,6 +31,7 @@ type jobRequest struct {
 	MaxAttempts    json.RawMessage            `json:"max_attempts"`
 	Timeout        json.RawMessage            `json:"timeout"`
 	Metadata       map[string]json.RawMessage `json:"metadata"`
+	Priority       json.RawMessage            `json:"priority"`
 	IdempotencyKey string                     `json:"idempotency_key"`
 	Delay          json.RawMessage            `json:"delay"`
 	RunAt          json.RawMessage            `json:"run_at"`
@@ -300,6 +301,13 @@ func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (
 			t = -1 // refused by the producer, with the type's bounds
 		}
 		r.Timeout = t.Std()
+	}
+	if len(req.Priority) > 0 && string(req.Priority) != "null" {
+		n, ok := wholeNumber(req.Priority)
+		if !ok {
+			n = -1 // refused by the producer, with the range
+		}
+		r.Priority = n
 	}
 	for k, raw := range req.Metadata {
 		var v string

@@ -18,11 +18,14 @@ const queuesTimeout = 5 * time.Second
 
 // queueEntry is one pool's queue as GET /v1/queues shows it.
 type queueEntry struct {
-	Pool      string `json:"pool"`
-	Ready     int    `json:"ready"`
-	Unacked   int    `json:"unacked"`
-	Backlog   int    `json:"backlog"`
-	Consumers int    `json:"consumers"`
+	Pool    string `json:"pool"`
+	Ready   int    `json:"ready"`
+	Unacked int    `json:"unacked"`
+	Backlog int    `json:"backlog"`
+	// High is the part of the backlog in the pool's high lane: jobs of
+	// priority 5 to 9 (docs/priorities.md).
+	High      int `json:"high"`
+	Consumers int `json:"consumers"`
 	// Source is what measured the queue: "management", or "amqp", which
 	// cannot count unacknowledged messages (unacked is then 0).
 	Source           string  `json:"source"`
@@ -145,6 +148,7 @@ func (s *Server) queues(ctx context.Context) ([]queueEntry, error) {
 			Ready:            m.Depth.Ready,
 			Unacked:          m.Depth.Unacked,
 			Backlog:          m.Depth.Backlog(),
+			High:             m.Depth.High,
 			Consumers:        m.Depth.Consumers,
 			Source:           m.Depth.Source,
 			OldestAgeSeconds: m.OldestAge.Seconds(),

@@ -26,6 +26,7 @@ type scheduleRequest struct {
 	Type     string                     `json:"type"`
 	Payload  json.RawMessage            `json:"payload"`
 	Metadata map[string]json.RawMessage `json:"metadata"`
+	Priority json.RawMessage            `json:"priority"`
 	Timezone string                     `json:"timezone"`
 	Jitter   json.RawMessage            `json:"jitter"`
 	Overlap  string                     `json:"overlap"`
@@ -69,6 +70,13 @@ func decodeSchedule(body []byte, maxDepth int) (schedule.Definition, error) {
 		if *f.to == 0 && f.name == "every" {
 			*f.to = -1 // refused with the bounds, not taken for absent
 		}
+	}
+	if len(req.Priority) > 0 && string(req.Priority) != "null" {
+		n, ok := wholeNumber(req.Priority)
+		if !ok {
+			n = -1 // refused by the producer, with the range
+		}
+		d.Priority = n
 	}
 	for k, raw := range req.Metadata {
 		var v string

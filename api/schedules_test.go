@@ -66,6 +66,7 @@ func TestScheduleAPIRefusesHostileInput(t *testing.T) {
 		{"jitter too long", `{"name":"sched-a","cron":"0 3 * * *","jitter":"2h","type":"sys.echo"}`, 400, "invalid_field", "jitter"},
 		{"jitter over every", `{"name":"sched-a","every":"1s","jitter":"1s","type":"sys.echo"}`, 400, "invalid_field", "jitter"},
 		{"bad overlap", `{"name":"sched-a","every":"1m","overlap":"queue","type":"sys.echo"}`, 400, "invalid_field", "overlap"},
+		{"priority out of range", `{"name":"sched-a","every":"1m","priority":10,"type":"sys.echo"}`, 400, "invalid_field", "priority"},
 		{"reserved metadata", `{"name":"sched-a","every":"1m","metadata":{"schedule":"x"},"type":"sys.echo"}`, 400, "invalid_field", "metadata.schedule"},
 		{"metadata not strings", `{"name":"sched-a","every":"1m","metadata":{"a":1},"type":"sys.echo"}`, 400, "invalid_field", "metadata.a"},
 		{"unknown field", `{"name":"sched-a","every":"1m","type":"sys.echo","interval":"1m"}`, 400, "unknown_field", "interval"},

@@ -150,7 +150,8 @@ func (sd *stepDecoder) job(raw json.RawMessage, field string) (*workflow.Job, er
 		return nil, forbidType(sd.c, field+".type", req.Type)
 	}
 	return &workflow.Job{Type: req.Type, Payload: req.Payload, MaxAttempts: req.MaxAttempts,
-		Timeout: jobs.Duration(req.Timeout), Backoff: req.Backoff, Metadata: req.Metadata, Delay: jobs.Duration(req.Delay)}, nil
+		Timeout: jobs.Duration(req.Timeout), Backoff: req.Backoff, Metadata: req.Metadata, Priority: req.Priority,
+		Delay: jobs.Duration(req.Delay)}, nil
 }
 
 // under puts a refusal's field under prefix.

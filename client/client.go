@@ -131,6 +131,9 @@ type JobRequest struct {
 	Backoff *jobs.Backoff `json:"backoff,omitempty"`
 	// Metadata is free-form labels, stored and passed through.
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Priority is 0 (the default) to 9: within the pool, jobs of 5 and
+	// above run first under a backlog (docs/priorities.md).
+	Priority int `json:"priority,omitempty"`
 	// IdempotencyKey makes a resubmission within the API's window return
 	// the job the key first created instead of a new one.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
@@ -407,6 +410,9 @@ type Queue struct {
 	Unacked int `json:"unacked"`
 	// Backlog is Ready + Unacked: the work autoscalers size the pool on.
 	Backlog int `json:"backlog"`
+	// High is the part of Backlog in the pool's high lane: jobs of
+	// priority 5 to 9 (docs/priorities.md).
+	High int `json:"high"`
 	// Consumers is the consumers of the queue: one per worker process.
 	Consumers int `json:"consumers"`
 	// Source is what measured the queue: "management" (RabbitMQ's

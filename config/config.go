@@ -344,6 +344,10 @@ type Pool struct {
 	// process; zero means adaptive: Concurrency, raised up to 4× while jobs
 	// take under 25 ms.
 	Prefetch int `yaml:"prefetch"`
+	// Fairness is how many jobs of the pool's high lane (priority 5–9) a
+	// process starts in a row while one of priority 0–4 waits, before it
+	// starts that one (docs/priorities.md); zero means 8.
+	Fairness int `yaml:"fairness"`
 	// Command runs one worker process of this pool under `warren
 	// autoscale` (pools.NAME.command), such as ["python3",
 	// "workers/python/wordcount.py"]; empty means `warren worker NAME`,
@@ -590,7 +594,7 @@ func (c *Config) applyEnv(env map[string]string) error {
 			continue
 		}
 		var pool, field string
-		for _, suffix := range []string{"_CONCURRENCY", "_PREFETCH"} {
+		for _, suffix := range []string{"_CONCURRENCY", "_PREFETCH", "_FAIRNESS"} {
 			if p, ok := strings.CutSuffix(rest, suffix); ok {
 				pool, field = strings.ToLower(p), suffix
 			}
@@ -603,10 +607,13 @@ func (c *Config) applyEnv(env map[string]string) error {
 			return fmt.Errorf("%s: want a whole number, got %q", name, value)
 		}
 		p := c.Pools[pool]
-		if field == "_CONCURRENCY" {
+		switch field {
+		case "_CONCURRENCY":
 			p.Concurrency = n
-		} else {
+		case "_PREFETCH":
 			p.Prefetch = n
+		default:
+			p.Fairness = n
 		}
 		if c.Pools == nil {
 			c.Pools = map[string]Pool{}
@@ -696,8 +703,8 @@ func (c *Config) Validate() error {
 		if !jobs.ValidPoolName(name) {
 			return fmt.Errorf("pools.%s: not a valid pool name", name)
 		}
-		if p.Concurrency < 0 || p.Prefetch < 0 {
-			return fmt.Errorf("pools.%s: concurrency and prefetch must not be negative", name)
+		if p.Concurrency < 0 || p.Prefetch < 0 || p.Fairness < 0 {
+			return fmt.Errorf("pools.%s: concurrency, prefetch and fairness must not be negative", name)
 		}
 		if p.Autoscale != nil {
 			a := p.Autoscale

@@ -104,7 +104,7 @@ func (c *Config) Value(key string) (string, bool) {
 
 // ChildEnv returns the variables that give a worker process the settings
 // it shares with its supervisor (name → value): those declared Child that
-// are set, and each pool's concurrency and prefetch, which a worker in
+// are set, and each pool's concurrency, prefetch and fairness, which a worker in
 // another language, reading no warren.yaml, learns only this way.
 func (c *Config) ChildEnv() map[string]string {
 	env := map[string]string{}
@@ -120,6 +120,9 @@ func (c *Config) ChildEnv() map[string]string {
 		}
 		if p.Prefetch > 0 {
 			env[upper+"_PREFETCH"] = strconv.Itoa(p.Prefetch)
+		}
+		if p.Fairness > 0 {
+			env[upper+"_FAIRNESS"] = strconv.Itoa(p.Fairness)
 		}
 	}
 	return env

@@ -152,6 +152,7 @@ func Run(t *testing.T, start Start) {
 		{"Lease", leaseReports},
 		{"Pause", pause},
 		{"RateLimited", rateLimited},
+		{"Priorities", priorities},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {

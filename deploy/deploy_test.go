@@ -392,6 +392,19 @@ func TestRenderScaleToZeroWithAge(t *testing.T) {
 				AuthenticationRef: &authRef{Name: deploy.TriggerAuthName},
 			},
 			{
+				Type: "rabbitmq",
+				Name: "backlog-high", // the pool's high lane (docs/priorities.md)
+				Metadata: map[string]string{
+					"protocol":              "http",
+					"mode":                  "QueueLength",
+					"queueName":             "shop.pool.sys.high",
+					"value":                 "20",
+					"activationValue":       "5",
+					"excludeUnacknowledged": "false",
+				},
+				AuthenticationRef: &authRef{Name: deploy.TriggerAuthName},
+			},
+			{
 				Type:       "prometheus",
 				Name:       "age",
 				MetricType: "Value",
@@ -425,8 +438,8 @@ func TestRenderDefaultPolicy(t *testing.T) {
 	if *so.Spec.MinReplicaCount != int32(d.Min) || *so.Spec.MaxReplicaCount != int32(d.Max) || so.Spec.Triggers[0].Metadata["value"] != strconv.Itoa(d.TargetBacklog) {
 		t.Errorf("default policy not applied: %+v", so.Spec)
 	}
-	if len(so.Spec.Triggers) != 1 {
-		t.Errorf("a pool without target_age has %d triggers, want the rabbitmq one", len(so.Spec.Triggers))
+	if len(so.Spec.Triggers) != 2 {
+		t.Errorf("a pool without target_age has %d triggers, want the rabbitmq ones of its two lanes", len(so.Spec.Triggers))
 	}
 	b := so.Spec.Advanced.HorizontalPodAutoscalerConfig.Behavior
 	if *b.ScaleUp.StabilizationWindowSeconds != 0 || *b.ScaleDown.StabilizationWindowSeconds != 60 || *so.Spec.CooldownPeriod != 60 {
@@ -620,7 +633,7 @@ func checkBase(t *testing.T, cfg config.Config, objs []any, secrets map[string][
 			if tr.AuthenticationRef != nil && !triggerAuths[tr.AuthenticationRef.Name] {
 				t.Errorf("ScaledObject %s: authenticationRef %q is not in the build", so.Metadata.Name, tr.AuthenticationRef.Name)
 			}
-			if tr.Type == "rabbitmq" && tr.Metadata["queueName"] != cfg.Namespace.Queue(dep.Labels["warren/pool"]) {
+			if pool := dep.Labels["warren/pool"]; tr.Type == "rabbitmq" && tr.Metadata["queueName"] != cfg.Namespace.Queue(pool) && tr.Metadata["queueName"] != cfg.Namespace.HighQueue(pool) {
 				t.Errorf("ScaledObject %s watches queue %q", so.Metadata.Name, tr.Metadata["queueName"])
 			}
 		}

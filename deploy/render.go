@@ -299,6 +299,9 @@ func deployment(cfg config.Config, opts Options, pool, name string) (*appsv1.Dep
 			if p.Prefetch > 0 {
 				c.Env = append(c.Env, corev1.EnvVar{Name: "WARREN_POOL_" + envName + "_PREFETCH", Value: strconv.Itoa(p.Prefetch)})
 			}
+			if p.Fairness > 0 {
+				c.Env = append(c.Env, corev1.EnvVar{Name: "WARREN_POOL_" + envName + "_FAIRNESS", Value: strconv.Itoa(p.Fairness)})
+			}
 		}
 	} else {
 		health := intstr.FromString("health")
@@ -485,10 +488,21 @@ func scaledObject(cfg config.Config, opts Options, pool, name string) (*ScaledOb
 	if opts.VHost != "" && opts.VHost != "/" {
 		backlog["vhostName"] = opts.VHost
 	}
+	// The pool's high lane (docs/priorities.md) has a trigger of its own:
+	// a rabbitmq trigger measures one queue, and KEDA scales on the largest
+	// of its triggers' proposals, not on their sum, so a pool whose backlog
+	// is split between its lanes gets the replicas of the larger part.
+	high := maps.Clone(backlog)
+	high["queueName"] = cfg.Namespace.HighQueue(pool)
 	triggers := []Trigger{{
 		Type:              "rabbitmq",
 		Name:              "backlog",
 		Metadata:          backlog,
+		AuthenticationRef: &AuthRef{Name: TriggerAuthName},
+	}, {
+		Type:              "rabbitmq",
+		Name:              "backlog-high",
+		Metadata:          high,
 		AuthenticationRef: &AuthRef{Name: TriggerAuthName},
 	}}
 	if p.TargetAge > 0 {

@@ -93,6 +93,10 @@ type Job struct {
 	Backoff *Backoff `json:"backoff,omitempty"`
 	// Metadata is free-form labels from the submitter, passed through.
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Priority is 0 to MaxPriority: within a pool, jobs of priority
+	// HighPriority and above run before the others under a backlog
+	// (docs/priorities.md). Zero is the default.
+	Priority int `json:"priority,omitempty"`
 	// Result is what the handler returned, as JSON, once succeeded.
 	Result json.RawMessage `json:"result,omitempty"`
 	// Artifact describes output bytes the handler produced, if any.

@@ -551,7 +551,7 @@ func TestNamespaceNames(t *testing.T) {
 		got := map[string]string{
 			"Exchange":              tt.ns.Exchange(),
 			"Queue":                 tt.ns.Queue("sys"),
-			"RoutingKey":            tt.ns.RoutingKey("sys.echo"),
+			"RoutingKey":            tt.ns.RoutingKey("sys.echo", 0),
 			"KeyPrefix":             tt.ns.KeyPrefix(),
 			"JobKey":                tt.ns.JobKey("01a21480-02c3-71b4-a283-a008d207c224"),
 			"TypesKey":              tt.ns.TypesKey(),

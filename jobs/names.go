@@ -32,11 +32,54 @@ func (ns Namespace) Validate() error {
 // type as routing key.
 func (ns Namespace) Exchange() string { return string(ns) + ".jobs" }
 
-// Queue is the durable quorum queue of a worker pool.
+// Queue is the durable quorum queue of a worker pool: its normal lane,
+// which holds the jobs of priority 0–4 (docs/priorities.md).
 func (ns Namespace) Queue(pool string) string { return string(ns) + ".pool." + pool }
 
-// RoutingKey is the routing key of a job type: the type itself.
-func (ns Namespace) RoutingKey(jobType string) string { return jobType }
+// HighQueue is the quorum queue of a pool's high lane: the jobs of
+// priority 5–9, which the pool's workers take first. Pool names hold no
+// dot, so no pool's queue can be named so.
+func (ns Namespace) HighQueue(pool string) string { return ns.Queue(pool) + ".high" }
+
+// LaneQueue is the queue of a pool's lane (Lane).
+func (ns Namespace) LaneQueue(pool string, high bool) string {
+	if high {
+		return ns.HighQueue(pool)
+	}
+	return ns.Queue(pool)
+}
+
+// Priorities. A job's priority is 0 to MaxPriority, higher running first;
+// the pool's two lanes split them as RabbitMQ 4's quorum queues do (0–4
+// normal, 5–9 high), and within a lane jobs keep their order.
+const (
+	// MaxPriority is the highest priority.
+	MaxPriority = 9
+	// HighPriority is the lowest priority of the high lane.
+	HighPriority = 5
+)
+
+// ValidPriority reports whether p is a priority a job may have.
+func ValidPriority(p int) bool { return p >= 0 && p <= MaxPriority }
+
+// Lane reports whether a job of priority p goes to its pool's high lane.
+func Lane(p int) (high bool) { return p >= HighPriority }
+
+// highKey starts the routing key of a job in the high lane. A type name is
+// lower-case words joined by dots (ValidTypeName), so no type is "!".
+const highKey = "!"
+
+// RoutingKey is the routing key of a job of type jobType and priority p:
+// the type itself in the normal lane (so jobs of priority 0 are routed as
+// they were before priorities), "!." and the type in the high lane. The
+// lane is part of the key end to end, through the delay levels
+// (DelayRoutingKey), so that retries and parked copies keep it.
+func (ns Namespace) RoutingKey(jobType string, p int) string {
+	if Lane(p) {
+		return highKey + "." + jobType
+	}
+	return jobType
+}
 
 // KeyPrefix starts every Redis key of the namespace.
 func (ns Namespace) KeyPrefix() string { return string(ns) + ":" }
@@ -103,6 +146,17 @@ func (ns Namespace) RunningKey(pool string) string { return string(ns) + ":runni
 // roughly in the order they became due, so a job due well before it that
 // has not started is not waiting in the queue: its message was lost.
 func (ns Namespace) StartedKey() string { return string(ns) + ":started" }
+
+// StartedMember is the member of StartedKey for one lane of a pool: the
+// pool for its normal lane, the pool and ".high" for its high lane. Each
+// lane has its own mark, since each hands out its jobs in its own order:
+// a high job started now says nothing of a normal one due before it.
+func StartedMember(pool string, high bool) string {
+	if high {
+		return pool + ".high"
+	}
+	return pool
+}
 
 // RescuedKey counts a pool's rescued jobs in one minute (minute = Unix
 // time in minutes); each counter expires after two hours.
@@ -217,18 +271,19 @@ func (ns Namespace) DelayUnrouted() string { return string(ns) + ".delay.unroute
 // it, and it is deleted with the last of them.
 func (ns Namespace) ClassicDelayDeliverExchange() string { return string(ns) + ".delay.deliver" }
 
-// DelayRoutingKey is the routing key of a job of type jobType delayed by d:
+// DelayRoutingKey is the routing key of a job delayed by d whose routing
+// key is routingKey (RoutingKey: its type, after "!." in the high lane):
 // DelayLevels words "0" or "1" (the bits of d in units, highest first)
-// followed by the type. d is rounded to the nearest unit and capped at
+// followed by routingKey. d is rounded to the nearest unit and capped at
 // MaxDelay.
-func (ns Namespace) DelayRoutingKey(d time.Duration, jobType string) string {
+func (ns Namespace) DelayRoutingKey(d time.Duration, routingKey string) string {
 	units := delayUnits(d)
 	var b strings.Builder
 	for level := DelayLevels - 1; level >= 0; level-- {
 		b.WriteByte('0' + byte(units>>level&1))
 		b.WriteByte('.')
 	}
-	b.WriteString(jobType)
+	b.WriteString(routingKey)
 	return b.String()
 }
 
@@ -256,10 +311,12 @@ func DelayBitPattern(level int, bit byte) string {
 	return strings.Repeat("*.", DelayLevels-1-level) + string(bit) + ".#"
 }
 
-// DelayDeliverPattern binds a pool queue to DelayDeliverExchange for one
-// type: any bits, then exactly the type.
-func DelayDeliverPattern(jobType string) string {
-	return strings.Repeat("*.", DelayLevels) + jobType
+// DelayDeliverPattern binds a pool's lane queue to DelayDeliverExchange for
+// one routing key (RoutingKey: a type in one lane): any bits, then exactly
+// that key. A type's normal pattern cannot match its high keys, which have
+// one word more.
+func DelayDeliverPattern(routingKey string) string {
+	return strings.Repeat("*.", DelayLevels) + routingKey
 }
 
 // DeadExchange is the topic exchange of dead letters. Messages a worker gave

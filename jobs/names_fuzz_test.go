@@ -54,7 +54,7 @@ func amqpNames(ns jobs.Namespace, pool string) map[string]string {
 // they are.
 func amqpKeys(ns jobs.Namespace, pool, jobType string) map[string]string {
 	return map[string]string{
-		"RoutingKey":             ns.RoutingKey(jobType),
+		"RoutingKey":             ns.RoutingKey(jobType, 0),
 		"DelayRoutingKey":        ns.DelayRoutingKey(jobs.MaxDelay, jobType),
 		"DelayDeliverPattern":    jobs.DelayDeliverPattern(jobType),
 		"DelayBitPattern(0)":     jobs.DelayBitPattern(0, '1'),
@@ -93,8 +93,8 @@ func FuzzValidTypeName(f *testing.F) {
 					t.Errorf("%s of %q in namespace %s is %d bytes, over AMQP's %d", what, name, ns, len(n), maxAMQPName)
 				}
 			}
-			if ns.RoutingKey(name) != name {
-				t.Errorf("RoutingKey(%q) = %q, want the type itself", name, ns.RoutingKey(name))
+			if ns.RoutingKey(name, 0) != name {
+				t.Errorf("RoutingKey(%q) = %q, want the type itself", name, ns.RoutingKey(name, 0))
 			}
 		}
 		key := jobs.DefaultNamespace.DelayRoutingKey(time.Hour, name)

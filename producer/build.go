@@ -35,6 +35,9 @@ type Request struct {
 	Backoff *jobs.Backoff
 	// Metadata are labels to list and find the job by.
 	Metadata map[string]string
+	// Priority is 0 (the default) to jobs.MaxPriority; 5 and above run
+	// before the others of their pool under a backlog (docs/priorities.md).
+	Priority int
 	// IdempotencyKey, if set, makes a repeat of the request within the
 	// store's idempotency window answer with the first job.
 	IdempotencyKey string
@@ -114,6 +117,9 @@ func (p *Producer) Build(ctx context.Context, req Request) (*jobs.Job, error) {
 		timeout = jobs.Duration(req.Timeout)
 	}
 
+	if !jobs.ValidPriority(req.Priority) {
+		return nil, refuse("invalid_field", "priority", "priority must be a whole number from 0 to %d", jobs.MaxPriority)
+	}
 	if len(req.Metadata) > MaxMetadataEntries {
 		return nil, refuse("invalid_field", "metadata", "metadata has more than %d entries", MaxMetadataEntries)
 	}
@@ -168,6 +174,7 @@ func (p *Producer) Build(ctx context.Context, req Request) (*jobs.Job, error) {
 		Timeout:        timeout,
 		Backoff:        req.Backoff,
 		Metadata:       metadata,
+		Priority:       req.Priority,
 		IdempotencyKey: req.IdempotencyKey,
 		Unique:         unique,
 		SubmittedBy:    req.SubmittedBy,

@@ -98,6 +98,15 @@ func (a *acker) inHand() int {
 	return a.handling
 }
 
+// unsent is how many deliveries the broker still counts against the
+// prefetch, as far as the acker knows: those in handlers' hands and those
+// acknowledged but not sent yet.
+func (a *acker) unsent() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.handling + len(a.pending)
+}
+
 // ack queues tag for a batched acknowledgement.
 func (a *acker) ack(tag uint64) error {
 	a.mu.Lock()

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,10 @@ type ConsumeOptions struct {
 	// PauseChanged receives a value whenever Paused may have changed. A
 	// buffer of one is enough: a change seen late is still seen.
 	PauseChanged <-chan struct{}
+	// Fairness bounds how many jobs of the pool's high lane start in a row
+	// while one of its normal lane waits (docs/priorities.md); zero means
+	// DefaultFairness.
+	Fairness int
 }
 
 // Delivery is one message handed to a consumer. The handler must settle it
@@ -135,7 +140,9 @@ var errAckerStopped = errors.New("ack after the consumer stopped; the message wi
 var consumerSeq atomic.Uint64
 
 // Consume hands the pool's messages to handle, up to opts.Concurrency at
-// once, until ctx ends, reopening its channel whenever the connection comes
+// once, until ctx ends. It consumes both of the pool's lanes, each with a
+// consumer of its own and the prefetch, and hands out the high lane's
+// deliveries first within the fairness bound (lanePicker); reopening its channel whenever the connection comes
 // back. handle runs on a fixed set of goroutines, never one per message.
 //
 // When ctx ends Consume stops taking work: it cancels the consumer, requeues
@@ -145,9 +152,12 @@ var consumerSeq atomic.Uint64
 // consume.
 func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(Delivery)) error {
 	opts.Concurrency = max(opts.Concurrency, 1)
-	var tuner *prefetchTuner
+	opts.Fairness = cmp.Or(opts.Fairness, DefaultFairness)
+	// A tuner per lane: each lane's consumer has a prefetch of its own,
+	// and each is tuned on the handling times of its own deliveries.
+	var tuners []*prefetchTuner
 	if opts.Prefetch == 0 {
-		tuner = newPrefetchTuner(opts.Concurrency)
+		tuners = []*prefetchTuner{newPrefetchTuner(opts.Concurrency), newPrefetchTuner(opts.Concurrency)}
 	}
 	wait := backoff.New(b.cfg.ReconnectMin, b.cfg.ReconnectMax)
 	for {
@@ -158,7 +168,7 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 			}
 			return err
 		}
-		err = b.consumeSession(ctx, s, ch, opts, tuner, handle)
+		err = b.consumeSession(ctx, s, ch, opts, tuners, handle)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -178,11 +188,39 @@ func (b *Broker) Consume(ctx context.Context, opts ConsumeOptions, handle func(D
 	}
 }
 
-func (b *Broker) consumeSession(ctx context.Context, s *session, ch *amqp.Channel, opts ConsumeOptions, tuner *prefetchTuner, handle func(Delivery)) error {
+// DefaultFairness is ConsumeOptions.Fairness when none is set.
+const DefaultFairness = 8
+
+// lane is one queue a session consumes: a pool's high or normal lane, or
+// its intake queue.
+type lane struct {
+	q      string
+	tuner  *prefetchTuner // nil: fixed prefetch
+	first  *subscription  // nil when the session starts paused
+	merged chan Delivery  // the handlers take its deliveries from here
+	pause  chan struct{}  // this lane's copy of opts.PauseChanged
+	subs   []*subscription
+	// full says the lane's last delivery came with its prefetch used up:
+	// the broker may hold more for it, which it sends as acks go out.
+	full atomic.Bool
+}
+
+func (b *Broker) consumeSession(ctx context.Context, s *session, ch *amqp.Channel, opts ConsumeOptions, tuners []*prefetchTuner, handle func(Delivery)) error {
 	ns := b.cfg.Namespace
-	q := ns.Queue(opts.Pool)
+	// The high lane comes first: it subscribes first, and handlers look
+	// at it first.
+	var lanes []*lane
 	if opts.Intake {
-		q = ns.DeadIntakeQueue(opts.Pool)
+		lanes = []*lane{{q: ns.DeadIntakeQueue(opts.Pool)}}
+	} else {
+		lanes = []*lane{{q: ns.HighQueue(opts.Pool)}, {q: ns.Queue(opts.Pool)}}
+	}
+	for i, l := range lanes {
+		if tuners != nil {
+			l.tuner = tuners[i]
+		}
+		l.merged = make(chan Delivery)
+		l.pause = make(chan struct{}, 1)
 	}
 	if err := declarePool(ch, ns, opts.Pool, opts.Types, b.quorum(s.conn)); err != nil {
 		_ = ch.Close()
@@ -196,63 +234,212 @@ func (b *Broker) consumeSession(ctx context.Context, s *session, ch *amqp.Channe
 				"pool", opts.Pool, "err", err)
 		}
 	}
-	var first *subscription
 	if opts.Paused != nil && opts.Paused() {
 		// Declared, and consuming nothing until resumed (runSubscriptions
 		// subscribes then, on a channel of its own).
 		_ = ch.Close()
-		b.log.Info("pool paused; not consuming", "queue", q)
+		b.log.Info("pool paused; not consuming", "pool", opts.Pool)
 	} else {
-		var err error
-		if first, err = b.subscribe(ch, q, prefetchOf(opts, tuner), opts.Concurrency); err != nil {
-			_ = ch.Close()
-			return err
+		// Each lane on a channel of its own: acks are per channel, and
+		// each lane's acker batches its own.
+		for i, l := range lanes {
+			lch := ch
+			if i > 0 {
+				var err error
+				if lch, err = s.conn.Channel(); err != nil {
+					closeFirsts(lanes)
+					return fmt.Errorf("open channel: %w", err)
+				}
+			}
+			var err error
+			if l.first, err = b.subscribe(lch, l.q, prefetchOf(opts, l.tuner), opts.Concurrency); err != nil {
+				_ = lch.Close()
+				closeFirsts(lanes)
+				return err
+			}
 		}
 	}
 	if opts.Ready != nil {
 		opts.Ready()
 	}
 
-	// Handlers take deliveries from merged, which forwarders fill from the
-	// consumer and, after adaptive prefetch has replaced it, from the one
-	// before it until that is drained.
-	merged := make(chan Delivery)
-	var handlers sync.WaitGroup
-	for range opts.Concurrency {
-		handlers.Go(func() {
+	// The session ends when ctx does or when any lane's consumer is lost:
+	// the other lane then stops too, and the next session starts both.
+	sctx, endSession := context.WithCancel(ctx)
+	defer endSession()
+	var lanesDone sync.WaitGroup
+	if opts.PauseChanged != nil {
+		// Each lane hears every pause and resume.
+		lanesDone.Go(func() {
 			for {
 				select {
-				case <-ctx.Done():
+				case <-sctx.Done():
 					return
-				case d, ok := <-merged:
-					if !ok {
-						return
+				case <-opts.PauseChanged:
+					for _, l := range lanes {
+						select {
+						case l.pause <- struct{}{}:
+						default:
+						}
 					}
-					if ctx.Err() != nil {
-						_ = d.Requeue()
-						return
-					}
-					if tuner == nil {
-						handle(d)
-						continue
-					}
-					start := tuner.begin()
-					handle(d)
-					tuner.end(start)
 				}
 			}
 		})
 	}
-	subs := b.runSubscriptions(ctx, s, q, opts, tuner, first, merged)
-	// Handlers end on ctx (finishing what they run), or when merged closes
-	// because the channel or connection was lost.
+
+	picker := &lanePicker{fairness: opts.Fairness}
+	var handlers sync.WaitGroup
+	for range opts.Concurrency {
+		handlers.Go(func() {
+			for {
+				d, i, ok := picker.take(sctx, lanes)
+				if !ok {
+					endSession() // a lane is gone: the session starts again
+					return
+				}
+				if sctx.Err() != nil {
+					_ = d.Requeue()
+					return
+				}
+				tuner := lanes[i].tuner
+				if tuner == nil {
+					handle(d)
+					continue
+				}
+				start := tuner.begin()
+				handle(d)
+				tuner.end(start)
+			}
+		})
+	}
+	for _, l := range lanes {
+		lanesDone.Go(func() {
+			lopts := opts
+			lopts.PauseChanged = l.pause
+			l.subs = b.runSubscriptions(sctx, s, l.q, lopts, l.tuner, l.first, l.merged, &l.full)
+			endSession()
+		})
+	}
+	// Handlers end on ctx (finishing what they run), or when a lane's
+	// deliveries close because the channel or connection was lost.
 	handlers.Wait()
+	endSession()
+	lanesDone.Wait()
 	// Every ack is sent before its channel closes; anything still
 	// unacknowledged then goes back to the queue.
-	for _, sub := range subs {
-		sub.close()
+	for _, l := range lanes {
+		for _, sub := range l.subs {
+			sub.close()
+		}
 	}
 	return nil
+}
+
+// closeFirsts closes the subscriptions a session made before it failed.
+func closeFirsts(lanes []*lane) {
+	for _, l := range lanes {
+		if l.first != nil {
+			l.first.close()
+		}
+	}
+}
+
+// lanePicker chooses which lane a free handler takes its next delivery
+// from: the high lane (lanes[0]) whenever it has one waiting, except that
+// after fairness high starts in a row it takes a normal one if one waits,
+// so that under a backlog in both lanes at least one start in fairness+1
+// is a normal one and low priorities do not starve (docs/priorities.md).
+type lanePicker struct {
+	fairness int
+
+	mu     sync.Mutex
+	streak int // high starts since the last normal one
+}
+
+// refillWait bounds how long a handler that finds no high delivery in hand
+// waits for one the broker owes the high lane (lane.full) before it takes
+// a normal one. The broker sends the high lane's next message only once
+// an acknowledgement frees a place in its prefetch; without this wait, a
+// handler done with a high job would find the lane empty in the moment
+// before the refill and start a normal job instead, and under a backlog
+// in both lanes short jobs would alternate between them. When the high
+// queue is in fact empty, the wait is spent once and the lane is then no
+// longer taken for full.
+const refillWait = 50 * time.Millisecond
+
+// take returns the next delivery and the index of its lane, or false when
+// ctx ends or a lane's deliveries have closed.
+func (p *lanePicker) take(ctx context.Context, lanes []*lane) (Delivery, int, bool) {
+	if len(lanes) == 1 {
+		select {
+		case <-ctx.Done():
+			return Delivery{}, 0, false
+		case d, ok := <-lanes[0].merged:
+			return d, 0, ok
+		}
+	}
+	high, normal := lanes[0].merged, lanes[1].merged
+	p.mu.Lock()
+	order := [2]int{0, 1}
+	if p.streak >= p.fairness {
+		order = [2]int{1, 0}
+	}
+	for n, i := range order {
+		select {
+		case d, ok := <-lanes[i].merged:
+			p.tookLocked(i)
+			p.mu.Unlock()
+			return d, i, ok
+		default:
+		}
+		if n > 0 || i != 0 || !lanes[0].full.Load() {
+			continue
+		}
+		// No high delivery in hand, but the high lane may be about to be
+		// refilled: wait for it a little before taking a normal one.
+		p.mu.Unlock()
+		t := time.NewTimer(refillWait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Delivery{}, 0, false
+		case d, ok := <-high:
+			t.Stop()
+			p.mu.Lock()
+			p.tookLocked(0)
+			p.mu.Unlock()
+			return d, 0, ok
+		case <-t.C:
+			lanes[0].full.Store(false) // nothing came: the queue is empty
+		}
+		p.mu.Lock()
+	}
+	p.mu.Unlock()
+	// Neither lane has a delivery waiting: the first to come is taken.
+	var (
+		d  Delivery
+		i  int
+		ok bool
+	)
+	select {
+	case <-ctx.Done():
+		return Delivery{}, 0, false
+	case d, ok = <-high:
+	case d, ok = <-normal:
+		i = 1
+	}
+	p.mu.Lock()
+	p.tookLocked(i)
+	p.mu.Unlock()
+	return d, i, ok
+}
+
+func (p *lanePicker) tookLocked(i int) {
+	if i == 0 {
+		p.streak++
+	} else {
+		p.streak = 0
+	}
 }
 
 // subscription is one basic.consume, on a channel of its own with the
@@ -260,6 +447,7 @@ func (b *Broker) consumeSession(ctx context.Context, s *session, ch *amqp.Channe
 type subscription struct {
 	ch         *amqp.Channel
 	tag        string
+	prefetch   int
 	deliveries <-chan amqp.Delivery
 	acks       *acker
 	stopAcks   chan struct{}
@@ -288,7 +476,7 @@ func (b *Broker) subscribe(ch *amqp.Channel, q string, prefetch, concurrency int
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", q, err)
 	}
-	sub := &subscription{ch: ch, tag: tag, deliveries: deliveries, acks: newAcker(ch, prefetch, concurrency),
+	sub := &subscription{ch: ch, tag: tag, prefetch: prefetch, deliveries: deliveries, acks: newAcker(ch, prefetch, concurrency),
 		stopAcks: make(chan struct{}), acksDone: make(chan struct{}), held: make(chan struct{})}
 	go func() {
 		defer close(sub.acksDone)
@@ -330,7 +518,7 @@ func (s *subscription) close() {
 // starts nothing new. Its channel stays open until the handlers have
 // settled the deliveries they run, then retires as above. cur is nil when
 // the session starts paused; a resume subscribes on a new channel.
-func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opts ConsumeOptions, tuner *prefetchTuner, cur *subscription, merged chan<- Delivery) []*subscription {
+func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opts ConsumeOptions, tuner *prefetchTuner, cur *subscription, merged chan<- Delivery, full *atomic.Bool) []*subscription {
 	var all []*subscription
 	var forwarders sync.WaitGroup
 	ended := make(chan *subscription, 2)
@@ -338,6 +526,7 @@ func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opt
 		forwarders.Go(func() {
 			for d := range sub.deliveries {
 				sub.acks.delivered()
+				full.Store(sub.acks.unsent() >= sub.prefetch)
 				select {
 				case <-sub.held: // paused: never handed out, so back once
 					_ = sub.acks.nack(d.DeliveryTag, true)

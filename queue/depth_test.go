@@ -87,8 +87,12 @@ func TestPoolDepth(t *testing.T) {
 	// A burst is seen at once: ready messages and consumers come from AMQP,
 	// not from the management API's sample, which lags by seconds (here a
 	// sample from before the burst).
-	stale := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	stale := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, ".high") { // the pool's high lane holds nothing
+			_, _ = w.Write([]byte(`{"messages_ready":0,"messages_unacknowledged":0,"consumers":0}`))
+			return
+		}
 		_, _ = w.Write([]byte(`{"messages_ready":0,"messages_unacknowledged":2,"consumers":0}`))
 	}))
 	t.Cleanup(stale.Close)
@@ -104,6 +108,14 @@ func TestPoolDepth(t *testing.T) {
 	want = queue.Depth{Ready: 10, Unacked: 2, Consumers: 1, Source: queue.SourceManagement}
 	testenv.Eventually(t, wait, "the burst counted", func() bool {
 		got = depthOf(t, env.Broker, pool, sampled)
+		return got == want
+	})
+
+	// The high lane's messages count in the pool's depth, and apart.
+	publishAll(t, env.Broker, []queue.Message{message(t, prioJob("depth.job", 20, 9), "")})
+	want = queue.Depth{Ready: 11, Consumers: 1, Source: queue.SourceAMQP, High: 1}
+	testenv.Eventually(t, wait, "the high message counted", func() bool {
+		got = depthOf(t, env.Broker, pool, nil)
 		return got == want
 	})
 }

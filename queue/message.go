@@ -36,6 +36,10 @@ const ContentType = "application/json"
 // Message is one job as it travels through RabbitMQ.
 type Message struct {
 	ID, Type string
+	// Priority routes the message to its pool's lane (jobs.Lane): the
+	// body carries it, so every copy made from the job (a retry, a parked
+	// copy, a rescue, a replay) keeps the lane.
+	Priority int
 	Body     []byte
 	headers  amqp.Table
 	Time     time.Time
@@ -57,6 +61,7 @@ type body struct {
 	TimeoutMS   int64             `json:"timeout_ms"`
 	Backoff     *jobs.Backoff     `json:"backoff,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	Priority    int               `json:"priority,omitempty"`
 	CreatedAt   time.Time         `json:"created_at"`
 }
 
@@ -72,6 +77,7 @@ func NewMessage(j *jobs.Job, traceparent string) (Message, error) {
 		TimeoutMS:   j.Timeout.Std().Milliseconds(),
 		Backoff:     j.Backoff,
 		Metadata:    j.Metadata,
+		Priority:    j.Priority,
 		CreatedAt:   j.CreatedAt,
 	})
 	if err != nil {
@@ -85,7 +91,7 @@ func NewMessage(j *jobs.Job, traceparent string) (Message, error) {
 	if traceparent != "" {
 		h[headerTraceParent] = traceparent
 	}
-	return Message{ID: j.ID, Type: j.Type, Body: b, headers: h, Time: j.CreatedAt}, nil
+	return Message{ID: j.ID, Type: j.Type, Priority: j.Priority, Body: b, headers: h, Time: j.CreatedAt}, nil
 }
 
 // DeadLetterOf makes m the dead letter of its job, failed for good with an
@@ -101,16 +107,16 @@ func (m *Message) DeadLetterOf(pool, code, message string, at time.Time) {
 	m.headers[headerFailedAt] = strconv.FormatInt(at.UnixMilli(), 10)
 }
 
-// route returns where a message goes: its pool by type, the first delay
-// level, or a pool's dead letters.
+// route returns where a message goes: its pool's lane by type and
+// priority, the first delay level, or a pool's dead letters.
 func (m Message) route(ns jobs.Namespace) (exchange, key string) {
 	switch {
 	case m.DeadPool != "":
 		return ns.DeadExchange(), jobs.DeadRoutingKey("failed", m.DeadPool)
 	case m.Delay >= jobs.DelayUnit:
-		return ns.DelayEntry(m.Delay), ns.DelayRoutingKey(m.Delay, m.Type)
+		return ns.DelayEntry(m.Delay), ns.DelayRoutingKey(m.Delay, ns.RoutingKey(m.Type, m.Priority))
 	}
-	return ns.Exchange(), ns.RoutingKey(m.Type)
+	return ns.Exchange(), ns.RoutingKey(m.Type, m.Priority)
 }
 
 func (m Message) publishing() amqp.Publishing {
@@ -142,6 +148,9 @@ func DecodeJob(data []byte) (*jobs.Job, error) {
 	if !jobs.ValidID(b.ID) || b.Type == "" {
 		return nil, fmt.Errorf("%w: missing id or type", ErrMalformed)
 	}
+	if !jobs.ValidPriority(b.Priority) {
+		return nil, fmt.Errorf("%w: priority %d out of range (0 to %d)", ErrMalformed, b.Priority, jobs.MaxPriority)
+	}
 	return &jobs.Job{
 		ID:          b.ID,
 		Type:        b.Type,
@@ -151,6 +160,7 @@ func DecodeJob(data []byte) (*jobs.Job, error) {
 		Timeout:     jobs.Duration(time.Duration(b.TimeoutMS) * time.Millisecond),
 		Backoff:     b.Backoff,
 		Metadata:    b.Metadata,
+		Priority:    b.Priority,
 		CreatedAt:   b.CreatedAt,
 	}, nil
 }

@@ -31,15 +31,15 @@ func (o Objects) Empty() bool { return len(o.Queues) == 0 && len(o.Exchanges) ==
 
 // NamespaceNames are every name warren derives for a namespace whose pools
 // are those given, whether they exist or not: the pools' queues (the pool
-// queue, its dead letters, its intake queue and the intake queue older
-// versions had), the delay levels (their quorum queues, and the classic
-// queues older versions had), the unrouted delays, and the exchanges (jobs,
-// dead letters, delay levels, the delay exit and the exit older versions
-// had).
+// queue and its high lane, its dead letters, its intake queue and the
+// intake queue older versions had), the delay levels (their quorum queues,
+// and the classic queues older versions had), the unrouted delays, and the
+// exchanges (jobs, dead letters, delay levels, the delay exit and the exit
+// older versions had).
 func NamespaceNames(ns jobs.Namespace, pools []string) Objects {
 	var o Objects
 	for _, p := range pools {
-		o.Queues = append(o.Queues, ns.Queue(p), ns.DeadQueue(p), ns.DeadIntakeQueue(p), ns.UnlimitedIntakeQueue(p))
+		o.Queues = append(o.Queues, ns.Queue(p), ns.HighQueue(p), ns.DeadQueue(p), ns.DeadIntakeQueue(p), ns.UnlimitedIntakeQueue(p))
 	}
 	for level := 0; level < jobs.DelayLevels; level++ {
 		o.Queues = append(o.Queues, ns.DelayQueue(level), ns.ClassicDelayQueue(level))

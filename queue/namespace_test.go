@@ -70,8 +70,9 @@ func TestFindAndDeleteNamespace(t *testing.T) {
 	if !slices.Contains(all.Queues, ns.Queue("ghost")) || slices.Contains(derived.Queues, ns.Queue("ghost")) {
 		t.Errorf("the unnamed pool's queue: listed %v, derived %v; want only listed", all.Queues, derived.Queues)
 	}
-	// Counted: 2 pools × 4, the ghost, 32 levels + 1 classic, unrouted.
-	if len(all.Queues) != 2*3+1+1+32+1+1 {
+	// Counted: 2 pools × 4 (their lanes, dead letters and intake), the
+	// old intake of one, the ghost, 32 levels + 1 classic, unrouted.
+	if len(all.Queues) != 2*4+1+1+32+1+1 {
 		t.Errorf("%d queues listed: %v", len(all.Queues), all.Queues)
 	}
 	for _, n := range slices.Concat(all.Queues, all.Exchanges) {

@@ -165,11 +165,11 @@ func TestConsumeStartsPaused(t *testing.T) {
 	if got.redelivered != 0 {
 		t.Errorf("%d redelivered, want none: nothing was delivered while paused", got.redelivered)
 	}
-	// Pausing and resuming again, quickly, leaves one consumer.
+	// Pausing and resuming again, quickly, leaves one consumer per lane.
 	g.set(true)
 	g.set(false)
-	testenv.Eventually(t, wait, "one consumer after a pause and resume", func() bool {
+	testenv.Eventually(t, wait, "one consumer per lane after a pause and resume", func() bool {
 		q, err := env.Broker.InspectPool(context.Background(), pool)
-		return err == nil && q.Consumers == 1
+		return err == nil && q.Consumers == 2
 	})
 }

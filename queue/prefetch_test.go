@@ -77,9 +77,9 @@ func TestAdaptivePrefetch(t *testing.T) {
 	}
 	// Each replaced consumer's channel was closed once its deliveries were
 	// settled: the connection keeps its publishing channel and the current
-	// consumer's.
+	// consumers' of both lanes.
 	testenv.Eventually(t, wait, "the replaced consumers' channels to close", func() bool {
-		return channelsOf(t, "test-"+string(env.NS)) == 2
+		return channelsOf(t, "test-"+string(env.NS)) == 3
 	})
 }
 

@@ -72,8 +72,10 @@ func declarePool(t *testing.T, b *queue.Broker, pool string, types ...string) {
 	ns := b.Namespace()
 	t.Cleanup(func() {
 		ch := rawChannel(t)
-		if _, err := ch.QueueDelete(ns.Queue(pool), false, false, false); err != nil {
-			t.Errorf("cleanup: delete queue %s: %v", ns.Queue(pool), err)
+		for _, q := range []string{ns.Queue(pool), ns.HighQueue(pool)} {
+			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+				t.Errorf("cleanup: delete queue %s: %v", q, err)
+			}
 		}
 	})
 }

@@ -360,16 +360,25 @@ func declarePool(ch *amqp.Channel, ns jobs.Namespace, pool string, types []strin
 			return fmt.Errorf("bind %s: %w", dq.name, err)
 		}
 	}
-	q := ns.Queue(pool)
-	if err := qq.declare(ch, q, poolQueueArgs(ns, pool)); err != nil {
-		return fmt.Errorf("declare queue %s: %w", q, err)
-	}
-	for _, t := range types {
-		if err := ch.QueueBind(q, ns.RoutingKey(t), ns.Exchange(), false, nil); err != nil {
-			return fmt.Errorf("bind %s to %s: %w", t, q, err)
+	// The pool's two lanes (docs/priorities.md): the same arguments, each
+	// bound for its own routing key of every type. A namespace made before
+	// priorities gets its high lane here, at the next declaration.
+	for _, high := range []bool{false, true} {
+		q, p := ns.LaneQueue(pool, high), 0
+		if high {
+			p = jobs.HighPriority
 		}
-		if err := ch.QueueBind(q, jobs.DelayDeliverPattern(t), ns.DelayDeliverExchange(), false, nil); err != nil {
-			return fmt.Errorf("bind delayed %s to %s: %w", t, q, err)
+		if err := qq.declare(ch, q, poolQueueArgs(ns, pool)); err != nil {
+			return fmt.Errorf("declare queue %s: %w", q, err)
+		}
+		for _, t := range types {
+			key := ns.RoutingKey(t, p)
+			if err := ch.QueueBind(q, key, ns.Exchange(), false, nil); err != nil {
+				return fmt.Errorf("bind %s to %s: %w", key, q, err)
+			}
+			if err := ch.QueueBind(q, jobs.DelayDeliverPattern(key), ns.DelayDeliverExchange(), false, nil); err != nil {
+				return fmt.Errorf("bind delayed %s to %s: %w", key, q, err)
+			}
 		}
 	}
 	return nil
@@ -391,12 +400,30 @@ type QueueInfo struct {
 	Name      string
 	Messages  int // ready to deliver
 	Consumers int
+	// High is the part of Messages in the pool's high lane (InspectPool).
+	High int
 }
 
-// InspectPool reports a pool's queue; the error wraps ErrNoPool where it
-// does not exist.
+// InspectPool reports a pool's queues, both lanes together: Messages and
+// Consumers are their sums, High the high lane's ready messages. The error
+// wraps ErrNoPool where the normal lane does not exist; a high lane not
+// declared yet (a pool of a version before priorities) counts as empty.
 func (b *Broker) InspectPool(ctx context.Context, pool string) (QueueInfo, error) {
-	return b.inspect(ctx, pool, b.cfg.Namespace.Queue(pool))
+	info, err := b.inspect(ctx, pool, b.cfg.Namespace.Queue(pool))
+	if err != nil {
+		return info, err
+	}
+	high, err := b.inspect(ctx, pool, b.cfg.Namespace.HighQueue(pool))
+	switch {
+	case errors.Is(err, ErrNoPool):
+	case err != nil:
+		return QueueInfo{}, err
+	default:
+		info.Messages += high.Messages
+		info.Consumers += high.Consumers
+		info.High = high.Messages
+	}
+	return info, nil
 }
 
 // InspectDead reports a pool's dead-letter queue; the error wraps ErrNoPool

@@ -281,9 +281,11 @@ func (r *Rescuer) lookPool(ctx context.Context, pool string) (int, error) {
 // pool's queue. A job overdue because it waits behind a backlog is not
 // lost; the broker cannot say which messages a queue holds, but it hands
 // them out in about the order they became due. So a job is taken for lost
-// when the queue holds nothing ready (whatever it had went to workers,
-// which start a job as soon as it arrives), or when the pool's workers
-// have started a job that became due more than the grace after it.
+// when its lane's queue holds nothing ready (whatever it had went to
+// workers, which start a job as soon as it arrives), or when the pool's
+// workers have started a job of its lane that became due more than the
+// grace after it. The lanes are judged apart (docs/priorities.md): the
+// high lane's jobs start before normal ones due long before them.
 func (r *Rescuer) notQueued(ctx context.Context, pool string, waiting []store.Overdue) ([]store.Overdue, error) {
 	q, err := r.broker.InspectPool(ctx, pool)
 	if errors.Is(err, queue.ErrNoPool) {
@@ -295,17 +297,29 @@ func (r *Rescuer) notQueued(ctx context.Context, pool string, waiting []store.Ov
 	if err != nil {
 		return nil, err
 	}
-	if q.Messages == 0 {
-		return waiting, nil
-	}
-	mark, err := r.store.StartedMark(ctx, pool)
-	if err != nil {
-		return nil, err
-	}
 	var lost []store.Overdue
-	for _, o := range waiting {
-		if mark.After(o.Since.Add(r.cfg.Grace)) {
-			lost = append(lost, o)
+	for _, high := range []bool{false, true} {
+		ready := q.Messages - q.High
+		if high {
+			ready = q.High
+		}
+		var mark time.Time
+		for _, o := range waiting {
+			if jobs.Lane(o.Priority) != high {
+				continue
+			}
+			if ready == 0 {
+				lost = append(lost, o)
+				continue
+			}
+			if mark.IsZero() {
+				if mark, err = r.store.StartedMark(ctx, jobs.StartedMember(pool, high)); err != nil {
+					return nil, err
+				}
+			}
+			if mark.After(o.Since.Add(r.cfg.Grace)) {
+				lost = append(lost, o)
+			}
 		}
 	}
 	return lost, nil

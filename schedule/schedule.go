@@ -93,6 +93,8 @@ type Definition struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 	// Metadata are more labels for each job.
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Priority is each job's priority, 0 to 9 (docs/priorities.md).
+	Priority int `json:"priority,omitempty"`
 	// Timezone is the IANA name Cron is read in; empty means UTC.
 	Timezone string `json:"timezone,omitempty"`
 	// Jitter delays each tick's job by up to this much, by the same amount
@@ -284,6 +286,7 @@ func (p *Plan) Request(tick time.Time, by string) producer.Request {
 		Type:           p.Def.Type,
 		Payload:        p.Def.Payload,
 		Metadata:       md,
+		Priority:       p.Def.Priority,
 		IdempotencyKey: TickKey(p.Def.Name, tick),
 		SubmittedBy:    by,
 	}

@@ -29,23 +29,27 @@ type Overdue struct {
 	// Attempt is the record's attempt count: the attempts made (a waiting
 	// job), or the attempt running (a running one).
 	Attempt int
+	// Priority is the job's priority (Overdue only): it tells which lane
+	// of the pool its message waits in.
+	Priority int
 }
 
 // overdueLua lists the entries of a pool's index of waiting jobs due at or
 // before ARGV[1] whose records still wait, oldest first, at most ARGV[3];
 // an entry whose record is gone or no longer waiting is removed on the way,
 // as OldestWaiting does. KEYS[1]: the index. ARGV: cutoff ms, job key
-// prefix, limit. Returns id, score, attempt triples.
+// prefix, limit. Returns id, score, attempt, priority quadruples.
 const overdueLua = `
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for i = 1, #due, 2 do
-  local r = redis.call('HMGET', ARGV[2] .. due[i], 'status', 'attempt')
+  local r = redis.call('HMGET', ARGV[2] .. due[i], 'status', 'attempt', 'priority')
   local st = r[1]
   if st == 'queued' or st == 'scheduled' or st == 'retrying' then
     out[#out + 1] = due[i]
     out[#out + 1] = due[i + 1]
     out[#out + 1] = r[2] or '0'
+    out[#out + 1] = r[3] or '0'
   else
     redis.call('ZREM', KEYS[1], due[i])
   end
@@ -62,10 +66,11 @@ func (s *Store) Overdue(ctx context.Context, pool string, cutoff time.Time, limi
 	if err != nil {
 		return nil, unavailable("overdue jobs of pool "+pool, err)
 	}
-	out := make([]Overdue, 0, len(res)/3)
-	for i := 0; i+2 < len(res); i += 3 {
+	out := make([]Overdue, 0, len(res)/4)
+	for i := 0; i+3 < len(res); i += 4 {
 		n, _ := strconv.Atoi(res[i+2])
-		out = append(out, Overdue{ID: res[i], Since: msTime(res[i+1]), Attempt: n})
+		p, _ := strconv.Atoi(res[i+3])
+		out = append(out, Overdue{ID: res[i], Since: msTime(res[i+1]), Attempt: n, Priority: p})
 	}
 	return out, nil
 }

@@ -304,6 +304,7 @@ const (
 	fMaxAttempts    = "max_attempts"
 	fTimeoutMS      = "timeout_ms"
 	fMetadata       = "metadata"
+	fPriority       = "priority" // absent for 0
 	fResult         = "result"
 	fError          = "error"
 	fProgress       = "progress"
@@ -354,6 +355,9 @@ func fields(j *jobs.Job) ([]any, error) {
 			return nil, fmt.Errorf("encode metadata: %w", err)
 		}
 		f = append(f, fMetadata, string(b))
+	}
+	if j.Priority != 0 {
+		f = append(f, fPriority, strconv.Itoa(j.Priority))
 	}
 	if j.IdempotencyKey != "" {
 		f = append(f, fIdempotencyKey, j.IdempotencyKey, fIdempotencyFP, fingerprint(j))
@@ -442,6 +446,7 @@ func decode(h map[string]string) (*jobs.Job, error) {
 	}
 	j.Attempt, _ = strconv.Atoi(h[fAttempt])
 	j.MaxAttempts, _ = strconv.Atoi(h[fMaxAttempts])
+	j.Priority, _ = strconv.Atoi(h[fPriority])
 	if n, err := strconv.ParseInt(h[fTimeoutMS], 10, 64); err == nil {
 		j.Timeout = jobs.Duration(time.Duration(n) * time.Millisecond)
 	}

@@ -77,7 +77,7 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, pool string, d q
 		_ = d.Ack()
 		return
 	}
-	w.marks.add(pool, started.Due)
+	w.marks.add(jobs.StartedMember(pool, jobs.Lane(job.Priority)), started.Due)
 	job.Status, job.Attempt, job.Worker = jobs.StatusRunning, started.Attempt, w.cfg.ID
 	now := w.cfg.Now()
 	job.StartedAt = &now

@@ -81,6 +81,10 @@ type PoolConfig struct {
 	// process; zero means adaptive (queue.ConsumeOptions.Prefetch): the
 	// concurrency, raised while jobs take only milliseconds.
 	Prefetch int
+	// Fairness is how many jobs of the pool's high lane start in a row
+	// while one of its normal lane waits; zero means
+	// queue.DefaultFairness (docs/priorities.md).
+	Fairness int
 }
 
 // DefaultConcurrency is a pool's concurrency when none is configured.
@@ -347,6 +351,7 @@ func (w *Worker) startPools(wg *sync.WaitGroup, takeCtx, jobCtx context.Context)
 			Types:       typeNames(types),
 			Concurrency: cmp.Or(pc.Concurrency, DefaultConcurrency),
 			Prefetch:    pc.Prefetch,
+			Fairness:    pc.Fairness,
 			Ready:       func() { w.declare(takeCtx, pool, types) },
 			// A paused pool takes no new jobs (docs/workers.md).
 			Paused:       func() bool { return w.pauses.is(pool) },

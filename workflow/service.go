@@ -167,7 +167,7 @@ func request(st Step, wfID, path, submittedBy string) producer.Request {
 	}
 	return producer.Request{
 		Type: j.Type, Payload: j.Payload, MaxAttempts: j.MaxAttempts, Timeout: j.Timeout.Std(),
-		Backoff: j.Backoff, Metadata: md, Delay: j.Delay.Std(), SubmittedBy: submittedBy,
+		Backoff: j.Backoff, Metadata: md, Priority: j.Priority, Delay: j.Delay.Std(), SubmittedBy: submittedBy,
 		IdempotencyKey: idempotencyKey(wfID, path),
 	}
 }

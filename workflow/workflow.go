@@ -114,6 +114,8 @@ type Job struct {
 	Timeout     jobs.Duration     `json:"timeout,omitempty"`
 	Backoff     *jobs.Backoff     `json:"backoff,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	// Priority is the job's priority, 0 to 9 (docs/priorities.md).
+	Priority int `json:"priority,omitempty"`
 	// Delay holds the job back for this long after its step is reached.
 	Delay jobs.Duration `json:"delay,omitempty"`
 }

@@ -565,6 +565,8 @@ function jobDetail(j, preview) {
       kv("type", h("a", { href: `/ui/jobs?type=${encodeURIComponent(j.type)}` }, j.type)),
       kv("pool", j.pool || "–"),
       kv("attempt", `${j.attempt} of ${j.max_attempts}`),
+      kv("priority", h("span", { "data-priority": "", title: "0 to 9: 5 and above run first in the pool (the high lane)" },
+        `${j.priority || 0}${(j.priority || 0) >= 5 ? " (high lane)" : ""}`)),
       kv("timeout", j.timeout || "–"),
       j.worker ? kv("worker", h("code", {}, j.worker)) : null,
       j.submitted_by ? kv("submitted by", j.submitted_by) : null,

@@ -34,7 +34,8 @@ duration, default 1s) make an outcome wait for replicas; for amqps:// and
 rediss://, WARREN_AMQP_TLS_* and WARREN_REDIS_TLS_* (CA_FILE, CERT_FILE and
 KEY_FILE, both or neither, SERVER_NAME; an error with a URL that is not
 amqps:// or rediss://); WARREN_NAMESPACE (default warren),
-WARREN_POOL_TEXT_CONCURRENCY (default 4), WARREN_SHUTDOWN_GRACE (Go duration
+WARREN_POOL_TEXT_CONCURRENCY (default 4), WARREN_POOL_TEXT_FAIRNESS (default 8, protocol
+section 2.6), WARREN_SHUTDOWN_GRACE (Go duration
 text, default 30s), WARREN_WORKER_ID (default <hostname>-<pid>-<8 random hex digits>: unique even for a container
 restarted in place, which has the same host name and PID). Logs go to stderr. SIGTERM or SIGINT stops it
 cleanly (exit 0).
@@ -356,8 +357,24 @@ def delay_units(delay_ms):
     return min((max(int(delay_ms), 0) + 50) // 100, 2**32 - 1)
 
 
-def delay_routing_key(delay_ms, job_type):
-    return ".".join(format(delay_units(delay_ms), "032b")) + "." + job_type
+def delay_routing_key(delay_ms, key):
+    """Section 2.4: the bits of the delay, then the message's routing key
+    (its type, after "!." in the high lane)."""
+    return ".".join(format(delay_units(delay_ms), "032b")) + "." + key
+
+
+HIGH_PRIORITY = 5  # section 2.6: priorities 5 to 9 go to the pool's high lane
+
+
+def is_high(job):
+    """Section 2.6: whether the job's priority puts it in the high lane."""
+    p = job.get("priority") or 0
+    return isinstance(p, int) and p >= HIGH_PRIORITY
+
+
+def routing_key(job_type, high):
+    """Section 2.6: the type, after "!." in the high lane."""
+    return "!." + job_type if high else job_type
 
 
 def delay_entry_level(delay_ms):
@@ -617,6 +634,9 @@ class Config:
         self.concurrency = int(env.get("WARREN_POOL_TEXT_CONCURRENCY") or 4)
         if self.concurrency < 1:
             raise ValueError("WARREN_POOL_TEXT_CONCURRENCY must be at least 1")
+        self.fairness = int(env.get("WARREN_POOL_TEXT_FAIRNESS") or 8)
+        if self.fairness < 1:
+            raise ValueError("WARREN_POOL_TEXT_FAIRNESS must be at least 1")
         self.grace_s = go_duration_ms(env.get("WARREN_SHUTDOWN_GRACE") or "30s") / 1000.0
         # The random part keeps the id unique where host and PID repeat (a
         # container restarted in place is PID 1 again): a worker that took a
@@ -631,6 +651,10 @@ class Config:
 
     def queue(self):
         return "%s.pool.%s" % (self.ns, POOL)
+
+    def high_queue(self):
+        # Section 2.6: the pool's high lane.
+        return "%s.pool.%s.high" % (self.ns, POOL)
 
     def dead_exchange(self):
         return self.ns + ".dead"
@@ -867,10 +891,12 @@ class Store:
         p.zrem(self.cfg.workers_key(), self.cfg.worker_id)
         p.execute()
 
-    def mark_started(self, due_ms):
-        """Records how far the pool's queue has come: the latest due time of
-        a job this worker started (an earlier one changes nothing)."""
-        self.rdb.zadd(self.cfg.started_key(), {POOL: due_ms}, gt=True)
+    def mark_started(self, due):
+        """Records how far each lane of the pool's queue has come: the latest
+        due time of a job this worker started (an earlier one changes
+        nothing). The member is the pool for the normal lane and the pool
+        and ".high" for the high lane (section 14)."""
+        self.rdb.zadd(self.cfg.started_key(), {(POOL + ".high" if high else POOL): ms for high, ms in due.items()}, gt=True)
 
 
 # Section 17: replies with which Redis says it cannot take the command now,
@@ -924,12 +950,82 @@ class TLSConnection(Transient, redis.connection.Connection):
 
 # ---------------------------------------------------------------- AMQP
 
+class Lanes:
+    """The deliveries in hand, for the takers (section 2.6): a taker takes
+    the intake's and the high lane's first, except that after fairness
+    high starts in a row it takes a normal one if one waits, so the normal
+    lane does not starve. put(None) wakes one taker to stop.
+
+    The broker sends the high lane's next message only once an ack frees a
+    place in its prefetch, so a taker done with a high job may find the
+    lane empty in the moment before the refill: while the lane's prefetch
+    was used up at its last delivery (full), a taker waits up to
+    REFILL_WAIT_S for it before it takes a normal one."""
+
+    REFILL_WAIT_S = 0.05
+
+    def __init__(self, fairness, prefetch):
+        self.fairness, self.prefetch = fairness, prefetch
+        self.cond = threading.Condition()
+        self.other, self.high, self.normal = [], [], []
+        self.streak = 0  # high starts since the last normal one
+        self.high_out = 0  # high deliveries not settled yet
+        self.full = False
+
+    def put(self, d):
+        with self.cond:
+            if d is None or d.intake:
+                self.other.append(d)
+            elif d.high:
+                d.lanes = self
+                self.high_out += 1
+                self.full = self.high_out >= self.prefetch
+                self.high.append(d)
+            else:
+                self.normal.append(d)
+            self.cond.notify_all()
+
+    def settled_high(self):
+        with self.cond:
+            self.high_out = max(self.high_out - 1, 0)
+
+    def _pop(self):
+        if self.other:
+            return True, self.other.pop(0)
+        order = (self.normal, self.high) if self.streak >= self.fairness else (self.high, self.normal)
+        for lane in order:
+            if lane:
+                self.streak = self.streak + 1 if lane is self.high else 0
+                return True, lane.pop(0)
+        return False, None
+
+    def get(self):
+        with self.cond:
+            while True:
+                if not self.other and not self.high and self.full and self.streak < self.fairness:
+                    # The high lane may be about to be refilled.
+                    self.cond.wait_for(lambda: self.high or self.other, timeout=self.REFILL_WAIT_S)
+                    if not self.high:
+                        self.full = False  # nothing came: the queue is empty
+                ok, d = self._pop()
+                if ok:
+                    return d
+                self.cond.wait()
+
+    def get_nowait(self):
+        with self.cond:
+            ok, d = self._pop()
+            if not ok:
+                raise pyqueue.Empty
+            return d
+
+
 class Delivery:
     """One message, with the channel it came on (acks go back there)."""
 
-    def __init__(self, session, ch, tag, props, body, intake):
+    def __init__(self, session, ch, tag, props, body, intake, high=False):
         self.session, self.ch, self.tag = session, ch, tag
-        self.props, self.body, self.intake = props, body, intake
+        self.props, self.body, self.intake, self.high = props, body, intake, high
 
     def live(self):
         return self.session.alive and self.ch.is_open
@@ -943,9 +1039,18 @@ class Delivery:
     def drop(self):
         self._settle(lambda: self.ch.basic_nack(self.tag, requeue=False))
 
+    def forget(self):
+        """Takes the delivery out of its lane's count of unsettled ones (it
+        is settled, or its channel is gone)."""
+        lanes = getattr(self, "lanes", None)
+        if lanes is not None:
+            self.lanes = None
+            lanes.settled_high()
+
     def _settle(self, fn):
         # A failed ack needs nothing: the broker redelivers the message and
         # the start script finds the job terminal (or the copy stale).
+        self.forget()
         try:
             if self.live():
                 self.session.call(fn)
@@ -999,7 +1104,10 @@ class Session:
         self.pub = None
         self.channels = []
         self.tags = []  # the intake's consumer
-        self.pool_ch = self.pool_cb = self.pool_tag = None  # the pool's consumer, None while paused
+        # The pool's consumers, one per lane (section 2.6): (channel,
+        # callback, queue) each, and their tags, [] while paused.
+        self.pool_lanes = []
+        self.pool_tags = []
         self._on_message = on_message
 
     def parameters(self, url):
@@ -1127,16 +1235,19 @@ class Session:
             "x-overflow": "reject-publish",
         })
         ch.queue_bind(c.intake_queue(), c.dead_exchange(), routing_key="limit." + POOL)
-        self.declare_quorum(ch, c.queue(), {
-            "x-queue-type": "quorum",
-            "x-delivery-limit": pika.compat.long(DELIVERY_LIMIT),
-            "x-dead-letter-exchange": c.dead_exchange(),
-            "x-dead-letter-routing-key": "limit." + POOL,
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-        })
-        ch.queue_bind(c.queue(), c.exchange(), routing_key=TYPE_NAME)
-        ch.queue_bind(c.queue(), c.deliver_exchange(), routing_key="*." * DELAY_LEVELS + TYPE_NAME)
+        # Both lanes (section 2.6), with the same arguments.
+        for q, high in ((c.queue(), False), (c.high_queue(), True)):
+            self.declare_quorum(ch, q, {
+                "x-queue-type": "quorum",
+                "x-delivery-limit": pika.compat.long(DELIVERY_LIMIT),
+                "x-dead-letter-exchange": c.dead_exchange(),
+                "x-dead-letter-routing-key": "limit." + POOL,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            })
+            key = routing_key(TYPE_NAME, high)
+            ch.queue_bind(q, c.exchange(), routing_key=key)
+            ch.queue_bind(q, c.deliver_exchange(), routing_key="*." * DELAY_LEVELS + key)
 
     def retire_unlimited_intake(self):
         """Section 8: the intake queue of a namespace made before intake
@@ -1188,9 +1299,11 @@ class Session:
 
     def setup(self, prefetch, paused):
         """Declares everything and consumes the intake queue, and the pool's
-        queue unless the pool is paused (section 15)."""
+        queues (both lanes, each on a channel of its own with the prefetch)
+        unless the pool is paused (section 15)."""
         self.declare_delays()
-        for queue_name, n, intake in ((self.cfg.queue(), prefetch, False), (self.cfg.intake_queue(), 1, True)):
+        for queue_name, n, intake in ((self.cfg.high_queue(), prefetch, False), (self.cfg.queue(), prefetch, False),
+                                      (self.cfg.intake_queue(), 1, True)):
             ch = self.conn.channel()
             self.declare_pool(ch)
             if intake:
@@ -1203,28 +1316,35 @@ class Session:
                     log.warning("cannot retire intake queue %s: %s", self.cfg.unlimited_intake_queue(), e)
             ch.basic_qos(prefetch_count=n, global_qos=False)
 
-            def cb(ch, method, props, body, intake=intake):
-                self._on_message(Delivery(self, ch, method.delivery_tag, props, body, intake))
+            high = queue_name == self.cfg.high_queue()
+
+            def cb(ch, method, props, body, intake=intake, high=high):
+                self._on_message(Delivery(self, ch, method.delivery_tag, props, body, intake, high))
 
             self.channels.append(ch)
             if intake:
                 self.tags.append((ch, ch.basic_consume(queue_name, cb, auto_ack=False)))
             else:
-                self.pool_ch, self.pool_cb = ch, cb
-                if not paused:
-                    self.consume_pool()
+                self.pool_lanes.append((ch, cb, queue_name))
+        if not paused:
+            self.consume_pool()
 
     def consume_pool(self):
-        """Starts the pool's consumer (at setup, and on a resume)."""
-        self.pool_tag = self.pool_ch.basic_consume(self.cfg.queue(), self.pool_cb, auto_ack=False)
+        """Starts the pool's consumers, high lane first (at setup, and on a
+        resume)."""
+        self.pool_tags = [(ch, ch.basic_consume(q, cb, auto_ack=False)) for ch, cb, q in self.pool_lanes]
+
+    def paused(self):
+        return not self.pool_tags
 
     def cancel_pool(self):
-        """Cancels the pool's consumer (a pause). pika requeues, once each,
+        """Cancels the pool's consumers (a pause). pika requeues, once each,
         the deliveries it received and did not hand to the callback; the
-        channel stays open for the acks of the jobs that run on."""
-        if self.pool_tag is not None and self.pool_ch.is_open:
-            self.pool_ch.basic_cancel(self.pool_tag)
-        self.pool_tag = None
+        channels stay open for the acks of the jobs that run on."""
+        for ch, tag in self.pool_tags:
+            if ch.is_open:
+                ch.basic_cancel(tag)
+        self.pool_tags = []
 
     def publish(self, exchange, key, body, props):
         """Publishes mandatory on a confirm channel and waits for the confirm;
@@ -1256,14 +1376,14 @@ class Session:
         return out.get("v")
 
     def cancel_consumers(self):
-        tags = self.tags + ([(self.pool_ch, self.pool_tag)] if self.pool_tag is not None else [])
+        tags = self.tags + self.pool_tags
         for ch, tag in tags:
             try:
                 if ch.is_open:
                     ch.basic_cancel(tag)
             except Exception as e:  # noqa: BLE001
                 log.warning("cannot cancel consumer: %s", e)
-        self.tags, self.pool_tag = [], None
+        self.tags, self.pool_tags = [], []
 
     def close(self):
         self.alive = False
@@ -1281,13 +1401,13 @@ class Worker:
         self.cfg = cfg
         self.store = Store(cfg)
         self.nodes = Nodes(cfg.amqp_urls)
-        self.local = pyqueue.Queue()
+        self.local = Lanes(cfg.fairness, cfg.concurrency)
         self.stop_taking = threading.Event()  # phase 1 of shutdown
         self.stop_jobs = threading.Event()  # phase 2
         self.ready = threading.Event()  # types declared on the live connection
         self.session = None
         self.running = {}  # job id -> cancel Event
-        self.due_mark = 0  # latest due time (Unix ms) of a job started since the lease thread took it
+        self.due_mark = {}  # lane (high?) -> latest due time (Unix ms) of a job started since the lease thread took it
         self.running_mu = threading.Lock()
         # What the lease reports (section 11): deliveries in hand, attempts
         # ended in success and with an error, since the process started.
@@ -1398,10 +1518,11 @@ class Worker:
         wait_ms = min(dd / 2 + dd / 2 * random.random(), MAX_DELAY_MS)
         log.info("job %s attempt %d failed; retrying in %.0fms: code=%s err=%s",
                  job["id"], attempt, wait_ms, code, message)
+        key = routing_key(job["type"], is_high(job))  # section 2.6: the retry keeps its lane
         if wait_ms < DELAY_UNIT_MS:
-            exchange, key = self.cfg.exchange(), job["type"]
+            exchange = self.cfg.exchange()
         else:
-            exchange, key = self.cfg.delay_exchange(delay_entry_level(wait_ms)), delay_routing_key(wait_ms, job["type"])
+            exchange, key = self.cfg.delay_exchange(delay_entry_level(wait_ms)), delay_routing_key(wait_ms, key)
         ok, _ = self.publish(d, exchange, key, self.headers(d, job, attempt))
         if ok:
             self.settle(d, job["id"], "retrying", attempt,
@@ -1457,7 +1578,7 @@ class Worker:
             log.info("job %s: another worker runs attempt %d; parking this copy for %dms", job_id, attempt, n)
             self.park(d, job, made, n)
             return
-        self.mark(n)
+        self.mark(n, is_high(job))
         if job["type"] != TYPE_NAME:
             self.fail(d, job, attempt, "unknown_type",
                       "worker %s has no handler for type %s" % (self.cfg.worker_id, job["type"]))
@@ -1505,16 +1626,17 @@ class Worker:
         attempts made (section 7.3's headers), to be offered again after
         wait_ms (at least 100 ms); acks it once the broker has confirmed."""
         wait_ms = min(max(wait_ms, DELAY_UNIT_MS), MAX_DELAY_MS)
-        ok, _ = self.publish(d, self.cfg.delay_exchange(delay_entry_level(wait_ms)), delay_routing_key(wait_ms, job["type"]),
+        ok, _ = self.publish(d, self.cfg.delay_exchange(delay_entry_level(wait_ms)),
+                             delay_routing_key(wait_ms, routing_key(job["type"], is_high(job))),
                              self.headers(d, job, made))
         if ok:
             d.ack()
 
-    def mark(self, due_ms):
-        """Keeps the latest due time of a job this worker started; the lease
-        thread records it."""
+    def mark(self, due_ms, high):
+        """Keeps the latest due time of a job this worker started, per lane;
+        the lease thread records it."""
         with self.running_mu:
-            self.due_mark = max(self.due_mark, due_ms)
+            self.due_mark[high] = max(self.due_mark.get(high, 0), due_ms)
 
     def after_failure(self, d, job, attempt, err):
         if err.permanent or attempt >= int(job.get("max_attempts") or 0):
@@ -1563,6 +1685,7 @@ class Worker:
             if d is None:
                 return
             if not d.live():
+                d.forget()
                 continue  # its channel is gone; the broker has requeued it
             if self.stop_taking.is_set():
                 d.requeue()
@@ -1614,8 +1737,8 @@ class Worker:
                 else:
                     log.debug("cannot renew the worker lease: %s", e)
             with self.running_mu:
-                due, self.due_mark = self.due_mark, 0
-            if due > 0:
+                due, self.due_mark = self.due_mark, {}
+            if due:
                 try:
                     self.store.mark_started(due)
                 except Exception as e:  # noqa: BLE001
@@ -1751,11 +1874,11 @@ class Worker:
         thread, as every AMQP call must."""
         with self.running_mu:
             paused = self.want_paused
-        if paused and session.pool_tag is not None:
+        if paused and not session.paused():
             session.cancel_pool()
             self.held.set()
             log.info("pool %s paused; stopped consuming, running jobs go on", POOL)
-        elif not paused and session.pool_tag is None:
+        elif not paused and session.paused():
             self.held.clear()
             session.consume_pool()
             log.info("pool %s resumed; consuming", POOL)

@@ -21,6 +21,8 @@ type enqueueOptions struct {
 	Payload     string
 	HasPayload  bool
 	MaxAttempts int
+	// Priority is 0 to 9 (docs/priorities.md).
+	Priority    int
 	Timeout     time.Duration
 	Key         string
 	Meta        []string // k=v pairs
@@ -63,6 +65,9 @@ func (o *enqueueOptions) Validate() error {
 	}
 	if o.MaxAttempts < 0 || o.MaxAttempts > jobs.MaxMaxAttempts {
 		return fmt.Errorf("--max-attempts %d: want 1 to %d (0 means the type's default)", o.MaxAttempts, jobs.MaxMaxAttempts)
+	}
+	if !jobs.ValidPriority(o.Priority) {
+		return fmt.Errorf("--priority %d: want 0 to %d (5 and above run first in their pool)", o.Priority, jobs.MaxPriority)
 	}
 	if o.Timeout != 0 && (o.Timeout < time.Second || o.Timeout > jobs.MaxTimeout) {
 		return fmt.Errorf("--timeout %s: want 1s to %s (0 means the type's default)", o.Timeout, durationText(jobs.MaxTimeout))
@@ -181,6 +186,7 @@ func (o *enqueueOptions) request(payload []byte) (client.JobRequest, error) {
 		Type:           o.Type,
 		Payload:        payload,
 		MaxAttempts:    o.MaxAttempts,
+		Priority:       o.Priority,
 		Timeout:        jobs.Duration(o.Timeout),
 		RunAt:          at,
 		Backoff:        o.backoff(),
@@ -455,6 +461,7 @@ The API's address comes from --api, WARREN_API_URL or api_url in warren.yaml
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.MaxAttempts, "max-attempts", 0, "attempts the job may take in all, 1 to 100 (default: the type's)")
+	f.IntVar(&o.Priority, "priority", 0, "the job's priority, 0 to 9: 5 and above run before the others of the pool (docs/priorities.md)")
 	f.DurationVar(&o.Timeout, "timeout", 0, "time limit of one attempt, such as 30s or 5m (default: the type's)")
 	f.StringVar(&o.Key, "key", "", "idempotency key: resubmitting with the same key returns the first job")
 	f.StringArrayVar(&o.Meta, "meta", nil, "label the job with key=value (repeatable)")

@@ -332,12 +332,13 @@ func TestQueuesWide(t *testing.T) {
 	t.Parallel()
 	qs := someQueues()
 	qs[1].Scheduled, qs[1].Running, qs[1].Retrying, qs[1].SucceededLastHour, qs[1].FailedLastHour = 5, 4, 1, 1200, 3
+	qs[1].High = 6
 	f := newQueuesAPI(t, qs...)
 	stdout, stderr, code := runWarren(t, f.url, "", "queues", "-o", "wide")
-	want := `POOL     BACKLOG  READY  UNACKED  CONSUMERS  OLDEST  LIMITED  DEAD  RESCUED  REPLICAS  SCHEDULED  RUNNING  RETRYING  OK/1H  FAILED/1H  SOURCE      SCALED                    REASON
-image    0        0      0        0          -       0        0     0        -         0          0        0         0      0          management  -                         -
-sys      16       12     4        2          1m23s   0        3     5        2/4       5          4        1         1200   3          management  2025-03-14T09:27:01.500Z  backlog 16 over target 4 per replica
-webhook  7        7      -        1          <1ms    0        0     0        -         0          0        0         0      0          amqp        -                         -
+	want := `POOL     BACKLOG  READY  UNACKED  CONSUMERS  OLDEST  LIMITED  DEAD  RESCUED  REPLICAS  HIGH  SCHEDULED  RUNNING  RETRYING  OK/1H  FAILED/1H  SOURCE      SCALED                    REASON
+image    0        0      0        0          -       0        0     0        -         0     0          0        0         0      0          management  -                         -
+sys      16       12     4        2          1m23s   0        3     5        2/4       6     5          4        1         1200   3          management  2025-03-14T09:27:01.500Z  backlog 16 over target 4 per replica
+webhook  7        7      -        1          <1ms    0        0     0        -         0     0          0        0         0      0          amqp        -                         -
 `
 	if code != 0 || stderr != "" {
 		t.Errorf("exit %d, stderr %q", code, stderr)

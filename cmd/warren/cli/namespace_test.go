@@ -113,7 +113,7 @@ func TestNamespaceDelete(t *testing.T) {
 		t.Errorf("without --yes: exit %d, stderr %q; want 1 and a word about --yes", code, errOut)
 	}
 	for _, want := range []string{
-		"namespace " + ns + ": would delete 39 queues and 37 exchanges (listed by RabbitMQ's management API) and",
+		"namespace " + ns + ": would delete 40 queues and 37 exchanges (listed by RabbitMQ's management API) and",
 		"pools: sys\n", "live workers: w-live\n",
 		"  " + ns + ".pool.sys\n", "  " + ns + ".pool.ghost\n", "  " + ns + ".delay-q.31\n", "  " + ns + ".delay.5\n",
 		"  " + ns + ".dead-intake.sys\n", "  " + ns + ".intake.sys\n", "  " + ns + ".delay.unrouted\n", "  " + ns + ".jobs\n",
@@ -136,7 +136,7 @@ func TestNamespaceDelete(t *testing.T) {
 	// --force: everything goes.
 	out, errOut, code = runNamespace(t, nil, "delete", ns, "--yes", "--force", "-o", "json")
 	var got namespaceOutput
-	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || !got.Deleted || !got.Listed || len(got.Queues) != 39 || got.RedisKeys != len(keys) {
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || !got.Deleted || !got.Listed || len(got.Queues) != 40 || got.RedisKeys != len(keys) {
 		t.Errorf("--yes --force -o json: exit %d, %s%s", code, out, errOut)
 	}
 	if n, k := leftOf(t, env.NS); len(n) != 0 || len(k) != 0 {
@@ -163,7 +163,7 @@ func TestNamespaceDeleteWithoutManagement(t *testing.T) {
 	ns := string(env.NS)
 	off := []string{"WARREN_MANAGEMENT_URL=off"}
 	out, _, code := runNamespace(t, off, "delete", ns, "--yes", "--force")
-	if code != 0 || !strings.Contains(out, "deleted 38 queues and 37 exchanges (found by the names warren derives for the pools Redis names)") {
+	if code != 0 || !strings.Contains(out, "deleted 39 queues and 37 exchanges (found by the names warren derives for the pools Redis names)") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 	names, keys := leftOf(t, env.NS)

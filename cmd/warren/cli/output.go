@@ -80,6 +80,13 @@ func writeJobView(w io.Writer, j *jobs.Job) error {
 	row("status", string(j.Status))
 	row("attempt", attemptText(j))
 	row("timeout", durationText(j.Timeout.Std()))
+	if j.Priority != 0 { // 0, the default, is not shown
+		lane := ""
+		if jobs.Lane(j.Priority) {
+			lane = " (high lane)"
+		}
+		row("priority", fmt.Sprintf("%d%s", j.Priority, lane))
+	}
 	if j.Worker != "" {
 		row("worker", oneLine(j.Worker))
 	}

@@ -50,7 +50,8 @@ those an autoscaler reports on), one row each:
 A paused pool ('warren queue pause') shows as "POOL (paused)": its workers
 take no new jobs.
 
--o wide adds the pool's jobs SCHEDULED (delayed), RUNNING and RETRYING (waiting
+-o wide adds HIGH (the part of BACKLOG in the pool's high lane: jobs of priority
+5 to 9, which run first; docs/priorities.md), the pool's jobs SCHEDULED (delayed), RUNNING and RETRYING (waiting
 for their next attempt), those that succeeded (OK/1H) and failed (FAILED/1H)
 in the last hour, SOURCE (what measured the queue: management or amqp),
 SCALED (when the autoscaler last decided) and REASON (why). The management API
@@ -100,7 +101,7 @@ func writeQueuesTable(w io.Writer, qs []client.Queue, wide bool) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	header := "POOL\tBACKLOG\tREADY\tUNACKED\tCONSUMERS\tOLDEST\tLIMITED\tDEAD\tRESCUED\tREPLICAS"
 	if wide {
-		header += "\tSCHEDULED\tRUNNING\tRETRYING\tOK/1H\tFAILED/1H\tSOURCE\tSCALED\tREASON"
+		header += "\tHIGH\tSCHEDULED\tRUNNING\tRETRYING\tOK/1H\tFAILED/1H\tSOURCE\tSCALED\tREASON"
 	}
 	fmt.Fprintln(tw, header)
 	for _, q := range qs {
@@ -130,7 +131,7 @@ func writeQueuesTable(w io.Writer, qs []client.Queue, wide bool) error {
 			if r := q.Replicas; r != nil {
 				scaled, reason = timeText(r.At), orDash(oneLine(r.Reason))
 			}
-			fmt.Fprintf(tw, "\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s", q.Scheduled, q.Running, q.Retrying,
+			fmt.Fprintf(tw, "\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s", q.High, q.Scheduled, q.Running, q.Retrying,
 				q.SucceededLastHour, q.FailedLastHour, orDash(oneLine(q.Source)), scaled, reason)
 		}
 		fmt.Fprintln(tw)

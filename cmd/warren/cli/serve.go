@@ -215,6 +215,7 @@ func (s *stack) newWorker(pools []string) (*workers.Worker, error) {
 		pc[svc.Pool] = workers.PoolConfig{
 			Concurrency: cmp.Or(c.Concurrency, svc.Concurrency),
 			Prefetch:    c.Prefetch,
+			Fairness:    c.Fairness,
 		}
 		if err := svc.Register(w, s.cfg, s.log.With("pool", svc.Pool)); err != nil {
 			return nil, err
