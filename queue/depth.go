@@ -290,7 +290,10 @@ func (b *Broker) PoolDepth(ctx context.Context, pool string, m *Management) (Dep
 	}
 	d.Ready += h.Ready
 	d.Unacked += h.Unacked
-	d.Consumers += h.Consumers
+	// A worker consumes both lanes of its pool, each with a consumer: the
+	// pool's consumers are one lane's, not their sum (the lane with more,
+	// should one worker be between subscribing to the first and the second).
+	d.Consumers = max(d.Consumers, h.Consumers)
 	d.High = h.Backlog()
 	// Source stays the normal lane's: a high lane the management API has
 	// no figures for yet (a new queue) is measured over AMQP meanwhile.
