@@ -209,7 +209,10 @@ func (s *SentinelSet) waitReplica(t testing.TB, r *Redis) {
 func StartRedisCluster(t testing.TB) *Redis {
 	t.Helper()
 	r := newRedis(t)
-	r.args = []string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(r.dir, "nodes.conf")}
+	// The cluster bus listens on a port of its own, by default the
+	// client port + 10000, which another test may hold: name a free one.
+	r.args = []string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(r.dir, "nodes.conf"),
+		"--cluster-port", strconv.Itoa(freePort(t))}
 	r.Start(t)
 	return r
 }
