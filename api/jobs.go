@@ -302,23 +302,12 @@ func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (
 		}
 		r.Timeout = t.Std()
 	}
-	if len(req.Priority) > 0 && string(req.Priority) != "null" {
-		n, ok := wholeNumber(req.Priority)
-		if !ok {
-			n = -1 // refused by the producer, with the range
-		}
-		r.Priority = n
+	r.Priority = decodePriority(req.Priority)
+	md, err := decodeMetadata(req.Metadata)
+	if err != nil {
+		return nil, err
 	}
-	for k, raw := range req.Metadata {
-		var v string
-		if err := json.Unmarshal(raw, &v); err != nil || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-			return nil, apiErr("invalid_field", "metadata."+k, "metadata.%s: want a string", k)
-		}
-		if r.Metadata == nil {
-			r.Metadata = make(map[string]string, len(req.Metadata))
-		}
-		r.Metadata[k] = v
-	}
+	r.Metadata = md
 	r.IdempotencyKey = req.IdempotencyKey
 	switch {
 	case headerKey != "" && r.IdempotencyKey != "" && headerKey != r.IdempotencyKey:
@@ -774,4 +763,34 @@ func previewable(contentType string) bool {
 		return true
 	}
 	return false
+}
+
+// decodePriority reads a request's priority: 0 when absent or null, -1
+// (which the producer refuses, naming the range) when not a whole number.
+func decodePriority(raw json.RawMessage) int {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0
+	}
+	n, ok := wholeNumber(raw)
+	if !ok {
+		return -1
+	}
+	return n
+}
+
+// decodeMetadata reads a request's metadata, each value a string; nil
+// when there is none.
+func decodeMetadata(raw map[string]json.RawMessage) (map[string]string, error) {
+	var out map[string]string
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			return nil, apiErr("invalid_field", "metadata."+k, "metadata.%s: want a string", k)
+		}
+		if out == nil {
+			out = make(map[string]string, len(raw))
+		}
+		out[k] = s
+	}
+	return out, nil
 }

@@ -178,15 +178,24 @@ func (s *Server) getLimit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := s.store.Limit(r.Context(), typ)
-	var views []limitView
+	var v limitView
 	if err == nil {
-		views, err = s.views(r.Context(), []store.LimitRecord{rec})
+		v, err = s.limitViewOf(r.Context(), rec)
 	}
 	if err != nil {
 		writeError(w, toAPIError(s.log, limitError(typ, err)))
 		return
 	}
-	writeJSON(w, http.StatusOK, views[0])
+	writeJSON(w, http.StatusOK, v)
+}
+
+// limitViewOf is one limit as the API shows it.
+func (s *Server) limitViewOf(ctx context.Context, rec store.LimitRecord) (limitView, error) {
+	views, err := s.views(ctx, []store.LimitRecord{rec})
+	if err != nil {
+		return limitView{}, err
+	}
+	return views[0], nil
 }
 
 // putLimit handles PUT /v1/limits/{type}: it sets the type's limit,
@@ -208,16 +217,16 @@ func (s *Server) putLimit(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		replaced, err = s.store.PutLimit(r.Context(), rec, jobs.MaxLimits)
 	}
-	var views []limitView
+	var v limitView
 	if err == nil {
-		views, err = s.views(r.Context(), []store.LimitRecord{rec})
+		v, err = s.limitViewOf(r.Context(), rec)
 	}
 	if err != nil {
 		writeError(w, toAPIError(s.log, limitError(typ, err)))
 		return
 	}
 	s.audit(r, "limit_set", "type", typ)
-	writeJSON(w, http.StatusOK, limitChange{limitView: views[0], Replaced: replaced})
+	writeJSON(w, http.StatusOK, limitChange{limitView: v, Replaced: replaced})
 }
 
 // deleteLimit handles DELETE /v1/limits/{type}; it answers with the limit
@@ -228,16 +237,16 @@ func (s *Server) deleteLimit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := s.store.DeleteLimit(r.Context(), typ)
-	var views []limitView
+	var v limitView
 	if err == nil {
-		views, err = s.views(r.Context(), []store.LimitRecord{rec})
+		v, err = s.limitViewOf(r.Context(), rec)
 	}
 	if err != nil {
 		writeError(w, toAPIError(s.log, limitError(typ, err)))
 		return
 	}
 	s.audit(r, "limit_delete", "type", typ)
-	writeJSON(w, http.StatusOK, views[0])
+	writeJSON(w, http.StatusOK, v)
 }
 
 // limitedByPool counts, per pool, the jobs rate limits hold back now: the

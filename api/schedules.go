@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -71,24 +70,10 @@ func decodeSchedule(body []byte, maxDepth int) (schedule.Definition, error) {
 			*f.to = -1 // refused with the bounds, not taken for absent
 		}
 	}
-	if len(req.Priority) > 0 && string(req.Priority) != "null" {
-		n, ok := wholeNumber(req.Priority)
-		if !ok {
-			n = -1 // refused by the producer, with the range
-		}
-		d.Priority = n
-	}
-	for k, raw := range req.Metadata {
-		var v string
-		if err := json.Unmarshal(raw, &v); err != nil || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-			return d, apiErr("invalid_field", "metadata."+k, "metadata.%s: want a string", k)
-		}
-		if d.Metadata == nil {
-			d.Metadata = make(map[string]string, len(req.Metadata))
-		}
-		d.Metadata[k] = v
-	}
-	return d, nil
+	d.Priority = decodePriority(req.Priority)
+	var err error
+	d.Metadata, err = decodeMetadata(req.Metadata)
+	return d, err
 }
 
 // scheduleError is how the API answers what the Book refused.
