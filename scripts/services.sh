@@ -327,6 +327,28 @@ rabbit_fail() {
 	die "$*"
 }
 
+# rabbit_env_file writes the environment file the node's rabbitmq-env sources
+# as the rabbitmq user (RABBITMQ_CONF_ENV_FILE), and prints its path. It
+# sources the system's file, then raises the soft limit of open files to the
+# hard one (at most 65536): su leaves the rabbitmq user init's 1024 (through
+# pam_limits), every quorum queue keeps files open, a test run keeps hundreds
+# of them, and a node out of descriptors stops accepting connections, which
+# clients see as timeouts. RabbitMQ's production checklist asks for 65536.
+rabbit_env_file() {
+	local f=/var/lib/rabbitmq/warren-rabbitmq-env.conf
+	[[ -d /var/lib/rabbitmq ]] || return 0
+	cat >"$f" <<-'EOF' || return 0
+		# Written by warren's scripts/services.sh, which starts this node with
+		# RABBITMQ_CONF_ENV_FILE naming this file.
+		if [ -f /etc/rabbitmq/rabbitmq-env.conf ]; then . /etc/rabbitmq/rabbitmq-env.conf; fi
+		warren_nofile=$(ulimit -H -n)
+		if [ "$warren_nofile" = unlimited ] || [ "$warren_nofile" -gt 65536 ]; then warren_nofile=65536; fi
+		ulimit -S -n "$warren_nofile" 2>/dev/null || true
+		unset warren_nofile
+	EOF
+	chmod 644 "$f" && echo "$f" || true
+}
+
 start_rabbit_local() {
 	local bind plugins=/etc/rabbitmq/enabled_plugins
 	ensure_pkgs rabbitmq-server
@@ -346,7 +368,9 @@ start_rabbit_local() {
 		bind=$(bind_addr "$AMQP_HOST")
 		say "starting rabbitmq-server on $bind:$AMQP_PORT"
 		# The Debian wrapper drops to the rabbitmq user; the environment goes with it.
-		if ! RABBITMQ_NODE_IP_ADDRESS=$bind RABBITMQ_NODE_PORT=$AMQP_PORT \
+		local envfile
+		envfile=$(rabbit_env_file)
+		if ! RABBITMQ_NODE_IP_ADDRESS=$bind RABBITMQ_NODE_PORT=$AMQP_PORT RABBITMQ_CONF_ENV_FILE=${envfile:-/etc/rabbitmq/rabbitmq-env.conf} \
 			RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-rabbitmq_management tcp_config [{ip,\"$bind\"},{port,$MGMT_PORT}] $RABBIT_DIST_ARGS" \
 			rabbitmq-server -detached </dev/null >"$STATE_DIR/rabbitmq-start.log" 2>&1 9>&-; then
 			rabbit_fail "rabbitmq-server -detached failed"
