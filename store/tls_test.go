@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,19 +51,22 @@ func TestStoreOverTLS(t *testing.T) {
 	url := strings.Replace(srv.URL(), "rediss://", "rediss://:s3cretpw@", 1)
 	for name, tc := range map[string]struct {
 		tls  *tls.Config
-		want string
+		want []string // the error says one of these
 	}{
-		"wrong CA": {otherCA.ClientTLS(t), "certificate signed by unknown authority"},
+		"wrong CA": {otherCA.ClientTLS(t), []string{"certificate signed by unknown authority"}},
 		"wrong server name": {func() *tls.Config {
 			c := certs.ClientTLS(t)
 			c.ServerName = "redis.wrong.example"
 			return c
-		}(), "not redis.wrong.example"},
+		}(), []string{"not redis.wrong.example"}},
+		// In TLS 1.3 the client's handshake ends before the server checks
+		// its certificate: the server's alert reaches the client's first
+		// read, unless the server's close resets the connection first.
 		"no client certificate": {func() *tls.Config {
 			c := certs.ClientTLS(t)
 			c.Certificates = nil
 			return c
-		}(), "certificate required"},
+		}(), []string{"certificate required", "connection reset by peer", "broken pipe"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			st := open(t, url, tc.tls)
@@ -70,8 +74,8 @@ func TestStoreOverTLS(t *testing.T) {
 			defer cancel()
 			err := st.Ping(ctx)
 			t.Logf("Ping: %v", err)
-			if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Ping = %v, want ErrUnavailable saying %q", err, tc.want)
+			if !errors.Is(err, store.ErrUnavailable) || !slices.ContainsFunc(tc.want, func(w string) bool { return strings.Contains(err.Error(), w) }) {
+				t.Errorf("Ping = %v, want ErrUnavailable saying one of %q", err, tc.want)
 			}
 			if err != nil && strings.Contains(err.Error(), "s3cretpw") {
 				t.Error("the error shows the password")

@@ -260,10 +260,22 @@ func TestWorkerKill9(t *testing.T) {
 	first, _ := startWorker(t, s, nil, "--concurrency", fmt.Sprint(concurrency))
 	c := newClient(t, apiURL)
 
-	ids := enqueueSleeps(t, c, n, 50)
-	// The queue is first in, first out: once the job a quarter of the way
-	// in has ended, the worker is busy in the middle of the batch.
-	waitTerminal(t, c, ids[n/4], time.Minute)
+	// Short jobs, with concurrency long ones a quarter of the way in. The
+	// queue is first in, first out: the worker is killed in the middle of
+	// the batch, once the store records a long one running, so that the
+	// kill always interrupts some (between short jobs a worker may hold
+	// none running for a moment, its finished ones not yet acknowledged).
+	ids := slices.Concat(enqueueSleeps(t, c, n/4, 50), enqueueSleeps(t, c, concurrency, 5000),
+		enqueueSleeps(t, c, n-n/4-concurrency, 50))
+	long := ids[n/4 : n/4+concurrency]
+	testenv.Eventually(t, time.Minute, "a long job to be recorded running", func() bool {
+		for _, id := range long {
+			if j, err := env.Store.Get(context.Background(), id); err == nil && j.Status == jobs.StatusRunning {
+				return true
+			}
+		}
+		return false
+	})
 	first.Kill(t)
 	killedAt := time.Since(start)
 
