@@ -164,3 +164,72 @@ func TestSubmitRefusesWhatAWorkerWouldNot(t *testing.T) {
 		t.Errorf("%d messages after the batch, want 2", n)
 	}
 }
+
+// A pool declared by workers older than priorities has no high lane: a new
+// API's high-priority job is not refused during the upgrade but runs in the
+// normal lane, its body keeping the priority; a type with no queue at all
+// is still refused.
+func TestAcceptHighPriorityWithoutAHighLane(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	ctx := context.Background()
+	if err := env.Broker.DeclarePool(ctx, "sys", []string{"sys.echo"}); err != nil {
+		t.Fatal(err)
+	}
+	ch := testenv.Channel(t)
+	if _, err := ch.QueueDelete(env.NS.HighQueue("sys"), false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	p := producer.New(producer.Config{Logger: env.Log}, env.Broker, env.Store)
+	high, normal, ghost := newJob("sys.echo", "sys", ""), newJob("sys.echo", "sys", ""), newJob("ghost.thing", "ghost", "")
+	high.Priority, ghost.Priority = 9, 9
+	res, err := p.Accept(ctx, []*jobs.Job{high, normal, ghost}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if res[i].Err != nil || res[i].Job == nil {
+			t.Errorf("job %d: %+v, want accepted", i, res[i])
+		}
+	}
+	if !errors.Is(res[2].Err, producer.ErrNoRoute) {
+		t.Errorf("a high job nobody would take: %v, want ErrNoRoute", res[2].Err)
+	}
+	if _, err := env.Store.Get(ctx, ghost.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused job kept a record: %v", err)
+	}
+	q, err := ch.QueueDeclarePassive(env.NS.Queue("sys"), true, false, false, false, nil)
+	if err != nil || q.Messages != 2 {
+		t.Fatalf("normal lane: %+v, %v; want both jobs", q, err)
+	}
+	priorities := map[string]int{}
+	for range 2 {
+		d, ok, err := ch.Get(q.Name, true)
+		if err != nil || !ok {
+			t.Fatalf("get: %v, %v", ok, err)
+		}
+		var b struct {
+			ID       string `json:"id"`
+			Priority int    `json:"priority"`
+		}
+		if err := json.Unmarshal(d.Body, &b); err != nil {
+			t.Fatal(err)
+		}
+		priorities[b.ID] = b.Priority
+	}
+	if priorities[high.ID] != 9 || priorities[normal.ID] != 0 {
+		t.Errorf("priorities in the bodies: %v, want %s: 9 and %s: 0", priorities, high.ID, normal.ID)
+	}
+	// Once a worker of this version declares the pool, high jobs take the high lane.
+	if err := env.Broker.DeclarePool(ctx, "sys", []string{"sys.echo"}); err != nil {
+		t.Fatal(err)
+	}
+	later := newJob("sys.echo", "sys", "")
+	later.Priority = 7
+	if res, err := p.Accept(ctx, []*jobs.Job{later}, ""); err != nil || res[0].Err != nil {
+		t.Fatalf("after the lane's declaration: %+v, %v", res, err)
+	}
+	if q, err := ch.QueueDeclarePassive(env.NS.HighQueue("sys"), true, false, false, false, nil); err != nil || q.Messages != 1 {
+		t.Errorf("high lane after its declaration: %+v, %v; want the later job", q, err)
+	}
+}

@@ -122,6 +122,10 @@ type Broker struct {
 	cur     *session       // nil while disconnected
 	changed chan struct{}  // closed and replaced whenever cur changes
 	loop    lifecycle.Loop // the connection's: connect, hold, connect again
+
+	// noHighLane holds the types whose high-priority messages went to the
+	// normal lane (withoutHighLane), so that each is logged once.
+	noHighLane sync.Map
 }
 
 // New returns a Broker that is not yet connected; call Start.

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -24,12 +25,61 @@ import (
 // awaited together. Concurrent calls share one channel, and those that
 // arrive while another's messages are being written are written together
 // next, in one write to the socket (see send).
+//
+// A message for a pool's high lane (Message.Priority) that the broker
+// returns is sent again to the pool's normal lane (withoutHighLane).
 func (b *Broker) Publish(ctx context.Context, msgs []Message) ([]error, error) {
 	s, err := b.live()
 	if err != nil {
 		return nil, err
 	}
-	return s.publisher().publish(ctx, b.cfg.Namespace, msgs)
+	errs, err := s.publisher().publish(ctx, b.cfg.Namespace, msgs)
+	if err != nil {
+		return errs, err
+	}
+	b.withoutHighLane(ctx, s, msgs, errs)
+	return errs, nil
+}
+
+// withoutHighLane publishes again, to their pools' normal lanes, the
+// high-priority messages the broker returned for want of a queue (errs[k]
+// is ErrUnroutable): their pools were declared by workers older than
+// priorities, which bound no high lane. During a rolling upgrade such a job
+// is better run without its priority's precedence than refused; the first
+// worker of this version to start declares the lane (DeclarePool). The body
+// keeps the priority, so a retry made by a newer worker takes the high
+// lane. A message still returned keeps ErrUnroutable; one that cannot be
+// sent again gets the error that stopped it.
+func (b *Broker) withoutHighLane(ctx context.Context, s *session, msgs []Message, errs []error) {
+	var again []Message
+	var at []int
+	for k, perr := range errs {
+		if m := msgs[k]; errors.Is(perr, ErrUnroutable) && jobs.Lane(m.Priority) && m.DeadPool == "" && m.Delay < jobs.DelayUnit {
+			m.Priority = 0
+			again, at = append(again, m), append(at, k)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	errs2, err := s.publisher().publish(ctx, b.cfg.Namespace, again)
+	if err != nil {
+		// The others were confirmed: only these failed.
+		for _, k := range at {
+			errs[k] = err
+		}
+		return
+	}
+	for i, k := range at {
+		errs[k] = errs2[i]
+		if errs2[i] != nil {
+			continue
+		}
+		if _, logged := b.noHighLane.LoadOrStore(again[i].Type, true); !logged {
+			b.log.Warn("the type's pool has no high-priority lane yet (its workers are older than priorities): its high-priority jobs run in the normal lane until a worker of this version starts",
+				"type", again[i].Type)
+		}
+	}
 }
 
 // publisher owns a channel in confirm mode and matches the broker's confirms

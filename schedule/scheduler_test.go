@@ -363,3 +363,32 @@ func TestScheduleSchedulerStartStop(t *testing.T) {
 		t.Errorf("after Stop another process cannot take the lease: %v, %v", held, err)
 	}
 }
+
+// A schedule's priority is its jobs': recorded, and their messages in the
+// pool's high lane.
+func TestScheduleJobsCarryItsPriority(t *testing.T) {
+	t.Parallel()
+	start := at("2030-01-01T00:00:00Z").Add(500 * time.Millisecond)
+	f := setup(t, start)
+	ctx := context.Background()
+	if _, err := f.book.Add(ctx, schedule.Definition{Name: "sched-prio", Every: jobs.Duration(time.Second), Type: "sys.echo",
+		Priority: 8}, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.set(start.Add(time.Second))
+	if _, err := f.scheduler("a").Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.book.Get(ctx, "sched-prio")
+	if err != nil || v.LastJob == "" {
+		t.Fatalf("the schedule after a tick: %+v, %v", v, err)
+	}
+	j, err := f.env.Store.Get(ctx, v.LastJob)
+	if err != nil || j.Priority != 8 {
+		t.Fatalf("the tick's job: %+v, %v; want priority 8", j, err)
+	}
+	q, err := testenv.Channel(t).QueueDeclarePassive(f.env.NS.HighQueue(sys.Pool), true, false, false, false, nil)
+	if err != nil || q.Messages != 1 {
+		t.Errorf("high lane: %+v, %v; want the tick's job", q, err)
+	}
+}
