@@ -155,6 +155,10 @@ func TestWorkflowRefusals(t *testing.T) {
 			400, "unknown_type", "steps.chain[1].chord.group[0].job.type", true},
 		{"payload schema", `{"steps":{"group":[{"job":{"type":"sys.sleep","payload":{"ms":"x"}},"take_input":false}]}}`, 400, "invalid_payload", "steps.group[0].job.payload.ms", true},
 		{"payload not object", `{"steps":{"job":{"type":"sys.echo","payload":[1]}}}`, 400, "invalid_field", "steps.job.payload", false},
+		{"schema takes no input", `{"steps":{"chain":[{"job":{"type":"sys.echo"}},{"group":[{"job":{"type":"sys.fail"}}]}]}}`,
+			400, "invalid_field", "steps.chain[1].group[0].take_input", true},
+		{"schema takes no input, none taken", `{"steps":{"chain":[{"job":{"type":"sys.echo"}},{"group":[{"job":{"type":"sys.fail"},"take_input":false}]}]}}`,
+			202, "", "", true},
 		{"sets input", `{"steps":{"chain":[{"job":{"type":"sys.echo"}},{"job":{"type":"sys.echo","payload":{"input":1}}}]}}`, 400, "invalid_field", "steps.chain[1].job.payload.input", true},
 		{"idempotency key", `{"steps":{"job":{"type":"sys.echo","idempotency_key":"k"}}}`, 400, "invalid_field", "steps.job.idempotency_key", false},
 		{"run_at", `{"steps":{"job":{"type":"sys.echo","run_at":"2030-01-02T15:04:05Z"}}}`, 400, "invalid_field", "steps.job.run_at", false},
@@ -208,7 +212,7 @@ func TestWorkflowKeys(t *testing.T) {
 		apikey.Key{Name: "small", Scopes: scopes(apikey.Submit), MaxBatch: 2},
 	)
 	echo := `{"steps":{"chain":[{"job":{"type":"sys.echo"}},{"job":{"type":"sys.echo"}}]}}`
-	mixed := `{"steps":{"chain":[{"job":{"type":"sys.echo"}},{"group":[{"job":{"type":"sys.echo"}},{"job":{"type":"sys.fail"}}]}]}}`
+	mixed := `{"steps":{"chain":[{"job":{"type":"sys.echo"}},{"group":[{"job":{"type":"sys.echo"}},{"job":{"type":"sys.fail"},"take_input":false}]}]}}`
 
 	r := k.as(t, "ci", "POST", "/v1/workflows", mixed)
 	if r.status != 202 {

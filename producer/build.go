@@ -61,6 +61,9 @@ type Request struct {
 // recorded or published for it.
 type Error struct {
 	Code, Field, Message string
+	// Unknown says Field is a payload field its type's schema does not
+	// take at all, whatever its value (schema.FieldError.Unknown).
+	Unknown bool
 }
 
 func (e *Error) Error() string { return e.Message }

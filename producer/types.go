@@ -101,7 +101,9 @@ func (e *typeEntry) validatePayload(payload []byte) error {
 	err := e.schema.Validate(payload)
 	var fe *schema.FieldError
 	if errors.As(err, &fe) {
-		return refuse("invalid_payload", fe.Field, "%s", fe.Message)
+		e := refuse("invalid_payload", fe.Field, "%s", fe.Message)
+		e.Unknown = fe.Unknown
+		return e
 	}
 	return err
 }

@@ -30,6 +30,8 @@ const maxListed = 8
 // problem is one failure as a sentence about one field.
 type problem struct {
 	field, text string
+	// unknown says field is one the schema does not take at all.
+	unknown bool
 }
 
 // explain turns a validation failure into a FieldError.
@@ -52,7 +54,7 @@ func (s *Schema) explain(ve *jsonschema.ValidationError) *FieldError {
 	for i, p := range probs {
 		texts[i] = p.text
 	}
-	return &FieldError{Field: probs[0].field, Message: strings.Join(texts, "; ")}
+	return &FieldError{Field: probs[0].field, Message: strings.Join(texts, "; "), Unknown: probs[0].unknown}
 }
 
 // leaves flattens the failures that only group others (a schema, a $ref,
@@ -223,10 +225,10 @@ func unknownFields(f string, at *jsonschema.Schema, names []string) []problem {
 		field := f + "." + names[0]
 		for _, k := range known {
 			if strings.EqualFold(k, names[0]) || (len(k) > 3 && editDistance(k, names[0]) == 1) {
-				return []problem{{field: field, text: fmt.Sprintf("%s is not a known field: did you mean %s.%s?", field, f, k)}}
+				return []problem{{field: field, text: fmt.Sprintf("%s is not a known field: did you mean %s.%s?", field, f, k), unknown: true}}
 			}
 		}
-		return []problem{{field: field, text: fmt.Sprintf("%s is not a known field%s", field, takes)}}
+		return []problem{{field: field, text: fmt.Sprintf("%s is not a known field%s", field, takes), unknown: true}}
 	}
 	return []problem{{field: f, text: fmt.Sprintf("%s: %s are not known fields%s", f, andList(names), takes)}}
 }

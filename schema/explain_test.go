@@ -145,6 +145,10 @@ func TestValidateReadsAsSentences(t *testing.T) {
 		if d := cmp.Diff(tt, struct{ typ, payload, field, msg string }{tt.typ, tt.payload, fe.Field, fe.Message}, cmp.AllowUnexported(tt)); d != "" {
 			t.Errorf("%s %s (-want +got):\n%s", tt.typ, tt.payload, d)
 		}
+		// Unknown marks a field the schema takes under no value.
+		if want := strings.HasPrefix(tt.msg, tt.field+" is not a known field"); fe.Unknown != want {
+			t.Errorf("%s %s: Unknown %v, want %v", tt.typ, tt.payload, fe.Unknown, want)
+		}
 	}
 }
 

@@ -51,6 +51,9 @@ type FieldError struct {
 	// of the value they are about (the first with Field), such as
 	// "payload.target: send either url (a string) or queue (an object)".
 	Message string
+	// Unknown says Field names a field the schema does not take at all,
+	// whatever its value (an additional property where none is allowed).
+	Unknown bool
 }
 
 func (e *FieldError) Error() string { return e.Message }

@@ -101,6 +101,11 @@ func (s *Service) Submit(ctx context.Context, sp Spec, submittedBy string) (View
 		_, err := s.p.Build(ctx, req)
 		var pe *producer.Error
 		switch {
+		case errors.As(err, &pe) && input && st.takesInput() && pe.Field == "payload."+InputField && pe.Unknown:
+			// Whatever the step before hands it, the job would be refused.
+			bad = refuse("invalid_field", path+".take_input",
+				"%s: the step receives the result of the one before it as payload.%s, which type %s's payload schema does not take: set take_input to false, or add %s to the schema",
+				path, InputField, st.Job.Type, InputField)
 		case errors.As(err, &pe) && input && st.takesInput() && isInputField(pe.Field):
 		case errors.As(err, &pe):
 			bad = refuse(pe.Code, path+".job."+pe.Field, "%s.job: %s", path, pe.Message)
