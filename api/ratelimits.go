@@ -59,8 +59,9 @@ type limitChange struct {
 	Replaced bool `json:"replaced"`
 }
 
-// decodeLimit reads a type's limit from a request body.
-func decodeLimit(typ string, body []byte, maxDepth int) (jobs.Limit, error) {
+// decodeLimit reads a type's limit from a request body; tenantKey is the
+// key of a tenant rate that names none ("": it must name one).
+func decodeLimit(typ string, body []byte, maxDepth int, tenantKey string) (jobs.Limit, error) {
 	l := jobs.Limit{Type: typ}
 	var req limitRequest
 	if err := decodeBody(body, &req, maxDepth, 0); err != nil {
@@ -91,8 +92,11 @@ func decodeLimit(typ string, body []byte, maxDepth int) (jobs.Limit, error) {
 			l.Rate = &r
 			continue
 		}
+		if rr.Key == nil && tenantKey != "" {
+			rr.Key = &tenantKey
+		}
 		if rr.Key == nil {
-			return l, apiErr("missing_field", "tenant.key", "tenant.key is required: the metadata key that names a job's tenant")
+			return l, apiErr("missing_field", "tenant.key", "tenant.key is required (the API's api.tenant_key names no default): the metadata key that names a job's tenant")
 		}
 		l.Tenant = &jobs.TenantRate{Key: *rr.Key, Rate: r}
 	}
@@ -211,7 +215,7 @@ func (s *Server) putLimit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(s.log, err))
 		return
 	}
-	l, err := decodeLimit(typ, body, s.cfg.MaxJSONDepth)
+	l, err := decodeLimit(typ, body, s.cfg.MaxJSONDepth, s.cfg.TenantKey)
 	var replaced bool
 	rec := store.LimitRecord{Limit: l, SetAt: s.cfg.Now().UTC().Truncate(time.Millisecond), SetBy: callerOf(r.Context()).name()}
 	if err == nil {

@@ -18,7 +18,7 @@ func FuzzDecodeLimit(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		l, err := decodeLimit("fuzz.type", body, fuzzDepth)
+		l, err := decodeLimit("fuzz.type", body, fuzzDepth, "")
 		checkSyntaxVerdict(t, body, fuzzDepth, 0)
 		if err != nil {
 			checkRefusal(t, err)

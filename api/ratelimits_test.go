@@ -70,6 +70,31 @@ func TestLimitsEndpoints(t *testing.T) {
 	}
 }
 
+// A tenant rate that names no key takes the API's default (api.tenant_key);
+// without one configured it is refused naming tenant.key.
+func TestLimitsDefaultTenantKey(t *testing.T) {
+	t.Parallel()
+	f := setup(t, api.Config{TenantKey: "customer"})
+	r := do(t, "PUT", f.url+"/v1/limits/sys.echo", nil, `{"tenant":{"limit":10,"per":"1m"}}`)
+	if l := r.limit(t); r.status != http.StatusOK || l.Tenant == nil || l.Tenant.Key != "customer" || l.Tenant.Limit != 10 {
+		t.Fatalf("PUT without a key: %d %s, want the default key customer", r.status, r.body)
+	}
+	r = do(t, "PUT", f.url+"/v1/limits/sys.echo", nil, `{"tenant":{"key":"team","limit":10,"per":"1m"}}`)
+	if l := r.limit(t); r.status != http.StatusOK || l.Tenant.Key != "team" {
+		t.Errorf("PUT with a key of its own: %d %s, want team", r.status, r.body)
+	}
+	if r := do(t, "PUT", f.url+"/v1/limits/sys.echo", nil, `{"tenant":{"key":"","limit":10,"per":"1m"}}`); r.status != 400 || r.apiError(t).Field != "tenant.key" {
+		t.Errorf("PUT with an empty key: %d %s, want 400 naming tenant.key", r.status, r.body)
+	}
+	none := setup(t, api.Config{})
+	if r := do(t, "PUT", none.url+"/v1/limits/sys.echo", nil, `{"tenant":{"limit":10,"per":"1m"}}`); r.status != 400 || r.apiError(t).Field != "tenant.key" {
+		t.Errorf("PUT without a key or a default: %d %s, want 400 naming tenant.key", r.status, r.body)
+	}
+	if _, err := api.New(api.Config{TenantKey: "bad\x00key"}, nil, nil); err == nil {
+		t.Error("api.New took a tenant key with a control character")
+	}
+}
+
 // Every bad input is refused with 4xx naming the field, and writes
 // nothing.
 func TestLimitsHostileInput(t *testing.T) {

@@ -64,6 +64,9 @@ type Config struct {
 	// and its backoff's waits, since its record is kept until then; at most
 	// jobs.MaxDelay. Zero means 30 days.
 	MaxDelay time.Duration
+	// TenantKey is the metadata key of a rate limit's tenant rate that
+	// names none (docs/ratelimits.md); empty, a tenant rate must name it.
+	TenantKey string
 	// Logger receives request and error logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Now tells the time; nil means time.Now.
@@ -128,6 +131,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("api: the JSON nesting limit (api.max_json_depth) is %d, over the most allowed, %d", c.MaxJSONDepth, MaxJSONDepth)
 	case c.MaxDelay < 0 || c.MaxDelay > jobs.MaxDelay:
 		return fmt.Errorf("api: the longest delay (api.max_delay) is %s, out of range (0 to %s)", c.MaxDelay, jobs.MaxDelay)
+	case c.TenantKey != "" && jobs.ValidTenantKey(c.TenantKey) != nil:
+		return fmt.Errorf("api: the default tenant key (api.tenant_key): %w", jobs.ValidTenantKey(c.TenantKey))
 	}
 	return nil
 }

@@ -209,6 +209,11 @@ type API struct {
 	// run_at, and its backoff's waits (api.max_delay,
 	// WARREN_API_MAX_DELAY); at most the delay levels' 13.6 years.
 	MaxDelay Duration `yaml:"max_delay"`
+	// TenantKey is the metadata key that names a job's tenant in a rate
+	// limit's tenant rate when the limit names none (api.tenant_key,
+	// WARREN_API_TENANT_KEY; docs/ratelimits.md). Empty: a tenant rate
+	// must name its key.
+	TenantKey string `yaml:"tenant_key"`
 	// Keys are the API keys callers must present (api.keys;
 	// WARREN_API_KEYS, entries NAME:SCOPE+SCOPE:SHA256HEX[:TYPE+TYPE]
 	// separated by commas or lines, or WARREN_API_KEYS_FILE naming a file
@@ -643,6 +648,8 @@ func (c *Config) Validate() error {
 	case c.API.MaxJSONDepth <= 0:
 		// The API refuses one over its own bound (api.MaxJSONDepth).
 		return fmt.Errorf("api.max_json_depth must be positive")
+	case c.API.TenantKey != "" && jobs.ValidTenantKey(c.API.TenantKey) != nil:
+		return fmt.Errorf("api.tenant_key: %w", jobs.ValidTenantKey(c.API.TenantKey))
 	case c.API.MaxDelay <= 0 || c.API.MaxDelay.Std() > jobs.MaxDelay:
 		// The delay levels hold no more.
 		return fmt.Errorf("api.max_delay must be positive and at most %s", jobs.MaxDelay)

@@ -483,6 +483,7 @@ func TestValidate(t *testing.T) {
 		{name: "negative connections", edit: func(c *config.Config) { c.API.MaxConnections = -1 }, wantErr: "api.max_connections"},
 		{name: "zero json depth", edit: func(c *config.Config) { c.API.MaxJSONDepth = 0 }, wantErr: "api.max_json_depth"},
 		{name: "negative json depth", edit: func(c *config.Config) { c.API.MaxJSONDepth = -1 }, wantErr: "api.max_json_depth"},
+		{name: "tenant key with a control character", edit: func(c *config.Config) { c.API.TenantKey = "cust\tomer" }, wantErr: "api.tenant_key"},
 		{name: "zero max delay", edit: func(c *config.Config) { c.API.MaxDelay = 0 }, wantErr: "api.max_delay"},
 		{name: "negative max delay", edit: func(c *config.Config) { c.API.MaxDelay = config.Duration(-time.Hour) }, wantErr: "api.max_delay"},
 		{name: "max delay over the delay levels", edit: func(c *config.Config) { c.API.MaxDelay = config.Duration(jobs.MaxDelay + time.Second) }, wantErr: "api.max_delay"},

@@ -169,6 +169,7 @@ func (c *Config) settings() []setting {
 		s("api.max_connections", "WARREN_API_MAX_CONNECTIONS", intValue(&c.API.MaxConnections)),
 		s("api.max_json_depth", "WARREN_API_MAX_JSON_DEPTH", intValue(&c.API.MaxJSONDepth)),
 		s("api.max_delay", "WARREN_API_MAX_DELAY", durationValue(&c.API.MaxDelay)),
+		s("api.tenant_key", "WARREN_API_TENANT_KEY", stringValue{&c.API.TenantKey}),
 		secret(flag(s("api_key", "WARREN_API_KEY", stringValue{&c.APIKey}), "api-key",
 			"API key client commands send; prefer the variables or api_key in warren.yaml to this flag, which other users of the machine can see")),
 		// Hashes, not secrets, but a list an operator keeps in a file.

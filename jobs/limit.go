@@ -38,7 +38,9 @@ type Rate struct {
 // another, and jobs without the key share the bucket of the empty value.
 type TenantRate struct {
 	// Key is the metadata key whose values are the tenants.
-	Key string `json:"key"`
+	// Empty in a request, the API fills in its configured default
+	// (api.tenant_key).
+	Key string `json:"key,omitempty"`
 	Rate
 }
 

@@ -61,10 +61,10 @@ func (o *limitSetOptions) Validate() error {
 		return errors.New("--limit and --per go together, such as --limit 100 --per 1m")
 	case !rate && o.Burst != 0:
 		return errors.New("--burst goes with --limit and --per")
-	case tenant && (o.TenantKey == "" || o.TenantLimit == 0 || o.TenantPer == 0):
-		return errors.New("--tenant-key, --tenant-limit and --tenant-per go together, such as --tenant-key customer --tenant-limit 10 --tenant-per 1m")
+	case tenant && (o.TenantLimit == 0 || o.TenantPer == 0):
+		return errors.New("--tenant-limit and --tenant-per go together, with --tenant-key unless the API's api.tenant_key names the key, such as --tenant-key customer --tenant-limit 10 --tenant-per 1m")
 	case !tenant && o.TenantBur != 0:
-		return errors.New("--tenant-burst goes with --tenant-key, --tenant-limit and --tenant-per")
+		return errors.New("--tenant-burst goes with --tenant-limit and --tenant-per")
 	}
 	return nil
 }
@@ -75,7 +75,7 @@ func (o *limitSetOptions) request() client.LimitRequest {
 	if o.Limit != 0 {
 		req.Rate = &jobs.Rate{Limit: o.Limit, Per: jobs.Duration(o.Per), Burst: o.Burst}
 	}
-	if o.TenantKey != "" {
+	if o.TenantLimit != 0 {
 		req.Tenant = &jobs.TenantRate{Key: o.TenantKey, Rate: jobs.Rate{Limit: o.TenantLimit, Per: jobs.Duration(o.TenantPer), Burst: o.TenantBur}}
 	}
 	return req
@@ -90,6 +90,8 @@ func (a *app) limitSetCmd() *cobra.Command {
 --tenant-per are 1s to 24h; --limit and --tenant-limit 1 to 1000000; the
 bursts 0 (the default) to 10000. In any span of --per, at most --limit +
 --burst jobs start. Jobs without the tenant key share one tenant's budget.
+--tenant-key may be left out where the API's setting api.tenant_key
+(WARREN_API_TENANT_KEY) names the key.
 
 -o json prints the limit as the API returns it.`,
 		Example: `  # 100 jobs a minute, all workers together
@@ -123,7 +125,7 @@ bursts 0 (the default) to 10000. In any span of --per, at most --limit +
 	f.IntVar(&o.Limit, "limit", 0, "jobs of the type that may start per --per, all tenants together")
 	f.DurationVar(&o.Per, "per", 0, "the period of --limit, such as 1s, 1m or 1h")
 	f.IntVar(&o.Burst, "burst", 0, "jobs beyond the even spacing that may start at once after a quiet spell")
-	f.StringVar(&o.TenantKey, "tenant-key", "", "the metadata key whose values are the tenants, such as customer")
+	f.StringVar(&o.TenantKey, "tenant-key", "", "the metadata key whose values are the tenants, such as customer (default: the API's api.tenant_key)")
 	f.IntVar(&o.TenantLimit, "tenant-limit", 0, "jobs of each tenant that may start per --tenant-per")
 	f.DurationVar(&o.TenantPer, "tenant-per", 0, "the period of --tenant-limit")
 	f.IntVar(&o.TenantBur, "tenant-burst", 0, "the burst of each tenant")

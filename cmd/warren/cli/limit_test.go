@@ -82,12 +82,26 @@ sys.echo    5/1s       -                0
 		t.Errorf("limit set sent %s, want %s", body, want)
 	}
 
+	// Without --tenant-key the request leaves the key to the API's default
+	// (api.tenant_key).
+	if _, stderr, code := runWarren(t, f.url, "", "limit", "set", "email.send", "--tenant-limit", "10", "--tenant-per", "1m"); code != 0 {
+		t.Errorf("limit set without --tenant-key: exit %d, stderr %q", code, stderr)
+	}
+	f.mu.Lock()
+	body = f.bodies[len(f.bodies)-1]
+	f.mu.Unlock()
+	if want := `{"tenant":{"limit":10,"per":"1m0s","burst":0}}`; body != want {
+		t.Errorf("limit set without --tenant-key sent %s, want %s", body, want)
+	}
+
 	// What the flags cannot mean is refused before any request.
 	for _, args := range [][]string{
 		{"limit", "set", "email.send"},
 		{"limit", "set", "email.send", "--limit", "5"},
 		{"limit", "set", "email.send", "--burst", "5"},
 		{"limit", "set", "email.send", "--tenant-key", "customer", "--tenant-limit", "5"},
+		{"limit", "set", "email.send", "--tenant-key", "customer"},
+		{"limit", "set", "email.send", "--tenant-per", "1m"},
 		{"limit", "set"},
 	} {
 		if _, stderr, code := runWarren(t, f.url, "", args...); code == 0 || stderr == "" {

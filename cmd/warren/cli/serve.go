@@ -240,6 +240,7 @@ func (s *stack) newAPI() (*api.Server, error) {
 		MaxConnections:    s.cfg.API.MaxConnections,
 		MaxJSONDepth:      s.cfg.API.MaxJSONDepth,
 		MaxDelay:          s.cfg.API.MaxDelay.Std(),
+		TenantKey:         s.cfg.API.TenantKey,
 		Logger:            s.log,
 		Management:        s.mgmt,
 		Collectors:        append([]prometheus.Collector{s.rescuer.Collector(), s.scheduler.Collector()}, s.collectors...),
