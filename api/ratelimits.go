@@ -234,7 +234,7 @@ func (s *Server) putLimit(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteLimit handles DELETE /v1/limits/{type}; it answers with the limit
-// as it was. The jobs it held back start when they come back.
+// as it was. The jobs it held back start when they next check back.
 func (s *Server) deleteLimit(w http.ResponseWriter, r *http.Request) {
 	typ, ok := s.pathLimitType(w, r)
 	if !ok {

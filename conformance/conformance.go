@@ -152,6 +152,7 @@ func Run(t *testing.T, start Start) {
 		{"Lease", leaseReports},
 		{"Pause", pause},
 		{"RateLimited", rateLimited},
+		{"LimitChanged", limitChanged},
 		{"Priorities", priorities},
 	}
 	for _, c := range checks {

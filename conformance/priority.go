@@ -11,7 +11,7 @@ import (
 	"github.com/warrenhq/warren/jobs"
 )
 
-// 16. Priorities (protocol section 2.6): a retry of a high job comes back
+// 18. Priorities (protocol section 2.6): a retry of a high job comes back
 // to the pool's high lane through the delay levels; with both lanes
 // backlogged the worker starts the high jobs before all but a few normal
 // ones, and every job succeeds.

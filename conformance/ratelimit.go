@@ -71,6 +71,47 @@ func rateLimited(t *testing.T, f *fixture) {
 	f.noneWaiting(t, "after the limited jobs ran")
 }
 
+// 17. A changed limit frees the jobs it held back (docs/protocol.md
+// section 18, check-backs): text.wordcount limited to 1 job per 20 s,
+// three jobs; one starts and two are held back, with turns 20 and 40 s on.
+// The limit loosened, both start before those turns, when they check back
+// (after 10 s), each after one attempt.
+func limitChanged(t *testing.T, f *fixture) {
+	if r := f.do(t, "PUT", "/v1/limits/"+TypeName, `{"rate":{"limit":1,"per":"20s"}}`); r.status != http.StatusOK {
+		t.Fatalf("PUT the limit: %d %s", r.status, r.body)
+	}
+	f.stop()
+	f.run(t)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, f.submit(t, fmt.Sprintf(`{"type":"text.wordcount","payload":{"text":"job %d"}}`, i)).ID)
+	}
+	turns := map[string]time.Time{}
+	for deadline := time.Now().Add(15 * time.Second); len(turns) < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the 3 jobs held back after 15s, want 2 (one per 20 s)", len(turns))
+		}
+		for _, id := range ids {
+			if j := f.get(t, id, ""); j.LimitedUntil != nil && j.Status == jobs.StatusQueued {
+				turns[id] = *j.LimitedUntil
+			}
+		}
+	}
+	if r := f.do(t, "PUT", "/v1/limits/"+TypeName, `{"rate":{"limit":100,"per":"1s"}}`); r.status != http.StatusOK {
+		t.Fatalf("PUT the looser limit: %d %s", r.status, r.body)
+	}
+	for id, turn := range turns {
+		j := f.wait(t, id)
+		switch {
+		case j.Status != jobs.StatusSucceeded || j.Attempt != 1:
+			t.Errorf("job %s: %s after %d attempts, want succeeded after one", id, j.Status, j.Attempt)
+		case !j.StartedAt.Before(turn):
+			t.Errorf("job %s started at %s, not before the turn %s the old limit gave it: it did not check back", id, j.StartedAt, turn)
+		}
+	}
+	f.noneWaiting(t, "after the held jobs ran")
+}
+
 // busiest is the most times within any span of length w.
 func busiest(at []time.Time, w time.Duration) int {
 	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })

@@ -225,7 +225,7 @@ if st == 'running' then
   set[#set + 1] = add_attempt(r[10], attempt_entry(attempt - 1, r[5], r[6], nil, 'lost', nil))
 end
 redis.call('HSET', KEYS[1], unpack(set))
-redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'parked_until')
+redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'parked_until', 'limited_until', 'limited_by')
 relist(ARGV[11], r[4], st, 'running', ARGV[5], r[8])
 if ARGV[9] then
   local timeout = tonumber(r[9]) or 0

@@ -54,14 +54,16 @@ redis.call('PUBLISH', ARGV[4], 'limits ' .. ARGV[1])
 return had
 `
 
-// deleteLimitLua removes a type's limit and its own bucket, and announces
-// it. KEYS: the limits hash, the type's bucket. ARGV: type, events channel.
+// deleteLimitLua removes a type's limit, its own bucket and its index of
+// limited jobs (those held back start when they check back; a limit set
+// later must not count them), and announces it. KEYS: the limits hash, the
+// type's bucket, its index of limited jobs. ARGV: type, events channel.
 // Returns the record removed, or nil.
 const deleteLimitLua = `
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return nil end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('PUBLISH', ARGV[2], 'limits ' .. ARGV[1])
 return v
 `
@@ -90,10 +92,10 @@ func (s *Store) PutLimit(ctx context.Context, rec LimitRecord, max int) (replace
 }
 
 // DeleteLimit removes a type's limit and returns it; ErrLimitNotFound when
-// it had none. Its jobs held back come back when their wait ends, and then
-// start.
+// it had none. Its jobs held back start when they next check back (within
+// a quarter of what was left of their wait, or LimitCheckBack).
 func (s *Store) DeleteLimit(ctx context.Context, typ string) (LimitRecord, error) {
-	v, err := s.run(ctx, deleteLimitScript, []string{s.ns.LimitsKey(), s.ns.LimitBucketKey(typ, false, "")},
+	v, err := s.run(ctx, deleteLimitScript, []string{s.ns.LimitsKey(), s.ns.LimitBucketKey(typ, false, ""), s.ns.LimitedKey(typ)},
 		typ, s.ns.EventsChannel()).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -189,41 +191,66 @@ func (s *Store) Limited(ctx context.Context, types []string, now time.Time) (map
 //
 // Buckets: KEYS[2] is the type's, KEYS[3] the tenant's; a rate (tokens per
 // ms) of 0 means that bucket does not apply. A bucket holds at most its
-// capacity (1 + burst) and gains rate tokens each ms. A token is taken from
-// each bucket that applies, all or none: {1}. When one lacks a whole token
-// the job is held back: each short bucket hands it the next free slot (the
-// time its next token comes, or after the slots it handed out before, kept
-// in 'next', so that jobs held back together come back spread out, not all
-// at once), the wait is the latest, plus ARGV[7] (a number in [0, 1) the
-// caller draws) times a tenth of it, at most a second; the record notes
-// limited_until, the type's index of limited jobs (KEYS[4]) and the pool's
+// capacity (1 + burst) and gains rate tokens each ms; it notes the version
+// of the limit that last wrote it ('v'), and one written under an older
+// version than ARGV[10] starts again full, its slots forgotten. A token is
+// taken from each bucket that applies, all or none: {1}. When one lacks a
+// whole token the job is held back: each short bucket hands it the next
+// free slot (the time its next token comes, or after the slots it handed
+// out before, kept in 'next', so that jobs held back together come back
+// spread out, not all at once), the slot is the latest, plus ARGV[7] (a
+// number in [0, 1) the caller draws) times a tenth of the wait, at most a
+// second; the record notes it (limited_until) and the limit's version
+// (limited_by), the type's index of limited jobs (KEYS[4]) and the pool's
 // index of waiting jobs (re-scored, so the rescuer does not take a job
-// held back for lost) say when it comes back, and the record is kept at
-// least the wait plus the retention. Reply {0, wait ms, due ms}.
+// held back for lost) say when it is due, and the record is kept at least
+// the wait plus the retention. Reply {0, wait ms, due ms, 0}.
+//
+// The message does not wait the whole way: it checks back after a quarter
+// of the wait (at least ARGV[11] ms, all of it when shorter). A job that
+// comes back over a second before its slot, under the same limit (or one
+// newer than the caller knows), keeps its slot and waits again, a quarter
+// of what is left (reply {0, wait ms, due ms, 1}); under a changed limit
+// it is decided afresh, and with the limit removed it starts. So a change
+// frees held jobs within a quarter of their wait, and a long wait costs a
+// few round trips.
 //
 // KEYS: the job record, the type's bucket, the tenant's bucket, the type's
 // index of limited jobs. ARGV: [1] the message's x-warren-attempts (-1:
 // none), [2] the job id, [3] the type's rate per ms, [4] its capacity, [5]
 // the tenant's rate per ms, [6] its capacity, [7] the jitter draw, [8] the
-// waiting prefix, [9] the retention in ms.
+// waiting prefix, [9] the retention in ms, [10] the limit's version (its
+// set_at in Unix ms), [11] the shortest check-back in ms.
 const takeTokenLua = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool', 'limited_until', 'limited_by')
 local st = r[1]
 if st ~= 'queued' and st ~= 'scheduled' and st ~= 'retrying' then return {2} end
 local made = tonumber(ARGV[1])
 if made >= 0 and (tonumber(r[2]) or 0) ~= made then return {2} end
+local version, least = tonumber(ARGV[10]), tonumber(ARGV[11])
+local function checkback(w)
+  if w <= least then return w end
+  return math.max(least, math.ceil(w / 4))
+end
+local due = tonumber(r[4])
+if due and due - now > 1000 and (tonumber(r[5]) or -1) >= version then
+  return {0, checkback(due - now), due, 1}
+end
 local b = {}
 for i = 0, 1 do
   local rate = tonumber(ARGV[3 + 2 * i])
   if rate > 0 then
     local key, cap = KEYS[2 + i], tonumber(ARGV[4 + 2 * i])
-    local v = redis.call('HMGET', key, 'tokens', 'at', 'next')
+    local v = redis.call('HMGET', key, 'tokens', 'at', 'next', 'v')
     local tokens = tonumber(v[1]) or cap
     local at = tonumber(v[2]) or now
+    local nxt = tonumber(v[3]) or 0
+    local kv = tonumber(v[4]) or 0
+    if kv < version then tokens, at, nxt, kv = cap, now, 0, version end
     if now > at then tokens = math.min(cap, tokens + (now - at) * rate) end
-    b[#b + 1] = {key, rate, cap, tokens, tonumber(v[3]) or 0}
+    b[#b + 1] = {key, rate, cap, tokens, nxt, kv}
   end
 end
 local short = false
@@ -232,10 +259,10 @@ for _, k in ipairs(b) do
 end
 if not short then
   for _, k in ipairs(b) do
-    redis.call('HSET', k[1], 'tokens', tostring(k[4] - 1), 'at', now)
+    redis.call('HSET', k[1], 'tokens', tostring(k[4] - 1), 'at', now, 'next', tostring(k[5]), 'v', k[6])
     redis.call('PEXPIRE', k[1], math.ceil(math.max((k[3] - k[4] + 1) / k[2], k[5] - now)) + 1000)
   end
-  redis.call('HDEL', KEYS[1], 'limited_until')
+  redis.call('HDEL', KEYS[1], 'limited_until', 'limited_by')
   redis.call('ZREM', KEYS[4], ARGV[2])
   return {1}
 end
@@ -243,39 +270,51 @@ local wait = 0
 for _, k in ipairs(b) do
   if k[4] < 1 then
     local slot = math.max(now + math.ceil((1 - k[4]) / k[2]), k[5])
-    redis.call('HSET', k[1], 'next', tostring(slot + 1 / k[2]))
+    redis.call('HSET', k[1], 'next', tostring(slot + 1 / k[2]), 'v', k[6])
     redis.call('PEXPIRE', k[1], math.ceil(slot - now + (k[3] + 1) / k[2]) + 1000)
     wait = math.max(wait, slot - now)
   end
 end
 wait = math.ceil(wait + tonumber(ARGV[7]) * math.min(wait / 10, 1000))
-local due = now + wait
-redis.call('HSET', KEYS[1], 'limited_until', due)
+due = now + wait
+redis.call('HSET', KEYS[1], 'limited_until', due, 'limited_by', ARGV[10])
 redis.call('ZADD', KEYS[4], due, ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 3600000)
 if r[3] then redis.call('ZADD', ARGV[8] .. r[3], 'XX', due, ARGV[2]) end
 if redis.call('PTTL', KEYS[1]) < wait + tonumber(ARGV[9]) then
   redis.call('PEXPIRE', KEYS[1], wait + tonumber(ARGV[9]))
 end
-return {0, wait, due}
+return {0, checkback(wait), due, 0}
 `
 
 var takeTokenScript = redis.NewScript(takeTokenLua)
 
+// LimitCheckBack is the shortest wait after which a job held back comes
+// back to check whether its limit changed (docs/protocol.md, section 18):
+// a wait up to it is waited whole, a longer one a quarter at a time.
+const LimitCheckBack = 10 * time.Second
+
 // Admission is what TakeToken decided for one message.
 type Admission struct {
-	// Limited is set when the job is held back: it may start once Wait
-	// has passed (at Until, by Redis's clock).
+	// Limited is set when the job is held back: its message is to come
+	// back after Wait, to start or to check back, and the job may start
+	// at Until (by Redis's clock).
 	Limited bool
 	Wait    time.Duration
 	Until   time.Time
+	// CheckedBack says the job came back early to check its limit, which
+	// has not changed: it keeps the slot it was given before.
+	CheckedBack bool
 }
 
 // TakeToken takes a token for job j, whose message says made attempts were
-// made before it (-1: it does not say), from the buckets of l that apply:
-// the type's and j's tenant's, both or neither. jitter, in [0, 1), spreads
-// the waits of jobs held back at the same moment.
-func (s *Store) TakeToken(ctx context.Context, l jobs.Limit, j *jobs.Job, made int, jitter float64) (Admission, error) {
+// made before it (-1: it does not say), from the buckets of the limit rec
+// that apply: the type's and j's tenant's, both or neither. rec.SetAt is
+// the limit's version: a job held back under it keeps its slot when it
+// checks back early. jitter, in [0, 1), spreads the waits of jobs held
+// back at the same moment.
+func (s *Store) TakeToken(ctx context.Context, rec LimitRecord, j *jobs.Job, made int, jitter float64) (Admission, error) {
+	l := rec.Limit
 	var typeRate, tenantRate float64
 	var typeCap, tenantCap int
 	if r := l.Rate; r != nil {
@@ -291,12 +330,13 @@ func (s *Store) TakeToken(ctx context.Context, l jobs.Limit, j *jobs.Job, made i
 		strconv.FormatFloat(typeRate, 'g', -1, 64), typeCap,
 		strconv.FormatFloat(tenantRate, 'g', -1, 64), tenantCap,
 		strconv.FormatFloat(min(max(jitter, 0), 1), 'g', -1, 64),
-		s.ns.WaitingKey(""), s.cfg.Retention.Milliseconds()).Int64Slice()
+		s.ns.WaitingKey(""), s.cfg.Retention.Milliseconds(), rec.SetAt.UnixMilli(), LimitCheckBack.Milliseconds()).Int64Slice()
 	if err != nil {
 		return Admission{}, unavailable("take a rate-limit token for job "+j.ID, err)
 	}
-	if len(v) == 3 && v[0] == 0 {
-		return Admission{Limited: true, Wait: time.Duration(v[1]) * time.Millisecond, Until: time.UnixMilli(v[2]).UTC()}, nil
+	if len(v) == 4 && v[0] == 0 {
+		return Admission{Limited: true, Wait: time.Duration(v[1]) * time.Millisecond, Until: time.UnixMilli(v[2]).UTC(),
+			CheckedBack: v[3] == 1}, nil
 	}
 	return Admission{}, nil
 }

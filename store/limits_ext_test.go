@@ -31,9 +31,12 @@ func (f *fixture) rlJobs(t *testing.T, n int, tenant string) []*jobs.Job {
 	return js
 }
 
+// limitSetAt is the version of the limits the tests take tokens under.
+var limitSetAt = time.UnixMilli(1_700_000_000_000).UTC()
+
 func (f *fixture) take(t *testing.T, l jobs.Limit, j *jobs.Job, made int) store.Admission {
 	t.Helper()
-	a, err := f.st.TakeToken(ctx(t), l, j, made, 0)
+	a, err := f.st.TakeToken(ctx(t), store.LimitRecord{Limit: l, SetAt: limitSetAt}, j, made, 0)
 	if err != nil {
 		t.Fatalf("TakeToken: %v", err)
 	}
@@ -137,8 +140,9 @@ func TestLimitTenants(t *testing.T) {
 	if got := typeTokens(); got < 9.9 || got > 10.1 {
 		t.Fatalf("type bucket after one job: %v tokens, want 10 of 11", got)
 	}
-	if a := f.take(t, l, acme[1], 0); !a.Limited || a.Wait < 59*time.Second {
-		t.Errorf("acme's second: %+v, want held back about a minute", a)
+	// Due in about a minute; its message checks back after a quarter of it.
+	if a := f.take(t, l, acme[1], 0); !a.Limited || time.Until(a.Until) < 58*time.Second || a.Wait < 14*time.Second || a.Wait > 16*time.Second {
+		t.Errorf("acme's second: %+v, want held back about a minute, checking back after 15s", a)
 	}
 	if got := typeTokens(); got < 9.9 || got > 10.1 {
 		t.Errorf("type bucket after a job its tenant held back: %v tokens, want still 10 (both or neither)", got)
@@ -223,5 +227,103 @@ func TestLimitRecords(t *testing.T) {
 	}
 	if _, err := f.st.Limit(ctx(t), "rl.a"); !errors.Is(err, store.ErrLimitNotFound) {
 		t.Errorf("Limit after delete: %v", err)
+	}
+}
+
+// A job held back checks back early: under the same limit (or one newer
+// than the caller knows) it keeps its slot and its bucket hands out no
+// other; under a changed limit it is decided afresh, in buckets that forget
+// the old limit's slots. Removing the limit forgets which jobs it held.
+func TestLimitCheckBack(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	v1 := store.LimitRecord{Limit: jobs.Limit{Type: "store.test", Rate: rlRate(1, time.Hour, 0),
+		Tenant: &jobs.TenantRate{Key: "customer", Rate: *rlRate(1, time.Hour, 0)}}, SetAt: limitSetAt}
+	js := f.rlJobs(t, 3, "acme")
+	take := func(rec store.LimitRecord, j *jobs.Job) store.Admission {
+		t.Helper()
+		a, err := f.st.TakeToken(ctx(t), rec, j, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	next := func(tenant bool, value string) string {
+		return f.rdb.HGet(ctx(t), f.ns.LimitBucketKey("store.test", tenant, value), "next").Val()
+	}
+	if a := take(v1, js[0]); a.Limited {
+		t.Fatalf("first job: %+v, want a token", a)
+	}
+	held := take(v1, js[1])
+	if !held.Limited || held.CheckedBack || time.Until(held.Until) < 59*time.Minute ||
+		held.Wait < 14*time.Minute || held.Wait > 16*time.Minute {
+		t.Fatalf("second job: %+v, want due in an hour, checking back after a quarter of it", held)
+	}
+	typeNext, tenantNext := next(false, ""), next(true, "acme")
+
+	// Back early under the same limit, and under an older one (a worker
+	// that has not heard of the change yet): the same slot, nothing taken.
+	older := v1
+	older.SetAt = v1.SetAt.Add(-time.Minute)
+	for name, rec := range map[string]store.LimitRecord{"same": v1, "older": older} {
+		a := take(rec, js[1])
+		if !a.Limited || !a.CheckedBack || !a.Until.Equal(held.Until) || a.Wait < 14*time.Minute || a.Wait > 15*time.Minute {
+			t.Errorf("%s limit, back early: %+v, want the slot kept (%v), checking back after a quarter of what is left", name, a, held.Until)
+		}
+	}
+	if n1, n2 := next(false, ""), next(true, "acme"); n1 != typeNext || n2 != tenantNext {
+		t.Errorf("buckets' next slots moved on a check-back: %s, %s; want %s, %s", n1, n2, typeNext, tenantNext)
+	}
+	if rec := f.raw(t, js[1].ID); rec["limited_by"] != strconv.FormatInt(limitSetAt.UnixMilli(), 10) {
+		t.Errorf("limited_by %q, want the limit's version", rec["limited_by"])
+	}
+
+	// A waiting job new to the buckets waits behind the held one's slot.
+	if a := take(v1, js[2]); !a.Limited || a.CheckedBack || !a.Until.After(held.Until) {
+		t.Errorf("a third job: %+v, want held back after %v", a, held.Until)
+	}
+
+	// The limit changed (set later, one a second): the held job is decided
+	// afresh, and the buckets' slots of the old limit are forgotten.
+	v2 := v1
+	v2.SetAt = v1.SetAt.Add(time.Minute)
+	v2.Rate, v2.Tenant.Rate = rlRate(1, time.Second, 0), *rlRate(1, time.Second, 0)
+	if a := take(v2, js[1]); a.Limited {
+		t.Errorf("back under a changed limit: %+v, want a token from the new limit's buckets", a)
+	}
+	if rec := f.raw(t, js[1].ID); rec["limited_until"] != "" || rec["limited_by"] != "" {
+		t.Errorf("after its token the record keeps limited_until %q, limited_by %q", rec["limited_until"], rec["limited_by"])
+	}
+	if _, err := f.rdb.ZScore(ctx(t), f.ns.LimitedKey("store.test"), js[1].ID).Result(); err == nil {
+		t.Error("the job that took its token is still in the index of limited jobs")
+	}
+
+	// A wait shorter than the least check-back is waited whole.
+	short := f.rlJobs(t, 2, "")
+	v3 := store.LimitRecord{Limit: jobs.Limit{Type: "store.test", Rate: rlRate(1, 4*time.Second, 0)}, SetAt: v2.SetAt.Add(time.Minute)}
+	take(v3, short[0])
+	if a := take(v3, short[1]); !a.Limited || a.Wait < 3*time.Second || a.Wait > 4*time.Second || a.Wait < time.Until(a.Until)-time.Second {
+		t.Errorf("a 4s wait: %+v, want waited whole", a)
+	}
+
+	// A held job that starts without a token (its limit removed, so its
+	// worker runs no token script) keeps no turn on its record.
+	f.start(t, js[2].ID)
+	if rec := f.raw(t, js[2].ID); rec["limited_until"] != "" || rec["limited_by"] != "" {
+		t.Errorf("a started job keeps limited_until %q, limited_by %q", rec["limited_until"], rec["limited_by"])
+	}
+
+	// Removing the limit forgets the jobs it held back.
+	if _, err := f.st.PutLimit(ctx(t), v3, 10); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.st.Limited(ctx(t), []string{"store.test"}, time.Now()); err != nil || n["store.test"] == 0 {
+		t.Fatalf("limited before the removal: %v, %v", n, err)
+	}
+	if _, err := f.st.DeleteLimit(ctx(t), "store.test"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.st.Limited(ctx(t), []string{"store.test"}, time.Now()); err != nil || n["store.test"] != 0 {
+		t.Errorf("limited after the removal: %v, %v; want none", n, err)
 	}
 }

@@ -28,7 +28,7 @@ const DefaultLimitsEvery = 5 * time.Second
 // limits is what this process knows of its types' rate limits.
 type limits struct {
 	mu     sync.Mutex
-	byType map[string]jobs.Limit
+	byType map[string]store.LimitRecord
 	known  bool
 	ready  chan struct{} // closed once read
 	// refresh asks the loop to read them now (an event, a reconnect);
@@ -37,11 +37,11 @@ type limits struct {
 }
 
 func newLimits() *limits {
-	return &limits{byType: map[string]jobs.Limit{}, ready: make(chan struct{}), refresh: make(chan struct{}, 1)}
+	return &limits{byType: map[string]store.LimitRecord{}, ready: make(chan struct{}), refresh: make(chan struct{}, 1)}
 }
 
 // of returns the limit of a type, if it has one.
-func (l *limits) of(typ string) (jobs.Limit, bool) {
+func (l *limits) of(typ string) (store.LimitRecord, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lim, ok := l.byType[typ]
@@ -50,10 +50,10 @@ func (l *limits) of(typ string) (jobs.Limit, bool) {
 
 // set replaces what is known with the limits read, keeping those of mine.
 func (l *limits) set(all []store.LimitRecord, mine func(string) bool) {
-	m := map[string]jobs.Limit{}
+	m := map[string]store.LimitRecord{}
 	for _, rec := range all {
 		if mine(rec.Type) {
-			m[rec.Type] = rec.Limit
+			m[rec.Type] = rec
 		}
 	}
 	l.mu.Lock()
@@ -127,8 +127,10 @@ func (w *Worker) admit(ctx context.Context, a attempt) bool {
 	if !got.Limited {
 		return true
 	}
-	a.log.Debug("over the type's rate limit; parking the job", "for", got.Wait)
-	w.obs.limited(a.job.Type)
+	a.log.Debug("over the type's rate limit; parking the job", "for", got.Wait, "until", got.Until, "checked_back", got.CheckedBack)
+	if !got.CheckedBack {
+		w.obs.limited(a.job.Type)
+	}
 	a.park(ctx, got.Wait)
 	return false
 }
@@ -146,7 +148,7 @@ func (w *Worker) Limits() map[string]jobs.Limit {
 	defer l.mu.Unlock()
 	out := make(map[string]jobs.Limit, len(l.byType))
 	for k, v := range l.byType {
-		out[k] = v
+		out[k] = v.Limit
 	}
 	return out
 }

@@ -109,7 +109,7 @@ type Store interface {
 	Release(ctx context.Context, worker string) error
 	MarkStarted(ctx context.Context, due map[string]time.Time) error
 	Limits(ctx context.Context) ([]store.LimitRecord, error)
-	TakeToken(ctx context.Context, l jobs.Limit, j *jobs.Job, made int, jitter float64) (store.Admission, error)
+	TakeToken(ctx context.Context, l store.LimitRecord, j *jobs.Job, made int, jitter float64) (store.Admission, error)
 }
 
 // LeaseTTL is how long a worker's lease lasts without renewal; it renews

@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -163,3 +164,78 @@ func TestLimitSharedByTwoWorkerProcesses(t *testing.T) {
 }
 
 func startedFirst(a, b *jobs.Job) int { return a.StartedAt.Compare(*b.StartedAt) }
+
+// Changing or removing a limit frees the jobs it holds back: they check
+// back within a quarter of their wait and start long before the turn the
+// old limit gave them, each after one attempt.
+func TestLimitChangeFreesHeldJobs(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	s := shared(env)
+	_, apiURL := startAPI(t, s)
+	setLimit := func(args ...string) {
+		t.Helper()
+		if stdout, stderr, code := warren(t, apiURL, "", append([]string{"limit"}, args...)...); code != 0 {
+			t.Fatalf("warren limit %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+		}
+	}
+	setLimit("set", "sys.echo", "--limit", "1", "--per", "20s")
+	startWorker(t, s, nil)
+	c := newClient(t, apiURL)
+
+	// held waits until n of the jobs are held back, and returns them and
+	// the turns they were given.
+	held := func(ids []string, n int) ([]string, []time.Time) {
+		t.Helper()
+		var got []string
+		var turns []time.Time
+		testenv.Eventually(t, 15*time.Second, fmt.Sprintf("%d of the jobs to be held back", n), func() bool {
+			got, turns = nil, nil
+			for _, id := range ids {
+				j, err := c.Get(context.Background(), id)
+				if err == nil && j.LimitedUntil != nil && j.Status == jobs.StatusQueued {
+					got, turns = append(got, id), append(turns, *j.LimitedUntil)
+				}
+			}
+			return len(got) == n
+		})
+		return got, turns
+	}
+	freed := func(name string, ids []string, turns []time.Time) {
+		t.Helper()
+		done := waitDone(t, c, ids, 30*time.Second)
+		for i, id := range ids {
+			j := done[id]
+			switch {
+			case j == nil || j.Status != jobs.StatusSucceeded || j.Attempt != 1:
+				t.Errorf("%s: job %s ended %+v, want succeeded after one attempt", name, id, j)
+			case !j.StartedAt.Before(turns[i]):
+				t.Errorf("%s: job %s started at %s, not before the turn %s the old limit gave it", name, id, j.StartedAt, turns[i])
+			}
+		}
+	}
+
+	// One per 20 s: the first starts, the others get turns 20 and 40 s on,
+	// and check back after 10 s.
+	waiting, turns := held(submitJobs(t, c, "sys.echo", `{}`, 3, nil), 2)
+	setLimit("set", "sys.echo", "--limit", "100", "--per", "1s")
+	freed("a looser limit", waiting, turns)
+
+	// The worker hears of the strict limit again a moment later; only
+	// jobs it takes after that are held back, so submit until one is.
+	setLimit("set", "sys.echo", "--limit", "1", "--per", "20s")
+	var last string
+	var turn time.Time
+	testenv.Eventually(t, 20*time.Second, "a job to be held back by the strict limit again", func() bool {
+		last = submitJobs(t, c, "sys.echo", `{}`, 1, nil)[0]
+		time.Sleep(300 * time.Millisecond)
+		j, err := c.Get(context.Background(), last)
+		if err != nil || j.LimitedUntil == nil {
+			return false
+		}
+		turn = *j.LimitedUntil
+		return true
+	})
+	setLimit("rm", "sys.echo")
+	freed("the limit removed", []string{last}, []time.Time{turn})
+}

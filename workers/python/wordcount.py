@@ -43,6 +43,7 @@ cleanly (exit 0).
 Standard library, pika and redis only.
 """
 
+import datetime
 import json
 import logging
 import os
@@ -77,6 +78,8 @@ VERSION = "wordcount.py 1"  # what the lease reports (GET /v1/workers)
 REDECLARE_EVERY_S = 15
 STORE_TIMEOUT_S = 5
 RETENTION_MS = 604800000  # store.retention default: 7 days
+LIMIT_CHECK_BACK_MS = 10000  # section 18: the shortest check-back of a job held back
+GO_ZERO_TIME_MS = -62135596800000  # a limit's version without set_at, as Go reads it
 MAX_TIMEOUT_MS = 86400000  # the longest timeout a job may have (24h): a record without one is kept that long while it runs
 
 # The type's own policy; the job's body may override any field.
@@ -125,21 +128,33 @@ return 1
 TAKE_TOKEN_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool')
+local r = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'pool', 'limited_until', 'limited_by')
 local st = r[1]
 if st ~= 'queued' and st ~= 'scheduled' and st ~= 'retrying' then return {2} end
 local made = tonumber(ARGV[1])
 if made >= 0 and (tonumber(r[2]) or 0) ~= made then return {2} end
+local version, least = tonumber(ARGV[10]), tonumber(ARGV[11])
+local function checkback(w)
+  if w <= least then return w end
+  return math.max(least, math.ceil(w / 4))
+end
+local due = tonumber(r[4])
+if due and due - now > 1000 and (tonumber(r[5]) or -1) >= version then
+  return {0, checkback(due - now), due, 1}
+end
 local b = {}
 for i = 0, 1 do
   local rate = tonumber(ARGV[3 + 2 * i])
   if rate > 0 then
     local key, cap = KEYS[2 + i], tonumber(ARGV[4 + 2 * i])
-    local v = redis.call('HMGET', key, 'tokens', 'at', 'next')
+    local v = redis.call('HMGET', key, 'tokens', 'at', 'next', 'v')
     local tokens = tonumber(v[1]) or cap
     local at = tonumber(v[2]) or now
+    local nxt = tonumber(v[3]) or 0
+    local kv = tonumber(v[4]) or 0
+    if kv < version then tokens, at, nxt, kv = cap, now, 0, version end
     if now > at then tokens = math.min(cap, tokens + (now - at) * rate) end
-    b[#b + 1] = {key, rate, cap, tokens, tonumber(v[3]) or 0}
+    b[#b + 1] = {key, rate, cap, tokens, nxt, kv}
   end
 end
 local short = false
@@ -148,10 +163,10 @@ for _, k in ipairs(b) do
 end
 if not short then
   for _, k in ipairs(b) do
-    redis.call('HSET', k[1], 'tokens', tostring(k[4] - 1), 'at', now)
+    redis.call('HSET', k[1], 'tokens', tostring(k[4] - 1), 'at', now, 'next', tostring(k[5]), 'v', k[6])
     redis.call('PEXPIRE', k[1], math.ceil(math.max((k[3] - k[4] + 1) / k[2], k[5] - now)) + 1000)
   end
-  redis.call('HDEL', KEYS[1], 'limited_until')
+  redis.call('HDEL', KEYS[1], 'limited_until', 'limited_by')
   redis.call('ZREM', KEYS[4], ARGV[2])
   return {1}
 end
@@ -159,21 +174,21 @@ local wait = 0
 for _, k in ipairs(b) do
   if k[4] < 1 then
     local slot = math.max(now + math.ceil((1 - k[4]) / k[2]), k[5])
-    redis.call('HSET', k[1], 'next', tostring(slot + 1 / k[2]))
+    redis.call('HSET', k[1], 'next', tostring(slot + 1 / k[2]), 'v', k[6])
     redis.call('PEXPIRE', k[1], math.ceil(slot - now + (k[3] + 1) / k[2]) + 1000)
     wait = math.max(wait, slot - now)
   end
 end
 wait = math.ceil(wait + tonumber(ARGV[7]) * math.min(wait / 10, 1000))
-local due = now + wait
-redis.call('HSET', KEYS[1], 'limited_until', due)
+due = now + wait
+redis.call('HSET', KEYS[1], 'limited_until', due, 'limited_by', ARGV[10])
 redis.call('ZADD', KEYS[4], due, ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 3600000)
 if r[3] then redis.call('ZADD', ARGV[8] .. r[3], 'XX', due, ARGV[2]) end
 if redis.call('PTTL', KEYS[1]) < wait + tonumber(ARGV[9]) then
   redis.call('PEXPIRE', KEYS[1], wait + tonumber(ARGV[9]))
 end
-return {0, wait, due}
+return {0, checkback(wait), due, 0}
 """
 
 TERMINAL_LUA = """
@@ -233,7 +248,7 @@ if st == 'running' then
   set[#set + 1] = add_attempt(r[10], attempt_entry(attempt - 1, r[5], r[6], nil, 'lost', nil))
 end
 redis.call('HSET', KEYS[1], unpack(set))
-redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'parked_until')
+redis.call('HDEL', KEYS[1], 'progress', 'finished_at', 'parked_until', 'limited_until', 'limited_by')
 relist(ARGV[11], r[4], st, 'running', ARGV[5], r[8])
 if ARGV[9] then
   local timeout = tonumber(r[9]) or 0
@@ -403,7 +418,8 @@ def delay_args(ttl_ms, next_exchange):
 def parse_limit(raw):
     """Section 18: a rate limit's JSON as the API writes it, as
     ((rate per ms, capacity) or None, (tenant key, rate per ms, capacity) or
-    None); None for no limit. Raises ValueError for one it cannot read."""
+    None, version: set_at in Unix ms); None for no limit. Raises ValueError
+    for one it cannot read."""
     if raw is None:
         return None
     v = json.loads(raw)
@@ -418,7 +434,13 @@ def parse_limit(raw):
            (str(v["tenant"]["key"]),) + rate(v["tenant"]) if v.get("tenant") else None)
     if out == (None, None):
         raise ValueError("a limit without rate or tenant")
-    return out
+    if not v.get("set_at"):
+        return out + (GO_ZERO_TIME_MS,)
+    set_at = datetime.datetime.fromisoformat(str(v["set_at"]).replace("Z", "+00:00"))
+    if set_at.tzinfo is None:
+        raise ValueError("set_at without a zone: %r" % (v["set_at"],))
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return out + ((set_at - epoch) // datetime.timedelta(milliseconds=1),)
 
 
 def decode_job(body):
@@ -851,7 +873,7 @@ class Store:
         limit lim (parse_limit's). Returns None when it may start (or when
         the start script is to decide: no record, ended, a stale copy), else
         how many milliseconds it is to wait."""
-        rate, tenant = lim
+        rate, tenant, version = lim
         type_rate, type_cap = rate if rate else (0, 0)
         tenant_rate, tenant_cap, value = 0, 0, ""
         if tenant:
@@ -864,8 +886,8 @@ class Store:
                                        self.cfg.bucket_key(job["type"], value), self.cfg.limited_key(job["type"])],
                                  args=[made, job["id"], repr(float(type_rate)), type_cap,
                                        repr(float(tenant_rate)), tenant_cap, repr(random.random()),
-                                       self.cfg.waiting_prefix(), RETENTION_MS])
-        if len(reply) == 3 and int(reply[0]) == 0:
+                                       self.cfg.waiting_prefix(), RETENTION_MS, version, LIMIT_CHECK_BACK_MS])
+        if len(reply) == 4 and int(reply[0]) == 0:
             return int(reply[1])
         return None
 

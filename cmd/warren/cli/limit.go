@@ -191,7 +191,8 @@ func (a *app) limitRmCmd() *cobra.Command {
 		Aliases: []string{"delete"},
 		Short:   "Remove a type's rate limit",
 		Long: `Remove the rate limit of TYPE. Its jobs start as fast as workers take them;
-those it held back start when their wait ends.
+those it held back start when they next check back, within a quarter of
+what was left of their wait (at least 10s).
 
 -o json prints the limit as it was.`,
 		Example: "  warren limit rm email.send",
