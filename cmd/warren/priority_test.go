@@ -73,6 +73,13 @@ func TestPriorityOrderRealProcesses(t *testing.T) {
 	if i := slices.IndexFunc(qs, func(q client.Queue) bool { return q.Pool == "sys" }); i < 0 || qs[i].Ready != normal+high || qs[i].High != high {
 		t.Errorf("warren queues while paused: %+v; want %d ready, %d of them high", qs, normal+high, high)
 	}
+	// The dashboard's pool card shows the high lane's part of the backlog.
+	b := newBrowser(t, apiURL, 1280, 900, false)
+	b.open("/ui/")
+	b.waitFor("the sys pool's card to show its high-priority backlog", fmt.Sprintf(
+		`(document.querySelector('[data-pool="sys"] [data-figure="high"]') || {}).textContent === "%d" && (document.querySelector('[data-pool="sys"] [data-figure="backlog"]') || {}).textContent === "%d"`,
+		high, normal+high))
+	b.shot("overview-high-priority")
 
 	if out, errOut, code := warren(t, apiURL, "", "queue", "resume", "sys"); code != 0 {
 		t.Fatalf("warren queue resume sys: exit %d, %s%s", code, out, errOut)

@@ -459,6 +459,17 @@ func TestDashboardSignsInWithKeys(t *testing.T) {
 	if eval[bool](b, `[...document.querySelectorAll("button")].some(b => b.textContent === "Pause")`) {
 		t.Error("a read key is offered Pause")
 	}
+	// It sees the rate limits, with no form and no buttons to change them.
+	if status, body := call(t, "PUT", base+"/v1/limits/sys.echo", adminKey, `{"rate":{"limit":5,"per":"1s"}}`); status != http.StatusOK {
+		t.Fatalf("PUT a limit as admin: %d %s", status, body)
+	}
+	b.open("/ui/limits")
+	b.waitFor("the limits, read-only", `document.querySelector('tr[data-limit="sys.echo"]')`)
+	if eval[bool](b, `!!document.querySelector("#limit-form") || document.querySelectorAll("main button").length > 0`) {
+		t.Error("a read key is offered the limit form or its buttons")
+	}
+	b.open("/ui/")
+	b.waitFor("the overview again", `location.pathname === "/ui/" && document.querySelector('[data-pool="sys"]')`)
 	if eval[bool](b, `document.cookie.includes("wrn_")`) {
 		t.Error("the page's scripts can read the key")
 	}
@@ -531,6 +542,9 @@ func TestDashboardAtPhoneWidthInTheDark(t *testing.T) {
 	_, base := devStack(t)
 	submit(t, base, "", `{"type":"sys.sleep","payload":{"ms":30000},"metadata":{"tenant":"acme"}}`)
 	submit(t, base, "", `{"type":"sys.fail","payload":{"fail_times":1},"max_attempts":1}`)
+	if status, body := call(t, "PUT", base+"/v1/limits/sys.echo", "", `{"rate":{"limit":100,"per":"1m","burst":10},"tenant":{"key":"tenant","limit":5,"per":"1s"}}`); status != http.StatusOK {
+		t.Fatalf("PUT a limit: %d %s", status, body)
+	}
 	b := newBrowser(t, base, 390, 844, true)
 
 	b.open("/ui/")
@@ -538,7 +552,7 @@ func TestDashboardAtPhoneWidthInTheDark(t *testing.T) {
 	if bg := eval[string](b, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(13, 17, 23)" {
 		t.Errorf("the dark scheme's background is %s", bg)
 	}
-	for _, path := range []string{"/ui/", "/ui/jobs", "/ui/workers", "/ui/dead?pool=sys", "/ui/autoscaling"} {
+	for _, path := range []string{"/ui/", "/ui/jobs", "/ui/workers", "/ui/dead?pool=sys", "/ui/schedules", "/ui/workflows", "/ui/limits", "/ui/autoscaling"} {
 		b.open(path)
 		b.waitFor("the page's content", `document.querySelector("main h1") && !document.querySelector("main .error-box:not([hidden])")`)
 		time.Sleep(700 * time.Millisecond) // a poll's worth, so the figures are in

@@ -376,12 +376,13 @@ function poolCard(q) {
       fig("running", num(q.running), { id: "running", href: `/ui/jobs?pool=${encodeURIComponent(q.pool)}&status=running` }),
       fig("scheduled", num(q.scheduled), { id: "scheduled", href: `/ui/jobs?pool=${encodeURIComponent(q.pool)}&status=scheduled` }),
       fig("retrying", num(q.retrying), { id: "retrying", href: `/ui/jobs?pool=${encodeURIComponent(q.pool)}&status=retrying` }),
-      fig("rate-limited", num(q.limited || 0), { id: "limited", title: "jobs their types' rate limits hold back now: still queued, waiting in the delay levels for a token (warren limit list)" }),
+      fig("rate-limited", num(q.limited || 0), { id: "limited", href: "/ui/limits", title: "jobs their types' rate limits hold back now: still queued, waiting in the delay levels for a token (warren limit list)" }),
       fig("dead", num(q.dead), { id: "dead", href: `/ui/dead?pool=${encodeURIComponent(q.pool)}` }),
       fig("consumers", num(q.consumers), { id: "consumers" }),
       fig("replicas", r ? (r.current === r.desired ? String(r.current) : `${r.current} → ${r.desired}`) : "–",
         { id: "replicas", small: true, title: r ? `${r.current} running, ${r.desired} wanted${r.reason ? ": " + r.reason : ""}` : "no autoscaler reports on this pool" }),
-      fig("oldest", q.oldest_age_seconds ? duration(q.oldest_age_seconds) : "none", { id: "oldest", small: true, title: "how long the oldest waiting job has waited" })),
+      fig("oldest", q.oldest_age_seconds ? duration(q.oldest_age_seconds) : "none", { id: "oldest", small: true, title: "how long the oldest waiting job has waited" }),
+      fig("priority 5–9", num(q.high || 0), { id: "high", title: "the part of the backlog in the pool's high lane: jobs of priority 5 to 9, which its workers start first (docs/priorities.md)" })),
     outcomeChart(q));
 }
 
@@ -772,6 +773,138 @@ page(/^schedules$/, "schedules", async (main) => {
           relative(new Date(s.last_skipped.tick)))] : "–")))))));
   });
 });
+
+// ---- Rate limits --------------------------------------------------------------------------
+
+// per shows a limit's period as people say it: "1 s", "5 min", "1 h".
+function per(text) {
+  const s = goDuration(text);
+  if (s >= 3600 && s % 3600 === 0) return `${s / 3600} h`;
+  if (s >= 60 && s % 60 === 0) return `${s / 60} min`;
+  return duration(s);
+}
+
+function rateText(r) {
+  return `${num(r.limit)} per ${per(r.per)}${r.burst ? `, burst ${num(r.burst)}` : ""}`;
+}
+
+page(/^limits$/, "limits", async (main) => {
+  document.title = "Rate limits · warren";
+  const region = h("div");
+  const dialog = h("dialog", { id: "confirm" });
+  const editor = can("admin") ? limitForm() : null;
+  main.append(h("h1", {}, "Rate limits"),
+    h("p", { class: "note" }, "How fast each limited job type's jobs may start, across every worker of its pool, for the type as a whole and for each tenant (a metadata value). ",
+      "A job over its limit is held back: it stays queued, holds no worker and counts no attempt, and is offered again when a token is due (warren limit set; docs/ratelimits.md)."),
+    editor ? editor.form : null, errorBox(), region, dialog);
+
+  const remove = (l) => {
+    dialog.replaceChildren(h("form", { method: "dialog" },
+      h("h2", { style: "margin-top:0" }, `Remove the rate limit of ${l.type}?`),
+      h("p", {}, `Jobs of ${l.type} will start as fast as its workers take them. `,
+        l.limited ? `The ${num(l.limited)} held back now start when they next check back, within a quarter of what was left of their wait.` : ""),
+      h("div", { class: "actions" },
+        h("button", { value: "cancel", autofocus: true }, "Keep it"),
+        h("button", { value: "remove", class: "danger solid", id: "confirm-remove" }, "Remove"))));
+    dialog.onclose = () => {
+      if (dialog.returnValue === "remove") act("remove the limit", `/v1/limits/${encodeURIComponent(l.type)}`, undefined, "DELETE").catch(() => {});
+    };
+    dialog.showModal();
+  };
+
+  poller.start(async () => {
+    const data = await api("GET", "/v1/limits");
+    const ls = data.limits || [];
+    if (!ls.length) {
+      swap(region, h("p", { class: "empty" }, "No job type has a rate limit. ",
+        can("admin") ? "Set one above, or with 'warren limit set'." : "An admin sets them with 'warren limit set'."));
+      return;
+    }
+    swap(region, h("div", { class: "table-wrap" }, h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, "Type"), h("th", {}, "Whole type"), h("th", {}, "Per tenant"),
+        h("th", { class: "num" }, "Held back now"), h("th", { class: "wide" }, "Set"), can("admin") ? h("th", {}, "") : null)),
+      h("tbody", {}, ls.map((l) => h("tr", { "data-limit": l.type },
+        h("td", {}, h("a", { href: `/ui/jobs?type=${encodeURIComponent(l.type)}` }, l.type)),
+        h("td", { "data-col": "rate" }, l.rate ? rateText(l.rate) : h("span", { class: "muted" }, "none")),
+        h("td", { "data-col": "tenant", class: "wrap" }, l.tenant ? [rateText(l.tenant), h("div", { class: "muted" }, "for each value of metadata ", h("code", {}, l.tenant.key))]
+          : h("span", { class: "muted" }, "none")),
+        h("td", { class: "num", "data-col": "limited" }, l.limited
+          ? h("a", { href: `/ui/jobs?type=${encodeURIComponent(l.type)}&status=queued`, title: "queued, waiting in the delay levels for a token" }, num(l.limited))
+          : "0"),
+        h("td", { class: "wide" }, when(l.set_at), l.set_by ? h("div", { class: "muted" }, `by ${l.set_by}`) : null),
+        can("admin") ? h("td", {}, h("div", { class: "actions" },
+          h("button", { type: "button", "data-key": `edit-${l.type}`, onclick: () => editor.fill(l) }, "Edit"),
+          h("button", { type: "button", class: "danger", "data-key": `remove-${l.type}`, onclick: () => remove(l) }, "Remove"))) : null))))));
+  });
+});
+
+// limitForm is the form that sets a type's limit (PUT /v1/limits/{type}):
+// the whole type's rate, a tenant's, or both. Blank fields are left out,
+// and the API's error names the field it refused. fill puts a limit into
+// it, to change it.
+function limitForm() {
+  const field = (name, props) => h("input", { name, id: `l-${name}`, ...props });
+  const typeSel = field("type", { required: true, list: "l-types", placeholder: "image.resize", size: 16, autocomplete: "off" });
+  const types = h("datalist", { id: "l-types" });
+  api("GET", "/v1/types").then((t) => types.replaceChildren(...(t.types || []).map((x) => h("option", { value: x.name })))).catch(() => {});
+  const n = (name, title) => field(name, { type: "number", min: 0, step: 1, size: 6, inputmode: "numeric", title });
+  const txt = (name, placeholder, title) => field(name, { placeholder, size: 6, title });
+  const els = {
+    type: typeSel,
+    limit: n("limit", "jobs of the type that may start per period, all tenants together; blank for no such limit"),
+    per: txt("per", "1s", "the period: 1s, 1m, 1h (1 s to 24 h)"),
+    burst: n("burst", "how many more may start at once after a quiet spell"),
+    tenantKey: txt("tenant-key", "customer", "the metadata key whose values are the tenants"),
+    tenantLimit: n("tenant-limit", "jobs each tenant's may start per period"),
+    tenantPer: txt("tenant-per", "1m", "the tenant's period"),
+    tenantBurst: n("tenant-burst", "the tenant's burst"),
+  };
+  // The API names the field it refuses: "rate.per", "tenant.key", "type".
+  const byField = { type: els.type, "rate.limit": els.limit, "rate.per": els.per, "rate.burst": els.burst, rate: els.limit,
+    "tenant.key": els.tenantKey, "tenant.limit": els.tenantLimit, "tenant.per": els.tenantPer, "tenant.burst": els.tenantBurst, tenant: els.tenantKey };
+  const done = h("span", { class: "muted", role: "status", id: "limit-saved" });
+  const button = h("button", { class: "primary", type: "submit" }, "Set limit");
+  const rate = (limit, per, burst) => {
+    const r = { limit: limit.value === "" ? 0 : Number(limit.value), per: per.value.trim() || "1s" };
+    if (burst.value !== "") r.burst = Number(burst.value);
+    return r;
+  };
+  const form = h("form", { class: "filters card", id: "limit-form", "aria-label": "set a rate limit", onsubmit: async (e) => {
+    e.preventDefault();
+    const body = {};
+    if (els.limit.value !== "" || els.per.value.trim() !== "") body.rate = rate(els.limit, els.per, els.burst);
+    // Without a key the API takes its default (api.tenant_key), or says it has none.
+    const key = els.tenantKey.value.trim();
+    if (key !== "" || els.tenantLimit.value !== "" || els.tenantPer.value.trim() !== "") {
+      body.tenant = { ...(key ? { key } : {}), ...rate(els.tenantLimit, els.tenantPer, els.tenantBurst) };
+    }
+    button.disabled = true; done.textContent = "";
+    for (const el of Object.values(els)) el.removeAttribute("aria-invalid");
+    try {
+      const out = await act("set the limit", `/v1/limits/${encodeURIComponent(els.type.value.trim())}`, body, "PUT");
+      done.textContent = `${out.replaced ? "Changed" : "Set"} the limit of ${out.type}.`;
+    } catch (err) {
+      const bad = byField[err.field];
+      if (bad) { bad.setAttribute("aria-invalid", "true"); bad.focus(); }
+    } finally { button.disabled = false; }
+  } },
+    h("label", {}, "Type", typeSel, types),
+    h("fieldset", {}, h("legend", {}, "The whole type"),
+      h("label", {}, "Jobs", els.limit), h("label", {}, "per", els.per), h("label", {}, "Burst", els.burst)),
+    h("fieldset", {}, h("legend", {}, "Each tenant"),
+      h("label", {}, "Metadata key", els.tenantKey), h("label", {}, "Jobs", els.tenantLimit), h("label", {}, "per", els.tenantPer),
+      h("label", {}, "Burst", els.tenantBurst)),
+    h("div", { class: "actions" }, button, done));
+  return { form, fill: (l) => {
+    // "1h0m0s" reads better, and means the same, as "1h".
+    const put = (el, v) => { el.value = v === undefined || v === null ? "" : String(v).replace(/(\D)0s$/, "$1").replace(/(\D)0m$/, "$1"); };
+    put(els.type, l.type);
+    put(els.limit, l.rate && l.rate.limit); put(els.per, l.rate && l.rate.per); put(els.burst, l.rate && l.rate.burst);
+    put(els.tenantKey, l.tenant && l.tenant.key); put(els.tenantLimit, l.tenant && l.tenant.limit);
+    put(els.tenantPer, l.tenant && l.tenant.per); put(els.tenantBurst, l.tenant && l.tenant.burst);
+    els.limit.focus();
+  } };
+}
 
 // ---- Autoscaling ------------------------------------------------------------------------
 
