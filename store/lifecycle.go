@@ -322,14 +322,21 @@ return {'ok', ARGV[1]}
 // cancels its context, and its done channel says "canceled". Returns {'ok',
 // previous status}, {'terminal', status} or {'missing', ""}. ARGV: now ms,
 // retention ms, error JSON, events channel, id, waiting index key prefix,
-// the job's done channel, running index key prefix, list key prefix. A
-// running attempt is added to the record's attempts as canceled.
+// the job's done channel, running index key prefix, list key prefix, the
+// prefix of the types' indexes of limited jobs. A running attempt is added
+// to the record's attempts as canceled. A job its rate limit held back
+// leaves its type's index of limited jobs, so it no longer counts as
+// limited (its message, checking back, finds it ended).
 const cancelLua = terminalLua + `
-local r = redis.call('HMGET', KEYS[1], 'status', 'pool', 'attempt', 'worker', 'started_at', 'created_at', 'attempts')
+local r = redis.call('HMGET', KEYS[1], 'status', 'pool', 'attempt', 'worker', 'started_at', 'created_at', 'attempts', 'type', 'limited_until')
 local st = r[1]
 if not st then return {'missing', ''} end
 if terminal(st) then return {'terminal', st} end
 redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', ARGV[1], 'error', ARGV[3])
+if r[9] then
+  redis.call('HDEL', KEYS[1], 'limited_until', 'limited_by')
+  if ARGV[10] and r[8] then redis.call('ZREM', ARGV[10] .. r[8], ARGV[5]) end
+end
 if st == 'running' then
   redis.call('HSET', KEYS[1], 'attempts', add_attempt(r[7], attempt_entry(r[3], r[4], r[5], ARGV[1], 'canceled', ARGV[3])))
 end
@@ -839,7 +846,7 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) (jobs.Stat
 	errJSON, _ := json.Marshal(canceledError)
 	res, err := s.run(ctx, cancelScript, []string{s.ns.JobKey(id)},
 		ms(now), s.cfg.Retention.Milliseconds(), string(errJSON), s.ns.EventsChannel(), id, s.ns.WaitingKey(""), s.ns.DoneChannel(id), s.ns.RunningKey(""),
-		s.ns.ListKey()).StringSlice()
+		s.ns.ListKey(), s.ns.LimitedKey("")).StringSlice()
 	if err != nil {
 		return "", unavailable("cancel job "+id, err)
 	}

@@ -153,8 +153,8 @@ func decodeLimit(typ, v string) (LimitRecord, error) {
 
 // LimitedSlack is how long past its limited_until a job held back still
 // counts as limited: the time its message takes to come back round the
-// delay levels and be taken again. A job that then starts leaves the count
-// at once; one canceled meanwhile leaves it after the slack.
+// delay levels and be taken again. A job that then starts, or is canceled,
+// leaves the count at once.
 const LimitedSlack = 30 * time.Second
 
 // Limited counts, per type, the jobs its limit holds back now (those whose

@@ -327,3 +327,44 @@ func TestLimitCheckBack(t *testing.T) {
 		t.Errorf("limited after the removal: %v, %v; want none", n, err)
 	}
 }
+
+// A held job that is canceled no longer counts as limited, and its record
+// keeps no turn; its message, checking back, takes nothing.
+func TestLimitCanceledHeldJob(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	l := jobs.Limit{Type: "store.test", Rate: rlRate(1, time.Hour, 0)}
+	js := f.rlJobs(t, 3, "")
+	f.take(t, l, js[0], 0)
+	for _, j := range js[1:] {
+		if a := f.take(t, l, j, 0); !a.Limited {
+			t.Fatalf("job %s: %+v, want held back", j.ID, a)
+		}
+	}
+	count := func() int {
+		t.Helper()
+		n, err := f.st.Limited(ctx(t), []string{"store.test"}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n["store.test"]
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("limited before the cancel: %d, want 2", n)
+	}
+	if _, err := f.st.Cancel(ctx(t), js[1].ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("limited after one is canceled: %d, want 1", n)
+	}
+	if rec := f.raw(t, js[1].ID); rec["limited_until"] != "" || rec["limited_by"] != "" || rec["status"] != "canceled" {
+		t.Errorf("the canceled job's record: status %q, limited_until %q, limited_by %q", rec["status"], rec["limited_until"], rec["limited_by"])
+	}
+	if a := f.take(t, l, js[1], 0); a.Limited {
+		t.Errorf("the canceled job's message back: %+v, want nothing taken or held", a)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("limited after the canceled job's message came back: %d, want 1", n)
+	}
+}
