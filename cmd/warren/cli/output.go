@@ -94,6 +94,9 @@ func writeJobView(w io.Writer, j *jobs.Job) error {
 	if j.ScheduledAt != nil {
 		row("scheduled", timeText(*j.ScheduledAt))
 	}
+	if j.LimitedUntil != nil {
+		row("held back", "until "+timeText(*j.LimitedUntil)+" by its type's rate limit")
+	}
 	if j.StartedAt != nil {
 		row("started", timeText(*j.StartedAt))
 	}
@@ -129,6 +132,9 @@ func writeJobView(w io.Writer, j *jobs.Job) error {
 	}
 	if j.IdempotencyKey != "" {
 		row("idempotency key", oneLine(j.IdempotencyKey))
+	}
+	if u := j.Unique; u != nil {
+		row("unique", fmt.Sprintf("%s (while: %s, for: %s)", oneLine(u.Key), u.While, durationText(u.For.Std())))
 	}
 	row("payload", shortJSON(j.Payload))
 	if len(j.Result) > 0 {

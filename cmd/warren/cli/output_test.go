@@ -255,3 +255,38 @@ func TestJobViewShowsAttempts(t *testing.T) {
 		}
 	}
 }
+
+// A job its rate limit holds back says until when, and a unique job its
+// key.
+func TestWriteJobViewHeldBackUnique(t *testing.T) {
+	t.Parallel()
+	until := time.Date(2025, 3, 14, 9, 27, 53, 0, time.UTC)
+	j := &jobs.Job{
+		ID:           testID,
+		Type:         "sys.echo",
+		Status:       jobs.StatusQueued,
+		Payload:      json.RawMessage(`{}`),
+		MaxAttempts:  3,
+		Timeout:      jobs.Duration(30 * time.Second),
+		CreatedAt:    time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC),
+		LimitedUntil: &until,
+		Unique:       &jobs.Unique{Key: "account-42", For: jobs.Duration(time.Hour), While: jobs.UniqueUntilDone},
+	}
+	var b bytes.Buffer
+	if err := writeJobView(&b, j); err != nil {
+		t.Fatal(err)
+	}
+	want := `id:        0190c5f2-6d1e-7b3a-9c4d-2f1e0a9b8c7d
+type:      sys.echo
+status:    queued
+attempt:   0/3
+timeout:   30s
+created:   2025-03-14T09:26:53.000Z
+held back: until 2025-03-14T09:27:53.000Z by its type's rate limit
+unique:    account-42 (while: until_done, for: 1h)
+payload:   {}
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("view (-want +got):\n%s", diff)
+	}
+}
