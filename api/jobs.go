@@ -37,6 +37,9 @@ type jobRequest struct {
 	RunAt          json.RawMessage            `json:"run_at"`
 	Backoff        json.RawMessage            `json:"backoff"`
 	Unique         json.RawMessage            `json:"unique"`
+	// OnConflict may stand beside unique as well as in it, as the
+	// feature's first description wrote it; it means the same.
+	OnConflict *string `json:"on_conflict"`
 }
 
 // uniqueRequest is a job request's unique member (docs/unique.md).
@@ -372,6 +375,9 @@ func requestDelay(req jobRequest, r *producer.Request) error {
 // requestUnique reads the unique member into r; the producer checks it.
 func requestUnique(req jobRequest, r *producer.Request) error {
 	if len(req.Unique) == 0 || string(req.Unique) == "null" {
+		if req.OnConflict != nil {
+			return apiErr("invalid_field", "on_conflict", "on_conflict goes with unique: it says how a submission that finds the unique key held is answered")
+		}
 		return nil
 	}
 	var u uniqueRequest
@@ -381,6 +387,15 @@ func requestUnique(req jobRequest, r *producer.Request) error {
 			return apiErr("invalid_field", "unique", "unique: want {\"key\":\"account-42\",\"for\":\"1h\",\"while\":\"running\"}: %s", ae.Message)
 		}
 		return err
+	}
+	if top := req.OnConflict; top != nil {
+		switch oc := jobs.OnConflict(*top); {
+		case oc != jobs.OnConflictExisting && oc != jobs.OnConflictError:
+			return apiErr("invalid_field", "on_conflict", "on_conflict must be %q or %q, got %q", jobs.OnConflictExisting, jobs.OnConflictError, *top)
+		case u.OnConflict != "" && u.OnConflict != *top:
+			return apiErr("invalid_field", "on_conflict", "on_conflict %q and unique.on_conflict %q disagree: send one", *top, u.OnConflict)
+		}
+		u.OnConflict = *top
 	}
 	r.Unique = &jobs.Unique{Key: u.Key, While: jobs.UniqueWhile(u.While), OnConflict: jobs.OnConflict(u.OnConflict)}
 	if len(u.For) > 0 && string(u.For) != "null" {

@@ -56,6 +56,15 @@ func TestUniqueDuplicateAndConflict(t *testing.T) {
 		t.Errorf("the conflict does not name the holder: %s", conflict.body)
 	}
 
+	// on_conflict beside unique, as the feature was first written, means the same.
+	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","unique":{"key":"uniq-acct-42"},"on_conflict":"error"}`); r.status != 409 ||
+		r.apiError(t).Code != "unique_conflict" || r.apiError(t).Field != "unique.key" {
+		t.Errorf("on_conflict error beside unique: %d %s", r.status, r.body)
+	}
+	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","unique":{"key":"uniq-acct-42"},"on_conflict":"existing"}`); r.status != 200 || r.job(t).ID != j.ID {
+		t.Errorf("on_conflict existing beside unique: %d %s", r.status, r.body)
+	}
+
 	// Another type's same key is another key.
 	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.sleep","payload":{"ms":1},"unique":{"key":"uniq-acct-42"}}`); r.status != 202 {
 		t.Errorf("another type: %d %s", r.status, r.body)
@@ -133,6 +142,20 @@ func TestUniqueValidation(t *testing.T) {
 		wantStatus := map[bool]int{true: 400, false: 200}[c.code == "invalid_encoding"]
 		if b.status != wantStatus || !strings.Contains(string(b.body), `"code":"`+c.code+`"`) {
 			t.Errorf("batch entry with unique %s: %d %s", c.unique, b.status, b.body)
+		}
+	}
+	// on_conflict beside unique: checked as in it, and only with it.
+	for _, c := range []struct{ body, code, field string }{
+		{`{"type":"sys.echo","on_conflict":"error"}`, "invalid_field", "on_conflict"},
+		{`{"type":"sys.echo","unique":null,"on_conflict":"error"}`, "invalid_field", "on_conflict"},
+		{`{"type":"sys.echo","unique":{"key":"k"},"on_conflict":"ignore"}`, "invalid_field", "on_conflict"},
+		{`{"type":"sys.echo","unique":{"key":"k"},"on_conflict":""}`, "invalid_field", "on_conflict"},
+		{`{"type":"sys.echo","unique":{"key":"k"},"on_conflict":7}`, "invalid_field", "on_conflict"},
+		{`{"type":"sys.echo","unique":{"key":"k","on_conflict":"existing"},"on_conflict":"error"}`, "invalid_field", "on_conflict"},
+	} {
+		r := doInvalid(t, "POST", f.url+"/v1/jobs", nil, c.body)
+		if e := r.apiError(t); r.status != 400 || e.Code != c.code || e.Field != c.field {
+			t.Errorf("%s: %d %+v, want 400 %s naming %s", c.body, r.status, e, c.code, c.field)
 		}
 	}
 	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","unique":null}`); r.status != 202 || r.job(t).Unique != nil {

@@ -137,6 +137,8 @@ func (sd *stepDecoder) job(raw json.RawMessage, field string) (*workflow.Job, er
 		return nil, apiErr("invalid_field", field+".idempotency_key", "%s.idempotency_key: the workflow gives each member its own", field)
 	case !isNull(jr.Unique):
 		return nil, apiErr("invalid_field", field+".unique", "%s.unique: a member is made once per workflow already; unique is not taken here", field)
+	case jr.OnConflict != nil:
+		return nil, apiErr("invalid_field", field+".on_conflict", "%s.on_conflict: a member takes no unique key, so no on_conflict", field)
 	case !isNull(jr.RunAt):
 		return nil, apiErr("invalid_field", field+".run_at", "%s.run_at: a member runs when its step is reached; use delay to hold it back", field)
 	}

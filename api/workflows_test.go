@@ -163,6 +163,7 @@ func TestWorkflowRefusals(t *testing.T) {
 		{"idempotency key", `{"steps":{"job":{"type":"sys.echo","idempotency_key":"k"}}}`, 400, "invalid_field", "steps.job.idempotency_key", false},
 		{"run_at", `{"steps":{"job":{"type":"sys.echo","run_at":"2030-01-02T15:04:05Z"}}}`, 400, "invalid_field", "steps.job.run_at", false},
 		{"unique", `{"steps":{"job":{"type":"sys.echo","unique":{"key":"a"}}}}`, 400, "invalid_field", "steps.job.unique", false},
+		{"on_conflict", `{"steps":{"job":{"type":"sys.echo","on_conflict":"error"}}}`, 400, "invalid_field", "steps.job.on_conflict", false},
 		{"workflow metadata", `{"steps":{"job":{"type":"sys.echo","metadata":{"workflow":"x"}}}}`, 400, "invalid_field", "steps.job.metadata.workflow", true},
 		{"bad timeout", `{"steps":{"job":{"type":"sys.echo","timeout":"soon"}}}`, 400, "invalid_field", "steps.job.timeout", true},
 		{"on_failure", `{"on_failure":"maybe","steps":{"job":{"type":"sys.echo"}}}`, 400, "invalid_field", "on_failure", false},
