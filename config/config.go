@@ -78,6 +78,7 @@ type Config struct {
 
 	Rescue     Rescue          `yaml:"rescue"`
 	Schedule   Schedule        `yaml:"schedule"`
+	Workflow   Workflow        `yaml:"workflow"`
 	API        API             `yaml:"api"`
 	Store      Store           `yaml:"store"`
 	Worker     Worker          `yaml:"worker"`
@@ -323,6 +324,22 @@ type Schedule struct {
 	Grace Duration `yaml:"grace"`
 }
 
+// Workflow configures the workflow advancer, which every API, worker and
+// supervisor process runs (one at a time per namespace holds its lease and
+// moves workflows on; docs/workflows.md).
+type Workflow struct {
+	// Sweep is how often the advancer looks at every active workflow,
+	// whatever it heard on the jobs' done channels (workflow.sweep,
+	// WARREN_WORKFLOW_SWEEP): how soon a step follows an end it did not
+	// hear. From 1s to 10m.
+	Sweep Duration `yaml:"sweep"`
+	// PendingGrace is how long a workflow may stay pending, its submitter
+	// accepting its first jobs, before the advancer takes it over as if
+	// the submitter died (workflow.pending_grace,
+	// WARREN_WORKFLOW_PENDING_GRACE). From 10s to 1h.
+	PendingGrace Duration `yaml:"pending_grace"`
+}
+
 // Supervisor configures `warren autoscale`.
 type Supervisor struct {
 	// Addr, when set, serves the supervisor's /healthz and /status
@@ -491,6 +508,7 @@ func Default() Config {
 		Redis:    Redis{WaitTimeout: Duration(time.Second)},
 		Rescue:   Rescue{Interval: Duration(30 * time.Second), Grace: Duration(time.Minute)},
 		Schedule: Schedule{Grace: Duration(30 * time.Second)},
+		Workflow: Workflow{Sweep: Duration(5 * time.Second), PendingGrace: Duration(time.Minute)},
 	}
 }
 
@@ -666,6 +684,12 @@ func (c *Config) Validate() error {
 	case c.Schedule.Grace < 0 || (c.Schedule.Grace > 0 && c.Schedule.Grace < Duration(10*time.Second)):
 		// It must outlast the scheduler lease's handover (5s and a turn).
 		return fmt.Errorf("schedule.grace must be at least 10s (or 0 for the default, 30s)")
+	case c.Workflow.Sweep < Duration(time.Second) || c.Workflow.Sweep > Duration(10*time.Minute):
+		return fmt.Errorf("workflow.sweep must be from 1s to 10m")
+	case c.Workflow.PendingGrace < Duration(10*time.Second) || c.Workflow.PendingGrace > Duration(time.Hour):
+		// Shorter would take over workflows whose submitters are still
+		// accepting their first jobs (harmless, but wasted work).
+		return fmt.Errorf("workflow.pending_grace must be from 10s to 1h")
 	case c.Supervisor.LeaseTTL < 0 || (c.Supervisor.LeaseTTL > 0 && c.Supervisor.LeaseTTL < Duration(time.Second)):
 		// Renewed every third of it over a network: shorter would make a
 		// supervisor give its pools up at every slow round trip.

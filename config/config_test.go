@@ -55,6 +55,7 @@ func TestDefault(t *testing.T) {
 		Worker:   config.Worker{ShutdownGrace: config.Duration(30 * time.Second)},
 		Rescue:   config.Rescue{Interval: config.Duration(30 * time.Second), Grace: config.Duration(time.Minute)},
 		Schedule: config.Schedule{Grace: config.Duration(30 * time.Second)},
+		Workflow: config.Workflow{Sweep: config.Duration(5 * time.Second), PendingGrace: config.Duration(time.Minute)},
 		Redis:    config.Redis{WaitTimeout: config.Duration(time.Second)},
 	}
 	got := config.Default()
@@ -133,6 +134,7 @@ func fullConfig() config.Config {
 		Worker:   config.Worker{HealthAddr: "127.0.0.1:9091", ShutdownGrace: config.Duration(45 * time.Second)},
 		Rescue:   config.Rescue{Interval: config.Duration(10 * time.Second), Grace: config.Duration(45 * time.Second)},
 		Schedule: config.Schedule{Grace: config.Duration(30 * time.Second)},
+		Workflow: config.Workflow{Sweep: config.Duration(5 * time.Second), PendingGrace: config.Duration(time.Minute)},
 		Redis: config.Redis{
 			Sentinel:     config.RedisSentinel{Addrs: []string{"s1.example:26379", "s2.example:26379"}, Master: "warren"},
 			WaitReplicas: 1, WaitTimeout: config.Duration(500 * time.Millisecond),
@@ -434,6 +436,7 @@ func TestSet(t *testing.T) {
 		Supervisor:    config.Supervisor{Addr: ":2", LeaseTTL: config.Duration(3 * time.Second)},
 		Rescue:        config.Rescue{Interval: config.Duration(5 * time.Second), Grace: config.Duration(20 * time.Second)},
 		Schedule:      config.Schedule{Grace: config.Duration(30 * time.Second)},
+		Workflow:      config.Workflow{Sweep: config.Duration(5 * time.Second), PendingGrace: config.Duration(time.Minute)},
 		ManagementURL: "off",
 		DebugAddr:     "127.0.0.1:6060",
 		Redis: config.Redis{Sentinel: config.RedisSentinel{Addrs: []string{"a:26379", "b:26379"}, Master: "m"},
@@ -484,6 +487,10 @@ func TestValidate(t *testing.T) {
 		{name: "zero json depth", edit: func(c *config.Config) { c.API.MaxJSONDepth = 0 }, wantErr: "api.max_json_depth"},
 		{name: "negative json depth", edit: func(c *config.Config) { c.API.MaxJSONDepth = -1 }, wantErr: "api.max_json_depth"},
 		{name: "tenant key with a control character", edit: func(c *config.Config) { c.API.TenantKey = "cust\tomer" }, wantErr: "api.tenant_key"},
+		{name: "workflow sweep under a second", edit: func(c *config.Config) { c.Workflow.Sweep = config.Duration(500 * time.Millisecond) }, wantErr: "workflow.sweep"},
+		{name: "workflow sweep over 10m", edit: func(c *config.Config) { c.Workflow.Sweep = config.Duration(11 * time.Minute) }, wantErr: "workflow.sweep"},
+		{name: "workflow pending grace under 10s", edit: func(c *config.Config) { c.Workflow.PendingGrace = config.Duration(time.Second) }, wantErr: "workflow.pending_grace"},
+		{name: "workflow pending grace over an hour", edit: func(c *config.Config) { c.Workflow.PendingGrace = config.Duration(2 * time.Hour) }, wantErr: "workflow.pending_grace"},
 		{name: "zero max delay", edit: func(c *config.Config) { c.API.MaxDelay = 0 }, wantErr: "api.max_delay"},
 		{name: "negative max delay", edit: func(c *config.Config) { c.API.MaxDelay = config.Duration(-time.Hour) }, wantErr: "api.max_delay"},
 		{name: "max delay over the delay levels", edit: func(c *config.Config) { c.API.MaxDelay = config.Duration(jobs.MaxDelay + time.Second) }, wantErr: "api.max_delay"},

@@ -192,6 +192,8 @@ func (c *Config) settings() []setting {
 		child(s("rescue.interval", "WARREN_RESCUE_INTERVAL", durationValue(&c.Rescue.Interval))),
 		child(s("rescue.grace", "WARREN_RESCUE_GRACE", durationValue(&c.Rescue.Grace))),
 		child(s("schedule.grace", "WARREN_SCHEDULE_GRACE", durationValue(&c.Schedule.Grace))),
+		child(s("workflow.sweep", "WARREN_WORKFLOW_SWEEP", durationValue(&c.Workflow.Sweep))),
+		child(s("workflow.pending_grace", "WARREN_WORKFLOW_PENDING_GRACE", durationValue(&c.Workflow.PendingGrace))),
 		secret(s("webhook.secrets", "WARREN_WEBHOOK_SECRETS", secretsValue{&c.Webhook.Secrets})),
 		s("webhook.allow", "WARREN_WEBHOOK_ALLOW", listValue{&c.Webhook.Allow}),
 		s("webhook.follow_redirects", "WARREN_WEBHOOK_FOLLOW_REDIRECTS", boolValue(&c.Webhook.FollowRedirects)),

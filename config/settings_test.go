@@ -169,7 +169,7 @@ func TestChildEnvIsTheInverse(t *testing.T) {
 				return
 			}
 		}
-	}); len(keys) != 14 {
+	}); len(keys) != 16 {
 		t.Errorf("the workers get %v", keys)
 	}
 }

@@ -113,7 +113,8 @@ func (a *app) openStack(ctx context.Context, cfg config.Config, name string) (*s
 	if err := s.scheduler.Start(ctx); err != nil {
 		return nil, err
 	}
-	s.advancer = workflow.NewAdvancer(workflow.AdvancerConfig{Config: workflow.Config{Logger: log}},
+	s.advancer = workflow.NewAdvancer(workflow.AdvancerConfig{Interval: cfg.Workflow.Sweep.Std(), PendingGrace: cfg.Workflow.PendingGrace.Std(),
+		Config: workflow.Config{Logger: log}},
 		producer.New(producer.Config{Logger: log, MaxDelay: cfg.API.MaxDelay.Std(), TracerProvider: tracing.Provider()}, b, st), st)
 	if err := s.advancer.Start(ctx); err != nil {
 		return nil, err
