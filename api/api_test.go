@@ -287,8 +287,26 @@ func TestIdempotencyKey(t *testing.T) {
 	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","idempotency_key":"order-8"}`); r.status != 202 {
 		t.Errorf("key of a rejected request: status %d, want 202", r.status)
 	}
-	if n := f.env.Messages(t, sys.Pool); n != 2 {
-		t.Errorf("%d messages published, want 2", n)
+	// The prefixes of the keys schedules and workflows give their jobs are
+	// theirs: a submitter's key with one could stand for a tick or a
+	// member before it is made. In the body, the header, a batch entry.
+	for _, key := range []string{"schedule:nightly:2030-01-01T00:00:00Z", "workflow:01a2:steps.chain[0]"} {
+		if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","idempotency_key":"`+key+`"}`); r.status != 400 || r.apiError(t).Field != "idempotency_key" {
+			t.Errorf("key %s in the body: %d %s, want 400 naming idempotency_key", key, r.status, r.body)
+		}
+		if r := do(t, "POST", f.url+"/v1/jobs", map[string]string{"Idempotency-Key": key}, `{"type":"sys.echo"}`); r.status != 400 || r.apiError(t).Field != "idempotency_key" {
+			t.Errorf("key %s in the header: %d %s, want 400 naming idempotency_key", key, r.status, r.body)
+		}
+		if r := do(t, "POST", f.url+"/v1/jobs/batch", nil, `{"jobs":[{"type":"sys.echo","idempotency_key":"`+key+`"}]}`); r.status != 200 ||
+			!strings.Contains(string(r.body), `"field":"idempotency_key"`) || strings.Contains(string(r.body), `"job"`) {
+			t.Errorf("key %s in a batch entry: %d %s, want the entry refused naming idempotency_key", key, r.status, r.body)
+		}
+	}
+	if r := do(t, "POST", f.url+"/v1/jobs", nil, `{"type":"sys.echo","idempotency_key":"my-schedule:1"}`); r.status != 202 {
+		t.Errorf("a key that only holds the word: %d %s, want 202", r.status, r.body)
+	}
+	if n := f.env.Messages(t, sys.Pool); n != 3 {
+		t.Errorf("%d messages published, want 3", n)
 	}
 }
 

@@ -21,7 +21,9 @@ import (
 	"github.com/warrenhq/warren/apikey"
 	"github.com/warrenhq/warren/jobs"
 	"github.com/warrenhq/warren/producer"
+	"github.com/warrenhq/warren/schedule"
 	"github.com/warrenhq/warren/store"
+	"github.com/warrenhq/warren/workflow"
 )
 
 // jobRequest is the body of POST /v1/jobs and each entry of a batch.
@@ -320,6 +322,11 @@ func (d *decoder) build(ctx context.Context, req jobRequest, headerKey string) (
 	}
 	if !utf8.ValidString(r.IdempotencyKey) { // the header's: the body was checked
 		return nil, apiErr("invalid_encoding", "idempotency_key", "idempotency_key: the Idempotency-Key header is not UTF-8 text")
+	}
+	for _, p := range []string{schedule.KeyPrefix, workflow.KeyPrefix} {
+		if strings.HasPrefix(r.IdempotencyKey, p) {
+			return nil, apiErr("invalid_field", "idempotency_key", "idempotency_key: keys beginning with %q are warren's own (the jobs of schedules and workflows); choose another", p)
+		}
 	}
 	if len(req.Backoff) > 0 && string(req.Backoff) != "null" {
 		r.Backoff = new(jobs.Backoff)

@@ -268,10 +268,15 @@ func (p *Plan) Jitter(tick time.Time) time.Duration {
 // FireAt is when tick's job is submitted: the tick and its jitter.
 func (p *Plan) FireAt(tick time.Time) time.Time { return tick.Add(p.Jitter(tick)) }
 
-// TickKey is the idempotency key of a tick's job: "schedule:" + name + ":"
+// KeyPrefix begins every tick's idempotency key (TickKey). The API keeps
+// it to the scheduler: a submitter's own key with it could stand for a tick
+// before it fires.
+const KeyPrefix = "schedule:"
+
+// TickKey is the idempotency key of a tick's job: KeyPrefix + name + ":"
 // + the tick in RFC 3339, UTC. It is how a job says which tick fired it.
 func TickKey(name string, tick time.Time) string {
-	return "schedule:" + name + ":" + tick.UTC().Format(time.RFC3339Nano)
+	return KeyPrefix + name + ":" + tick.UTC().Format(time.RFC3339Nano)
 }
 
 // Request is the submission of tick's job, in the name of by.

@@ -179,7 +179,12 @@ func request(st Step, wfID, path, submittedBy string) producer.Request {
 
 // idempotencyKey names a step's member: the same step of the same workflow
 // is made once, whoever makes it.
-func idempotencyKey(wfID, path string) string { return "workflow:" + wfID + ":" + path }
+func idempotencyKey(wfID, path string) string { return KeyPrefix + wfID + ":" + path }
+
+// KeyPrefix begins every member's idempotency key. The API keeps it to the
+// workflows: a submitter's own key with it could stand for a member before
+// the advancer makes it.
+const KeyPrefix = "workflow:"
 
 // made is what one advance did.
 type made struct {
