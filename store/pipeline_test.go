@@ -43,13 +43,19 @@ func TestPipelineSharesRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	// Cleanups run last in, first out, after the test's defers: the key's
+	// removal below runs before this, on an open client.
+	t.Cleanup(func() { rdb.Close() })
 	ctx := context.Background()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		t.Fatalf("redis at %s: %v (make test starts it)", opts.Addr, err)
 	}
 	key := fmt.Sprintf("pipeline-test-%d", rand.Int64())
-	t.Cleanup(func() { rdb.Del(context.Background(), key) })
+	t.Cleanup(func() {
+		if err := rdb.Del(context.Background(), key).Err(); err != nil {
+			t.Errorf("remove %s: %v", key, err)
+		}
+	})
 	var counter tripCounter
 	rdb.AddHook(&counter)
 
