@@ -396,9 +396,9 @@ func requestUnique(req jobRequest, r *producer.Request) error {
 		return err
 	}
 	if top := req.OnConflict; top != nil {
-		switch oc := jobs.OnConflict(*top); {
-		case oc != jobs.OnConflictExisting && oc != jobs.OnConflictError:
-			return apiErr("invalid_field", "on_conflict", "on_conflict must be %q or %q, got %q", jobs.OnConflictExisting, jobs.OnConflictError, *top)
+		switch {
+		case !jobs.OnConflict(*top).Valid():
+			return apiErr("invalid_field", "on_conflict", "on_conflict must be existing or error, got %q", *top)
 		case u.OnConflict != "" && u.OnConflict != *top:
 			return apiErr("invalid_field", "on_conflict", "on_conflict %q and unique.on_conflict %q disagree: send one", *top, u.OnConflict)
 		}

@@ -87,6 +87,10 @@ const (
 	OnConflictError OnConflict = "error"
 )
 
+// Valid reports whether c is a known answer ("" is not: it means the
+// default where a request leaves it out).
+func (c OnConflict) Valid() bool { return c == OnConflictExisting || c == OnConflictError }
+
 // Limits on a unique key and its window.
 const (
 	// MaxUniqueKey bounds a unique key's length in bytes.

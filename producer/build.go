@@ -221,11 +221,10 @@ func checkUnique(u *jobs.Unique) (*jobs.Unique, error) {
 	case out.For.Std() < time.Second || out.For.Std() > jobs.MaxUniqueFor:
 		return nil, refuse("invalid_field", "unique.for", "unique.for must be from 1s to %s (30 days)", jobs.MaxUniqueFor)
 	}
-	switch out.OnConflict {
-	case "":
+	switch {
+	case out.OnConflict == "":
 		out.OnConflict = jobs.OnConflictExisting
-	case jobs.OnConflictExisting, jobs.OnConflictError:
-	default:
+	case !out.OnConflict.Valid():
 		return nil, refuse("invalid_field", "unique.on_conflict", "unique.on_conflict must be existing or error, got %q", out.OnConflict)
 	}
 	return &out, nil
