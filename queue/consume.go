@@ -524,22 +524,30 @@ func (b *Broker) runSubscriptions(ctx context.Context, s *session, q string, opt
 	ended := make(chan *subscription, 2)
 	forward := func(sub *subscription) {
 		forwarders.Go(func() {
+			// A pause's: never handed out, they go back to the queue once
+			// the deliveries end (the broker's cancel-ok). Requeued
+			// before, one could be delivered to this consumer again, its
+			// cancel not yet taken, and go back twice.
+			var back []uint64
 			for d := range sub.deliveries {
 				sub.acks.delivered()
 				full.Store(sub.acks.unsent() >= sub.prefetch)
 				select {
-				case <-sub.held: // paused: never handed out, so back once
-					_ = sub.acks.nack(d.DeliveryTag, true)
+				case <-sub.held:
+					back = append(back, d.DeliveryTag)
 					continue
 				default:
 				}
 				select {
 				case merged <- Delivery{d: d, acks: sub.acks}:
 				case <-sub.held:
-					_ = sub.acks.nack(d.DeliveryTag, true)
+					back = append(back, d.DeliveryTag)
 				case <-ctx.Done(): // the handlers take no more
 					_ = sub.acks.nack(d.DeliveryTag, true)
 				}
+			}
+			for _, tag := range back {
+				_ = sub.acks.nack(tag, true)
 			}
 			ended <- sub
 		})
